@@ -1,0 +1,83 @@
+//! `cargo xtask`: repository chores that are not part of the published crates.
+//!
+//! Arguments are matched by hand (no clap) to keep the tool small; each subcommand is one
+//! function returning the process exit code.
+
+#![allow(
+    clippy::result_large_err,
+    reason = "an error ends the process, so its size on the cold path does not matter"
+)]
+
+mod merge;
+mod overlay;
+mod spec_io;
+
+use std::process::ExitCode;
+
+use similar::TextDiff;
+
+use crate::merge::{MergeError, Summary};
+use crate::spec_io::OUTPUT;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  merge   merge openapi/sources/*.json and openapi/overlay.json into openapi/marketap.json
+  check   exit 1 with a diff if openapi/marketap.json is not what `merge` would write
+  help    print this message
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["merge"] => merge(),
+        ["check"] => check(),
+        // Further subcommands (e.g. `bench`) get an arm here.
+        [] | ["help" | "--help" | "-h"] => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprint!(
+                "error: unexpected arguments `{}`\n\n{USAGE}",
+                args.join(" ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+fn merge() -> Result<ExitCode, MergeError> {
+    let root = spec_io::repo_root();
+    let generated = spec_io::generate(&root)?;
+    spec_io::write_output(&root, &generated.text)?;
+    println!("wrote {OUTPUT}: {}", Summary::of(&generated.document));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check() -> Result<ExitCode, MergeError> {
+    let root = spec_io::repo_root();
+    let fresh = spec_io::generate(&root)?.text;
+    let committed = spec_io::read_output(&root)?;
+    if committed.as_deref() == Some(fresh.as_str()) {
+        println!("{OUTPUT} is up to date");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if committed.is_none() {
+        println!("{OUTPUT} is missing");
+    }
+    let diff = TextDiff::from_lines(committed.as_deref().unwrap_or(""), &fresh);
+    let header = (
+        "openapi/marketap.json (committed)",
+        "cargo xtask merge (now)",
+    );
+    print!("{}", diff.unified_diff().header(header.0, header.1));
+    eprintln!("error: {OUTPUT} is out of date; run `cargo xtask merge` and commit the result");
+    Ok(ExitCode::FAILURE)
+}
