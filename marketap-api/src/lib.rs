@@ -83,7 +83,8 @@ impl Auth {
     /// key cannot be a header value (it holds a newline or another control
     /// character); the error does not contain the key.
     pub fn bearer(api_key: &str) -> Result<Self, reqwest::header::InvalidHeaderValue> {
-        let mut authorization = reqwest::header::HeaderValue::try_from(format!("Bearer {api_key}"))?;
+        let mut authorization =
+            reqwest::header::HeaderValue::try_from(format!("Bearer {api_key}"))?;
         authorization.set_sensitive(true);
         Ok(Self { authorization })
     }

@@ -17,7 +17,10 @@ fn client(server: &MockServer) -> Client {
 /// `call`, and checks the mock matched exactly once.
 async fn assert_accepts<F>(path: &str, body: Value, call: F)
 where
-    F: AsyncFnOnce(Client) -> Result<progenitor_client::ResponseValue<()>, Error<types::IngestionResponse>>,
+    F: AsyncFnOnce(
+        Client,
+    )
+        -> Result<progenitor_client::ResponseValue<()>, Error<types::IngestionResponse>>,
 {
     let server = MockServer::start_async().await;
     let mock = server
@@ -39,9 +42,15 @@ where
 /// Checks 400 and 401 come back as the typed error body and 503 keeps its status.
 async fn assert_error_mapping<F>(path: &str, call: F)
 where
-    F: AsyncFn(Client) -> Result<progenitor_client::ResponseValue<()>, Error<types::IngestionResponse>>,
+    F: AsyncFn(
+        Client,
+    )
+        -> Result<progenitor_client::ResponseValue<()>, Error<types::IngestionResponse>>,
 {
-    for (status, code, message) in [(400, 4001, "invalid user_id"), (401, 4010, "invalid api key")] {
+    for (status, code, message) in [
+        (400, 4001, "invalid user_id"),
+        (401, 4010, "invalid api key"),
+    ] {
         let server = MockServer::start_async().await;
         server
             .mock_async(|when, then| {
@@ -112,8 +121,10 @@ async fn collect_bulk_user_events() {
         c.collect_bulk_user_events(PROJECT, &body).await
     })
     .await;
-    assert_error_mapping("/v1/api/events", async |c| c.collect_bulk_user_events(PROJECT, &body).await)
-        .await;
+    assert_error_mapping("/v1/api/events", async |c| {
+        c.collect_bulk_user_events(PROJECT, &body).await
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -142,13 +153,18 @@ async fn update_bulk_user_profiles() {
 
 #[tokio::test]
 async fn request_user_profile_deletion() {
-    let body = types::DeleteUserProfileReq { user_id: "u1".into() };
+    let body = types::DeleteUserProfileReq {
+        user_id: "u1".into(),
+    };
     let path = "/v1/api/profile/user/deletion-job";
     assert_accepts(path, json!({ "user_id": "u1" }), async |c| {
         c.request_user_profile_deletion(PROJECT, &body).await
     })
     .await;
-    assert_error_mapping(path, async |c| c.request_user_profile_deletion(PROJECT, &body).await).await;
+    assert_error_mapping(path, async |c| {
+        c.request_user_profile_deletion(PROJECT, &body).await
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -197,9 +213,14 @@ async fn update_bulk_device_profiles() {
         { "device": { "token": "apns-token", "platform": "IOS" } }
     ]});
     let path = "/v1/api/profile/user/device/bulk";
-    assert_accepts(path, expected, async |c| c.update_bulk_device_profiles(PROJECT, &body).await)
-        .await;
-    assert_error_mapping(path, async |c| c.update_bulk_device_profiles(PROJECT, &body).await).await;
+    assert_accepts(path, expected, async |c| {
+        c.update_bulk_device_profiles(PROJECT, &body).await
+    })
+    .await;
+    assert_error_mapping(path, async |c| {
+        c.update_bulk_device_profiles(PROJECT, &body).await
+    })
+    .await;
 }
 
 /// The typed mock generated from the same spec matches what the client sends.
@@ -211,7 +232,10 @@ async fn typed_mock_matches_the_client() {
         when.project_id(PROJECT).body(&body);
         then.accepted();
     });
-    client(&server).collect_bulk_user_events(PROJECT, &body).await.unwrap();
+    client(&server)
+        .collect_bulk_user_events(PROJECT, &body)
+        .await
+        .unwrap();
     accepted.assert();
 
     let rejected = server.update_bulk_user_profiles(|when, then| {
@@ -222,7 +246,10 @@ async fn typed_mock_matches_the_client() {
         });
     });
     let body = types::UpdateBulkUserProfileReq { profiles: vec![] };
-    let err = client(&server).update_bulk_user_profiles(PROJECT, &body).await.unwrap_err();
+    let err = client(&server)
+        .update_bulk_user_profiles(PROJECT, &body)
+        .await
+        .unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
     rejected.assert();
 }

@@ -58,6 +58,11 @@ pub enum Error {
     /// The request could not be sent or its response not read.
     #[error("transport error: {0}")]
     Transport(#[source] reqwest::Error),
+
+    /// Given up before the server accepted it: the ingestor's shutdown
+    /// deadline passed while the request was in flight or still queued.
+    #[error("not delivered: the shutdown deadline passed first")]
+    Cancelled,
 }
 
 impl Error {
@@ -201,11 +206,22 @@ pub enum ValidationError {
 
 impl ValidationError {
     pub(crate) fn empty(field: &'static str, value: &str) -> Self {
-        ValidationError::Empty { field, value: echo(value) }
+        ValidationError::Empty {
+            field,
+            value: echo(value),
+        }
     }
 
-    pub(crate) fn config(field: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
-        ValidationError::Config { field, value: echo(&value.to_string()), reason: reason.into() }
+    pub(crate) fn config(
+        field: &'static str,
+        value: impl ToString,
+        reason: impl Into<String>,
+    ) -> Self {
+        ValidationError::Config {
+            field,
+            value: echo(&value.to_string()),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -1,2 +1,61 @@
-//! Placeholder; filled in by the ext-client issue.
+//! The Marketap client to use: send events, user profiles, device push
+//! tokens and deletion requests from a server to Marketap.
+//!
+//! A thin hand-written layer over the generated [`marketap_api`] client:
+//! - [`Marketap`]: configured once ([`Config`], or [`Marketap::from_env`]);
+//!   the API key and project id go on every request.
+//! - [`Event`], [`UserProfile`], [`Device`], [`UserDeletion`]: validated
+//!   items, built with builders, checked before anything goes on the wire.
+//! - Batch calls ([`Marketap::send_events`], [`Marketap::update_profiles`],
+//!   [`Marketap::update_devices`], [`Marketap::delete_users`],
+//!   [`Marketap::send_stream`]) split any number of items into requests of
+//!   at most 1,000, keep a bounded number in flight, retry what is worth
+//!   retrying ([`RetryConfig`]) and report every item that was not
+//!   accepted ([`BatchReport`]).
+//! - [`Timestamp`]: one instant from chrono, `SystemTime`, Unix time or
+//!   ISO 8601 with an offset; a string without one is refused, never
+//!   guessed.
+//! - [`taxonomy`]: Marketap's reserved `mkt_` names; [`TrackEvent`] and
+//!   [`TrackingPlan`] for typed events.
+//!
+//! ```no_run
+//! use marketap_ext::{Event, Marketap, taxonomy::event};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Marketap::from_env()?;
+//! let login = Event::builder("user-42", event::LOGIN).build()?;
+//! let report = client.send_events([login]).await.into_result()?;
+//! println!("{report}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Delivery is at least once: a request retried after a lost response may
+//! be counted twice, because the API has no de-duplication id.
+
+#![warn(missing_docs)]
+
+mod batch;
+mod client;
+mod config;
+mod error;
+mod item;
+mod properties;
+mod retry;
+pub mod taxonomy;
+pub mod timestamp;
+mod typed;
+
+pub use batch::{BatchError, BatchReport, FailedBatch};
+pub use client::Marketap;
+pub use config::{ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, MAX_BATCH_SIZE, USER_AGENT};
+pub use error::{Error, ValidationError};
+pub use item::{
+    Device, DeviceBuilder, Event, EventBuilder, Item, Platform, UserDeletion, UserProfile,
+    UserProfileBuilder,
+};
 pub use marketap_api as api;
+pub use properties::MAX_ITEM_BYTES;
+pub use retry::RetryConfig;
+pub use timestamp::{IntoTimestamp, Timestamp};
+pub use typed::{TrackEvent, TrackingPlan};

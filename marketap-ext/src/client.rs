@@ -1,0 +1,138 @@
+//! [`Marketap`], the client: built once from a [`Config`], cheap to clone,
+//! and the home of the calls people make. It wires the API key and project
+//! id into every request so callers never pass them, and keeps the
+//! generated client reachable through [`Marketap::raw`].
+
+use std::{fmt, sync::Arc};
+
+use futures::stream;
+
+use crate::{
+    batch::BatchReport,
+    config::{BatchConfig, Config},
+    error::{Error, ValidationError},
+    item::{Device, Event, UserDeletion, UserProfile},
+    retry::RetryConfig,
+};
+
+/// The Marketap client. Clones share one connection pool.
+///
+/// ```no_run
+/// use marketap_ext::{Event, Marketap};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Marketap::from_env()?;
+/// let event = Event::builder("user-42", "mkt_login").build()?;
+/// client.send_events([event]).await.into_result()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Marketap {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub api: marketap_api::Client,
+    pub project_id: String,
+    pub retry: RetryConfig,
+    pub batch: BatchConfig,
+}
+
+impl fmt::Debug for Marketap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Marketap")
+            .field(
+                "base_url",
+                &marketap_api::ClientInfo::baseurl(&self.inner.api),
+            )
+            .field("project_id", &self.inner.project_id)
+            .field("retry", &self.inner.retry)
+            .field("batch", &self.inner.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Marketap {
+    /// A client for `config`. Every setting is checked here; nothing is
+    /// sent.
+    pub fn new(config: Config) -> Result<Self, ValidationError> {
+        let api = config.build_api()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                api,
+                project_id: config.project_id().to_owned(),
+                retry: *config.retry(),
+                batch: *config.batch(),
+            }),
+        })
+    }
+
+    /// A client from `MARKETAP_API_KEY`, `MARKETAP_PROJECT_ID` and,
+    /// optionally, `MARKETAP_BASE_URL`.
+    pub fn from_env() -> Result<Self, ValidationError> {
+        Self::new(Config::from_env()?)
+    }
+
+    /// The generated client, with authentication wired in, for calls of
+    /// your own. Pass [`project_id`](Self::project_id) to each.
+    pub fn raw(&self) -> &marketap_api::Client {
+        &self.inner.api
+    }
+
+    /// The project every request is for.
+    pub fn project_id(&self) -> &str {
+        &self.inner.project_id
+    }
+
+    /// Sends events: any number, in requests of at most 1,000.
+    pub async fn send_events(&self, events: impl IntoIterator<Item = Event>) -> BatchReport<Event> {
+        self.send_stream(stream::iter(events)).await
+    }
+
+    /// Updates user profiles: any number, in requests of at most 1,000.
+    pub async fn update_profiles(
+        &self,
+        profiles: impl IntoIterator<Item = UserProfile>,
+    ) -> BatchReport<UserProfile> {
+        self.send_stream(stream::iter(profiles)).await
+    }
+
+    /// Updates device push tokens: any number, in requests of at most 1,000.
+    pub async fn update_devices(
+        &self,
+        devices: impl IntoIterator<Item = Device>,
+    ) -> BatchReport<Device> {
+        self.send_stream(stream::iter(devices)).await
+    }
+
+    /// Requests deletion of users' profiles. One id goes to the
+    /// single-deletion endpoint, several to the bulk one. Every id is
+    /// checked before anything is sent; an empty list is an error.
+    pub async fn delete_users<I>(
+        &self,
+        user_ids: I,
+    ) -> Result<BatchReport<UserDeletion>, ValidationError>
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let deletions = user_ids
+            .into_iter()
+            .map(UserDeletion::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        if deletions.is_empty() {
+            return Err(ValidationError::empty("user_ids", "[]"));
+        }
+        Ok(self.send_stream(stream::iter(deletions)).await)
+    }
+
+    /// Requests deletion of one user's profile.
+    pub async fn delete_user(&self, user_id: impl Into<String>) -> Result<(), Error> {
+        let deletion = UserDeletion::new(user_id)?;
+        self.send_batch(vec![deletion])
+            .await
+            .map(drop)
+            .map_err(|failed| failed.error)
+    }
+}

@@ -1,0 +1,332 @@
+//! Client configuration: the API key (a secret that never prints), the
+//! project, where to send, timeouts, and the retry and batching settings.
+//! [`Config::validate`] turns it into what the client runs on, or a
+//! [`ValidationError`] naming the setting.
+
+use std::{fmt, time::Duration};
+
+use reqwest::Url;
+
+use crate::{
+    error::{ValidationError, require_non_empty},
+    retry::RetryConfig,
+};
+
+/// Marketap's production server.
+pub const DEFAULT_BASE_URL: &str = "https://event.marketap.io";
+
+/// The most items the API takes in one request (events, profiles, devices).
+pub const MAX_BATCH_SIZE: usize = 1000;
+
+/// `User-Agent` of the requests this SDK sends.
+pub const USER_AGENT: &str = concat!("marketap-rust/", env!("CARGO_PKG_VERSION"));
+
+const MAX_IN_FLIGHT: usize = 64;
+const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A Marketap server API key. `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key itself, for code that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> Self {
+        Self(key)
+    }
+}
+
+impl From<&str> for ApiKey {
+    fn from(key: &str) -> Self {
+        Self(key.to_owned())
+    }
+}
+
+/// How the batch calls split and send their items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Items per request: 1 to [`MAX_BATCH_SIZE`]. Default 1,000.
+    pub max_batch_size: usize,
+    /// Requests in flight at once: 1 to 64. Default 4.
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: MAX_BATCH_SIZE,
+            max_in_flight: 4,
+        }
+    }
+}
+
+impl BatchConfig {
+    pub(crate) fn validate(&self) -> Result<(), ValidationError> {
+        if !(1..=MAX_BATCH_SIZE).contains(&self.max_batch_size) {
+            return Err(ValidationError::config(
+                "batch.max_batch_size",
+                self.max_batch_size,
+                format!("must be 1 to {MAX_BATCH_SIZE}, the API's limit per request"),
+            ));
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return Err(ValidationError::config(
+                "batch.max_in_flight",
+                self.max_in_flight,
+                format!("must be 1 to {MAX_IN_FLIGHT}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything a [`Marketap`](crate::Marketap) client needs.
+///
+/// ```
+/// use std::time::Duration;
+/// use marketap_ext::{Config, RetryConfig};
+///
+/// let config = Config::new("my-api-key", "my-project")
+///     .with_request_timeout(Duration::from_secs(10))
+///     .with_retry(RetryConfig { max_attempts: 5, ..RetryConfig::default() });
+/// assert_eq!(format!("{:?}", config.api_key()), "ApiKey(***)");
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    api_key: ApiKey,
+    project_id: String,
+    base_url: String,
+    allow_insecure_http: bool,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    http_client: Option<reqwest::Client>,
+    retry: RetryConfig,
+    batch: BatchConfig,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("api_key", &self.api_key)
+            .field("project_id", &self.project_id)
+            .field("base_url", &self.base_url)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("http_client", &self.http_client.as_ref().map(|_| "custom"))
+            .field("retry", &self.retry)
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl Config {
+    /// A configuration for `project_id` with the production server and
+    /// default timeouts (connect 10 s, request 30 s), retries and batching.
+    pub fn new(api_key: impl Into<ApiKey>, project_id: impl Into<String>) -> Self {
+        Self {
+            api_key: api_key.into(),
+            project_id: project_id.into(),
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            allow_insecure_http: false,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            http_client: None,
+            retry: RetryConfig::default(),
+            batch: BatchConfig::default(),
+        }
+    }
+
+    /// Reads `MARKETAP_API_KEY`, `MARKETAP_PROJECT_ID` and, optionally,
+    /// `MARKETAP_BASE_URL`. A missing or empty required variable is an error
+    /// naming it.
+    pub fn from_env() -> Result<Self, ValidationError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) over any lookup, so tests need not touch
+    /// the process environment.
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ValidationError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|value| !value.trim().is_empty())
+                .ok_or(ValidationError::MissingEnv { name })
+        };
+        let mut config = Self::new(
+            required("MARKETAP_API_KEY")?,
+            required("MARKETAP_PROJECT_ID")?,
+        );
+        if let Some(url) = lookup("MARKETAP_BASE_URL").filter(|url| !url.trim().is_empty()) {
+            config.base_url = url;
+        }
+        Ok(config)
+    }
+
+    /// Sends to `base_url` instead of production. Plain `http` is accepted
+    /// only for loopback hosts unless [`allow_insecure_http`](Self::allow_insecure_http).
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Accepts a plain-`http` base URL on a non-loopback host (the key then
+    /// crosses the network unencrypted).
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    /// Time to establish a connection (default 10 s). Applies to the HTTP
+    /// client this crate builds, not to one given with
+    /// [`with_http_client`](Self::with_http_client).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time for a whole request, one attempt (default 30 s). Applies to the
+    /// HTTP client this crate builds, not to one given with
+    /// [`with_http_client`](Self::with_http_client).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Uses your own `reqwest::Client` (proxies, TLS roots, a shared pool).
+    /// The `Authorization` header is still added to each request; its own
+    /// timeouts and user agent apply.
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Retry policy for every request.
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Batch size and concurrency of the batch calls.
+    pub fn with_batch(mut self, batch: BatchConfig) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// The API key (prints as `***`).
+    pub fn api_key(&self) -> &ApiKey {
+        &self.api_key
+    }
+
+    /// The project id.
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    /// The batching settings.
+    pub fn batch(&self) -> &BatchConfig {
+        &self.batch
+    }
+
+    /// Checks every setting and builds the generated client. Nothing is
+    /// sent.
+    pub(crate) fn build_api(&self) -> Result<marketap_api::Client, ValidationError> {
+        require_non_empty("project_id", &self.project_id)?;
+        let auth = marketap_api::Auth::bearer(self.api_key.expose())
+            .ok()
+            .filter(|_| !self.api_key.expose().trim().is_empty())
+            .ok_or(ValidationError::InvalidApiKey)?;
+        let base_url = self.checked_base_url()?;
+        self.retry.validate()?;
+        self.batch.validate()?;
+        for (field, timeout) in [
+            ("connect_timeout", self.connect_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return Err(ValidationError::config(
+                    field,
+                    format!("{timeout:?}"),
+                    format!("must be more than zero and at most {MAX_TIMEOUT:?}"),
+                ));
+            }
+        }
+
+        let http = match &self.http_client {
+            Some(client) => client.clone(),
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .timeout(self.request_timeout)
+                .user_agent(USER_AGENT)
+                .build()
+                .map_err(|e| ValidationError::config("http_client", "default", e.to_string()))?,
+        };
+        Ok(marketap_api::Client::new_with_client(&base_url, http, auth))
+    }
+
+    /// The base URL without a trailing slash, if it is absolute, `http(s)`,
+    /// and not plain `http` to a remote host without an explicit opt-in.
+    fn checked_base_url(&self) -> Result<String, ValidationError> {
+        let raw = self.base_url.trim_end_matches('/');
+        let invalid = |reason: &str| ValidationError::config("base_url", raw, reason);
+        let url = Url::parse(raw)
+            .map_err(|e| invalid(&format!("{e} (expected e.g. {DEFAULT_BASE_URL})")))?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("must not have a query or fragment"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid("must not hold credentials"));
+        }
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(&format!(
+                "scheme {:?} is not http or https (expected e.g. {DEFAULT_BASE_URL})",
+                url.scheme()
+            )));
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => return Err(invalid("has no host")),
+        };
+        if url.scheme() == "http" && !loopback && !self.allow_insecure_http {
+            return Err(invalid(
+                "plain http to a non-loopback host would send the API key unencrypted; use https, or Config::allow_insecure_http",
+            ));
+        }
+        Ok(raw.to_owned())
+    }
+}

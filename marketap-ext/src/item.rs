@@ -1,0 +1,612 @@
+//! The four kinds of item the API takes, each a validated wrapper around
+//! its generated wire type: [`Event`], [`UserProfile`], [`Device`] and
+//! [`UserDeletion`]; their builders; [`Platform`]; and the [`Item`] trait
+//! that lets one batching engine send any of them.
+//!
+//! Validation happens in `build()`: once you hold an item, it can go on the
+//! wire. Wrapping the generated types (rather than copying into them) means
+//! sending costs a move, not a conversion.
+
+use std::{fmt::Debug, future::Future};
+
+use marketap_api::{Client, ResponseValue, types};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    error::{ValidationError, require_non_empty},
+    properties,
+    timestamp::{IntoTimestamp, Timestamp},
+    typed::TrackEvent,
+};
+
+/// Something the batch calls and the ingestor can send: [`Event`],
+/// [`UserProfile`], [`Device`] or [`UserDeletion`].
+///
+/// Serialises to the API's own JSON for one item.
+pub trait Item: wire::Wire + Serialize + Debug + Clone + Send + Sync + 'static {
+    /// The name of the list in the request body (`events`, `profiles`,
+    /// `user_ids`).
+    const FIELD: &'static str;
+}
+
+pub(crate) mod wire {
+    use super::*;
+
+    pub type ApiResult = Result<ResponseValue<()>, marketap_api::Error<types::IngestionResponse>>;
+
+    /// How a list of items becomes one request, and back. Sealed: only this
+    /// crate's items implement it.
+    pub trait Wire: Sized {
+        /// The request body the generated client takes by reference.
+        type Body: Serialize + Send + Sync + 'static;
+        /// The operation, for logs and traces.
+        const OPERATION: &'static str;
+        /// Wraps items into a body: a move, no copy.
+        fn into_body(items: Vec<Self>) -> Self::Body;
+        /// Takes the items back out, to hand a failed request back.
+        fn into_items(body: Self::Body) -> Vec<Self>;
+        /// Posts the body once.
+        fn post<'a>(
+            api: &'a Client,
+            project_id: &'a str,
+            body: &'a Self::Body,
+        ) -> impl Future<Output = ApiResult> + Send + 'a;
+    }
+}
+
+/// Adds a property to `map`, or remembers the first error for `build()`.
+fn insert_property(
+    map: &mut Map<String, Value>,
+    error: &mut Option<ValidationError>,
+    key: String,
+    value: &(impl Serialize + ?Sized),
+) {
+    if error.is_some() {
+        return;
+    }
+    if key.is_empty() {
+        *error = Some(ValidationError::empty("property name", &key));
+        return;
+    }
+    match properties::to_value(&format!("properties.{key}"), value) {
+        Ok(value) => {
+            map.insert(key, value);
+        }
+        Err(e) => *error = Some(e),
+    }
+}
+
+/// Merges an object's fields into `map`, or remembers the first error.
+fn merge_properties(
+    map: &mut Map<String, Value>,
+    error: &mut Option<ValidationError>,
+    value: &(impl Serialize + ?Sized),
+) {
+    if error.is_some() {
+        return;
+    }
+    match properties::to_object("properties", value) {
+        Ok(object) => map.extend(object),
+        Err(e) => *error = Some(e),
+    }
+}
+
+fn timestamp_of(
+    value: impl IntoTimestamp,
+    error: &mut Option<ValidationError>,
+) -> Option<Timestamp> {
+    match value.into_timestamp() {
+        Ok(timestamp) => Some(timestamp),
+        Err(source) => {
+            error.get_or_insert(ValidationError::Timestamp {
+                field: "timestamp",
+                source,
+            });
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+/// One user event. Build it with [`Event::builder`] or [`Event::typed`].
+///
+/// ```
+/// use marketap_ext::{Event, taxonomy::{event, event_property}};
+///
+/// let event = Event::builder("user-42", event::PURCHASE)
+///     .property(event_property::REVENUE, 42_000)
+///     .property(event_property::ORDER_ID, "order-7")
+///     .timestamp("2025-01-17T05:39:22+09:00")
+///     .build()?;
+/// assert_eq!(event.timestamp().unwrap().to_string(), "2025-01-16T20:39:22Z");
+/// # Ok::<(), marketap_ext::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Event(types::CreateEventReq);
+
+/// Builds an [`Event`]; errors surface in [`build`](Self::build).
+#[derive(Debug, Clone)]
+#[must_use = "call .build() to get the event"]
+pub struct EventBuilder {
+    raw: types::CreateEventReq,
+    error: Option<ValidationError>,
+}
+
+impl Event {
+    /// An event named `event_name` for `user_id`.
+    pub fn builder(user_id: impl Into<String>, event_name: impl Into<String>) -> EventBuilder {
+        EventBuilder {
+            raw: types::CreateEventReq {
+                user_id: user_id.into(),
+                event_name: event_name.into(),
+                properties: Map::new(),
+                timestamp: None,
+            },
+            error: None,
+        }
+    }
+
+    /// An event from your own type: its name is `E::NAME` and its fields are
+    /// the properties. See [`TrackEvent`].
+    pub fn typed<E: TrackEvent>(user_id: impl Into<String>, event: &E) -> EventBuilder {
+        Self::builder(user_id, E::NAME).properties(event)
+    }
+
+    /// Validates an event in the generated wire type, e.g. one read back
+    /// from a dead-letter file.
+    pub fn from_raw(raw: types::CreateEventReq) -> Result<Self, ValidationError> {
+        EventBuilder { raw, error: None }.build()
+    }
+
+    /// Who did it.
+    pub fn user_id(&self) -> &str {
+        &self.0.user_id
+    }
+
+    /// What they did.
+    pub fn event_name(&self) -> &str {
+        &self.0.event_name
+    }
+
+    /// Its properties.
+    pub fn properties(&self) -> &Map<String, Value> {
+        &self.0.properties
+    }
+
+    /// When it happened, if set (the server uses arrival time otherwise).
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        self.0.timestamp.map(Timestamp::from)
+    }
+
+    /// The generated wire type.
+    pub fn as_raw(&self) -> &types::CreateEventReq {
+        &self.0
+    }
+
+    /// The generated wire type, by value.
+    pub fn into_raw(self) -> types::CreateEventReq {
+        self.0
+    }
+}
+
+impl EventBuilder {
+    /// Sets one property. `value` may be anything `Serialize`; a NaN or
+    /// infinite number is an error.
+    pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
+        insert_property(
+            &mut self.raw.properties,
+            &mut self.error,
+            key.into(),
+            &value,
+        );
+        self
+    }
+
+    /// Sets every field of `properties`, which must serialise to a JSON
+    /// object (a struct, a map, or `serde_json::json!({...})`).
+    pub fn properties(mut self, properties: impl Serialize) -> Self {
+        merge_properties(&mut self.raw.properties, &mut self.error, &properties);
+        self
+    }
+
+    /// When it happened: a chrono `DateTime` in any zone, a `SystemTime`,
+    /// a [`Timestamp`], or an ISO 8601 string with an offset.
+    pub fn timestamp(mut self, timestamp: impl IntoTimestamp) -> Self {
+        self.raw.timestamp = timestamp_of(timestamp, &mut self.error).map(Timestamp::into_datetime);
+        self
+    }
+
+    /// The event, or the first problem found.
+    pub fn build(self) -> Result<Event, ValidationError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        require_non_empty("user_id", &self.raw.user_id)?;
+        require_non_empty("event_name", &self.raw.event_name)?;
+        properties::check_size("event", &self.raw)?;
+        Ok(Event(self.raw))
+    }
+}
+
+impl Item for Event {
+    const FIELD: &'static str = "events";
+}
+
+impl wire::Wire for Event {
+    type Body = types::CreateBulkEventReq;
+    const OPERATION: &'static str = "collect_bulk_user_events";
+
+    fn into_body(items: Vec<Self>) -> Self::Body {
+        types::CreateBulkEventReq {
+            events: items.into_iter().map(|item| item.0).collect(),
+        }
+    }
+
+    fn into_items(body: Self::Body) -> Vec<Self> {
+        body.events.into_iter().map(Self).collect()
+    }
+
+    fn post<'a>(
+        api: &'a Client,
+        project_id: &'a str,
+        body: &'a Self::Body,
+    ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
+        api.collect_bulk_user_events(project_id, body)
+    }
+}
+
+// --------------------------------------------------------------- profiles
+
+/// A user's profile properties. Build it with [`UserProfile::builder`].
+///
+/// ```
+/// use marketap_ext::{UserProfile, taxonomy::user_property};
+///
+/// let profile = UserProfile::builder("user-42")
+///     .property(user_property::EMAIL, "jane@example.com")
+///     .property(user_property::EMAIL_OPT_IN, true)
+///     .build()?;
+/// assert_eq!(profile.properties().len(), 2);
+/// # Ok::<(), marketap_ext::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct UserProfile(types::BulkUserProfile);
+
+/// Builds a [`UserProfile`]; errors surface in [`build`](Self::build).
+#[derive(Debug, Clone)]
+#[must_use = "call .build() to get the profile"]
+pub struct UserProfileBuilder {
+    raw: types::BulkUserProfile,
+    error: Option<ValidationError>,
+}
+
+impl UserProfile {
+    /// A profile update for `user_id`.
+    pub fn builder(user_id: impl Into<String>) -> UserProfileBuilder {
+        UserProfileBuilder {
+            raw: types::BulkUserProfile {
+                user_id: user_id.into(),
+                properties: Map::new(),
+            },
+            error: None,
+        }
+    }
+
+    /// Validates a profile in the generated wire type.
+    pub fn from_raw(raw: types::BulkUserProfile) -> Result<Self, ValidationError> {
+        UserProfileBuilder { raw, error: None }.build()
+    }
+
+    /// Whose profile.
+    pub fn user_id(&self) -> &str {
+        &self.0.user_id
+    }
+
+    /// The properties to set.
+    pub fn properties(&self) -> &Map<String, Value> {
+        &self.0.properties
+    }
+
+    /// The generated wire type.
+    pub fn into_raw(self) -> types::BulkUserProfile {
+        self.0
+    }
+}
+
+impl UserProfileBuilder {
+    /// Sets one property; a NaN or infinite number is an error.
+    pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
+        insert_property(
+            &mut self.raw.properties,
+            &mut self.error,
+            key.into(),
+            &value,
+        );
+        self
+    }
+
+    /// Sets every field of `properties`, which must serialise to a JSON
+    /// object.
+    pub fn properties(mut self, properties: impl Serialize) -> Self {
+        merge_properties(&mut self.raw.properties, &mut self.error, &properties);
+        self
+    }
+
+    /// The profile, or the first problem found.
+    pub fn build(self) -> Result<UserProfile, ValidationError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        require_non_empty("user_id", &self.raw.user_id)?;
+        properties::check_size("profile", &self.raw)?;
+        Ok(UserProfile(self.raw))
+    }
+}
+
+impl Item for UserProfile {
+    const FIELD: &'static str = "profiles";
+}
+
+impl wire::Wire for UserProfile {
+    type Body = types::UpdateBulkUserProfileReq;
+    const OPERATION: &'static str = "update_bulk_user_profiles";
+
+    fn into_body(items: Vec<Self>) -> Self::Body {
+        types::UpdateBulkUserProfileReq {
+            profiles: items.into_iter().map(|item| item.0).collect(),
+        }
+    }
+
+    fn into_items(body: Self::Body) -> Vec<Self> {
+        body.profiles.into_iter().map(Self).collect()
+    }
+
+    fn post<'a>(
+        api: &'a Client,
+        project_id: &'a str,
+        body: &'a Self::Body,
+    ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
+        api.update_bulk_user_profiles(project_id, body)
+    }
+}
+
+// ---------------------------------------------------------------- devices
+
+/// A device's push platform, as the API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum Platform {
+    /// `IOS`: an APNs token.
+    #[serde(rename = "IOS")]
+    Ios,
+    /// `ANDROID`: an FCM token.
+    #[serde(rename = "ANDROID")]
+    Android,
+    /// `WEB`: a Web Push endpoint.
+    #[serde(rename = "WEB")]
+    Web,
+}
+
+impl Platform {
+    /// `IOS`, `ANDROID` or `WEB`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Ios => "IOS",
+            Platform::Android => "ANDROID",
+            Platform::Web => "WEB",
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A device push token and its owner. Build it with [`Device::builder`].
+///
+/// ```
+/// use marketap_ext::{Device, Platform};
+///
+/// let device = Device::builder("fcm-token-abc", Platform::Android)
+///     .user_id("user-42")
+///     .opt_in(true)
+///     .build()?;
+/// assert_eq!(device.platform(), "ANDROID");
+/// # Ok::<(), marketap_ext::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Device(types::UpdateDeviceProfileReq);
+
+/// Builds a [`Device`]; errors surface in [`build`](Self::build).
+#[derive(Debug, Clone)]
+#[must_use = "call .build() to get the device"]
+pub struct DeviceBuilder {
+    raw: types::UpdateDeviceProfileReq,
+    error: Option<ValidationError>,
+}
+
+impl Device {
+    /// A device with push `token` (FCM, APNs, or a Web Push endpoint).
+    pub fn builder(token: impl Into<String>, platform: Platform) -> DeviceBuilder {
+        DeviceBuilder {
+            raw: types::UpdateDeviceProfileReq {
+                device: types::ClientDevice {
+                    token: token.into(),
+                    platform: platform.as_str().to_owned(),
+                    opt_in: None,
+                },
+                user_id: None,
+                timestamp: None,
+            },
+            error: None,
+        }
+    }
+
+    /// Validates a device in the generated wire type.
+    pub fn from_raw(raw: types::UpdateDeviceProfileReq) -> Result<Self, ValidationError> {
+        DeviceBuilder { raw, error: None }.build()
+    }
+
+    /// The push token.
+    pub fn token(&self) -> &str {
+        &self.0.device.token
+    }
+
+    /// The platform as sent (`IOS`, `ANDROID`, `WEB`).
+    pub fn platform(&self) -> &str {
+        &self.0.device.platform
+    }
+
+    /// The owner, if set.
+    pub fn user_id(&self) -> Option<&str> {
+        self.0.user_id.as_deref()
+    }
+
+    /// The generated wire type.
+    pub fn into_raw(self) -> types::UpdateDeviceProfileReq {
+        self.0
+    }
+}
+
+impl DeviceBuilder {
+    /// The user the device belongs to.
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.raw.user_id = Some(user_id.into());
+        self
+    }
+
+    /// The device's push-marketing consent. Leave unset when unknown: only
+    /// an explicit `false` excludes the user from marketing pushes.
+    pub fn opt_in(mut self, opt_in: bool) -> Self {
+        self.raw.device.opt_in = Some(opt_in);
+        self
+    }
+
+    /// When this was observed; same forms as [`EventBuilder::timestamp`].
+    pub fn timestamp(mut self, timestamp: impl IntoTimestamp) -> Self {
+        self.raw.timestamp = timestamp_of(timestamp, &mut self.error).map(Timestamp::into_datetime);
+        self
+    }
+
+    /// The device, or the first problem found.
+    pub fn build(self) -> Result<Device, ValidationError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        require_non_empty("token", &self.raw.device.token)?;
+        require_non_empty("platform", &self.raw.device.platform)?;
+        if let Some(user_id) = &self.raw.user_id {
+            require_non_empty("user_id", user_id)?;
+        }
+        properties::check_size("device", &self.raw)?;
+        Ok(Device(self.raw))
+    }
+}
+
+impl Item for Device {
+    const FIELD: &'static str = "profiles";
+}
+
+impl wire::Wire for Device {
+    type Body = types::UpdateBulkDeviceProfileReq;
+    const OPERATION: &'static str = "update_bulk_device_profiles";
+
+    fn into_body(items: Vec<Self>) -> Self::Body {
+        types::UpdateBulkDeviceProfileReq {
+            profiles: items.into_iter().map(|item| item.0).collect(),
+        }
+    }
+
+    fn into_items(body: Self::Body) -> Vec<Self> {
+        body.profiles.into_iter().map(Self).collect()
+    }
+
+    fn post<'a>(
+        api: &'a Client,
+        project_id: &'a str,
+        body: &'a Self::Body,
+    ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
+        api.update_bulk_device_profiles(project_id, body)
+    }
+}
+
+// --------------------------------------------------------------- deletion
+
+/// A request to delete one user's profile. One alone goes to the
+/// single-deletion endpoint; several go to the bulk one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UserDeletion(String);
+
+impl UserDeletion {
+    /// Deletion of `user_id`, which must not be empty.
+    pub fn new(user_id: impl Into<String>) -> Result<Self, ValidationError> {
+        let user_id = user_id.into();
+        require_non_empty("user_id", &user_id)?;
+        Ok(Self(user_id))
+    }
+
+    /// The user to delete.
+    pub fn user_id(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The body of a deletion request: one user, or several.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+#[doc(hidden)]
+pub enum DeletionBody {
+    One(types::DeleteUserProfileReq),
+    Many(types::DeleteBulkUserProfileReq),
+}
+
+impl Item for UserDeletion {
+    const FIELD: &'static str = "user_ids";
+}
+
+impl wire::Wire for UserDeletion {
+    type Body = DeletionBody;
+    const OPERATION: &'static str = "request_user_profile_deletion";
+
+    fn into_body(mut items: Vec<Self>) -> Self::Body {
+        if items.len() == 1 {
+            let UserDeletion(user_id) = items.remove(0);
+            DeletionBody::One(types::DeleteUserProfileReq { user_id })
+        } else {
+            DeletionBody::Many(types::DeleteBulkUserProfileReq {
+                user_ids: items.into_iter().map(|item| item.0).collect(),
+            })
+        }
+    }
+
+    fn into_items(body: Self::Body) -> Vec<Self> {
+        match body {
+            DeletionBody::One(req) => vec![Self(req.user_id)],
+            DeletionBody::Many(req) => req.user_ids.into_iter().map(Self).collect(),
+        }
+    }
+
+    fn post<'a>(
+        api: &'a Client,
+        project_id: &'a str,
+        body: &'a Self::Body,
+    ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
+        async move {
+            match body {
+                DeletionBody::One(req) => api.request_user_profile_deletion(project_id, req).await,
+                DeletionBody::Many(req) => {
+                    api.request_bulk_user_profile_deletion(project_id, req)
+                        .await
+                }
+            }
+        }
+    }
+}

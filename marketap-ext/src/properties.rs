@@ -1,0 +1,634 @@
+//! Turns anything `Serialize` into the JSON that goes into an item's
+//! `properties`, refusing what serde_json would silently get wrong (NaN and
+//! infinity, which it turns into `null`) or what is too large to send.
+
+use std::fmt::{Display, Write as _};
+use std::io;
+
+use serde::Serialize;
+use serde::ser;
+use serde_json::{Map, Value};
+
+use crate::error::{ValidationError, echo};
+
+/// The largest serialised item (one event, profile or device) the SDK
+/// sends, in bytes. The API documents no byte limit; 1 MiB matches what
+/// comparable ingestion APIs accept per event. Larger items are rejected
+/// before they go on the wire.
+pub const MAX_ITEM_BYTES: usize = 1024 * 1024;
+
+/// Like [`serde_json::to_value`], but a NaN or infinite float anywhere inside
+/// is [`ValidationError::NonFiniteNumber`], naming its path from `field`
+/// (e.g. `properties.mkt_items[2].mkt_product_price`), and a failing
+/// `Serialize` impl is [`ValidationError::Unserializable`].
+pub(crate) fn to_value<T: Serialize + ?Sized>(
+    field: &str,
+    value: &T,
+) -> Result<Value, ValidationError> {
+    let mut path = field.to_owned();
+    value
+        .serialize(Checker { path: &mut path })
+        .map_err(|found| match found {
+            Found::NonFinite { path, value } => {
+                ValidationError::NonFiniteNumber { field: path, value }
+            }
+            Found::Custom(reason) => unserializable(field, reason),
+        })?;
+    serde_json::to_value(value).map_err(|e| unserializable(field, e))
+}
+
+/// [`to_value`], which must give a JSON object, else
+/// [`ValidationError::NotAnObject`].
+pub(crate) fn to_object<T: Serialize + ?Sized>(
+    field: &str,
+    value: &T,
+) -> Result<Map<String, Value>, ValidationError> {
+    match to_value(field, value)? {
+        Value::Object(map) => Ok(map),
+        other => Err(ValidationError::NotAnObject {
+            field: field.to_owned(),
+            found: json_type(&other),
+            value: echo(&other.to_string()),
+        }),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The exact length of `value` as compact JSON, in bytes, counted without
+/// building the JSON; over [`MAX_ITEM_BYTES`] is
+/// [`ValidationError::TooLarge`].
+pub(crate) fn check_size<T: Serialize + ?Sized>(
+    field: &str,
+    value: &T,
+) -> Result<usize, ValidationError> {
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_err(|e| unserializable(field, e))?;
+    match counter.0 {
+        bytes if bytes > MAX_ITEM_BYTES => Err(ValidationError::TooLarge {
+            field: field.to_owned(),
+            bytes,
+            max: MAX_ITEM_BYTES,
+        }),
+        bytes => Ok(bytes),
+    }
+}
+
+fn unserializable(field: &str, reason: impl Display) -> ValidationError {
+    ValidationError::Unserializable {
+        field: field.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// An `io::Write` sink that only counts the bytes written to it.
+struct Counter(usize);
+
+impl io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why [`Checker`] stopped.
+#[derive(Debug, thiserror::Error)]
+enum Found {
+    #[error("`{path}` is {value}")]
+    NonFinite { path: String, value: String },
+    #[error("{0}")]
+    Custom(String),
+}
+
+impl ser::Error for Found {
+    fn custom<M: Display>(msg: M) -> Self {
+        Found::Custom(msg.to_string())
+    }
+}
+
+/// A serializer that builds nothing: it walks the value, keeping the path
+/// to where it is in `path`, and stops at the first non-finite float.
+///
+/// A `Checker` may leave its own segments at the end of `path`; whoever
+/// pushed the segment before it cuts `path` back before pushing the next.
+struct Checker<'a> {
+    path: &'a mut String,
+}
+
+impl<'a> Checker<'a> {
+    fn float(self, value: f64) -> Result<(), Found> {
+        if value.is_finite() {
+            return Ok(());
+        }
+        // Display gives exactly `NaN`, `inf` and `-inf`.
+        Err(Found::NonFinite {
+            path: self.path.clone(),
+            value: value.to_string(),
+        })
+    }
+
+    /// Pushes `.variant`: serde_json puts a variant's content under its name.
+    fn variant(self, variant: &str) -> Self {
+        self.path.push('.');
+        self.path.push_str(variant);
+        self
+    }
+
+    /// The serializer for the elements or fields of a compound value.
+    fn compound(self) -> Result<Compound<'a>, Found> {
+        Ok(Compound {
+            base: self.path.len(),
+            path: self.path,
+            index: 0,
+        })
+    }
+}
+
+macro_rules! fine {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method(self, _: $ty) -> Result<(), Found> {
+            Ok(())
+        })*
+    };
+}
+
+impl<'a> ser::Serializer for Checker<'a> {
+    type Ok = ();
+    type Error = Found;
+    type SerializeSeq = Compound<'a>;
+    type SerializeTuple = Compound<'a>;
+    type SerializeTupleStruct = Compound<'a>;
+    type SerializeTupleVariant = Compound<'a>;
+    type SerializeMap = Compound<'a>;
+    type SerializeStruct = Compound<'a>;
+    type SerializeStructVariant = Compound<'a>;
+
+    fine!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit_struct(&'static str),
+    );
+
+    fn serialize_f32(self, v: f32) -> Result<(), Found> {
+        self.float(v.into())
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<(), Found> {
+        self.float(v)
+    }
+
+    fn serialize_none(self) -> Result<(), Found> {
+        Ok(())
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Found> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<(), Found> {
+        Ok(())
+    }
+
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Found> {
+        Ok(())
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Found> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Found> {
+        value.serialize(self.variant(variant))
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, Found> {
+        self.compound()
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Compound<'a>, Found> {
+        self.compound()
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, Found> {
+        self.compound()
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Compound<'a>, Found> {
+        self.variant(variant).compound()
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, Found> {
+        self.compound()
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, Found> {
+        self.compound()
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Compound<'a>, Found> {
+        self.variant(variant).compound()
+    }
+}
+
+/// Checks the elements or fields of one array or object; `path[..base]` is
+/// the path to the compound value itself.
+struct Compound<'a> {
+    path: &'a mut String,
+    base: usize,
+    index: usize,
+}
+
+impl Compound<'_> {
+    /// Checks `value` at `path[..base]` followed by `segment`.
+    fn child<T: Serialize + ?Sized>(
+        &mut self,
+        segment: impl Display,
+        value: &T,
+    ) -> Result<(), Found> {
+        self.path.truncate(self.base);
+        let _ = write!(self.path, "{segment}"); // cannot fail on a String
+        value.serialize(Checker { path: self.path })
+    }
+
+    /// Checks the next array element, at `[index]`.
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Found> {
+        self.index += 1;
+        self.child(format_args!("[{}]", self.index - 1), value)
+    }
+}
+
+/// Compound serializers whose items are array elements.
+macro_rules! elements {
+    ($($trait:ident::$method:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Found;
+
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Found> {
+                self.element(value)
+            }
+
+            fn end(self) -> Result<(), Found> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+/// Compound serializers whose items are named fields.
+macro_rules! fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Found;
+
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Found> {
+                self.child(format_args!(".{key}"), value)
+            }
+
+            fn end(self) -> Result<(), Found> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+fields!(SerializeStruct, SerializeStructVariant);
+
+impl ser::SerializeMap for Compound<'_> {
+    type Ok = ();
+    type Error = Found;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Found> {
+        self.path.truncate(self.base);
+        self.path.push('.');
+        // Only string keys go into the path. serde_json turns some others
+        // (integers, ...) into strings and refuses the rest, later.
+        match serde_json::to_value(key) {
+            Ok(Value::String(key)) => self.path.push_str(&key),
+            _ => self.path.push('?'),
+        }
+        Ok(())
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Found> {
+        value.serialize(Checker { path: self.path })
+    }
+
+    fn end(self) -> Result<(), Found> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Item {
+        mkt_product_id: &'static str,
+        mkt_product_price: f64,
+    }
+
+    #[derive(Serialize)]
+    struct Purchase {
+        mkt_items: Vec<Item>,
+    }
+
+    fn item(price: f64) -> Item {
+        Item {
+            mkt_product_id: "sku",
+            mkt_product_price: price,
+        }
+    }
+
+    fn non_finite(field: &str, value: &str) -> ValidationError {
+        ValidationError::NonFiniteNumber {
+            field: field.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn nan_at_top_level_of_a_map() {
+        let map = BTreeMap::from([("a", 1.0), ("price", f64::NAN)]);
+        assert_eq!(
+            to_value("properties", &map),
+            Err(non_finite("properties.price", "NaN"))
+        );
+        assert_eq!(
+            to_object("properties", &map),
+            Err(non_finite("properties.price", "NaN"))
+        );
+    }
+
+    #[test]
+    fn infinity_in_a_struct_in_a_vec_names_the_index() {
+        let purchase = Purchase {
+            mkt_items: vec![item(1.5), item(2.0), item(f64::INFINITY)],
+        };
+        assert_eq!(
+            to_object("properties", &purchase),
+            Err(non_finite(
+                "properties.mkt_items[2].mkt_product_price",
+                "inf"
+            )),
+        );
+    }
+
+    #[test]
+    fn f32_negative_infinity() {
+        let map = BTreeMap::from([("list", vec![Some(0.5_f32), None, Some(f32::NEG_INFINITY)])]);
+        assert_eq!(
+            to_object("properties", &map),
+            Err(non_finite("properties.list[2]", "-inf"))
+        );
+    }
+
+    #[test]
+    fn non_finite_in_enum_variants_and_tuples() {
+        #[derive(Serialize)]
+        enum E {
+            New(f64),
+            Tuple(u8, f64),
+            Struct { x: f64 },
+        }
+        assert_eq!(
+            to_value("p", &E::New(f64::NAN)),
+            Err(non_finite("p.New", "NaN"))
+        );
+        assert_eq!(
+            to_value("p", &E::Tuple(1, f64::NAN)),
+            Err(non_finite("p.Tuple[1]", "NaN"))
+        );
+        assert_eq!(
+            to_value("p", &E::Struct { x: f64::NAN }),
+            Err(non_finite("p.Struct.x", "NaN"))
+        );
+        assert_eq!(
+            to_value("p", &(1, (2, f64::NAN))),
+            Err(non_finite("p[1][1]", "NaN"))
+        );
+    }
+
+    #[test]
+    fn non_string_map_keys_show_as_question_marks() {
+        let map = BTreeMap::from([(7, f64::NAN)]);
+        assert_eq!(to_value("p", &map), Err(non_finite("p.?", "NaN")));
+    }
+
+    #[test]
+    fn json_value_object_passes_unchanged() {
+        let value = json!({"a": 1, "b": [1.5, "x", null, {"c": true}], "d": {"e": -2}});
+        assert_eq!(to_value("properties", &value), Ok(value.clone()));
+        assert_eq!(
+            to_object("properties", &value),
+            Ok(value.as_object().unwrap().clone())
+        );
+    }
+
+    #[test]
+    fn finite_values_pass() {
+        let purchase = Purchase {
+            mkt_items: vec![item(0.0), item(-1e300), item(f64::MIN_POSITIVE)],
+        };
+        let expected = json!({"mkt_items": [
+            {"mkt_product_id": "sku", "mkt_product_price": 0.0},
+            {"mkt_product_id": "sku", "mkt_product_price": -1e300},
+            {"mkt_product_id": "sku", "mkt_product_price": f64::MIN_POSITIVE},
+        ]});
+        assert_eq!(to_value("properties", &purchase), Ok(expected));
+
+        let mixed = json!({
+            "int": -3, "big": u64::MAX, "float": 2.5_f32, "s": "hé", "t": true, "n": null,
+            "nested": {"deep": {"list": [1, {"x": 0.1}]}},
+        });
+        assert_eq!(to_value("properties", &mixed), Ok(mixed.clone()));
+        assert_eq!(
+            to_value("properties", &(i128::MAX / 2_i128.pow(64))),
+            Ok(json!(i64::MAX))
+        );
+    }
+
+    #[test]
+    fn non_objects_are_refused_with_their_json_type() {
+        let cases = [
+            (json!([1, 2]), "array", "[1,2]"),
+            (json!("text"), "string", "\"text\""),
+            (json!(4.5), "number", "4.5"),
+            (json!(false), "boolean", "false"),
+            (json!(null), "null", "null"),
+        ];
+        for (value, found, echoed) in cases {
+            assert_eq!(
+                to_object("properties", &value),
+                Err(ValidationError::NotAnObject {
+                    field: "properties".into(),
+                    found,
+                    value: echoed.into(),
+                }),
+            );
+        }
+        let unit: Option<u8> = None;
+        assert!(matches!(
+            to_object("properties", &unit),
+            Err(ValidationError::NotAnObject { found: "null", .. }),
+        ));
+    }
+
+    #[test]
+    fn non_string_map_keys_are_unserializable() {
+        let map = BTreeMap::from([((1, 2), "x")]);
+        let err = to_object("properties", &map).unwrap_err();
+        let ValidationError::Unserializable { field, reason } = &err else {
+            panic!("expected Unserializable, got {err:?}");
+        };
+        assert_eq!(field, "properties");
+        assert!(reason.contains("key must be a string"), "{reason}");
+        assert!(matches!(
+            check_size("properties", &map),
+            Err(ValidationError::Unserializable { field, .. }) if field == "properties",
+        ));
+    }
+
+    #[test]
+    fn failing_serialize_impl_is_unserializable() {
+        struct Fails;
+        impl Serialize for Fails {
+            fn serialize<S: ser::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(ser::Error::custom("boom"))
+            }
+        }
+        assert_eq!(
+            to_value("properties", &BTreeMap::from([("x", Fails)])),
+            Err(ValidationError::Unserializable {
+                field: "properties".into(),
+                reason: "boom".into()
+            }),
+        );
+    }
+
+    #[test]
+    fn ten_megabyte_string_is_too_large() {
+        let value = json!({"description": "x".repeat(10_000_000)});
+        match check_size("properties", &value) {
+            Err(ValidationError::TooLarge { field, bytes, max }) => {
+                assert_eq!(field, "properties");
+                assert!(bytes > 10_000_000, "{bytes}");
+                assert_eq!(bytes, 10_000_000 + r#"{"description":""}"#.len());
+                assert_eq!(max, MAX_ITEM_BYTES);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn size_limit_is_exact() {
+        // `{"s":"…"}` is 8 bytes around the string.
+        let at_limit = BTreeMap::from([("s", "x".repeat(MAX_ITEM_BYTES - 8))]);
+        assert_eq!(check_size("properties", &at_limit), Ok(MAX_ITEM_BYTES));
+        let just_under = BTreeMap::from([("s", "x".repeat(MAX_ITEM_BYTES - 9))]);
+        assert_eq!(
+            check_size("properties", &just_under),
+            Ok(MAX_ITEM_BYTES - 1)
+        );
+        let over = BTreeMap::from([("s", "x".repeat(MAX_ITEM_BYTES - 7))]);
+        assert_eq!(
+            check_size("properties", &over),
+            Err(ValidationError::TooLarge {
+                field: "properties".into(),
+                bytes: MAX_ITEM_BYTES + 1,
+                max: MAX_ITEM_BYTES,
+            }),
+        );
+    }
+
+    #[test]
+    fn size_counts_escapes_and_utf8_bytes() {
+        let accents = BTreeMap::from([("s", "é".repeat(1000))]);
+        assert_eq!(check_size("properties", &accents), Ok(2008));
+        let value = json!({"q": "a\"b\n"});
+        assert_eq!(
+            check_size("properties", &value),
+            Ok(value.to_string().len())
+        );
+        assert_eq!(
+            check_size("properties", &value),
+            Ok(r#"{"q":"a\"b\n"}"#.len())
+        );
+    }
+
+    #[test]
+    fn echo_of_huge_array_is_cut() {
+        let huge: Vec<u32> = (0..1_000_000).collect();
+        let Err(ValidationError::NotAnObject { found, value, .. }) = to_object("properties", &huge)
+        else {
+            panic!("expected NotAnObject");
+        };
+        assert_eq!(found, "array");
+        assert!(value.chars().count() < 300, "{}", value.len());
+        assert!(value.starts_with("[0,1,2,"), "{value}");
+    }
+}
