@@ -15,6 +15,10 @@
 //! - [`Timestamp`]: one instant from chrono, `SystemTime`, Unix time or
 //!   ISO 8601 with an offset; a string without one is refused, never
 //!   guessed.
+//! - [`Ingestor`]: background ingestion for web services. Enqueueing never
+//!   touches the network; a bounded queue pushes back instead of dropping;
+//!   [`Ingestor::shutdown`] drains within a deadline and hands back every
+//!   undelivered item; failures can also go to a [`dead_letter`] file.
 //! - [`taxonomy`]: Marketap's reserved `mkt_` names; [`TrackEvent`] and
 //!   [`TrackingPlan`] for typed events.
 //!
@@ -38,7 +42,9 @@
 mod batch;
 mod client;
 mod config;
+pub mod dead_letter;
 mod error;
+mod ingest;
 mod item;
 mod properties;
 mod retry;
@@ -50,6 +56,9 @@ pub use batch::{BatchError, BatchReport, FailedBatch};
 pub use client::Marketap;
 pub use config::{ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, MAX_BATCH_SIZE, USER_AGENT};
 pub use error::{Error, ValidationError};
+pub use ingest::{
+    EnqueueError, FailureCallback, Ingestor, IngestorConfig, Metrics, ShutdownReport, Undelivered,
+};
 pub use item::{
     Device, DeviceBuilder, Event, EventBuilder, Item, Platform, UserDeletion, UserProfile,
     UserProfileBuilder,

@@ -1,0 +1,509 @@
+//! Delivery under faults, against a loopback server that misbehaves on
+//! purpose: 503, 429 with `Retry-After`, connection resets, stalls past
+//! the client's timeout, and 400 for batches holding a poisoned item. Every
+//! test is bounded in time.
+
+mod support;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use marketap_ext::{
+    BatchConfig, Config, EnqueueError, Error, Event, Ingestor, IngestorConfig, Marketap,
+    RetryConfig, Undelivered, dead_letter,
+};
+use support::{Reply, Request, TestServer};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn client(server: &TestServer, request_timeout: Duration, batch: BatchConfig) -> Marketap {
+    Marketap::new(
+        Config::new("test-key", "proj")
+            .with_base_url(server.url())
+            .with_request_timeout(request_timeout)
+            .with_batch(batch)
+            .with_retry(RetryConfig {
+                max_attempts: 5,
+                initial_backoff: Duration::from_millis(2),
+                max_backoff: Duration::from_millis(20),
+            }),
+    )
+    .unwrap()
+}
+
+fn event(id: usize) -> Event {
+    Event::builder(format!("user-{}", id % 997), "mkt_page_view")
+        .property("id", id)
+        .build()
+        .unwrap()
+}
+
+fn ids(request: &Request) -> Vec<u64> {
+    request
+        .items()
+        .iter()
+        .map(|e| e["properties"]["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn undelivered_ids(undelivered: &Undelivered) -> Vec<u64> {
+    match undelivered {
+        Undelivered::Events(batch) => batch
+            .items
+            .iter()
+            .map(|e| e.properties()["id"].as_u64().unwrap())
+            .collect(),
+        other => panic!("only events were sent: {other:?}"),
+    }
+}
+
+/// What the faulty server accepted, and the bodies it refused with 400.
+#[derive(Default)]
+struct Ledger {
+    accepted: HashMap<u64, usize>,
+    rejected_400: Vec<Vec<u64>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_events_under_faults_lose_none() {
+    const N: usize = 100_000;
+    let poisoned = |id: u64| id % 9_973 == 0;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let ledger = ledger.clone();
+        TestServer::start(move |request| {
+            let ids = ids(request);
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let mut ledger = ledger.lock().unwrap();
+            match n % 10 {
+                0 => Reply::status(503),
+                1 => Reply::status(429).with_header("retry-after", "1"),
+                2 => Reply::Reset,
+                3 => {
+                    // The server took it, but the answer comes too late: the
+                    // client retries, and the server sees it twice.
+                    ids.iter()
+                        .for_each(|id| *ledger.accepted.entry(*id).or_default() += 1);
+                    Reply::Stall
+                }
+                _ if ids.iter().any(|id| poisoned(*id)) => {
+                    ledger.rejected_400.push(ids);
+                    Reply::error(400, 4001, "poisoned item")
+                }
+                _ => {
+                    ids.iter()
+                        .for_each(|id| *ledger.accepted.entry(*id).or_default() += 1);
+                    Reply::accepted()
+                }
+            }
+        })
+        .await
+    };
+
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let callback_failed = failed.clone();
+    let client = client(
+        &server,
+        Duration::from_millis(300),
+        BatchConfig {
+            max_batch_size: 500,
+            max_in_flight: 4,
+        },
+    );
+    let ingestor = client
+        .ingestor(
+            IngestorConfig {
+                capacity: 20_000,
+                flush_interval: Duration::from_millis(50),
+                ..IngestorConfig::default()
+            }
+            .on_failure(move |undelivered| callback_failed.lock().unwrap().push(undelivered)),
+        )
+        .unwrap();
+
+    let started = Instant::now();
+    for id in 0..N {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(30)))
+        .await
+        .expect("bounded");
+    let elapsed = started.elapsed();
+    assert!(!report.deadline_passed);
+
+    let ledger = ledger.lock().unwrap();
+    let failed = failed.lock().unwrap();
+    let handed_back: HashSet<u64> = failed
+        .iter()
+        .chain(&report.undelivered)
+        .flat_map(undelivered_ids)
+        .collect();
+    let lost: Vec<usize> = (0..N)
+        .filter(|id| {
+            !ledger.accepted.contains_key(&(*id as u64)) && !handed_back.contains(&(*id as u64))
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} events lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+
+    // Every poisoned item is handed back with the server's 400.
+    for id in (0..N as u64).filter(|id| poisoned(*id)) {
+        assert!(handed_back.contains(&id), "poisoned {id} not handed back");
+    }
+    let bad_requests: Vec<_> = failed
+        .iter()
+        .filter(|u| u.error().status() == Some(400))
+        .collect();
+    assert!(!bad_requests.is_empty());
+    assert!(bad_requests.iter().all(|u| matches!(
+        u.error(),
+        Error::BadRequest {
+            code: Some(4001),
+            ..
+        }
+    )));
+    // No 400 was retried: no refused body reached the server twice.
+    let distinct: HashSet<&Vec<u64>> = ledger.rejected_400.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        ledger.rejected_400.len(),
+        "a 400 was retried"
+    );
+
+    let metrics = ingestor.metrics();
+    let duplicates: usize = ledger.accepted.values().map(|n| n - 1).sum();
+    assert_eq!(metrics.queued + metrics.in_flight, 0);
+    assert_eq!(metrics.failed as usize, handed_back.len());
+    assert!(metrics.retried > 0);
+    println!(
+        "{N} events in {elapsed:.2?}: {} requests, {} accepted once or more, {} handed back, \
+         {duplicates} duplicates, {} retries",
+        server.requests().len(),
+        ledger.accepted.len(),
+        handed_back.len(),
+        metrics.retried
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_at_once_delivers_or_reports_everything() {
+    const N: usize = 10_000;
+    let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(5))).await;
+    let client = client(&server, Duration::from_secs(5), BatchConfig::default());
+    let ingestor = client
+        .ingestor(IngestorConfig {
+            capacity: N,
+            flush_interval: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .unwrap();
+    for id in 0..N {
+        ingestor.try_track(event(id)).unwrap();
+    }
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(20)))
+        .await
+        .expect("bounded");
+
+    let received: HashSet<u64> = server.requests().iter().flat_map(ids).collect();
+    assert_eq!(report.undelivered_items(), 0, "{report:?}");
+    assert_eq!(report.delivered, N as u64);
+    assert_eq!(received.len(), N);
+    assert_eq!(ingestor.metrics().delivered, N as u64);
+    // After shutdown the queue hands items back.
+    assert!(matches!(
+        ingestor.try_track(event(0)),
+        Err(EnqueueError::Closed(_))
+    ));
+    assert!(matches!(
+        ingestor.track(event(0)).await,
+        Err(EnqueueError::Closed(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_cannot_hold_shutdown_past_its_deadline() {
+    const N: usize = 5_000;
+    let server = TestServer::start(|_| Reply::Stall).await;
+    let client = client(
+        &server,
+        Duration::from_secs(120),
+        BatchConfig {
+            max_batch_size: 1000,
+            max_in_flight: 2,
+        },
+    );
+    let ingestor = client.ingestor(IngestorConfig::default()).unwrap();
+    for id in 0..N {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    // Let requests reach the stalled server.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_millis(500)))
+        .await
+        .expect("bounded");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "shutdown took {elapsed:?}"
+    );
+    assert!(report.deadline_passed);
+
+    let reported: Vec<u64> = report
+        .undelivered
+        .iter()
+        .flat_map(undelivered_ids)
+        .collect();
+    let distinct: HashSet<u64> = reported.iter().copied().collect();
+    assert_eq!(
+        (reported.len(), distinct.len()),
+        (N, N),
+        "each item reported once"
+    );
+    assert!(
+        report
+            .undelivered
+            .iter()
+            .all(|u| matches!(u.error(), Error::Cancelled))
+    );
+    assert!(
+        !server.requests().is_empty(),
+        "requests were in flight at the deadline"
+    );
+    println!("shutdown with a stalled server returned in {elapsed:?}, {N} items reported");
+}
+
+#[tokio::test]
+async fn flush_waits_for_everything_queued_before_it() {
+    let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(20))).await;
+    let client = client(&server, Duration::from_secs(5), BatchConfig::default());
+    let ingestor = client
+        .ingestor(IngestorConfig {
+            flush_interval: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .unwrap();
+    for id in 0..2_500 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    timeout(LIMIT, ingestor.flush()).await.expect("bounded");
+    assert_eq!(ingestor.metrics().delivered, 2_500);
+    assert_eq!(
+        server
+            .requests()
+            .iter()
+            .map(|r| r.items().len())
+            .sum::<usize>(),
+        2_500
+    );
+    // A partial batch is sent by the flush, not held for the interval.
+    assert_eq!(server.requests().len(), 3);
+    assert_eq!(
+        ingestor
+            .shutdown(Duration::from_secs(5))
+            .await
+            .undelivered_items(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_pushes_back_and_hands_items_back() {
+    let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(300))).await;
+    let client = client(
+        &server,
+        Duration::from_secs(5),
+        BatchConfig {
+            max_batch_size: 1,
+            max_in_flight: 1,
+        },
+    );
+    let ingestor = client
+        .ingestor(IngestorConfig {
+            capacity: 2,
+            ..Default::default()
+        })
+        .unwrap();
+
+    // One item in flight, one waiting for the slot, two in the queue: full.
+    let mut full = None;
+    for id in 0..50 {
+        match ingestor.try_track(event(id)) {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(error) => {
+                full = Some((id, error));
+                break;
+            }
+        }
+    }
+    let (id, error) = full.expect("the queue fills");
+    assert!(matches!(&error, EnqueueError::Full(_)));
+    assert_eq!(
+        error.into_inner().properties()["id"],
+        id,
+        "the same item comes back"
+    );
+
+    // The waiting call blocks until there is room, then succeeds.
+    let started = Instant::now();
+    timeout(LIMIT, ingestor.track(event(id)))
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "track waited for room"
+    );
+
+    let report = ingestor.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.undelivered_items(), 0);
+    assert_eq!(report.delivered, id as u64 + 1);
+}
+
+#[tokio::test]
+async fn failures_reach_the_callback_and_the_dead_letter_file_and_can_be_resent() {
+    let refusing = TestServer::start(|_| Reply::error(400, 7, "bad event")).await;
+    let path = std::env::temp_dir().join(format!(
+        "marketap-dead-letter-{}.ndjson",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let client = client(&refusing, Duration::from_secs(5), BatchConfig::default());
+    let ingestor: Ingestor = client
+        .ingestor(
+            IngestorConfig {
+                dead_letter_path: Some(path.clone()),
+                ..Default::default()
+            }
+            .on_failure(move |undelivered| sender.send(undelivered).unwrap()),
+        )
+        .unwrap();
+    for id in 0..3 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    ingestor.flush().await;
+    let undelivered = timeout(LIMIT, receiver.recv())
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert_eq!(undelivered_ids(&undelivered), [0, 1, 2]);
+    assert_eq!(ingestor.metrics().failed, 3);
+    assert_eq!(
+        ingestor
+            .shutdown(Duration::from_secs(5))
+            .await
+            .undelivered_items(),
+        0,
+        "reported once"
+    );
+
+    let letters = dead_letter::read(&path).unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].operation, "collect_bulk_user_events");
+    assert_eq!(letters[0].status, Some(400));
+    assert_eq!(letters[0].body["events"][2]["properties"]["id"], 2);
+
+    let accepting = TestServer::start(|_| Reply::accepted()).await;
+    let client = self::client(&accepting, Duration::from_secs(5), BatchConfig::default());
+    assert_eq!(client.resend(&letters[0]).await.unwrap(), 3);
+    assert_eq!(ids(&accepting.requests()[0]), [0, 1, 2]);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test]
+async fn retries_follow_retry_after_and_stop_at_the_limit() {
+    let server = TestServer::start(|_| Reply::status(503).with_header("retry-after", "0")).await;
+    let client = client(&server, Duration::from_secs(5), BatchConfig::default());
+    let report = client.send_events((0..3).map(event)).await;
+    let failed = &report.failed[0];
+    assert_eq!(failed.attempts, 5);
+    assert!(
+        matches!(failed.error, Error::Status { status: 503, retry_after: Some(d), .. } if d.is_zero())
+    );
+    assert_eq!((server.requests().len(), report.retries), (5, 4));
+
+    let server = TestServer::start(|_| Reply::status(503)).await;
+    let client = Marketap::new(
+        Config::new("k", "p")
+            .with_base_url(server.url())
+            .with_retry(RetryConfig::disabled()),
+    )
+    .unwrap();
+    let report = client.send_events((0..3).map(event)).await;
+    assert_eq!((report.failed[0].attempts, server.requests().len()), (1, 1));
+}
+
+/// A tracing subscriber that keeps the messages of WARN events.
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut text = String::new();
+            event.record(&mut Message(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn dropping_without_shutdown_warns() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let client = client(&server, Duration::from_secs(5), BatchConfig::default());
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let _guard = tracing::subscriber::set_default(Warnings(warnings.clone()));
+
+    let ingestor = client.ingestor(IngestorConfig::default()).unwrap();
+    let clone = ingestor.clone();
+    ingestor.track(event(1)).await.unwrap();
+    drop(ingestor);
+    assert!(
+        warnings.lock().unwrap().is_empty(),
+        "a clone is still alive"
+    );
+    drop(clone);
+    {
+        let warnings = warnings.lock().unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("without shutdown"), "{warnings:?}");
+    }
+
+    let shut = client.ingestor(IngestorConfig::default()).unwrap();
+    shut.shutdown(Duration::from_secs(1)).await;
+    drop(shut);
+    assert_eq!(
+        warnings.lock().unwrap().len(),
+        1,
+        "no warning after a clean shutdown"
+    );
+}
