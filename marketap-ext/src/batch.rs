@@ -5,7 +5,7 @@
 //! Memory stays bounded for a stream of any length: at most
 //! `max_in_flight` requests' worth of items are held at once.
 
-use std::fmt;
+use std::{fmt, sync::OnceLock};
 
 use futures::{Stream, StreamExt, future};
 
@@ -101,10 +101,11 @@ impl<T> fmt::Display for BatchReport<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} accepted, {} failed in {} requests ({} retries)",
+            "{} accepted, {} failed in {} request{} ({} retries)",
             self.accepted,
             self.failed_items(),
             self.requests,
+            if self.requests == 1 { "" } else { "s" },
             self.retries
         )?;
         if let Some(first) = self.failed.first() {
@@ -151,11 +152,36 @@ impl Marketap {
     /// Sends a stream of items of any length: requests of at most
     /// `max_batch_size` items, `max_in_flight` at once. Order within a
     /// request is kept; requests may complete out of order.
+    ///
+    /// After a 401 the key or project is wrong for every request, so the
+    /// rest are not sent: their items come back with the same error.
     pub async fn send_stream<T: Item>(&self, items: impl Stream<Item = T>) -> BatchReport<T> {
         let batch = self.inner.batch;
+        let unauthorized = &OnceLock::new();
         items
             .chunks(batch.max_batch_size)
-            .map(|chunk| self.send_request(chunk, Cancel::never()))
+            .map(|chunk| async move {
+                if let Some((code, message)) = unauthorized.get() {
+                    let error = Error::Unauthorized {
+                        code: *code,
+                        message: Clone::clone(message),
+                    };
+                    return Err(FailedBatch {
+                        items: chunk,
+                        error,
+                        attempts: 0,
+                    });
+                }
+                let sent = self.send_request(chunk, Cancel::never()).await;
+                if let Err(FailedBatch {
+                    error: Error::Unauthorized { code, message },
+                    ..
+                }) = &sent
+                {
+                    let _ = unauthorized.set((*code, message.clone()));
+                }
+                sent
+            })
             .buffer_unordered(batch.max_in_flight)
             .fold(BatchReport::default(), |mut report, sent| {
                 report.record(sent);

@@ -330,3 +330,74 @@ impl Config {
         Ok(raw.to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn from_env_reads_the_three_variables() {
+        let config = Config::from_lookup(lookup(&[
+            ("MARKETAP_API_KEY", "k-1"),
+            ("MARKETAP_PROJECT_ID", "p-1"),
+            ("MARKETAP_BASE_URL", "http://127.0.0.1:8080"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (config.api_key().expose(), config.project_id()),
+            ("k-1", "p-1")
+        );
+        assert_eq!(config.base_url(), "http://127.0.0.1:8080");
+
+        let config = Config::from_lookup(lookup(&[
+            ("MARKETAP_API_KEY", "k"),
+            ("MARKETAP_PROJECT_ID", "p"),
+        ]))
+        .unwrap();
+        assert_eq!(config.base_url(), DEFAULT_BASE_URL);
+    }
+
+    #[test]
+    fn a_missing_or_empty_variable_is_named() {
+        for (vars, missing) in [
+            (&[("MARKETAP_PROJECT_ID", "p")][..], "MARKETAP_API_KEY"),
+            (&[("MARKETAP_API_KEY", "k")][..], "MARKETAP_PROJECT_ID"),
+            (
+                &[("MARKETAP_API_KEY", " "), ("MARKETAP_PROJECT_ID", "p")][..],
+                "MARKETAP_API_KEY",
+            ),
+            (
+                &[("MARKETAP_API_KEY", "k"), ("MARKETAP_PROJECT_ID", "")][..],
+                "MARKETAP_PROJECT_ID",
+            ),
+        ] {
+            let error = Config::from_lookup(lookup(vars)).unwrap_err();
+            assert_eq!(error, ValidationError::MissingEnv { name: missing });
+            assert!(error.to_string().contains(missing));
+        }
+    }
+
+    #[test]
+    fn the_key_prints_as_stars() {
+        let config = Config::new("very-secret", "p");
+        assert_eq!(config.api_key().to_string(), "***");
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn a_trailing_slash_is_dropped_from_the_base_url() {
+        let config = Config::new("k", "p").with_base_url("https://event.marketap.io/");
+        assert_eq!(
+            config.checked_base_url().unwrap(),
+            "https://event.marketap.io"
+        );
+    }
+}

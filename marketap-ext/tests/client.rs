@@ -308,15 +308,29 @@ async fn a_rejected_request_hands_its_items_back_with_the_reason() {
 }
 
 #[tokio::test]
-async fn unauthorized_is_reported_with_code_and_message() {
+async fn unauthorized_is_reported_with_code_and_message_and_stops_the_rest() {
     let server = TestServer::start(|_| Reply::error(401, 1001, "invalid api key")).await;
-    let report = client(&server.url()).send_events(events(3)).await;
-    let failed = &report.failed[0];
-    assert!(
-        matches!(&failed.error, Error::Unauthorized { code: Some(1001), message: Some(m) } if m == "invalid api key")
+    let client = client_with(
+        &server.url(),
+        BatchConfig {
+            max_batch_size: 10,
+            max_in_flight: 1,
+        },
     );
-    assert_eq!(failed.attempts, 1, "401 is never retried");
-    assert_eq!(failed.items.len(), 3);
+    let report = client.send_events(events(45)).await;
+    assert_eq!(
+        (report.accepted, report.failed_items(), report.failed.len()),
+        (0, 45, 5)
+    );
+    for failed in &report.failed {
+        assert!(
+            matches!(&failed.error, Error::Unauthorized { code: Some(1001), message: Some(m) } if m == "invalid api key")
+        );
+    }
+    assert_eq!(report.failed[0].attempts, 1, "401 is never retried");
+    // The key is wrong for every request: after the first 401, no more are sent.
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!((report.requests, report.failed[4].attempts), (1, 0));
 }
 
 #[tokio::test]

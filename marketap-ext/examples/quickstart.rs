@@ -1,0 +1,203 @@
+//! The main job, end to end: events (more than one request's worth),
+//! profiles, devices, one deletion and a bulk deletion, then the background
+//! ingestor. Prints what it sent and the outcome of each; exits non-zero if
+//! anything failed (a wrong key included).
+//!
+//! With `MARKETAP_API_KEY` and `MARKETAP_PROJECT_ID` set it talks to
+//! `MARKETAP_BASE_URL` (default: production). Otherwise it starts an
+//! embedded mock server, generated from the same spec, and says so.
+//!
+//! ```sh
+//! cargo run --example quickstart
+//! ```
+
+use std::{process::ExitCode, time::Duration};
+
+use marketap_api::mock::MockServerExt;
+use marketap_ext::{
+    Config, Device, Event, IngestorConfig, Marketap, Platform, UserProfile,
+    taxonomy::{event, event_property, item_field, user_property},
+};
+use serde_json::json;
+
+const MOCK_KEY: &str = "quickstart-key";
+const MOCK_PROJECT: &str = "quickstart-project";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Keep the mock alive for the whole run.
+    let (config, _mock) = match Config::from_env() {
+        Ok(config) => {
+            println!(
+                "Sending to {} for project {}.",
+                config.base_url(),
+                config.project_id()
+            );
+            (config, None)
+        }
+        Err(why) => {
+            let server = start_mock();
+            println!(
+                "{why}, so this run uses an embedded mock server at {} \
+                 (set MARKETAP_API_KEY and MARKETAP_PROJECT_ID to use the real API).",
+                server.base_url()
+            );
+            (
+                Config::new(MOCK_KEY, MOCK_PROJECT).with_base_url(server.base_url()),
+                Some(server),
+            )
+        }
+    };
+    match run(config).await {
+        Ok(true) => {
+            println!("\nEverything was accepted.");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("\nSome items were not accepted (see above).");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<bool, Box<dyn std::error::Error>> {
+    let client = Marketap::new(config)?;
+    let mut all_ok = true;
+
+    // 2,500 purchases: three requests (1,000 + 1,000 + 500), four in flight.
+    let events = (0..2_500).map(|i| {
+        Event::builder(format!("quickstart-user-{}", i % 50), event::PURCHASE)
+            .property(event_property::ORDER_ID, format!("order-{i}"))
+            .property(event_property::REVENUE, 12_000 + i)
+            .property(
+                event_property::ITEMS,
+                json!([{
+                    item_field::PRODUCT_ID: "sku-1",
+                    item_field::PRODUCT_NAME: "Sneakers",
+                    item_field::PRODUCT_PRICE: 12_000,
+                    item_field::QUANTITY: 1,
+                }]),
+            )
+            .timestamp("2025-01-17T05:39:22+09:00")
+            .build()
+    });
+    let report = client
+        .send_events(events.collect::<Result<Vec<_>, _>>()?)
+        .await;
+    all_ok &= show("events: 2,500 purchases", &report);
+
+    let profiles = (0..50).map(|i| {
+        UserProfile::builder(format!("quickstart-user-{i}"))
+            .property(user_property::EMAIL, format!("user{i}@example.com"))
+            .property(user_property::EMAIL_OPT_IN, true)
+            .property(user_property::GRADE, "gold")
+            .build()
+    });
+    let report = client
+        .update_profiles(profiles.collect::<Result<Vec<_>, _>>()?)
+        .await;
+    all_ok &= show("profiles: 50 users", &report);
+
+    let devices = [
+        Device::builder("fcm-token-quickstart", Platform::Android)
+            .user_id("quickstart-user-1")
+            .opt_in(true)
+            .build()?,
+        Device::builder("apns-token-quickstart", Platform::Ios)
+            .user_id("quickstart-user-2")
+            .build()?,
+    ];
+    let report = client.update_devices(devices).await;
+    all_ok &= show("devices: 2 push tokens", &report);
+
+    match client.delete_user("quickstart-user-49").await {
+        Ok(()) => println!("deletion: quickstart-user-49: accepted"),
+        Err(error) => {
+            println!("deletion: quickstart-user-49: FAILED: {error}");
+            all_ok = false;
+        }
+    }
+
+    let report = client
+        .delete_users(["quickstart-user-47", "quickstart-user-48"])
+        .await?;
+    all_ok &= show("bulk deletion: 2 users", &report);
+
+    // A web service enqueues without waiting on the network, then shuts
+    // down cleanly, getting back anything that was not delivered.
+    let ingestor = client.ingestor(IngestorConfig::default())?;
+    for i in 0..100 {
+        ingestor
+            .track(Event::builder(format!("quickstart-user-{i}"), event::PAGE_VIEW).build()?)
+            .await?;
+    }
+    let report = ingestor.shutdown(Duration::from_secs(10)).await;
+    let undelivered = report.undelivered_items();
+    println!(
+        "ingestor: 100 page views: {} delivered, {undelivered} undelivered{}",
+        report.delivered,
+        report
+            .undelivered
+            .first()
+            .map(|u| format!(" ({})", u.error()))
+            .unwrap_or_default()
+    );
+    all_ok &= undelivered == 0;
+
+    Ok(all_ok)
+}
+
+fn show<T>(what: &str, report: &marketap_ext::BatchReport<T>) -> bool {
+    let verdict = if report.is_success() { "ok" } else { "FAILED" };
+    println!("{what}: {report}: {verdict}");
+    report.is_success()
+}
+
+/// A mock of all five operations that accepts requests carrying the mock
+/// key and project, and answers 401 otherwise.
+fn start_mock() -> httpmock::MockServer {
+    let server = httpmock::MockServer::start();
+    let bearer = format!("Bearer {MOCK_KEY}");
+    server.collect_bulk_user_events(|when, then| {
+        when.project_id(MOCK_PROJECT)
+            .into_inner()
+            .header("authorization", &bearer);
+        then.accepted();
+    });
+    server.update_bulk_user_profiles(|when, then| {
+        when.project_id(MOCK_PROJECT)
+            .into_inner()
+            .header("authorization", &bearer);
+        then.accepted();
+    });
+    server.update_bulk_device_profiles(|when, then| {
+        when.project_id(MOCK_PROJECT)
+            .into_inner()
+            .header("authorization", &bearer);
+        then.accepted();
+    });
+    server.request_user_profile_deletion(|when, then| {
+        when.project_id(MOCK_PROJECT)
+            .into_inner()
+            .header("authorization", &bearer);
+        then.accepted();
+    });
+    server.request_bulk_user_profile_deletion(|when, then| {
+        when.project_id(MOCK_PROJECT)
+            .into_inner()
+            .header("authorization", &bearer);
+        then.accepted();
+    });
+    // Anything else (a wrong key or project) is unauthorized. httpmock
+    // tries mocks in order, so this one is last.
+    server.mock(|_, then| {
+        then.status(401)
+            .header("content-type", "application/json")
+            .json_body(json!({ "code": 401, "message": "invalid api key or project" }));
+    });
+    server
+}

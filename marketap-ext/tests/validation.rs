@@ -1,0 +1,323 @@
+//! Bad input across the public API: each case gets a typed error that names
+//! the field (and the value, where it can be shown), and nothing reaches
+//! the server.
+
+mod support;
+
+use std::time::Duration;
+
+use marketap_ext::{
+    BatchConfig, Config, Device, Error, Event, IngestorConfig, Marketap, Platform, RetryConfig,
+    UserProfile, ValidationError, timestamp::TimestampError,
+};
+use serde::Serialize;
+use serde_json::json;
+use support::{Reply, TestServer};
+
+#[derive(Serialize)]
+struct Item {
+    price: f64,
+}
+
+/// One bad input: what it is, what it produced, and what the message
+/// must mention.
+struct Case {
+    what: &'static str,
+    error: ValidationError,
+    mentions: &'static [&'static str],
+}
+
+fn case(
+    what: &'static str,
+    result: Result<impl std::fmt::Debug, ValidationError>,
+    mentions: &'static [&'static str],
+) -> Case {
+    Case {
+        what,
+        error: result.expect_err(what),
+        mentions,
+    }
+}
+
+fn config(server: &TestServer) -> Config {
+    Config::new("test-key", "proj").with_base_url(server.url())
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let client = Marketap::new(config(&server)).unwrap();
+    let huge = "x".repeat(10 * 1024 * 1024);
+
+    let cases = vec![
+        case(
+            "empty user_id",
+            Event::builder("", "mkt_login").build(),
+            &["user_id"],
+        ),
+        case(
+            "blank event_name",
+            Event::builder("u1", "  ").build(),
+            &["event_name", "\"  \""],
+        ),
+        case(
+            "empty profile user_id",
+            UserProfile::builder("").build(),
+            &["user_id"],
+        ),
+        case(
+            "empty device token",
+            Device::builder("", Platform::Ios).build(),
+            &["token"],
+        ),
+        case(
+            "empty device user_id",
+            Device::builder("t", Platform::Web).user_id("").build(),
+            &["user_id"],
+        ),
+        case(
+            "properties as an array",
+            Event::builder("u1", "e").properties(json!([1, 2])).build(),
+            &["properties", "array", "[1,2]"],
+        ),
+        case(
+            "properties as a string",
+            UserProfile::builder("u1").properties("hello").build(),
+            &["properties", "string", "hello"],
+        ),
+        case(
+            "NaN property",
+            Event::builder("u1", "e")
+                .property("price", f64::NAN)
+                .build(),
+            &["properties.price", "NaN"],
+        ),
+        case(
+            "infinity deep in properties",
+            Event::builder("u1", "e")
+                .property(
+                    "items",
+                    vec![
+                        Item { price: 1.0 },
+                        Item {
+                            price: f64::INFINITY,
+                        },
+                    ],
+                )
+                .build(),
+            &["properties.items[1].price", "inf"],
+        ),
+        case(
+            "empty property name",
+            Event::builder("u1", "e").property("", 1).build(),
+            &["property name"],
+        ),
+        case(
+            "10 MB property value",
+            Event::builder("u1", "e").property("blob", &huge).build(),
+            &["event", "bytes", "1048576"],
+        ),
+        case(
+            "10 MB profile property",
+            UserProfile::builder("u1").property("blob", &huge).build(),
+            &["profile", "1048576"],
+        ),
+        case(
+            "timestamp without offset",
+            Event::builder("u1", "e")
+                .timestamp("2025-01-17T05:39:22")
+                .build(),
+            &["timestamp", "2025-01-17T05:39:22", "offset"],
+        ),
+        case(
+            "garbage timestamp",
+            Device::builder("t", Platform::Android)
+                .timestamp("yesterday")
+                .build(),
+            &["timestamp", "yesterday"],
+        ),
+        case(
+            "empty deletion list",
+            client.delete_users(Vec::<String>::new()).await,
+            &["user_ids"],
+        ),
+        case(
+            "blank id in deletion list",
+            client.delete_users(["u1", ""]).await,
+            &["user_id"],
+        ),
+        case(
+            "base URL without scheme",
+            Marketap::new(Config::new("k", "p").with_base_url("event.marketap.io")),
+            &["base_url", "event.marketap.io"],
+        ),
+        case(
+            "base URL with another scheme",
+            Marketap::new(Config::new("k", "p").with_base_url("ftp://event.marketap.io")),
+            &["base_url", "ftp"],
+        ),
+        case(
+            "plain http to a remote host",
+            Marketap::new(Config::new("k", "p").with_base_url("http://event.marketap.io")),
+            &[
+                "base_url",
+                "http://event.marketap.io",
+                "allow_insecure_http",
+            ],
+        ),
+        case(
+            "empty project id",
+            Marketap::new(Config::new("k", "")),
+            &["project_id"],
+        ),
+        case(
+            "API key with a newline",
+            Marketap::new(Config::new("secret\nkey", "p")),
+            &["api_key", "not shown"],
+        ),
+        case(
+            "empty API key",
+            Marketap::new(Config::new("", "p")),
+            &["api_key"],
+        ),
+        case(
+            "zero batch size",
+            Marketap::new(config(&server).with_batch(BatchConfig {
+                max_batch_size: 0,
+                max_in_flight: 4,
+            })),
+            &["batch.max_batch_size", "0"],
+        ),
+        case(
+            "batch size over the API limit",
+            Marketap::new(config(&server).with_batch(BatchConfig {
+                max_batch_size: 5000,
+                max_in_flight: 4,
+            })),
+            &["batch.max_batch_size", "5000", "1000"],
+        ),
+        case(
+            "zero requests in flight",
+            Marketap::new(config(&server).with_batch(BatchConfig {
+                max_batch_size: 10,
+                max_in_flight: 0,
+            })),
+            &["batch.max_in_flight"],
+        ),
+        case(
+            "zero attempts",
+            Marketap::new(config(&server).with_retry(RetryConfig {
+                max_attempts: 0,
+                ..RetryConfig::default()
+            })),
+            &["retry.max_attempts", "0"],
+        ),
+        case(
+            "absurd attempts",
+            Marketap::new(config(&server).with_retry(RetryConfig {
+                max_attempts: 1_000_000,
+                ..RetryConfig::default()
+            })),
+            &["retry.max_attempts", "1000000"],
+        ),
+        case(
+            "zero request timeout",
+            Marketap::new(config(&server).with_request_timeout(Duration::ZERO)),
+            &["request_timeout", "0ns"],
+        ),
+        case(
+            "absurd connect timeout",
+            Marketap::new(config(&server).with_connect_timeout(Duration::from_secs(86_400))),
+            &["connect_timeout", "86400s"],
+        ),
+        case(
+            "zero queue capacity",
+            client.ingestor(IngestorConfig {
+                capacity: 0,
+                ..Default::default()
+            }),
+            &["ingestor.capacity", "0"],
+        ),
+        case(
+            "zero flush interval",
+            client.ingestor(IngestorConfig {
+                flush_interval: Duration::ZERO,
+                ..Default::default()
+            }),
+            &["ingestor.flush_interval"],
+        ),
+    ];
+    assert!(cases.len() >= 15);
+
+    for Case {
+        what,
+        error,
+        mentions,
+    } in &cases
+    {
+        let message = error.to_string();
+        println!("{what}: {message}");
+        for needle in *mentions {
+            assert!(
+                message.contains(needle),
+                "{what}: {message:?} does not mention {needle:?}"
+            );
+        }
+        assert!(!message.contains("secret"), "{what}: the key was echoed");
+        assert!(
+            message.len() < 600,
+            "{what}: message not cut: {} bytes",
+            message.len()
+        );
+    }
+
+    // The typed variants, for a few that callers match on.
+    assert!(matches!(
+        cases[7].error,
+        ValidationError::NonFiniteNumber { .. }
+    ));
+    assert!(
+        matches!(cases[10].error, ValidationError::TooLarge { bytes, max: 1_048_576, .. } if bytes > 10_000_000)
+    );
+    assert!(matches!(
+        &cases[12].error,
+        ValidationError::Timestamp {
+            field: "timestamp",
+            source: TimestampError::MissingOffset { .. }
+        }
+    ));
+    assert!(matches!(cases[20].error, ValidationError::InvalidApiKey));
+
+    // One call that sends exactly one request refuses over 1,000 items and
+    // hands them all back.
+    let events: Vec<Event> = (0..1001)
+        .map(|i| Event::builder(format!("u{i}"), "e").build().unwrap())
+        .collect();
+    let failed = client.send_batch(events).await.unwrap_err();
+    assert!(matches!(
+        failed.error,
+        Error::Validation(ValidationError::TooManyItems { count: 1001, .. })
+    ));
+    assert_eq!(failed.items.len(), 1001);
+
+    assert!(server.requests().is_empty(), "bad input reached the server");
+}
+
+#[test]
+fn loopback_http_is_fine_and_remote_http_needs_an_explicit_opt_in() {
+    for url in [
+        "http://127.0.0.1:8080",
+        "http://localhost:1",
+        "http://[::1]:9",
+        "https://event.marketap.io/",
+    ] {
+        Marketap::new(Config::new("k", "p").with_base_url(url))
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    Marketap::new(
+        Config::new("k", "p")
+            .with_base_url("http://10.0.0.5")
+            .allow_insecure_http(),
+    )
+    .unwrap();
+}
