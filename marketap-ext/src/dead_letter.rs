@@ -94,7 +94,7 @@ impl Marketap {
                 .map(validate)
                 .collect::<Result<_, _>>()?)
         }
-        let sent = match letter.operation.as_str() {
+        match letter.operation.as_str() {
             "collect_bulk_user_events" => {
                 let events = items(
                     letter,
@@ -129,8 +129,7 @@ impl Marketap {
                 "not an operation the ingestor sends",
             )
             .into()),
-        };
-        sent
+        }
     }
 }
 

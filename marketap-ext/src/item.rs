@@ -594,18 +594,12 @@ impl wire::Wire for UserDeletion {
         }
     }
 
-    fn post<'a>(
-        api: &'a Client,
-        project_id: &'a str,
-        body: &'a Self::Body,
-    ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
-        async move {
-            match body {
-                DeletionBody::One(req) => api.request_user_profile_deletion(project_id, req).await,
-                DeletionBody::Many(req) => {
-                    api.request_bulk_user_profile_deletion(project_id, req)
-                        .await
-                }
+    async fn post(api: &Client, project_id: &str, body: &Self::Body) -> wire::ApiResult {
+        match body {
+            DeletionBody::One(req) => api.request_user_profile_deletion(project_id, req).await,
+            DeletionBody::Many(req) => {
+                api.request_bulk_user_profile_deletion(project_id, req)
+                    .await
             }
         }
     }

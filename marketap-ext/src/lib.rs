@@ -68,3 +68,8 @@ pub use properties::MAX_ITEM_BYTES;
 pub use retry::RetryConfig;
 pub use timestamp::{IntoTimestamp, Timestamp};
 pub use typed::{TrackEvent, TrackingPlan};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -200,10 +200,10 @@ impl Cancel {
 
     /// Resolves once cancellation is signalled; never, without a signal.
     async fn cancelled(&mut self) {
-        if let Some(receiver) = &mut self.0 {
-            if receiver.wait_for(|cancelled| *cancelled).await.is_ok() {
-                return;
-            }
+        if let Some(receiver) = &mut self.0
+            && receiver.wait_for(|cancelled| *cancelled).await.is_ok()
+        {
+            return;
         }
         std::future::pending::<()>().await;
     }

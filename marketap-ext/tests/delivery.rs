@@ -74,7 +74,7 @@ struct Ledger {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_events_under_faults_lose_none() {
     const N: usize = 100_000;
-    let poisoned = |id: u64| id % 9_973 == 0;
+    let poisoned = |id: u64| id.is_multiple_of(9_973);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let counter = Arc::new(AtomicUsize::new(0));
     let server = {
