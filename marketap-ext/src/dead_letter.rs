@@ -8,8 +8,7 @@
 
 use std::{io, path::Path, path::PathBuf};
 
-use marketap_api::types;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
@@ -17,7 +16,7 @@ use crate::{
     client::Marketap,
     error::{Error, ValidationError},
     ingest::Undelivered,
-    item::{Device, Event, Item, UserProfile},
+    item::{Device, Event, Item, UserProfile, wire::Wire},
 };
 
 /// One failed request, as written to the dead-letter file.
@@ -76,53 +75,13 @@ pub fn read(path: impl AsRef<Path>) -> io::Result<Vec<DeadLetter>> {
 impl Marketap {
     /// Sends a dead letter's items again, as one request (with retries).
     /// Returns how many items were accepted; on failure the letter is
-    /// still yours to keep.
+    /// still yours to keep. Items are validated again first: the file may
+    /// have been edited.
     pub async fn resend(&self, letter: &DeadLetter) -> Result<usize, Error> {
-        fn items<B: serde::de::DeserializeOwned, R, T>(
-            letter: &DeadLetter,
-            list: impl FnOnce(B) -> Vec<R>,
-            validate: impl Fn(R) -> Result<T, ValidationError>,
-        ) -> Result<Vec<T>, Error> {
-            let body: B = serde_json::from_value(letter.body.clone()).map_err(|e| {
-                ValidationError::Unserializable {
-                    field: "body".into(),
-                    reason: e.to_string(),
-                }
-            })?;
-            Ok(list(body)
-                .into_iter()
-                .map(validate)
-                .collect::<Result<_, _>>()?)
-        }
         match letter.operation.as_str() {
-            "collect_bulk_user_events" => {
-                let events = items(
-                    letter,
-                    |b: types::CreateBulkEventReq| b.events,
-                    Event::from_raw,
-                )?;
-                self.send_batch(events).await.map_err(|failed| failed.error)
-            }
-            "update_bulk_user_profiles" => {
-                let profiles = items(
-                    letter,
-                    |b: types::UpdateBulkUserProfileReq| b.profiles,
-                    UserProfile::from_raw,
-                )?;
-                self.send_batch(profiles)
-                    .await
-                    .map_err(|failed| failed.error)
-            }
-            "update_bulk_device_profiles" => {
-                let devices = items(
-                    letter,
-                    |b: types::UpdateBulkDeviceProfileReq| b.profiles,
-                    Device::from_raw,
-                )?;
-                self.send_batch(devices)
-                    .await
-                    .map_err(|failed| failed.error)
-            }
+            op if op == Event::OPERATION => self.resend_as::<Event>(letter).await,
+            op if op == UserProfile::OPERATION => self.resend_as::<UserProfile>(letter).await,
+            op if op == Device::OPERATION => self.resend_as::<Device>(letter).await,
             other => Err(ValidationError::config(
                 "operation",
                 other,
@@ -130,6 +89,23 @@ impl Marketap {
             )
             .into()),
         }
+    }
+
+    async fn resend_as<T: Item>(&self, letter: &DeadLetter) -> Result<usize, Error>
+    where
+        T::Body: DeserializeOwned,
+    {
+        let body: T::Body = serde_json::from_value(letter.body.clone()).map_err(|e| {
+            ValidationError::Unserializable {
+                field: "body".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        let items = T::into_items(body)
+            .into_iter()
+            .map(T::validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send_batch(items).await.map_err(|failed| failed.error)
     }
 }
 

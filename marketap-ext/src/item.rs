@@ -46,6 +46,9 @@ pub(crate) mod wire {
         fn into_body(items: Vec<Self>) -> Self::Body;
         /// Takes the items back out, to hand a failed request back.
         fn into_items(body: Self::Body) -> Vec<Self>;
+        /// Checks an item that did not come from a builder (e.g. one read
+        /// back from a dead-letter file).
+        fn validate(self) -> Result<Self, ValidationError>;
         /// Posts the body once.
         fn post<'a>(
             api: &'a Client,
@@ -53,6 +56,68 @@ pub(crate) mod wire {
             body: &'a Self::Body,
         ) -> impl Future<Output = ApiResult> + Send + 'a;
     }
+}
+
+/// `property` and `properties` for a builder whose `raw` wire type has a
+/// `properties` map.
+macro_rules! property_setters {
+    () => {
+        /// Sets one property. `value` may be anything `Serialize`; a NaN or
+        /// infinite number is an error.
+        pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
+            insert_property(
+                &mut self.raw.properties,
+                &mut self.error,
+                key.into(),
+                &value,
+            );
+            self
+        }
+
+        /// Sets every field of `properties`, which must serialise to a JSON
+        /// object (a struct, a map, or `serde_json::json!({...})`).
+        pub fn properties(mut self, properties: impl Serialize) -> Self {
+            merge_properties(&mut self.raw.properties, &mut self.error, &properties);
+            self
+        }
+    };
+}
+
+/// [`Item`] and [`wire::Wire`] for a kind sent in bulk: `$item` wraps one
+/// element of `types::$body`'s `$list`, posted by `Client::$operation`.
+macro_rules! bulk_item {
+    ($item:ident, $body:ident, $list:ident, $operation:ident) => {
+        impl Item for $item {
+            const FIELD: &'static str = stringify!($list);
+        }
+
+        impl wire::Wire for $item {
+            type Body = types::$body;
+            const OPERATION: &'static str = stringify!($operation);
+
+            fn into_body(items: Vec<Self>) -> Self::Body {
+                types::$body {
+                    $list: items.into_iter().map(|item| item.0).collect(),
+                }
+            }
+
+            fn into_items(body: Self::Body) -> Vec<Self> {
+                body.$list.into_iter().map(Self).collect()
+            }
+
+            fn validate(self) -> Result<Self, ValidationError> {
+                Self::from_raw(self.0)
+            }
+
+            fn post<'a>(
+                api: &'a Client,
+                project_id: &'a str,
+                body: &'a Self::Body,
+            ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
+                api.$operation(project_id, body)
+            }
+        }
+    };
 }
 
 /// Adds a property to `map`, or remembers the first error for `build()`.
@@ -193,24 +258,7 @@ impl Event {
 }
 
 impl EventBuilder {
-    /// Sets one property. `value` may be anything `Serialize`; a NaN or
-    /// infinite number is an error.
-    pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
-        insert_property(
-            &mut self.raw.properties,
-            &mut self.error,
-            key.into(),
-            &value,
-        );
-        self
-    }
-
-    /// Sets every field of `properties`, which must serialise to a JSON
-    /// object (a struct, a map, or `serde_json::json!({...})`).
-    pub fn properties(mut self, properties: impl Serialize) -> Self {
-        merge_properties(&mut self.raw.properties, &mut self.error, &properties);
-        self
-    }
+    property_setters!();
 
     /// When it happened: a chrono `DateTime` in any zone, a `SystemTime`,
     /// a [`Timestamp`], or an ISO 8601 string with an offset.
@@ -231,32 +279,7 @@ impl EventBuilder {
     }
 }
 
-impl Item for Event {
-    const FIELD: &'static str = "events";
-}
-
-impl wire::Wire for Event {
-    type Body = types::CreateBulkEventReq;
-    const OPERATION: &'static str = "collect_bulk_user_events";
-
-    fn into_body(items: Vec<Self>) -> Self::Body {
-        types::CreateBulkEventReq {
-            events: items.into_iter().map(|item| item.0).collect(),
-        }
-    }
-
-    fn into_items(body: Self::Body) -> Vec<Self> {
-        body.events.into_iter().map(Self).collect()
-    }
-
-    fn post<'a>(
-        api: &'a Client,
-        project_id: &'a str,
-        body: &'a Self::Body,
-    ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
-        api.collect_bulk_user_events(project_id, body)
-    }
-}
+bulk_item!(Event, CreateBulkEventReq, events, collect_bulk_user_events);
 
 // --------------------------------------------------------------- profiles
 
@@ -318,23 +341,7 @@ impl UserProfile {
 }
 
 impl UserProfileBuilder {
-    /// Sets one property; a NaN or infinite number is an error.
-    pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
-        insert_property(
-            &mut self.raw.properties,
-            &mut self.error,
-            key.into(),
-            &value,
-        );
-        self
-    }
-
-    /// Sets every field of `properties`, which must serialise to a JSON
-    /// object.
-    pub fn properties(mut self, properties: impl Serialize) -> Self {
-        merge_properties(&mut self.raw.properties, &mut self.error, &properties);
-        self
-    }
+    property_setters!();
 
     /// The profile, or the first problem found.
     pub fn build(self) -> Result<UserProfile, ValidationError> {
@@ -347,32 +354,12 @@ impl UserProfileBuilder {
     }
 }
 
-impl Item for UserProfile {
-    const FIELD: &'static str = "profiles";
-}
-
-impl wire::Wire for UserProfile {
-    type Body = types::UpdateBulkUserProfileReq;
-    const OPERATION: &'static str = "update_bulk_user_profiles";
-
-    fn into_body(items: Vec<Self>) -> Self::Body {
-        types::UpdateBulkUserProfileReq {
-            profiles: items.into_iter().map(|item| item.0).collect(),
-        }
-    }
-
-    fn into_items(body: Self::Body) -> Vec<Self> {
-        body.profiles.into_iter().map(Self).collect()
-    }
-
-    fn post<'a>(
-        api: &'a Client,
-        project_id: &'a str,
-        body: &'a Self::Body,
-    ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
-        api.update_bulk_user_profiles(project_id, body)
-    }
-}
+bulk_item!(
+    UserProfile,
+    UpdateBulkUserProfileReq,
+    profiles,
+    update_bulk_user_profiles
+);
 
 // ---------------------------------------------------------------- devices
 
@@ -510,32 +497,12 @@ impl DeviceBuilder {
     }
 }
 
-impl Item for Device {
-    const FIELD: &'static str = "profiles";
-}
-
-impl wire::Wire for Device {
-    type Body = types::UpdateBulkDeviceProfileReq;
-    const OPERATION: &'static str = "update_bulk_device_profiles";
-
-    fn into_body(items: Vec<Self>) -> Self::Body {
-        types::UpdateBulkDeviceProfileReq {
-            profiles: items.into_iter().map(|item| item.0).collect(),
-        }
-    }
-
-    fn into_items(body: Self::Body) -> Vec<Self> {
-        body.profiles.into_iter().map(Self).collect()
-    }
-
-    fn post<'a>(
-        api: &'a Client,
-        project_id: &'a str,
-        body: &'a Self::Body,
-    ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
-        api.update_bulk_device_profiles(project_id, body)
-    }
-}
+bulk_item!(
+    Device,
+    UpdateBulkDeviceProfileReq,
+    profiles,
+    update_bulk_device_profiles
+);
 
 // --------------------------------------------------------------- deletion
 
@@ -585,6 +552,10 @@ impl wire::Wire for UserDeletion {
                 user_ids: items.into_iter().map(|item| item.0).collect(),
             })
         }
+    }
+
+    fn validate(self) -> Result<Self, ValidationError> {
+        Self::new(self.0)
     }
 
     fn into_items(body: Self::Body) -> Vec<Self> {

@@ -507,3 +507,21 @@ async fn dropping_without_shutdown_warns() {
         "no warning after a clean shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_stall_past_the_request_timeout_is_a_timeout_and_is_retried() {
+    let server = TestServer::start(|_| Reply::Stall).await;
+    let client = client(&server, Duration::from_millis(100), BatchConfig::default());
+    let started = Instant::now();
+    let report = timeout(LIMIT, client.send_events((0..3).map(event)))
+        .await
+        .expect("bounded");
+    let failed = &report.failed[0];
+    assert!(
+        matches!(failed.error, Error::Timeout(_)),
+        "{:?}",
+        failed.error
+    );
+    assert_eq!((failed.attempts, server.requests().len()), (5, 5));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -128,3 +128,39 @@ fn sorted(value: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published page the sources were copied from, beside the repo.
+    const PUBLISHED: &str = "../shared/marketap/open-api-user-event-request.ko.md";
+
+    /// Each source parses to the same JSON value as the block published for
+    /// its operation. Runs where the page is at hand (a checkout next to
+    /// the project's shared folder, as in CI); says so where it is not.
+    #[test]
+    fn sources_are_exactly_as_published() {
+        let root = repo_root();
+        let Ok(page) = std::fs::read_to_string(root.join(PUBLISHED)) else {
+            println!("skipped: {PUBLISHED} is not beside this checkout");
+            return;
+        };
+        let published: Vec<Value> = page
+            .split("```json\n")
+            .skip(1)
+            .map(|block| {
+                serde_json::from_str(&block[..block.find("\n```").expect("closed block")])
+                    .expect("valid JSON")
+            })
+            .collect();
+        let sources = read_sources(&root).unwrap();
+        assert_eq!((published.len(), sources.len()), (5, 5));
+        for (name, source) in &sources {
+            assert!(
+                published.contains(source),
+                "{name} differs from every block published on the page"
+            );
+        }
+    }
+}
