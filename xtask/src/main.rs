@@ -25,6 +25,8 @@ usage: cargo xtask <command>
 commands:
   merge   merge openapi/sources/*.json and openapi/overlay.json into openapi/marketap.json
   check   exit 1 with a diff if openapi/marketap.json is not what `merge` would write
+  bench   build marketap-bench in release mode and run it (throughput, CPU, memory, enqueue
+          latency against a loopback sink); `cargo xtask bench --help` lists its options
   help    print this message
 ";
 
@@ -34,7 +36,8 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["merge"] => merge(),
         ["check"] => check(),
-        // Further subcommands (e.g. `bench`) get an arm here.
+        ["bench", args @ ..] => bench(args),
+        // Further subcommands get an arm here.
         [] | ["help" | "--help" | "-h"] => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -59,6 +62,27 @@ fn merge() -> Result<ExitCode, MergeError> {
     spec_io::write_output(&root, &generated.text)?;
     println!("wrote {OUTPUT}: {}", Summary::of(&generated.document));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask bench [args]`: `cargo run --release -p marketap-bench -- args`, from the
+/// repository root, with its exit code. Release, or the figures mean nothing.
+fn bench(args: &[&str]) -> Result<ExitCode, MergeError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(spec_io::repo_root())
+        .args(["run", "--release", "--package", "marketap-bench", "--"])
+        .args(args)
+        .status();
+    Ok(match status {
+        Ok(status) => status
+            .code()
+            .and_then(|code| u8::try_from(code).ok())
+            .map_or(ExitCode::FAILURE, ExitCode::from),
+        Err(error) => {
+            eprintln!("error: cannot run cargo: {error}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 fn check() -> Result<ExitCode, MergeError> {

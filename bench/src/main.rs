@@ -1,0 +1,254 @@
+//! `marketap-bench`: throughput, CPU time, memory and enqueue latency of the
+//! Marketap SDK against a loopback sink. Run it with `cargo xtask bench`;
+//! it is no part of `cargo test`.
+//!
+//! One binary plays every part, so that each contender runs in a process of
+//! its own (peak RSS and CPU time are per process, and the sink's work is
+//! never charged to a client):
+//! - `marketap-bench [--n N] [--rounds R] [--rss-n M] [--latency-n L] [--quick]`
+//!   orchestrates: starts a sink, runs each contender `R` times in turn,
+//!   the ingestor once more at `M` events, the latency test against a slow
+//!   sink, and prints the report.
+//! - `marketap-bench sink --delay-ms D`: the sink ([`sink`]).
+//! - `marketap-bench run <baseline|raw|ext|ingestor> --n N --url URL`: one
+//!   run ([`contenders`]), printed as one JSON line.
+//! - `marketap-bench latency --n N --url URL`: the enqueue-latency test.
+
+mod contenders;
+mod events;
+mod measure;
+mod report;
+mod sink;
+
+use std::{
+    collections::BTreeMap,
+    process::{Command, ExitCode, Stdio},
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    contenders::Contender,
+    report::{LatencyResult, RunResult, Settings},
+    sink::SinkProcess,
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Tokio workers in every process: the benchmark machine has two cores.
+pub const WORKER_THREADS: usize = 2;
+
+/// How slowly the sink answers in the latency test.
+const LATENCY_DELAY: Duration = Duration::from_millis(200);
+
+const USAGE: &str = "\
+usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--latency-n L] [--quick]
+
+  --n N          events per run (default 200000)
+  --rounds R     runs of each contender, alternating; medians are reported (default 9)
+  --rss-n M      events of the extra ingestor runs for the memory comparison (default 1000000)
+  --latency-n L  track() calls timed against a sink answering in 200 ms (default 50000)
+  --quick        a smoke run: N 20000, 1 round, M 100000, L 5000 (flags still override)
+
+Each round runs the four contenders in turn, starting one further along each
+time; then the ingestor runs min(R, 3) times at M events; then the latency test.
+
+internal: marketap-bench sink --delay-ms D
+          marketap-bench run <baseline|raw|ext|ingestor> --n N --url URL
+          marketap-bench latency --n N --url URL
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("sink") => Flags::parse(&args[1..], &["delay-ms"], &[]).and_then(|mut flags| {
+            let delay = flags.take("delay-ms", 0)?;
+            flags.finish()?;
+            sink::serve(Duration::from_millis(delay))
+        }),
+        Some("run") => run_one(&args[1..]),
+        Some("latency") => Flags::parse(&args[1..], &["n", "url"], &[]).and_then(|mut flags| {
+            let (n, url) = (flags.take("n", 50_000)?, flags.require::<String>("url")?);
+            flags.finish()?;
+            print_json(&contenders::latency(n, &url)?)
+        }),
+        _ => orchestrate(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The multi-thread runtime every process runs on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .enable_all()
+        .build()
+}
+
+fn run_one(args: &[String]) -> Result<(), BoxError> {
+    let (name, rest) = args
+        .split_first()
+        .ok_or("run: which contender? baseline, raw, ext or ingestor")?;
+    let contender =
+        Contender::from_name(name).ok_or_else(|| format!("run: unknown contender `{name}`"))?;
+    let mut flags = Flags::parse(rest, &["n", "url"], &[])?;
+    let (n, url) = (flags.take("n", 200_000)?, flags.require::<String>("url")?);
+    flags.finish()?;
+    print_json(&contenders::run(contender, n, &url)?)
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), BoxError> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+fn orchestrate(args: &[String]) -> Result<(), BoxError> {
+    let mut flags = Flags::parse(args, &["n", "rounds", "rss-n", "latency-n"], &["quick"])?;
+    let quick = flags.switch("quick");
+    let settings = Settings {
+        n: flags.take("n", if quick { 20_000 } else { 200_000 })?,
+        // Nine, not three: on this shared 2-core VM the same run's CPU time
+        // varies by 20-70% from one process to the next, so the medians need
+        // the samples; a full run still takes about a minute.
+        rounds: flags.take("rounds", if quick { 1 } else { 9 })?,
+        rss_n: flags.take("rss-n", if quick { 100_000 } else { 1_000_000 })?,
+        latency_n: flags.take("latency-n", if quick { 5_000 } else { 50_000 })?,
+        latency_delay_ms: LATENCY_DELAY.as_millis() as u64,
+    };
+    flags.finish()?;
+    if settings.n == 0 || settings.rounds == 0 || settings.rss_n == 0 || settings.latency_n == 0 {
+        return Err("--n, --rounds, --rss-n and --latency-n must be at least 1".into());
+    }
+    let machine = measure::machine();
+    eprintln!("machine: {machine}");
+
+    let sink = SinkProcess::start(Duration::ZERO)?;
+    let run = |contender: Contender, n: usize| -> Result<RunResult, BoxError> {
+        let n = n.to_string();
+        child(&["run", contender.name(), "--n", &n, "--url", &sink.url])
+    };
+    let mut runs = Vec::new();
+    for round in 0..settings.rounds {
+        // Rotated, so that no contender always runs first or after the same one.
+        for i in 0..Contender::ALL.len() {
+            let contender = Contender::ALL[(round + i) % Contender::ALL.len()];
+            let result = run(contender, settings.n)?;
+            eprintln!(
+                "round {}/{}: {contender:<8} {}",
+                round + 1,
+                settings.rounds,
+                result.summary()
+            );
+            runs.push(result);
+        }
+    }
+    let mut big_runs = Vec::new();
+    for _ in 0..settings.rounds.min(3) {
+        let result = run(Contender::Ingestor, settings.rss_n)?;
+        eprintln!("ingestor, N = {}: {}", settings.rss_n, result.summary());
+        big_runs.push(result);
+    }
+    drop(sink);
+
+    let slow = SinkProcess::start(LATENCY_DELAY)?;
+    let latency_n = settings.latency_n.to_string();
+    let latency: LatencyResult = child(&["latency", "--n", &latency_n, "--url", &slow.url])?;
+    drop(slow);
+
+    print!(
+        "{}",
+        report::render(&settings, &machine, &runs, &big_runs, &latency)
+    );
+    Ok(())
+}
+
+/// Runs this binary with `args` and reads the JSON line it prints last.
+fn child<T: DeserializeOwned>(args: &[&str]) -> Result<T, BoxError> {
+    let output = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "`marketap-bench {}` failed: {}",
+            args.join(" "),
+            output.status
+        )
+        .into());
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let line = stdout.lines().last().unwrap_or_default();
+    Ok(serde_json::from_str(line)?)
+}
+
+/// `--name value` flags and bare `--switch`es, matched by hand.
+struct Flags<'a> {
+    values: BTreeMap<&'a str, &'a str>,
+}
+
+impl<'a> Flags<'a> {
+    /// Reads `args`: each of `names` takes a value, each of `switches` none.
+    fn parse(args: &'a [String], names: &[&str], switches: &[&str]) -> Result<Self, BoxError> {
+        let mut values = BTreeMap::new();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let name = arg
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument `{arg}`\n\n{USAGE}"))?;
+            let value = if switches.contains(&name) {
+                ""
+            } else if names.contains(&name) {
+                args.next()
+                    .ok_or_else(|| format!("--{name} needs a value"))?
+            } else {
+                return Err(format!("unknown flag --{name}\n\n{USAGE}").into());
+            };
+            values.insert(name, value);
+        }
+        Ok(Self { values })
+    }
+
+    fn switch(&mut self, name: &str) -> bool {
+        self.values.remove(name).is_some()
+    }
+
+    fn take<T: FromStr>(&mut self, name: &str, default: T) -> Result<T, BoxError> {
+        match self.values.remove(name) {
+            Some(value) => value
+                .parse()
+                .map_err(|_| format!("--{name}: cannot read `{value}`").into()),
+            None => Ok(default),
+        }
+    }
+
+    fn require<T: FromStr>(&mut self, name: &str) -> Result<T, BoxError> {
+        let value = self
+            .values
+            .remove(name)
+            .ok_or_else(|| format!("--{name} is required"))?;
+        value
+            .parse()
+            .map_err(|_| format!("--{name}: cannot read `{value}`").into())
+    }
+
+    /// An error naming any flag nobody took.
+    fn finish(self) -> Result<(), BoxError> {
+        match self.values.keys().next() {
+            Some(name) => Err(format!("--{name} does not apply here\n\n{USAGE}").into()),
+            None => Ok(()),
+        }
+    }
+}

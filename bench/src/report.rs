@@ -1,0 +1,288 @@
+//! Results: what a run and the latency test hand back (one JSON line from
+//! the child process each), medians over the rounds, and the printed
+//! report, which ends with four lines scripts can read.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{contenders::Contender, sink::Stats};
+
+const MIB: f64 = 1024.0;
+
+/// One contender's run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub contender: String,
+    pub n: u64,
+    /// Time to send everything (and, for the ingestor, shut down).
+    pub wall_secs: f64,
+    /// CPU time of the process over the same span, all threads.
+    pub cpu_secs: f64,
+    /// Peak RSS of the process over its life, KiB.
+    pub peak_rss_kib: u64,
+    /// RSS with the input events built, KiB.
+    pub input_rss_kib: u64,
+    /// Peak RSS from the moment the input was built, KiB.
+    pub peak_after_input_kib: u64,
+    /// Whether the peak could be reset once the input was built; if not,
+    /// `peak_after_input_kib` may be the peak of building it.
+    pub peak_reset: bool,
+    /// What the sink counted.
+    pub sink: Stats,
+}
+
+impl RunResult {
+    pub fn events_per_sec(&self) -> f64 {
+        self.n as f64 / self.wall_secs
+    }
+
+    pub fn cpu_per_100k(&self) -> f64 {
+        self.cpu_secs * 100_000.0 / self.n as f64
+    }
+
+    pub fn peak_mib(&self) -> f64 {
+        self.peak_rss_kib as f64 / MIB
+    }
+
+    /// Peak RSS above the input, the memory of sending itself.
+    pub fn over_input_mib(&self) -> Option<f64> {
+        self.peak_reset
+            .then(|| self.peak_after_input_kib.saturating_sub(self.input_rss_kib) as f64 / MIB)
+    }
+
+    pub fn bytes_per_event(&self) -> f64 {
+        self.sink.bytes as f64 / self.n as f64
+    }
+
+    /// One line for progress output.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.0} events/s, CPU {:.3} s / 100k, peak RSS {:.1} MiB ({} over input), {:.1} bytes/event, {} requests",
+            self.events_per_sec(),
+            self.cpu_per_100k(),
+            self.peak_mib(),
+            mib_or_na(self.over_input_mib()),
+            self.bytes_per_event(),
+            self.sink.requests,
+        )
+    }
+}
+
+/// The enqueue-latency test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatencyResult {
+    pub n: u64,
+    /// The ingestor's queue capacity (at least `n`: it never fills).
+    pub capacity: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    /// Delivered when the last `track()` returned: the sink was slow if
+    /// this is well below `n`.
+    pub delivered_after_tracking: u64,
+    /// Still queued then.
+    pub queued_after_tracking: u64,
+}
+
+/// What the orchestrator ran.
+pub struct Settings {
+    pub n: usize,
+    pub rounds: usize,
+    pub rss_n: usize,
+    pub latency_n: usize,
+    pub latency_delay_ms: u64,
+}
+
+/// Medians of one contender's rounds.
+struct Row {
+    name: &'static str,
+    events_per_sec: f64,
+    /// (max − min) / median of events/s.
+    spread: f64,
+    cpu_per_100k: f64,
+    peak_mib: f64,
+    over_input_mib: Option<f64>,
+    bytes_per_event: f64,
+}
+
+impl Row {
+    /// The medians of `contender`'s runs among `runs`.
+    fn of(contender: Contender, runs: &[RunResult]) -> Self {
+        let runs: Vec<&RunResult> = runs
+            .iter()
+            .filter(|run| run.contender == contender.name())
+            .collect();
+        let metric =
+            |f: &dyn Fn(&RunResult) -> f64| runs.iter().map(|run| f(run)).collect::<Vec<_>>();
+        let rates = metric(&RunResult::events_per_sec);
+        let events_per_sec = median(&rates);
+        let (min, max) = rates.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), &r| {
+            (lo.min(r), hi.max(r))
+        });
+        let over_input = runs
+            .iter()
+            .map(|run| run.over_input_mib())
+            .collect::<Option<Vec<_>>>();
+        Self {
+            name: contender.name(),
+            events_per_sec,
+            spread: (max - min) / events_per_sec,
+            cpu_per_100k: median(&metric(&RunResult::cpu_per_100k)),
+            peak_mib: median(&metric(&RunResult::peak_mib)),
+            over_input_mib: over_input.map(|values| median(&values)),
+            bytes_per_event: median(&metric(&RunResult::bytes_per_event)),
+        }
+    }
+}
+
+/// The median; the mean of the middle two for an even count.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        len if len % 2 == 1 => sorted[len / 2],
+        len => (sorted[len / 2 - 1] + sorted[len / 2]) / 2.0,
+    }
+}
+
+fn mib_or_na(value: Option<f64>) -> String {
+    value.map_or_else(
+        || "n/a (clear_refs failed)".to_owned(),
+        |mib| format!("{mib:.1} MiB"),
+    )
+}
+
+/// The whole report: machine, table, memory and latency lines, targets,
+/// and the four machine-readable lines last.
+pub fn render(
+    settings: &Settings,
+    machine: &str,
+    runs: &[RunResult],
+    big_runs: &[RunResult],
+    latency: &LatencyResult,
+) -> String {
+    let rows: Vec<Row> = Contender::ALL
+        .into_iter()
+        .map(|contender| Row::of(contender, runs))
+        .collect();
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "machine: {machine}");
+    let _ = writeln!(
+        w,
+        "setup: N = {} events (6 properties each), {} per request, {} in flight, {} Tokio workers; \
+         each run in its own process, the sink (hyper, parses every body) in another; \
+         {} rounds alternating the contenders; medians",
+        settings.n,
+        crate::contenders::BATCH,
+        crate::contenders::IN_FLIGHT,
+        crate::WORKER_THREADS,
+        settings.rounds,
+    );
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "| contender | events/s | spread | CPU s / 100k | peak RSS MiB | peak over input MiB | bytes/event |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let over = row
+            .over_input_mib
+            .map_or_else(|| "n/a".to_owned(), |mib| format!("{mib:.1}"));
+        let _ = writeln!(
+            w,
+            "| {} | {:.0} | {:.1}% | {:.3} | {:.1} | {} | {:.1} |",
+            row.name,
+            row.events_per_sec,
+            row.spread * 100.0,
+            row.cpu_per_100k,
+            row.peak_mib,
+            over,
+            row.bytes_per_event,
+        );
+    }
+    let _ = writeln!(w);
+    let ingestor = &rows[3];
+    let big = Row::of(Contender::Ingestor, big_runs);
+    let big_n = settings.rss_n;
+    let _ = writeln!(
+        w,
+        "ingestor peak RSS, N = {}: {:.1} MiB, {} over input (median of {} runs)",
+        settings.n,
+        ingestor.peak_mib,
+        mib_or_na(ingestor.over_input_mib),
+        settings.rounds,
+    );
+    let _ = writeln!(
+        w,
+        "ingestor peak RSS, N = {big_n}: {:.1} MiB, {} over input (median of {} runs; {:.0} events/s)",
+        big.peak_mib,
+        mib_or_na(big.over_input_mib),
+        big_runs.len(),
+        big.events_per_sec,
+    );
+    let _ = writeln!(
+        w,
+        "enqueue latency, N = {} track() calls, sink answering in {} ms, queue capacity {} \
+         ({} delivered and {} queued when the last call returned): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        latency.n,
+        settings.latency_delay_ms,
+        latency.capacity,
+        latency.delivered_after_tracking,
+        latency.queued_after_tracking,
+        latency.p50_us,
+        latency.p99_us,
+        latency.max_us,
+    );
+
+    let baseline = rows[0].events_per_sec;
+    let ratio = |index: usize| rows[index].events_per_sec / baseline;
+    let ratios = [("ext", ratio(2)), ("raw", ratio(1)), ("ingestor", ratio(3))];
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    let _ = writeln!(w);
+    for (name, ratio) in ratios {
+        let _ = writeln!(
+            w,
+            "target: {name}/baseline >= 0.95: {}",
+            verdict(ratio >= 0.95)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "target: enqueue p99 < 10 µs: {}",
+        verdict(latency.p99_us < 10.0)
+    );
+    let rss_verdict = match (ingestor.over_input_mib, big.over_input_mib) {
+        (Some(small), Some(large)) => {
+            let same = (large - small).abs() <= (0.1 * small).max(2.0);
+            format!(
+                "{} ({small:.1} vs {large:.1} MiB; same = within 2 MiB or 10%)",
+                verdict(same)
+            )
+        }
+        _ => "not measured (clear_refs failed)".to_owned(),
+    };
+    let _ = writeln!(
+        w,
+        "target: ingestor peak over input the same at N = {} and N = {big_n}: {rss_verdict}",
+        settings.n
+    );
+    for (name, ratio) in ratios {
+        let _ = writeln!(w, "ratio {name}/baseline: {ratio:.2}");
+    }
+    let _ = writeln!(w, "enqueue p99 us: {:.1}", latency.p99_us);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}
