@@ -10,6 +10,7 @@
 //! callback is set, into the [`ShutdownReport`].
 
 use std::{
+    collections::{BTreeSet, VecDeque},
     fmt,
     path::PathBuf,
     sync::{
@@ -21,7 +22,7 @@ use std::{
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{Notify, Semaphore, TryAcquireError, oneshot, watch},
     task::JoinHandle,
     time::Instant,
 };
@@ -42,8 +43,9 @@ const MAX_CAPACITY: usize = 10_000_000;
 /// [`RetryConfig`](crate::RetryConfig).
 #[derive(Clone)]
 pub struct IngestorConfig {
-    /// Items the queue holds before `track` waits: 1 to 10,000,000.
-    /// Default 10,000.
+    /// Items held at once, queued or in requests not yet finished, before
+    /// `track` waits: 1 to 10,000,000. Default 10,000. This bounds the
+    /// ingestor's memory whatever the server does.
     pub capacity: usize,
     /// A partial batch is sent once it is this old. Default 2 s.
     pub flush_interval: Duration,
@@ -221,13 +223,6 @@ impl ShutdownReport {
     }
 }
 
-enum Message {
-    Event(Event),
-    Profile(UserProfile),
-    Device(Device),
-    Flush(oneshot::Sender<()>),
-}
-
 /// Sends events, profiles and devices in the background. Enqueueing never
 /// touches the network. Clones share one queue; shut it down once.
 ///
@@ -254,9 +249,9 @@ pub struct Ingestor {
 }
 
 struct Shared {
-    sender: mpsc::Sender<Message>,
-    counters: Arc<Counters>,
-    shutdown: watch::Sender<Option<Instant>>,
+    intake: Arc<Intake>,
+    /// `Some(deadline)` once draining: `Some(None)` drains without one.
+    stop: watch::Sender<Option<Option<Instant>>>,
     worker: Mutex<Option<JoinHandle<ShutdownReport>>>,
 }
 
@@ -268,12 +263,15 @@ impl Drop for Shared {
             .map(|worker| worker.is_some())
             .unwrap_or(false);
         if never_shut_down {
+            let counters = &self.intake.counters;
             tracing::warn!(
-                queued = self.counters.queued.load(Relaxed),
-                in_flight = self.counters.in_flight.load(Relaxed),
+                queued = counters.queued.load(Relaxed),
+                in_flight = counters.in_flight.load(Relaxed),
                 "marketap Ingestor dropped without shutdown(): queued items are still sent in the background \
                  while the runtime runs, but nothing waits for them; call shutdown(deadline) to be sure"
             );
+            // The worker drains what is queued, then stops.
+            self.stop.send_replace(Some(None));
         }
     }
 }
@@ -286,37 +284,107 @@ impl fmt::Debug for Ingestor {
     }
 }
 
-macro_rules! enqueue_methods {
-    ($(#[$doc:meta])* $wait:ident, $try_:ident, $item:ty, $variant:ident) => {
-        $(#[$doc])*
-        ///
-        /// Waits only while the queue is full (backpressure); an error hands
-        /// the item back when the ingestor is shut down.
-        pub async fn $wait(&self, item: $item) -> Result<(), EnqueueError<$item>> {
-            self.shared.counters.queued.fetch_add(1, Relaxed);
-            self.shared.sender.send(Message::$variant(item)).await.map_err(|e| {
-                self.shared.counters.queued.fetch_sub(1, Relaxed);
-                match e.0 {
-                    Message::$variant(item) => EnqueueError::Closed(item),
-                    _ => unreachable!("the message sent comes back"),
-                }
-            })
-        }
+/// Where enqueued items wait. A caller takes a permit of `room` per item
+/// (that is the backpressure), pushes under a short lock, and wakes the
+/// worker only when a lane holds a whole batch: per item, one atomic and
+/// one uncontended lock, no hand-off through a channel.
+struct Intake {
+    lanes: Mutex<Lanes>,
+    /// One permit per item the ingestor may still hold, queued or in
+    /// flight; given back when its request finishes.
+    room: Semaphore,
+    wake: Notify,
+    max_batch_size: usize,
+    counters: Counters,
+}
 
-        /// Like the waiting call, but never waits: a full queue hands the
-        /// item back at once.
-        pub fn $try_(&self, item: $item) -> Result<(), EnqueueError<$item>> {
-            self.shared.counters.queued.fetch_add(1, Relaxed);
-            self.shared.sender.try_send(Message::$variant(item)).map_err(|e| {
-                self.shared.counters.queued.fetch_sub(1, Relaxed);
-                match e {
-                    mpsc::error::TrySendError::Full(Message::$variant(item)) => EnqueueError::Full(item),
-                    mpsc::error::TrySendError::Closed(Message::$variant(item)) => EnqueueError::Closed(item),
-                    _ => unreachable!("the message sent comes back"),
-                }
-            })
+#[derive(Default)]
+struct Lanes {
+    events: Vec<Event>,
+    profiles: Vec<UserProfile>,
+    devices: Vec<Device>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    /// Set under the lock when the worker stops intake, so no item can be
+    /// pushed after its last look.
+    closed: bool,
+}
+
+/// An item kind the ingestor queues, with its lane.
+trait Queued: Item {
+    fn lane(lanes: &mut Lanes) -> &mut Vec<Self>;
+    fn batch(items: Vec<Self>) -> Batch;
+}
+
+impl Queued for Event {
+    fn lane(lanes: &mut Lanes) -> &mut Vec<Self> {
+        &mut lanes.events
+    }
+    fn batch(items: Vec<Self>) -> Batch {
+        Batch::Events(items)
+    }
+}
+
+impl Queued for UserProfile {
+    fn lane(lanes: &mut Lanes) -> &mut Vec<Self> {
+        &mut lanes.profiles
+    }
+    fn batch(items: Vec<Self>) -> Batch {
+        Batch::Profiles(items)
+    }
+}
+
+impl Queued for Device {
+    fn lane(lanes: &mut Lanes) -> &mut Vec<Self> {
+        &mut lanes.devices
+    }
+    fn batch(items: Vec<Self>) -> Batch {
+        Batch::Devices(items)
+    }
+}
+
+impl Intake {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        // A panic while holding this lock leaves plain vectors behind; go on.
+        self.lanes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push<T: Queued>(
+        &self,
+        permit: tokio::sync::SemaphorePermit<'_>,
+        item: T,
+    ) -> Result<(), EnqueueError<T>> {
+        let mut lanes = self.lock();
+        if lanes.closed {
+            return Err(EnqueueError::Closed(item));
         }
-    };
+        let lane = T::lane(&mut lanes);
+        lane.push(item);
+        let batch_ready = lane.len() == self.max_batch_size;
+        drop(lanes);
+        permit.forget();
+        self.counters.queued.fetch_add(1, Relaxed);
+        if batch_ready {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn enqueue<T: Queued>(&self, item: T) -> Result<(), EnqueueError<T>> {
+        match self.room.acquire().await {
+            Ok(permit) => self.push(permit, item),
+            Err(_) => Err(EnqueueError::Closed(item)),
+        }
+    }
+
+    fn try_enqueue<T: Queued>(&self, item: T) -> Result<(), EnqueueError<T>> {
+        match self.room.try_acquire() {
+            Ok(permit) => self.push(permit, item),
+            Err(TryAcquireError::NoPermits) => Err(EnqueueError::Full(item)),
+            Err(TryAcquireError::Closed) => Err(EnqueueError::Closed(item)),
+        }
+    }
 }
 
 impl Ingestor {
@@ -329,69 +397,93 @@ impl Ingestor {
                 "must be started inside a Tokio runtime",
             )
         })?;
-        let dead_letter = config.dead_letter_path.clone().map(DeadLetterWriter::new);
-        let (sender, receiver) = mpsc::channel(config.capacity);
-        let (shutdown, shutdown_signal) = watch::channel(None);
-        let (cancel, cancel_signal) = watch::channel(false);
-        let counters = Arc::new(Counters::default());
         let batch = client.inner.batch;
+        let intake = Arc::new(Intake {
+            lanes: Mutex::default(),
+            room: Semaphore::new(config.capacity),
+            wake: Notify::new(),
+            max_batch_size: batch.max_batch_size,
+            counters: Counters::default(),
+        });
+        let (stop, stop_signal) = watch::channel(None);
+        let (cancel, cancel_signal) = watch::channel(false);
         let worker = Worker {
             client,
-            receiver,
-            receiving: true,
-            shutdown_signal,
+            intake: intake.clone(),
+            stop_signal,
+            draining: false,
             cancel,
             cancel_signal,
             flush_interval: config.flush_interval,
-            max_batch_size: batch.max_batch_size,
             max_in_flight: batch.max_in_flight,
-            events: Vec::new(),
-            profiles: Vec::new(),
-            devices: Vec::new(),
-            due: false,
+            ready: VecDeque::new(),
+            next_id: 0,
+            outstanding: BTreeSet::new(),
             in_flight: FuturesUnordered::new(),
             flush_waiters: Vec::new(),
-            counters: counters.clone(),
             on_failure: config.on_failure,
-            dead_letter,
+            dead_letter: config.dead_letter_path.map(DeadLetterWriter::new),
             report: ShutdownReport::default(),
         };
         let worker = runtime.spawn(worker.run());
         Ok(Self {
             shared: Arc::new(Shared {
-                sender,
-                counters,
-                shutdown,
+                intake,
+                stop,
                 worker: Mutex::new(Some(worker)),
             }),
         })
     }
 
-    enqueue_methods!(
-        /// Queues an event.
-        track, try_track, Event, Event
-    );
-    enqueue_methods!(
-        /// Queues a user-profile update.
-        identify, try_identify, UserProfile, Profile
-    );
-    enqueue_methods!(
-        /// Queues a device registration.
-        register_device, try_register_device, Device, Device
-    );
+    /// Queues an event. Waits only while the ingestor is at capacity
+    /// (backpressure); hands the item back once it is shut down.
+    pub async fn track(&self, event: Event) -> Result<(), EnqueueError<Event>> {
+        self.shared.intake.enqueue(event).await
+    }
+
+    /// Queues an event, or hands it back at once if at capacity.
+    pub fn try_track(&self, event: Event) -> Result<(), EnqueueError<Event>> {
+        self.shared.intake.try_enqueue(event)
+    }
+
+    /// Queues a user-profile update; waits like [`track`](Self::track).
+    pub async fn identify(&self, profile: UserProfile) -> Result<(), EnqueueError<UserProfile>> {
+        self.shared.intake.enqueue(profile).await
+    }
+
+    /// Queues a user-profile update, or hands it back at once if at capacity.
+    pub fn try_identify(&self, profile: UserProfile) -> Result<(), EnqueueError<UserProfile>> {
+        self.shared.intake.try_enqueue(profile)
+    }
+
+    /// Queues a device registration; waits like [`track`](Self::track).
+    pub async fn register_device(&self, device: Device) -> Result<(), EnqueueError<Device>> {
+        self.shared.intake.enqueue(device).await
+    }
+
+    /// Queues a device registration, or hands it back at once if at capacity.
+    pub fn try_register_device(&self, device: Device) -> Result<(), EnqueueError<Device>> {
+        self.shared.intake.try_enqueue(device)
+    }
 
     /// Returns once everything queued before the call has been delivered
     /// or has failed (and been reported). Returns at once after shutdown.
     pub async fn flush(&self) {
         let (done, waiter) = oneshot::channel();
-        if self.shared.sender.send(Message::Flush(done)).await.is_ok() {
-            let _ = waiter.await;
+        {
+            let mut lanes = self.shared.intake.lock();
+            if lanes.closed {
+                return;
+            }
+            lanes.flush_waiters.push(done);
         }
+        self.shared.intake.wake.notify_one();
+        let _ = waiter.await;
     }
 
     /// The counters now.
     pub fn metrics(&self) -> Metrics {
-        let c = &self.shared.counters;
+        let c = &self.shared.intake.counters;
         Metrics {
             queued: c.queued.load(Relaxed),
             in_flight: c.in_flight.load(Relaxed),
@@ -408,13 +500,18 @@ impl Ingestor {
     /// may or may not have reached the server. Later calls return an
     /// empty report.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        let worker = self.shared.worker.lock().expect("not poisoned").take();
+        let worker = self
+            .shared
+            .worker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         let Some(worker) = worker else {
             return ShutdownReport::default();
         };
         self.shared
-            .shutdown
-            .send_replace(Some(Instant::now() + deadline));
+            .stop
+            .send_replace(Some(Some(Instant::now() + deadline)));
         match worker.await {
             Ok(report) => report,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -429,29 +526,64 @@ impl Marketap {
     }
 }
 
-type Done = Result<(Result<Sent, Undelivered>, u64), tokio::task::JoinError>;
+/// A request's worth of items taken from a lane.
+enum Batch {
+    Events(Vec<Event>),
+    Profiles(Vec<UserProfile>),
+    Devices(Vec<Device>),
+}
 
-/// The background task: one owner of every queued item.
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Events(items) => items.len(),
+            Batch::Profiles(items) => items.len(),
+            Batch::Devices(items) => items.len(),
+        }
+    }
+
+    /// Never sent: handed back as abandoned at the deadline.
+    fn abandon(self) -> Undelivered {
+        fn abandoned<T>(items: Vec<T>) -> FailedBatch<T> {
+            FailedBatch {
+                items,
+                error: Error::Cancelled,
+                attempts: 0,
+            }
+        }
+        match self {
+            Batch::Events(items) => Undelivered::Events(abandoned(items)),
+            Batch::Profiles(items) => Undelivered::Profiles(abandoned(items)),
+            Batch::Devices(items) => Undelivered::Devices(abandoned(items)),
+        }
+    }
+}
+
+/// A request task's result: its batch id, its outcome, and its item count.
+type Finished = (u64, Result<Sent, Undelivered>, usize);
+type Done = Result<Finished, tokio::task::JoinError>;
+
+/// The background task: takes batches from the intake, sends them with
+/// bounded concurrency, and hands back what fails.
 struct Worker {
     client: Marketap,
-    receiver: mpsc::Receiver<Message>,
-    /// False once the queue is closed and empty.
-    receiving: bool,
-    shutdown_signal: watch::Receiver<Option<Instant>>,
+    intake: Arc<Intake>,
+    stop_signal: watch::Receiver<Option<Option<Instant>>>,
+    /// Intake is closed; everything left is sent (or abandoned at the
+    /// deadline), then the worker ends.
+    draining: bool,
     cancel: watch::Sender<bool>,
     cancel_signal: watch::Receiver<bool>,
     flush_interval: Duration,
-    max_batch_size: usize,
     max_in_flight: usize,
-    events: Vec<Event>,
-    profiles: Vec<UserProfile>,
-    devices: Vec<Device>,
-    /// Partial batches are to be sent now (the interval passed, or a flush
-    /// or shutdown asked).
-    due: bool,
-    in_flight: FuturesUnordered<JoinHandle<(Result<Sent, Undelivered>, u64)>>,
-    flush_waiters: Vec<oneshot::Sender<()>>,
-    counters: Arc<Counters>,
+    /// Batches taken from the lanes, waiting for a request slot, with ids.
+    ready: VecDeque<(u64, Batch)>,
+    next_id: u64,
+    /// Ids of batches ready or in flight.
+    outstanding: BTreeSet<u64>,
+    in_flight: FuturesUnordered<JoinHandle<Finished>>,
+    /// Each waits for every batch up to its id.
+    flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     on_failure: Option<FailureCallback>,
     dead_letter: Option<DeadLetterWriter>,
     report: ShutdownReport,
@@ -463,134 +595,150 @@ impl Worker {
         let mut tick =
             tokio::time::interval_at(Instant::now() + self.flush_interval, self.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut shutdown_signal = self.shutdown_signal.clone();
+        let mut stop_signal = self.stop_signal.clone();
         let mut deadline: Option<Instant> = None;
         loop {
             self.dispatch();
-            if self.lanes_empty() {
-                self.due = false;
+            self.release_flush_waiters();
+            if self.draining && self.outstanding.is_empty() {
+                break;
             }
-            if self.is_idle() {
-                // A waiter that stopped waiting is no loss.
-                for waiter in self.flush_waiters.drain(..) {
-                    let _ = waiter.send(());
-                }
-                if !self.receiving {
-                    break;
-                }
-            }
-            // A flush is a barrier: nothing queued after it is taken until
-            // everything before it is done. A full batch waiting for a free
-            // request slot also stops intake, so the queue pushes back.
-            let take = self.receiving && self.flush_waiters.is_empty() && !self.has_full_batch();
+            let intake = self.intake.clone();
             tokio::select! {
                 Some(done) = self.in_flight.next() => self.complete(done).await,
-                message = self.receiver.recv(), if take => self.receive(message),
-                _ = tick.tick() => self.due = true,
-                Ok(()) = shutdown_signal.changed(), if deadline.is_none() => {
-                    deadline = *shutdown_signal.borrow();
-                    self.receiver.close();
+                () = intake.wake.notified(), if !self.draining => self.take(false),
+                _ = tick.tick(), if !self.draining => self.take(true),
+                Ok(()) = stop_signal.changed(), if !self.draining => {
+                    deadline = stop_signal.borrow().flatten();
+                    self.draining = true;
+                    // Waiting callers get their items back at once.
+                    self.intake.room.close();
+                    self.take(true);
                 }
                 () = sleep_until(deadline), if deadline.is_some() && !*self.cancel_signal.borrow() => {
                     self.abandon_everything().await;
                 }
             }
         }
-        self.report.delivered = self.counters.delivered.load(Relaxed);
+        self.report.delivered = self.intake.counters.delivered.load(Relaxed);
         self.report
     }
 
-    fn receive(&mut self, message: Option<Message>) {
-        match message {
-            Some(Message::Event(event)) => self.events.push(event),
-            Some(Message::Profile(profile)) => self.profiles.push(profile),
-            Some(Message::Device(device)) => self.devices.push(device),
-            Some(Message::Flush(waiter)) => {
-                self.flush_waiters.push(waiter);
-                self.due = true;
+    /// Takes whole batches from the lanes, or everything when `all` (the
+    /// interval passed, a flush asked, or intake is closing).
+    fn take(&mut self, all: bool) {
+        let max = self.intake.max_batch_size;
+        let mut lanes = self.intake.lock();
+        let waiters = std::mem::take(&mut lanes.flush_waiters);
+        let all = all || !waiters.is_empty() || self.draining;
+        lanes.closed |= self.draining;
+        let taken = [
+            take_lane(&mut lanes.events, max, all).map(Event::batch),
+            take_lane(&mut lanes.profiles, max, all).map(UserProfile::batch),
+            take_lane(&mut lanes.devices, max, all).map(Device::batch),
+        ];
+        drop(lanes);
+        for items in taken.into_iter().flatten() {
+            self.split_into_ready(items, max);
+        }
+        // Everything queued before the flush now has an id at most this.
+        let last = self.next_id.wrapping_sub(1);
+        self.flush_waiters
+            .extend(waiters.into_iter().map(|waiter| (last, waiter)));
+    }
+
+    fn split_into_ready(&mut self, batch: Batch, max: usize) {
+        fn split<T>(
+            mut items: Vec<T>,
+            max: usize,
+            wrap: fn(Vec<T>) -> Batch,
+            out: &mut Vec<Batch>,
+        ) {
+            while items.len() > max {
+                let rest = items.split_off(max);
+                out.push(wrap(items));
+                items = rest;
             }
-            // Every handle is gone, or shutdown closed the queue: drain.
-            None => {
-                self.receiving = false;
-                self.due = true;
+            if !items.is_empty() {
+                out.push(wrap(items));
             }
+        }
+        let mut batches = Vec::new();
+        match batch {
+            Batch::Events(items) => split(items, max, Batch::Events, &mut batches),
+            Batch::Profiles(items) => split(items, max, Batch::Profiles, &mut batches),
+            Batch::Devices(items) => split(items, max, Batch::Devices, &mut batches),
+        }
+        for batch in batches {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.outstanding.insert(id);
+            self.ready.push_back((id, batch));
         }
     }
 
-    fn has_full_batch(&self) -> bool {
-        let full = self.max_batch_size;
-        self.events.len() >= full || self.profiles.len() >= full || self.devices.len() >= full
-    }
-
-    fn lanes_empty(&self) -> bool {
-        self.events.is_empty() && self.profiles.is_empty() && self.devices.is_empty()
-    }
-
-    fn is_idle(&self) -> bool {
-        self.in_flight.is_empty() && self.lanes_empty()
-    }
-
-    /// Sends full batches, and partial ones when due, while request slots
-    /// are free.
+    /// Sends ready batches while request slots are free.
     fn dispatch(&mut self) {
         if *self.cancel_signal.borrow() {
             return;
         }
-        loop {
-            let before = self.in_flight.len();
-            self.dispatch_lane(|w| &mut w.events, Undelivered::Events);
-            self.dispatch_lane(|w| &mut w.profiles, Undelivered::Profiles);
-            self.dispatch_lane(|w| &mut w.devices, Undelivered::Devices);
-            if self.in_flight.len() == before {
+        while self.in_flight.len() < self.max_in_flight {
+            let Some((id, batch)) = self.ready.pop_front() else {
                 return;
-            }
+            };
+            let count = batch.len();
+            let counters = &self.intake.counters;
+            counters.queued.fetch_sub(count as u64, Relaxed);
+            counters.in_flight.fetch_add(count as u64, Relaxed);
+            let client = self.client.clone();
+            let cancel = Cancel::new(self.cancel_signal.clone());
+            self.in_flight.push(tokio::spawn(async move {
+                let outcome = match batch {
+                    Batch::Events(items) => client
+                        .send_request(items, cancel)
+                        .await
+                        .map_err(Undelivered::Events),
+                    Batch::Profiles(items) => client
+                        .send_request(items, cancel)
+                        .await
+                        .map_err(Undelivered::Profiles),
+                    Batch::Devices(items) => client
+                        .send_request(items, cancel)
+                        .await
+                        .map_err(Undelivered::Devices),
+                };
+                (id, outcome, count)
+            }));
         }
     }
 
-    fn dispatch_lane<T: Item>(
-        &mut self,
-        lane: fn(&mut Self) -> &mut Vec<T>,
-        undelivered: fn(FailedBatch<T>) -> Undelivered,
-    ) {
-        // While draining, every partial batch is due.
-        let (max, due) = (self.max_batch_size, self.due || !self.receiving);
-        let len = lane(self).len();
-        if self.in_flight.len() >= self.max_in_flight || len == 0 || (len < max && !due) {
-            return;
-        }
-        let batch: Vec<T> = lane(self).drain(..len.min(max)).collect();
-        let count = batch.len() as u64;
-        self.counters.queued.fetch_sub(count, Relaxed);
-        self.counters.in_flight.fetch_add(count, Relaxed);
-        let client = self.client.clone();
-        let cancel = Cancel::new(self.cancel_signal.clone());
-        self.in_flight.push(tokio::spawn(async move {
-            (
-                client
-                    .send_request(batch, cancel)
-                    .await
-                    .map_err(undelivered),
-                count,
-            )
-        }));
+    fn release_flush_waiters(&mut self) {
+        let oldest = self.outstanding.first().copied();
+        self.flush_waiters
+            .retain_mut(|(last, _)| oldest.is_some_and(|oldest| oldest <= *last));
+        // `retain_mut` dropped the satisfied waiters' senders, which wakes
+        // them: a dropped sender ends `flush`'s wait just as a sent value.
     }
 
     async fn complete(&mut self, done: Done) {
-        let (result, count) = match done {
+        let (id, result, count) = match done {
             Ok(done) => done,
             // A panic in a request task is a bug; surface it.
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        self.counters.in_flight.fetch_sub(count, Relaxed);
+        self.outstanding.remove(&id);
+        self.intake.room.add_permits(count);
+        let counters = &self.intake.counters;
+        counters.in_flight.fetch_sub(count as u64, Relaxed);
         match result {
             Ok(sent) => {
-                self.counters.delivered.fetch_add(count, Relaxed);
-                self.counters
+                counters.delivered.fetch_add(count as u64, Relaxed);
+                counters
                     .retried
-                    .fetch_add(u64::from(sent.attempts - 1), Relaxed);
+                    .fetch_add(u64::from(sent.attempts.saturating_sub(1)), Relaxed);
             }
             Err(undelivered) => {
-                self.counters
+                counters
                     .retried
                     .fetch_add(u64::from(undelivered.attempts().saturating_sub(1)), Relaxed);
                 self.fail(undelivered).await;
@@ -600,74 +748,50 @@ impl Worker {
 
     /// Hands undelivered items to the dead-letter file and to the caller.
     async fn fail(&mut self, undelivered: Undelivered) {
-        self.counters
+        self.intake
+            .counters
             .failed
             .fetch_add(undelivered.len() as u64, Relaxed);
         if let Some(dead_letter) = &mut self.dead_letter {
             dead_letter.append(&undelivered).await;
         }
-        let shutting_down = self.shutdown_signal.borrow().is_some();
         match &self.on_failure {
-            Some(callback) if !shutting_down => callback(undelivered),
+            Some(callback) if !self.draining => callback(undelivered),
             _ => self.report.undelivered.push(undelivered),
         }
     }
 
     /// The deadline passed: cancel requests in flight (they come back
-    /// through `complete`) and report everything not yet sent.
+    /// through `complete`) and report every batch not yet sent.
     async fn abandon_everything(&mut self) {
         self.report.deadline_passed = true;
         self.cancel.send_replace(true);
-        while let Ok(message) = self.receiver.try_recv() {
-            self.receive(Some(message));
-        }
-        let max = self.max_batch_size;
-        let mut left = Vec::new();
-        left.extend(abandon(
-            std::mem::take(&mut self.events),
-            max,
-            Undelivered::Events,
-        ));
-        left.extend(abandon(
-            std::mem::take(&mut self.profiles),
-            max,
-            Undelivered::Profiles,
-        ));
-        left.extend(abandon(
-            std::mem::take(&mut self.devices),
-            max,
-            Undelivered::Devices,
-        ));
-        for undelivered in left {
+        self.take(true);
+        while let Some((id, batch)) = self.ready.pop_front() {
+            let count = batch.len();
             tracing::warn!(
-                items = undelivered.len(),
+                items = count,
                 "marketap shutdown deadline passed; items not sent"
             );
-            self.counters
-                .queued
-                .fetch_sub(undelivered.len() as u64, Relaxed);
-            self.fail(undelivered).await;
+            self.outstanding.remove(&id);
+            self.intake.counters.queued.fetch_sub(count as u64, Relaxed);
+            self.fail(batch.abandon()).await;
         }
     }
 }
 
-/// Items never sent, in request-sized groups, reported as abandoned.
-fn abandon<T: Item>(
-    mut items: Vec<T>,
-    max: usize,
-    wrap: fn(FailedBatch<T>) -> Undelivered,
-) -> Vec<Undelivered> {
-    let mut groups = Vec::new();
-    while !items.is_empty() {
-        let rest = items.split_off(items.len().min(max));
-        groups.push(wrap(FailedBatch {
-            items,
-            error: Error::Cancelled,
-            attempts: 0,
-        }));
-        items = rest;
+/// Whole batches from `lane` (everything, when `all`), or `None`.
+fn take_lane<T>(lane: &mut Vec<T>, max: usize, all: bool) -> Option<Vec<T>> {
+    let take = if all {
+        lane.len()
+    } else {
+        lane.len() - lane.len() % max
+    };
+    match take {
+        0 => None,
+        n if n == lane.len() => Some(std::mem::replace(lane, Vec::with_capacity(max))),
+        n => Some(lane.drain(..n).collect()),
     }
-    groups
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
