@@ -134,7 +134,7 @@ fn insert_property(
         *error = Some(ValidationError::empty("property name", &key));
         return;
     }
-    match properties::to_value(&format!("properties.{key}"), value) {
+    match properties::to_value(format_args!("properties.{key}"), value) {
         Ok(value) => {
             map.insert(key, value);
         }

@@ -21,20 +21,25 @@ pub const MAX_ITEM_BYTES: usize = 1024 * 1024;
 /// is [`ValidationError::NonFiniteNumber`], naming its path from `field`
 /// (e.g. `properties.mkt_items[2].mkt_product_price`), and a failing
 /// `Serialize` impl is [`ValidationError::Unserializable`].
+///
+/// `field` is only formatted for an error, so a caller can pass
+/// `format_args!` and valid input allocates nothing for it.
 pub(crate) fn to_value<T: Serialize + ?Sized>(
-    field: &str,
+    field: impl Display,
     value: &T,
 ) -> Result<Value, ValidationError> {
-    let mut path = field.to_owned();
+    // Below `field`; empty (no allocation) for a scalar.
+    let mut path = String::new();
     value
         .serialize(Checker { path: &mut path })
         .map_err(|found| match found {
-            Found::NonFinite { path, value } => {
-                ValidationError::NonFiniteNumber { field: path, value }
-            }
-            Found::Custom(reason) => unserializable(field, reason),
+            Found::NonFinite { path, value } => ValidationError::NonFiniteNumber {
+                field: format!("{field}{path}"),
+                value,
+            },
+            Found::Custom(reason) => unserializable(&field, reason),
         })?;
-    serde_json::to_value(value).map_err(|e| unserializable(field, e))
+    serde_json::to_value(value).map_err(|e| unserializable(&field, e))
 }
 
 /// [`to_value`], which must give a JSON object, else
@@ -72,7 +77,7 @@ pub(crate) fn check_size<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<usize, ValidationError> {
     let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value).map_err(|e| unserializable(field, e))?;
+    serde_json::to_writer(&mut counter, value).map_err(|e| unserializable(&field, e))?;
     match counter.0 {
         bytes if bytes > MAX_ITEM_BYTES => Err(ValidationError::TooLarge {
             field: field.to_owned(),
@@ -83,9 +88,9 @@ pub(crate) fn check_size<T: Serialize + ?Sized>(
     }
 }
 
-fn unserializable(field: &str, reason: impl Display) -> ValidationError {
+fn unserializable(field: &dyn Display, reason: impl Display) -> ValidationError {
     ValidationError::Unserializable {
-        field: field.to_owned(),
+        field: field.to_string(),
         reason: reason.to_string(),
     }
 }
