@@ -632,49 +632,25 @@ impl Worker {
         let waiters = std::mem::take(&mut lanes.flush_waiters);
         let all = all || !waiters.is_empty() || self.draining;
         lanes.closed |= self.draining;
-        let taken = [
-            take_lane(&mut lanes.events, max, all).map(Event::batch),
-            take_lane(&mut lanes.profiles, max, all).map(UserProfile::batch),
-            take_lane(&mut lanes.devices, max, all).map(Device::batch),
-        ];
+        let events = take_lane(&mut lanes.events, max, all);
+        let profiles = take_lane(&mut lanes.profiles, max, all);
+        let devices = take_lane(&mut lanes.devices, max, all);
         drop(lanes);
-        for items in taken.into_iter().flatten() {
-            self.split_into_ready(items, max);
-        }
-        // Everything queued before the flush now has an id at most this.
-        let last = self.next_id.wrapping_sub(1);
-        self.flush_waiters
-            .extend(waiters.into_iter().map(|waiter| (last, waiter)));
-    }
-
-    fn split_into_ready(&mut self, batch: Batch, max: usize) {
-        fn split<T>(
-            mut items: Vec<T>,
-            max: usize,
-            wrap: fn(Vec<T>) -> Batch,
-            out: &mut Vec<Batch>,
-        ) {
-            while items.len() > max {
-                let rest = items.split_off(max);
-                out.push(wrap(items));
-                items = rest;
-            }
-            if !items.is_empty() {
-                out.push(wrap(items));
-            }
-        }
+        // Split outside the lock, so callers wait only for the moves above.
         let mut batches = Vec::new();
-        match batch {
-            Batch::Events(items) => split(items, max, Batch::Events, &mut batches),
-            Batch::Profiles(items) => split(items, max, Batch::Profiles, &mut batches),
-            Batch::Devices(items) => split(items, max, Batch::Devices, &mut batches),
-        }
+        split_into_batches(events, max, &mut batches);
+        split_into_batches(profiles, max, &mut batches);
+        split_into_batches(devices, max, &mut batches);
         for batch in batches {
             let id = self.next_id;
             self.next_id += 1;
             self.outstanding.insert(id);
             self.ready.push_back((id, batch));
         }
+        // Everything queued before the flush now has an id at most this.
+        let last = self.next_id.wrapping_sub(1);
+        self.flush_waiters
+            .extend(waiters.into_iter().map(|waiter| (last, waiter)));
     }
 
     /// Sends ready batches while request slots are free.
@@ -777,6 +753,19 @@ impl Worker {
             self.intake.counters.queued.fetch_sub(count as u64, Relaxed);
             self.fail(batch.abandon()).await;
         }
+    }
+}
+
+/// `items` in request-sized batches of at most `max`, appended to `out`.
+fn split_into_batches<T: Queued>(items: Option<Vec<T>>, max: usize, out: &mut Vec<Batch>) {
+    let Some(mut items) = items else { return };
+    while items.len() > max {
+        let rest = items.split_off(max);
+        out.push(T::batch(items));
+        items = rest;
+    }
+    if !items.is_empty() {
+        out.push(T::batch(items));
     }
 }
 
