@@ -1,8 +1,9 @@
 //! Generates the client from the merged spec (`openapi.json`, a link to
 //! `../openapi/marketap.json`) with progenitor, into `$OUT_DIR`.
 //!
-//! `src/lib.rs` includes `codegen.rs`; with the `mock` feature it also
-//! includes `mock.rs`, progenitor's typed httpmock extension.
+//! `src/lib.rs` includes `codegen.rs` and `error_statuses.rs` (the error
+//! statuses the spec documents with a JSON body); with the `mock` feature
+//! it also includes `mock.rs`, progenitor's typed httpmock extension.
 
 use std::{env, fs, path::Path};
 
@@ -37,12 +38,48 @@ fn main() {
         .unwrap_or_else(|e| panic!("generating the client from {SPEC}: {e}"));
     write_pretty(&Path::new(&out_dir).join("codegen.rs"), client);
 
+    let statuses = documented_error_statuses(&spec);
+    fs::write(
+        Path::new(&out_dir).join("error_statuses.rs"),
+        format!(
+            "/// The error statuses the spec documents with a JSON body, which the\n\
+             /// generated client decodes: {statuses:?}.\n\
+             const DOCUMENTED_ERROR_STATUSES: &[u16] = &{statuses:?};\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("writing error_statuses.rs: {e}"));
+
     if env::var_os("CARGO_FEATURE_MOCK").is_some() {
         let mock = Generator::new(&settings)
             .httpmock(&spec, "crate")
             .unwrap_or_else(|e| panic!("generating the httpmock extension from {SPEC}: {e}"));
         write_pretty(&Path::new(&out_dir).join("mock.rs"), mock);
     }
+}
+
+/// Every non-2xx status that some operation documents with an
+/// `application/json` body, sorted.
+fn documented_error_statuses(spec: &openapiv3::OpenAPI) -> Vec<u16> {
+    let mut statuses: Vec<u16> = spec
+        .operations()
+        .flat_map(|(_, _, operation)| &operation.responses.responses)
+        .filter_map(|(status, response)| match (status, response) {
+            (openapiv3::StatusCode::Code(code), openapiv3::ReferenceOr::Item(response))
+                if !(200..300).contains(code) && response.content.contains_key("application/json") =>
+            {
+                Some(*code)
+            }
+            (openapiv3::StatusCode::Code(code), openapiv3::ReferenceOr::Reference { .. })
+                if !(200..300).contains(code) =>
+            {
+                Some(*code)
+            }
+            _ => None,
+        })
+        .collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
 }
 
 fn tokens(code: &str) -> proc_macro2::TokenStream {

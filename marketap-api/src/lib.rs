@@ -31,6 +31,15 @@
 //! (`code`, `message`); any other status is [`Error::UnexpectedResponse`],
 //! which keeps the whole `reqwest::Response`, status included.
 //!
+//! Gateways in front of the API answer some `400`s and `401`s with a body
+//! that is not the documented JSON (empty, or an HTML page). Decoding it
+//! would fail with [`Error::InvalidResponsePayload`], which has no status,
+//! so a wrong key could not be told from a bad request. This crate's one
+//! client hook ([`ClientHooks::exec`](progenitor_client::ClientHooks::exec))
+//! keeps the status instead: such a body reaches you as an
+//! [`Error::ErrorResponse`] with no `code` and the body's text as its
+//! `message`.
+//!
 //! # Authentication
 //! Every request carries `Authorization: Bearer <key>` from the [`Auth`]
 //! the client was made with (the header is marked sensitive, so reqwest
@@ -69,6 +78,55 @@
 #![allow(missing_docs)] // Generated items carry the spec's descriptions, where it has any.
 
 include!(concat!(env!("OUT_DIR"), "/codegen.rs"));
+include!(concat!(env!("OUT_DIR"), "/error_statuses.rs"));
+
+/// Keeps the status of a documented error response whose body is not the
+/// documented JSON (see "Responses" above). Progenitor calls this hook for
+/// every request, in place of its own `exec`.
+impl progenitor_client::ClientHooks<Auth> for Client {
+    async fn exec(
+        &self,
+        request: reqwest::Request,
+        _info: &progenitor_client::OperationInfo,
+    ) -> reqwest::Result<reqwest::Response> {
+        let response = ClientInfo::client(self).execute(request).await?;
+        let status = response.status();
+        if !DOCUMENTED_ERROR_STATUSES.contains(&status.as_u16()) {
+            return Ok(response);
+        }
+        let headers = response.headers().clone();
+        let url = response.url().clone();
+        let body = response.bytes().await?;
+        if serde_json::from_slice::<types::IngestionResponse>(&body).is_ok() {
+            return Ok(rebuilt(status, headers, url, body.to_vec()));
+        }
+        let text = String::from_utf8_lossy(&body);
+        let documented = types::IngestionResponse {
+            code: None,
+            message: Some(text.trim().to_owned()).filter(|text| !text.is_empty()),
+        };
+        let json = serde_json::to_vec(&documented).expect("the error body serialises");
+        Ok(rebuilt(status, headers, url, json))
+    }
+}
+
+/// The response from `url` with `status`, `headers` and a new `body`.
+fn rebuilt(
+    status: reqwest::StatusCode,
+    mut headers: reqwest::header::HeaderMap,
+    url: reqwest::Url,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    use reqwest::ResponseBuilderExt as _;
+    headers.remove(reqwest::header::CONTENT_LENGTH);
+    let mut response = http::Response::builder()
+        .status(status)
+        .url(url)
+        .body(body)
+        .expect("a status and a URL from a response make a valid response");
+    *response.headers_mut() = headers;
+    reqwest::Response::from(response)
+}
 
 /// The credentials the generated [`Client`] puts on every request (its
 /// progenitor "inner type"; `build.rs` wires [`Auth::apply`] in as the

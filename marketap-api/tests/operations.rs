@@ -1,6 +1,7 @@
 //! The HTTP contract of every generated operation, against httpmock:
 //! method, path, the `project_id` query parameter, the exact JSON body,
-//! and how 202, 400, 401 and an undocumented status come back.
+//! and how 202, 400, 401 (with the documented body or a gateway's) and an
+//! undocumented status come back.
 
 use httpmock::{Method::POST, MockServer};
 use marketap_api::{Auth, Client, Error, mock::MockServerExt, types};
@@ -67,6 +68,32 @@ where
                 assert_eq!(body.message.as_deref(), Some(message));
             }
             other => panic!("{path} {status}: expected ErrorResponse, got {other:?}"),
+        }
+    }
+
+    // A gateway's 401 or 400 with a body that is not the documented JSON
+    // keeps its status; the body's text becomes the message.
+    for (status, body, message) in [
+        (401, "", None),
+        (401, "<html>401 Authorization Required</html>", Some("<html>401 Authorization Required</html>")),
+        (400, "Bad Request", Some("Bad Request")),
+    ] {
+        let server = MockServer::start_async().await;
+        server
+            .mock_async(|when, then| {
+                when.method(POST).path(path);
+                then.status(status)
+                    .header("content-type", "text/html")
+                    .body(body);
+            })
+            .await;
+        match call(client(&server)).await {
+            Err(Error::ErrorResponse(response)) => {
+                assert_eq!(response.status(), status);
+                assert_eq!(response.code, None);
+                assert_eq!(response.message.as_deref(), message);
+            }
+            other => panic!("{path} {status} {body:?}: expected ErrorResponse, got {other:?}"),
         }
     }
 
