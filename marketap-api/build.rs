@@ -65,7 +65,8 @@ fn documented_error_statuses(spec: &openapiv3::OpenAPI) -> Vec<u16> {
         .flat_map(|(_, _, operation)| &operation.responses.responses)
         .filter_map(|(status, response)| match (status, response) {
             (openapiv3::StatusCode::Code(code), openapiv3::ReferenceOr::Item(response))
-                if !(200..300).contains(code) && response.content.contains_key("application/json") =>
+                if !(200..300).contains(code)
+                    && response.content.contains_key("application/json") =>
             {
                 Some(*code)
             }

@@ -75,7 +75,11 @@ where
     // keeps its status; the body's text becomes the message.
     for (status, body, message) in [
         (401, "", None),
-        (401, "<html>401 Authorization Required</html>", Some("<html>401 Authorization Required</html>")),
+        (
+            401,
+            "<html>401 Authorization Required</html>",
+            Some("<html>401 Authorization Required</html>"),
+        ),
         (400, "Bad Request", Some("Bad Request")),
     ] {
         let server = MockServer::start_async().await;

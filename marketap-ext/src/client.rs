@@ -1,17 +1,23 @@
 //! [`Marketap`], the client: built once from a [`Config`], cheap to clone,
-//! and the home of the calls people make. It wires the API key and project
+//! and the home of every call people make. It wires the API key and project
 //! id into every request so callers never pass them, and keeps the
-//! generated client reachable through [`Marketap::raw`].
+//! generated client reachable through [`Marketap::raw`]. The work is done
+//! elsewhere: the [`delivery`](crate::delivery) engine sends, the ingestor
+//! queues, the dead-letter file stores.
 
 use std::{fmt, sync::Arc};
 
-use futures::stream;
+use futures::{Stream, StreamExt, future, stream};
 
 use crate::{
-    batch::BatchReport,
     config::{BatchConfig, Config},
+    dead_letter::DeadLetter,
+    delivery::{Cancel, Delivery},
     error::{Error, ValidationError},
+    ingest::{Ingestor, IngestorConfig},
     item::{Device, Event, UserDeletion, UserProfile},
+    kind::Item,
+    report::{BatchReport, FailedBatch, RequestOutcome},
     retry::RetryConfig,
 };
 
@@ -134,5 +140,74 @@ impl Marketap {
             .await
             .map(drop)
             .map_err(|failed| failed.error)
+    }
+
+    /// Sends `items` as exactly one request (with retries). More than
+    /// 1,000 items, or none, is a validation error and nothing is sent; on
+    /// any failure the items come back in the error.
+    pub async fn send_batch<T: Item>(&self, items: Vec<T>) -> Result<usize, FailedBatch<T>> {
+        Delivery::new(self.clone(), Cancel::never())
+            .send(items, || ())
+            .await
+            .map(|accepted| accepted.items)
+    }
+
+    /// Sends a stream of items of any length and returns one report: see
+    /// [`deliver`](Self::deliver) for how.
+    pub async fn send_stream<T: Item>(&self, items: impl Stream<Item = T>) -> BatchReport<T> {
+        self.deliver(items)
+            .fold(BatchReport::default(), |mut report, outcome| {
+                report.record(outcome.result);
+                future::ready(report)
+            })
+            .await
+    }
+
+    /// Sends a stream of items of any length and yields each request's
+    /// outcome as it ends, for callers that act per request (a progress
+    /// bar, a checkpoint, a retry file of their own).
+    ///
+    /// Requests hold at most `max_batch_size` consecutive items and
+    /// `max_in_flight` are sent at once, so at most that many requests'
+    /// worth of items are held, whatever the stream's length. Each outcome
+    /// names where its items were in the input ([`RequestOutcome::offset`]);
+    /// outcomes may come out of order. After a 401 the key or project is
+    /// wrong for every request, so the rest are not sent: their items come
+    /// back with the same error.
+    pub fn deliver<T, S>(&self, items: S) -> impl Stream<Item = RequestOutcome<T>> + use<T, S>
+    where
+        T: Item,
+        S: Stream<Item = T>,
+    {
+        let batch = self.inner.batch;
+        let delivery = Arc::new(Delivery::new(self.clone(), Cancel::never()));
+        let mut next_offset = 0;
+        items
+            .chunks(batch.max_batch_size)
+            .map(move |chunk| {
+                let offset = next_offset;
+                next_offset += chunk.len() as u64;
+                let delivery = delivery.clone();
+                async move {
+                    RequestOutcome {
+                        offset,
+                        result: delivery.send(chunk, || ()).await,
+                    }
+                }
+            })
+            .buffer_unordered(batch.max_in_flight)
+    }
+
+    /// Sends a dead letter's items again, as one request (with retries).
+    /// Returns how many items were accepted; on failure the letter is
+    /// still yours to keep. Items are validated again first: the file may
+    /// have been edited.
+    pub async fn resend(&self, letter: &DeadLetter) -> Result<usize, Error> {
+        letter.resend(self).await
+    }
+
+    /// Starts an [`Ingestor`] on the current Tokio runtime.
+    pub fn ingestor(&self, config: IngestorConfig) -> Result<Ingestor, ValidationError> {
+        Ingestor::start(self.clone(), config)
     }
 }

@@ -1,118 +1,205 @@
 //! The dead-letter file: requests whose items were finally not delivered,
 //! one JSON object per line (NDJSON), each holding the request body in the
 //! API's own shape, so a later run can [`read`] them and
-//! [`Marketap::resend`] them.
+//! [`Marketap::resend`](crate::Marketap::resend) them.
 //!
 //! A line looks like
 //! `{"operation":"collect_bulk_user_events","error":"…","status":503,"attempts":5,"body":{"events":[…]}}`.
+//!
+//! The file holds personal data, so it is created readable by its owner
+//! only (mode 0600 on Unix). A letter is written whole or not at all: on a
+//! failed write (a full disk) the file is cut back to its last complete
+//! line, so two letters never run together. The reader gives each line's
+//! result on its own: one bad line never hides the good ones.
 
-use std::{io, path::Path, path::PathBuf};
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+};
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tokio::io::AsyncWriteExt;
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    batch::FailedBatch,
     client::Marketap,
     error::{Error, ValidationError},
-    ingest::Undelivered,
-    item::{Device, Event, Item, UserProfile, wire::Wire},
+    item::{Device, Event, UserDeletion, UserProfile},
+    kind::{Item, Operation},
+    report::Undelivered,
 };
 
 /// One failed request, as written to the dead-letter file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
-    /// The operation, e.g. `collect_bulk_user_events`.
-    pub operation: String,
+    /// The operation that takes the items.
+    pub operation: Operation,
     /// Why it failed.
     pub error: String,
     /// The HTTP status, if the server answered.
     pub status: Option<u16>,
     /// How many times it was sent.
     pub attempts: u32,
-    /// The request body, as the API takes it.
+    /// The request body, as the API takes it: `{"events": [...]}`,
+    /// `{"profiles": [...]}` or `{"user_ids": [...]}`.
     pub body: serde_json::Value,
 }
 
 impl DeadLetter {
-    fn new<T: Item>(batch: &FailedBatch<T>) -> Self {
-        Self {
-            operation: T::OPERATION.to_owned(),
-            error: batch.error.to_string(),
-            status: batch.error.status(),
-            attempts: batch.attempts,
-            body: serde_json::json!({ T::FIELD: batch.items }),
-        }
-    }
-
-    pub(crate) fn from_undelivered(undelivered: &Undelivered) -> Self {
-        match undelivered {
-            Undelivered::Events(batch) => Self::new(batch),
-            Undelivered::Profiles(batch) => Self::new(batch),
-            Undelivered::Devices(batch) => Self::new(batch),
-        }
-    }
-}
-
-/// Reads every line of a dead-letter file. A line that is not a
-/// [`DeadLetter`] is an `InvalidData` error naming its number.
-pub fn read(path: impl AsRef<Path>) -> io::Result<Vec<DeadLetter>> {
-    let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(number, line)| {
-            serde_json::from_str(line).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("line {}: {e}", number + 1),
-                )
-            })
+    /// The letter for a failed request.
+    pub fn new(undelivered: &Undelivered) -> serde_json::Result<Self> {
+        let batch = undelivered.batch();
+        let mut body = serde_json::Map::new();
+        body.insert(batch.field().to_owned(), batch.items_json()?);
+        Ok(Self {
+            operation: batch.operation(),
+            error: batch.error().to_string(),
+            status: batch.error().status(),
+            attempts: batch.attempts(),
+            body: body.into(),
         })
-        .collect()
-}
-
-impl Marketap {
-    /// Sends a dead letter's items again, as one request (with retries).
-    /// Returns how many items were accepted; on failure the letter is
-    /// still yours to keep. Items are validated again first: the file may
-    /// have been edited.
-    pub async fn resend(&self, letter: &DeadLetter) -> Result<usize, Error> {
-        match letter.operation.as_str() {
-            op if op == Event::OPERATION => self.resend_as::<Event>(letter).await,
-            op if op == UserProfile::OPERATION => self.resend_as::<UserProfile>(letter).await,
-            op if op == Device::OPERATION => self.resend_as::<Device>(letter).await,
-            other => Err(ValidationError::config(
-                "operation",
-                other,
-                "not an operation the ingestor sends",
-            )
-            .into()),
-        }
     }
 
-    async fn resend_as<T: Item>(&self, letter: &DeadLetter) -> Result<usize, Error>
-    where
-        T::Body: DeserializeOwned,
-    {
-        let body: T::Body = serde_json::from_value(letter.body.clone()).map_err(|e| {
-            ValidationError::Unserializable {
+    /// The letter's items, checked as a builder would check them: the file
+    /// may have been edited.
+    pub fn items<T: Item>(&self) -> Result<Vec<T>, ValidationError> {
+        let items =
+            T::from_letter(self.body.clone()).map_err(|e| ValidationError::Unserializable {
                 field: "body".into(),
                 reason: e.to_string(),
-            }
-        })?;
-        let items = T::into_items(body)
-            .into_iter()
-            .map(T::validate)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.send_batch(items).await.map_err(|failed| failed.error)
+            })?;
+        items.into_iter().map(T::validate).collect()
     }
+
+    /// Sends the items again, as one request of the letter's kind.
+    pub(crate) async fn resend(&self, client: &Marketap) -> Result<usize, Error> {
+        match self.operation {
+            Operation::CollectBulkUserEvents => self.resend_as::<Event>(client).await,
+            Operation::UpdateBulkUserProfiles => self.resend_as::<UserProfile>(client).await,
+            Operation::UpdateBulkDeviceProfiles => self.resend_as::<Device>(client).await,
+            Operation::RequestUserProfileDeletion | Operation::RequestBulkUserProfileDeletion => {
+                self.resend_as::<UserDeletion>(client).await
+            }
+        }
+    }
+
+    async fn resend_as<T: Item>(&self, client: &Marketap) -> Result<usize, Error> {
+        let items = self.items::<T>()?;
+        client
+            .send_batch(items)
+            .await
+            .map_err(|failed| failed.error)
+    }
+}
+
+/// A line of a dead-letter file that is not a [`DeadLetter`].
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct LetterError {
+    /// The line's number, from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Opens a dead-letter file for reading, one letter per line.
+///
+/// ```no_run
+/// # async fn run(client: marketap_ext::Marketap) -> std::io::Result<()> {
+/// for letter in marketap_ext::dead_letter::read("failed.ndjson")? {
+///     match letter {
+///         Ok(letter) => match client.resend(&letter).await {
+///             Ok(accepted) => println!("resent {accepted} items"),
+///             Err(error) => eprintln!("still failing: {error}"),
+///         },
+///         Err(bad_line) => eprintln!("skipped {bad_line}"),
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub fn read(path: impl AsRef<Path>) -> io::Result<Letters> {
+    Ok(Letters {
+        lines: BufReader::new(File::open(path)?),
+        line: 0,
+        failed: false,
+    })
+}
+
+/// The letters of a dead-letter file, read lazily: each non-blank line is
+/// a [`DeadLetter`] or a [`LetterError`] naming the line.
+#[derive(Debug)]
+pub struct Letters {
+    lines: BufReader<File>,
+    line: usize,
+    /// Reading failed: the rest of the file cannot be read.
+    failed: bool,
+}
+
+impl Iterator for Letters {
+    type Item = Result<DeadLetter, LetterError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut bytes = Vec::new();
+        while !self.failed {
+            bytes.clear();
+            self.line += 1;
+            let error = |reason: String| LetterError {
+                line: self.line,
+                reason,
+            };
+            match self.lines.read_until(b'\n', &mut bytes) {
+                Ok(0) => return None,
+                Ok(_) if bytes.trim_ascii().is_empty() => continue,
+                Ok(_) => {
+                    return Some(serde_json::from_slice(&bytes).map_err(|e| error(e.to_string())));
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(error(format!("could not read the file: {e}"))));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The file a writer appends to: a real file, or a fake one in tests.
+trait LetterFile: Write {
+    fn len(&self) -> io::Result<u64>;
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+impl LetterFile for File {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// Appends `line` whole, or cuts the file back to where it was.
+fn append_whole(file: &mut impl LetterFile, line: &[u8]) -> io::Result<()> {
+    let before = file.len()?;
+    if let Err(error) = file.write_all(line).and_then(|()| file.flush()) {
+        if let Err(cut) = file.truncate(before) {
+            tracing::error!(%cut, "could not cut a partly written dead letter; the file may hold a broken line");
+        }
+        return Err(error);
+    }
+    Ok(())
 }
 
 /// Appends dead letters to a file, opening it on first use.
 pub(crate) struct DeadLetterWriter {
     path: PathBuf,
-    file: Option<tokio::fs::File>,
+    file: Option<File>,
 }
 
 impl DeadLetterWriter {
@@ -120,28 +207,124 @@ impl DeadLetterWriter {
         Self { path, file: None }
     }
 
-    /// Appends one line. A write that fails is logged; the items still
-    /// reach the caller through the callback or the shutdown report.
-    pub(crate) async fn append(&mut self, undelivered: &Undelivered) {
-        let mut line = serde_json::to_vec(&DeadLetter::from_undelivered(undelivered))
-            .expect("items serialise: they were validated");
+    /// Appends one letter; whether it was written. A failure is logged:
+    /// the items still reach the caller another way.
+    pub(crate) fn append(&mut self, undelivered: &Undelivered) -> bool {
+        let written = self.write(undelivered);
+        if let Err(error) = &written {
+            tracing::error!(
+                path = %self.path.display(),
+                items = undelivered.len(),
+                %error,
+                "could not write the dead-letter file"
+            );
+        }
+        written.is_ok()
+    }
+
+    fn write(&mut self, undelivered: &Undelivered) -> io::Result<()> {
+        let mut line = serde_json::to_vec(&DeadLetter::new(undelivered)?)?;
         line.push(b'\n');
-        if let Err(error) = self.write(&line).await {
-            tracing::error!(path = %self.path.display(), %error, "could not write the dead-letter file");
+        if self.file.is_none() {
+            self.file = Some(open_private(&self.path)?);
+        }
+        append_whole(self.file.as_mut().expect("opened above"), &line)
+    }
+
+    /// Makes what was written durable.
+    pub(crate) fn sync(&mut self) {
+        if let Some(file) = &mut self.file
+            && let Err(error) = file.sync()
+        {
+            tracing::error!(path = %self.path.display(), %error, "could not sync the dead-letter file");
+        }
+    }
+}
+
+/// Opens `path` for appending, creating it readable by its owner only.
+fn open_private(path: &Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::FailedBatch;
+
+    /// A file that takes `room` bytes, then fails like a full disk.
+    struct FullDisk {
+        data: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.room.saturating_sub(self.data.len()));
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+            }
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
         }
     }
 
-    async fn write(&mut self, line: &[u8]) -> io::Result<()> {
-        if self.file.is_none() {
-            let file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?;
-            self.file = Some(file);
+    impl LetterFile for FullDisk {
+        fn len(&self) -> io::Result<u64> {
+            Ok(self.data.len() as u64)
         }
-        let file = self.file.as_mut().expect("opened above");
-        file.write_all(line).await?;
-        file.flush().await
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.data.truncate(len as usize);
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_letter_that_does_not_fit_leaves_no_partial_line() {
+        let mut disk = FullDisk {
+            data: Vec::new(),
+            room: 30,
+        };
+        append_whole(&mut disk, b"{\"first\":1}\n").unwrap();
+        let error = append_whole(&mut disk, b"{\"second\":\"too long to fit\"}\n").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(
+            disk.data, b"{\"first\":1}\n",
+            "cut back to the last whole line"
+        );
+        append_whole(&mut disk, b"{\"third\":3}\n").unwrap();
+        assert_eq!(disk.data, b"{\"first\":1}\n{\"third\":3}\n");
+    }
+
+    fn letter(events: usize) -> Undelivered {
+        Undelivered::Events(FailedBatch {
+            items: (0..events)
+                .map(|i| Event::builder(format!("u{i}"), "e").build().unwrap())
+                .collect(),
+            error: Error::Cancelled,
+            attempts: 0,
+        })
+    }
+
+    #[test]
+    fn a_letter_carries_its_operation_and_body_in_the_api_shape() {
+        let letter = DeadLetter::new(&letter(2)).unwrap();
+        assert_eq!(letter.operation, Operation::CollectBulkUserEvents);
+        assert_eq!(letter.attempts, 0);
+        assert_eq!(letter.status, None);
+        assert_eq!(letter.body["events"][1]["user_id"], "u1");
+        let items: Vec<Event> = letter.items().unwrap();
+        assert_eq!(items.len(), 2);
+        // The wrong kind is a clear error, not a panic.
+        assert!(letter.items::<Device>().is_err());
     }
 }

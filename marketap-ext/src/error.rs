@@ -1,6 +1,7 @@
 //! The crate's errors: [`Error`] for anything a call can fail with, and
 //! [`ValidationError`] for bad input caught before anything goes on the
-//! wire.
+//! wire; how one attempt's outcome is classified (by HTTP status, never by
+//! the body's shape), and which failures are worth another attempt.
 //!
 //! No variant ever holds the API key: validation of the key reports that it
 //! is invalid without echoing it, and transport errors carry the URL (which
@@ -8,7 +9,12 @@
 
 use std::time::Duration;
 
+use marketap_api::{ResponseValue, types::IngestionResponse};
+
 use crate::timestamp::TimestampError;
+
+/// Bodies of unexpected responses are kept up to this size.
+const MAX_ERROR_BODY: usize = 4096;
 
 /// Echoed values are cut to this many characters, so a 10 MB string does
 /// not end up in a log line.
@@ -61,8 +67,28 @@ pub enum Error {
 
     /// Given up before the server accepted it: the ingestor's shutdown
     /// deadline passed while the request was in flight or still queued.
+    /// With `attempts == 0` (see [`FailedBatch`](crate::FailedBatch)) it
+    /// never went on the wire; otherwise it may have reached the server.
     #[error("not delivered: the shutdown deadline passed first")]
     Cancelled,
+
+    /// Neither an HTTP status nor a transport failure: the request could not
+    /// be built, or a documented response could not be decoded. Never
+    /// retried.
+    #[error("protocol error (no HTTP status): {reason}")]
+    Protocol {
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A panic interrupted the request (in this SDK, or in code it called,
+    /// such as a `tracing` subscriber), or ended the ingestor's background
+    /// task. The items were not delivered. Never retried.
+    #[error("not delivered: a panic interrupted delivery: {message}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -93,6 +119,136 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// How one attempt ended, as the generated client reports it.
+pub(crate) type ApiResult = Result<ResponseValue<()>, marketap_api::Error<IngestionResponse>>;
+
+impl Error {
+    /// The outcome of one attempt, classified by HTTP status: any 2xx is
+    /// accepted (the spec documents 202; a proxy may answer 200 or 204), a
+    /// 401 is [`Error::Unauthorized`] and a 400 [`Error::BadRequest`]
+    /// whatever their body holds, anything else [`Error::Status`].
+    pub(crate) async fn classify(result: ApiResult) -> Result<(), Error> {
+        use marketap_api::Error as Api;
+        let error = match result {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        Err(match error {
+            Api::ErrorResponse(response) => {
+                let status = response.status().as_u16();
+                let retry_after = retry_after(response.headers());
+                let api_error = response.into_inner();
+                let body = serde_json::to_string(&api_error).unwrap_or_default();
+                Error::from_status(status, Some(api_error), body, retry_after)
+            }
+            Api::UnexpectedResponse(response) => {
+                if response.status().is_success() {
+                    return Ok(());
+                }
+                let status = response.status().as_u16();
+                let retry_after = retry_after(response.headers());
+                let body = match response.bytes().await {
+                    Ok(bytes) => lossy(&bytes),
+                    Err(e) if e.is_timeout() => return Err(Error::Timeout(e)),
+                    Err(e) => return Err(Error::Transport(e)),
+                };
+                let api_error = serde_json::from_str::<IngestionResponse>(&body).ok();
+                Error::from_status(status, api_error, body, retry_after)
+            }
+            Api::CommunicationError(e) | Api::ResponseBodyError(e) | Api::InvalidUpgrade(e)
+                if e.is_timeout() =>
+            {
+                Error::Timeout(e)
+            }
+            Api::CommunicationError(e) | Api::ResponseBodyError(e) | Api::InvalidUpgrade(e) => {
+                Error::Transport(e)
+            }
+            Api::InvalidResponsePayload(bytes, e) => Error::Protocol {
+                reason: format!(
+                    "a documented response could not be decoded ({e}): {}",
+                    lossy(&bytes)
+                ),
+            },
+            Api::InvalidRequest(reason) => Error::Protocol {
+                reason: format!("the request could not be built: {reason}"),
+            },
+            Api::Custom(reason) => Error::Protocol {
+                reason: format!("a client hook failed: {reason}"),
+            },
+        })
+    }
+
+    /// The error for an HTTP `status` that is not a success. `api_error` is
+    /// the body when it is the API's error JSON; `body` is the body as text.
+    fn from_status(
+        status: u16,
+        api_error: Option<IngestionResponse>,
+        body: String,
+        retry_after: Option<Duration>,
+    ) -> Error {
+        let (code, message) = match api_error {
+            Some(IngestionResponse { code, message }) => (code, message),
+            None => (None, Some(body.clone()).filter(|b| !b.trim().is_empty())),
+        };
+        match status {
+            401 => Error::Unauthorized { code, message },
+            400 => Error::BadRequest { code, message },
+            _ => Error::Status {
+                status,
+                body,
+                retry_after,
+            },
+        }
+    }
+
+    /// Whether another attempt of the same request may succeed: transport
+    /// errors (but a request that could not be built), timeouts, and the
+    /// statuses 408, 429, 500, 502, 503 and 504.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Timeout(_) => true,
+            Error::Transport(e) => !e.is_builder(),
+            Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// `Retry-After` from `headers`, as delay-seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    // A date in the past means "now".
+    Some(
+        date.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// A body as text, cut to [`MAX_ERROR_BODY`] bytes.
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ERROR_BODY)]).into_owned()
 }
 
 fn describe(code: Option<i64>, message: Option<&str>) -> String {
@@ -197,6 +353,25 @@ pub enum ValidationError {
         name: &'static str,
     },
 
+    /// An id holds a control character (NUL, a newline, an escape...).
+    #[error("`{field}` must not hold control characters, got \"{value}\"")]
+    ControlCharacter {
+        /// The field, e.g. `user_id`.
+        field: &'static str,
+        /// What was given, cut to a readable length.
+        value: String,
+    },
+
+    /// A value nests arrays and objects deeper than the SDK sends (and
+    /// than its dead-letter file can read back).
+    #[error("`{field}` nests arrays and objects deeper than {max} levels")]
+    TooDeep {
+        /// Where the limit is crossed, e.g. `properties.a.b`.
+        field: String,
+        /// The limit ([`crate::MAX_DEPTH`]).
+        max: usize,
+    },
+
     /// The API key cannot go into an HTTP header. The key is not shown.
     #[error(
         "`api_key` is not a valid HTTP header value (empty, or holds a control character such as a newline); the key is not shown"
@@ -240,4 +415,16 @@ pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), 
     } else {
         Ok(())
     }
+}
+
+/// Checks an id: not empty or blank, and free of control characters.
+pub(crate) fn require_id(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    require_non_empty(field, value)?;
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::ControlCharacter {
+            field,
+            value: echo(value),
+        });
+    }
+    Ok(())
 }

@@ -1,62 +1,22 @@
 //! The four kinds of item the API takes, each a validated wrapper around
 //! its generated wire type: [`Event`], [`UserProfile`], [`Device`] and
-//! [`UserDeletion`]; their builders; [`Platform`]; and the [`Item`] trait
-//! that lets one batching engine send any of them.
+//! [`UserDeletion`]; their builders; and [`Platform`]. What the delivery
+//! engine needs of each kind is in [`crate::kind`].
 //!
 //! Validation happens in `build()`: once you hold an item, it can go on the
 //! wire. Wrapping the generated types (rather than copying into them) means
 //! sending costs a move, not a conversion.
 
-use std::{fmt::Debug, future::Future};
-
-use marketap_api::{Client, ResponseValue, types};
+use marketap_api::types;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    error::{ValidationError, require_non_empty},
+    error::{ValidationError, require_id},
     properties,
     timestamp::{IntoTimestamp, Timestamp},
     typed::TrackEvent,
 };
-
-/// Something the batch calls and the ingestor can send: [`Event`],
-/// [`UserProfile`], [`Device`] or [`UserDeletion`].
-///
-/// Serialises to the API's own JSON for one item.
-pub trait Item: wire::Wire + Serialize + Debug + Clone + Send + Sync + 'static {
-    /// The name of the list in the request body (`events`, `profiles`,
-    /// `user_ids`).
-    const FIELD: &'static str;
-}
-
-pub(crate) mod wire {
-    use super::*;
-
-    pub type ApiResult = Result<ResponseValue<()>, marketap_api::Error<types::IngestionResponse>>;
-
-    /// How a list of items becomes one request, and back. Sealed: only this
-    /// crate's items implement it.
-    pub trait Wire: Sized {
-        /// The request body the generated client takes by reference.
-        type Body: Serialize + Send + Sync + 'static;
-        /// The operation, for logs and traces.
-        const OPERATION: &'static str;
-        /// Wraps items into a body: a move, no copy.
-        fn into_body(items: Vec<Self>) -> Self::Body;
-        /// Takes the items back out, to hand a failed request back.
-        fn into_items(body: Self::Body) -> Vec<Self>;
-        /// Checks an item that did not come from a builder (e.g. one read
-        /// back from a dead-letter file).
-        fn validate(self) -> Result<Self, ValidationError>;
-        /// Posts the body once.
-        fn post<'a>(
-            api: &'a Client,
-            project_id: &'a str,
-            body: &'a Self::Body,
-        ) -> impl Future<Output = ApiResult> + Send + 'a;
-    }
-}
 
 /// `property` and `properties` for a builder whose `raw` wire type has a
 /// `properties` map.
@@ -79,43 +39,6 @@ macro_rules! property_setters {
         pub fn properties(mut self, properties: impl Serialize) -> Self {
             merge_properties(&mut self.raw.properties, &mut self.error, &properties);
             self
-        }
-    };
-}
-
-/// [`Item`] and [`wire::Wire`] for a kind sent in bulk: `$item` wraps one
-/// element of `types::$body`'s `$list`, posted by `Client::$operation`.
-macro_rules! bulk_item {
-    ($item:ident, $body:ident, $list:ident, $operation:ident) => {
-        impl Item for $item {
-            const FIELD: &'static str = stringify!($list);
-        }
-
-        impl wire::Wire for $item {
-            type Body = types::$body;
-            const OPERATION: &'static str = stringify!($operation);
-
-            fn into_body(items: Vec<Self>) -> Self::Body {
-                types::$body {
-                    $list: items.into_iter().map(|item| item.0).collect(),
-                }
-            }
-
-            fn into_items(body: Self::Body) -> Vec<Self> {
-                body.$list.into_iter().map(Self).collect()
-            }
-
-            fn validate(self) -> Result<Self, ValidationError> {
-                Self::from_raw(self.0)
-            }
-
-            fn post<'a>(
-                api: &'a Client,
-                project_id: &'a str,
-                body: &'a Self::Body,
-            ) -> impl Future<Output = wire::ApiResult> + Send + 'a {
-                api.$operation(project_id, body)
-            }
         }
     };
 }
@@ -201,6 +124,12 @@ pub struct EventBuilder {
 }
 
 impl Event {
+    /// Wraps a wire value that was validated before (it came out of an
+    /// item of this kind).
+    pub(crate) fn from_checked(raw: types::CreateEventReq) -> Self {
+        Self(raw)
+    }
+
     /// An event named `event_name` for `user_id`.
     pub fn builder(user_id: impl Into<String>, event_name: impl Into<String>) -> EventBuilder {
         EventBuilder {
@@ -272,14 +201,13 @@ impl EventBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
-        require_non_empty("user_id", &self.raw.user_id)?;
-        require_non_empty("event_name", &self.raw.event_name)?;
+        require_id("user_id", &self.raw.user_id)?;
+        require_id("event_name", &self.raw.event_name)?;
+        properties::check_depth("properties", &self.raw.properties)?;
         properties::check_size("event", &self.raw)?;
         Ok(Event(self.raw))
     }
 }
-
-bulk_item!(Event, CreateBulkEventReq, events, collect_bulk_user_events);
 
 // --------------------------------------------------------------- profiles
 
@@ -308,6 +236,12 @@ pub struct UserProfileBuilder {
 }
 
 impl UserProfile {
+    /// Wraps a wire value that was validated before (it came out of an
+    /// item of this kind).
+    pub(crate) fn from_checked(raw: types::BulkUserProfile) -> Self {
+        Self(raw)
+    }
+
     /// A profile update for `user_id`.
     pub fn builder(user_id: impl Into<String>) -> UserProfileBuilder {
         UserProfileBuilder {
@@ -348,18 +282,12 @@ impl UserProfileBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
-        require_non_empty("user_id", &self.raw.user_id)?;
+        require_id("user_id", &self.raw.user_id)?;
+        properties::check_depth("properties", &self.raw.properties)?;
         properties::check_size("profile", &self.raw)?;
         Ok(UserProfile(self.raw))
     }
 }
-
-bulk_item!(
-    UserProfile,
-    UpdateBulkUserProfileReq,
-    profiles,
-    update_bulk_user_profiles
-);
 
 // ---------------------------------------------------------------- devices
 
@@ -420,6 +348,12 @@ pub struct DeviceBuilder {
 }
 
 impl Device {
+    /// Wraps a wire value that was validated before (it came out of an
+    /// item of this kind).
+    pub(crate) fn from_checked(raw: types::UpdateDeviceProfileReq) -> Self {
+        Self(raw)
+    }
+
     /// A device with push `token` (FCM, APNs, or a Web Push endpoint).
     pub fn builder(token: impl Into<String>, platform: Platform) -> DeviceBuilder {
         DeviceBuilder {
@@ -487,22 +421,15 @@ impl DeviceBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
-        require_non_empty("token", &self.raw.device.token)?;
-        require_non_empty("platform", &self.raw.device.platform)?;
+        require_id("token", &self.raw.device.token)?;
+        require_id("platform", &self.raw.device.platform)?;
         if let Some(user_id) = &self.raw.user_id {
-            require_non_empty("user_id", user_id)?;
+            require_id("user_id", user_id)?;
         }
         properties::check_size("device", &self.raw)?;
         Ok(Device(self.raw))
     }
 }
-
-bulk_item!(
-    Device,
-    UpdateBulkDeviceProfileReq,
-    profiles,
-    update_bulk_device_profiles
-);
 
 // --------------------------------------------------------------- deletion
 
@@ -516,7 +443,7 @@ impl UserDeletion {
     /// Deletion of `user_id`, which must not be empty.
     pub fn new(user_id: impl Into<String>) -> Result<Self, ValidationError> {
         let user_id = user_id.into();
-        require_non_empty("user_id", &user_id)?;
+        require_id("user_id", &user_id)?;
         Ok(Self(user_id))
     }
 
@@ -524,54 +451,14 @@ impl UserDeletion {
     pub fn user_id(&self) -> &str {
         &self.0
     }
-}
 
-/// The body of a deletion request: one user, or several.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-#[doc(hidden)]
-pub enum DeletionBody {
-    One(types::DeleteUserProfileReq),
-    Many(types::DeleteBulkUserProfileReq),
-}
-
-impl Item for UserDeletion {
-    const FIELD: &'static str = "user_ids";
-}
-
-impl wire::Wire for UserDeletion {
-    type Body = DeletionBody;
-    const OPERATION: &'static str = "request_user_profile_deletion";
-
-    fn into_body(mut items: Vec<Self>) -> Self::Body {
-        if items.len() == 1 {
-            let UserDeletion(user_id) = items.remove(0);
-            DeletionBody::One(types::DeleteUserProfileReq { user_id })
-        } else {
-            DeletionBody::Many(types::DeleteBulkUserProfileReq {
-                user_ids: items.into_iter().map(|item| item.0).collect(),
-            })
-        }
+    /// Wraps an id that was validated before.
+    pub(crate) fn from_checked(user_id: String) -> Self {
+        Self(user_id)
     }
 
-    fn validate(self) -> Result<Self, ValidationError> {
-        Self::new(self.0)
-    }
-
-    fn into_items(body: Self::Body) -> Vec<Self> {
-        match body {
-            DeletionBody::One(req) => vec![Self(req.user_id)],
-            DeletionBody::Many(req) => req.user_ids.into_iter().map(Self).collect(),
-        }
-    }
-
-    async fn post(api: &Client, project_id: &str, body: &Self::Body) -> wire::ApiResult {
-        match body {
-            DeletionBody::One(req) => api.request_user_profile_deletion(project_id, req).await,
-            DeletionBody::Many(req) => {
-                api.request_bulk_user_profile_deletion(project_id, req)
-                    .await
-            }
-        }
+    /// The id, by value.
+    pub(crate) fn into_user_id(self) -> String {
+        self.0
     }
 }

@@ -8,10 +8,11 @@
 //!   items, built with builders, checked before anything goes on the wire.
 //! - Batch calls ([`Marketap::send_events`], [`Marketap::update_profiles`],
 //!   [`Marketap::update_devices`], [`Marketap::delete_users`],
-//!   [`Marketap::send_stream`]) split any number of items into requests of
-//!   at most 1,000, keep a bounded number in flight, retry what is worth
-//!   retrying ([`RetryConfig`]) and report every item that was not
-//!   accepted ([`BatchReport`]).
+//!   [`Marketap::send_stream`], and [`Marketap::deliver`] for an outcome
+//!   per request) split any number of items into requests of at most
+//!   1,000, keep a bounded number in flight, retry what is worth retrying
+//!   ([`RetryConfig`]) and report every item that was not accepted
+//!   ([`BatchReport`]).
 //! - [`Timestamp`]: one instant from chrono, `SystemTime`, Unix time or
 //!   ISO 8601 with an offset; a string without one is refused, never
 //!   guessed.
@@ -39,32 +40,35 @@
 
 #![warn(missing_docs)]
 
-mod batch;
 mod client;
 mod config;
 pub mod dead_letter;
+mod delivery;
 mod error;
 mod ingest;
 mod item;
+mod kind;
 mod properties;
+mod report;
 mod retry;
 pub mod taxonomy;
 pub mod timestamp;
 mod typed;
 
-pub use batch::{BatchError, BatchReport, FailedBatch};
 pub use client::Marketap;
 pub use config::{ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, MAX_BATCH_SIZE, USER_AGENT};
 pub use error::{Error, ValidationError};
 pub use ingest::{
-    EnqueueError, FailureCallback, Ingestor, IngestorConfig, Metrics, ShutdownReport, Undelivered,
+    EnqueueError, FailureCallback, Ingestor, IngestorConfig, Metrics, ShutdownReport,
 };
 pub use item::{
-    Device, DeviceBuilder, Event, EventBuilder, Item, Platform, UserDeletion, UserProfile,
+    Device, DeviceBuilder, Event, EventBuilder, Platform, UserDeletion, UserProfile,
     UserProfileBuilder,
 };
+pub use kind::{Item, Operation};
 pub use marketap_api as api;
-pub use properties::MAX_ITEM_BYTES;
+pub use properties::{MAX_DEPTH, MAX_ITEM_BYTES};
+pub use report::{Accepted, BatchError, BatchReport, FailedBatch, RequestOutcome, Undelivered};
 pub use retry::RetryConfig;
 pub use timestamp::{IntoTimestamp, Timestamp};
 pub use typed::{TrackEvent, TrackingPlan};

@@ -17,6 +17,62 @@ use crate::error::{ValidationError, echo};
 /// before they go on the wire.
 pub const MAX_ITEM_BYTES: usize = 1024 * 1024;
 
+/// How deeply arrays and objects may nest in an item's `properties`, the
+/// properties object itself being the first level. The dead-letter file's
+/// reader (serde_json) stops at 128 levels for a whole letter; this limit
+/// keeps every item the SDK sends well inside it, and no analytics value
+/// needs more.
+pub const MAX_DEPTH: usize = 64;
+
+/// Checks that `properties` nests at most [`MAX_DEPTH`] levels, naming the
+/// path to the first array or object past it. Valid input allocates
+/// nothing.
+pub(crate) fn check_depth(
+    field: &str,
+    properties: &Map<String, Value>,
+) -> Result<(), ValidationError> {
+    /// The path below `value` (at `level`) to the first array or object
+    /// past the limit, innermost segment first.
+    fn too_deep(value: &Value, level: usize) -> Option<Vec<String>> {
+        let is_container = matches!(value, Value::Object(_) | Value::Array(_));
+        if is_container && level > MAX_DEPTH {
+            return Some(Vec::new());
+        }
+        // Segments are formatted only on the way back from a find.
+        let below = |child, segment: &dyn Fn() -> String| {
+            too_deep(child, level + 1).map(|mut path| {
+                path.push(segment());
+                path
+            })
+        };
+        match value {
+            Value::Object(map) => map
+                .iter()
+                .find_map(|(key, child)| below(child, &|| format!(".{key}"))),
+            Value::Array(list) => list
+                .iter()
+                .enumerate()
+                .find_map(|(i, child)| below(child, &|| format!("[{i}]"))),
+            _ => None,
+        }
+    }
+    let Some(mut path) = properties
+        .iter()
+        .find_map(|(key, value)| too_deep(value, 2).map(|path| (key, path)))
+        .map(|(key, mut path)| {
+            path.push(format!(".{key}"));
+            path
+        })
+    else {
+        return Ok(());
+    };
+    path.reverse();
+    Err(ValidationError::TooDeep {
+        field: echo(&format!("{field}{}", path.concat())),
+        max: MAX_DEPTH,
+    })
+}
+
 /// Like [`serde_json::to_value`], but a NaN or infinite float anywhere inside
 /// is [`ValidationError::NonFiniteNumber`], naming its path from `field`
 /// (e.g. `properties.mkt_items[2].mkt_product_price`), and a failing

@@ -1,20 +1,25 @@
-//! Retrying one request: which failures are worth another attempt, how long
+//! Retrying one request: when a failure is worth another attempt, how long
 //! to wait (exponential backoff with full jitter, or the server's
-//! `Retry-After`, capped), and the loop that does it. Every operation goes
-//! through [`send`], the batch calls and the ingestor included.
+//! `Retry-After`), and the loop that does it. Every request goes through
+//! [`send`], from the delivery engine.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU32, Ordering::Relaxed},
+    time::Duration,
+};
 
-use marketap_api::{ResponseValue, types::IngestionResponse};
-use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::error::{Error, ValidationError};
+use crate::{
+    delivery::Cancel,
+    error::{ApiResult, Error, ValidationError},
+    kind::Operation,
+};
 
 const MAX_ATTEMPTS: u32 = 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Bodies of unexpected responses are kept up to this size.
-const MAX_ERROR_BODY: usize = 4096;
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// When and how often a failed request is tried again.
 ///
@@ -24,7 +29,9 @@ const MAX_ERROR_BODY: usize = 4096;
 /// `max_backoff`, each drawn uniformly from zero to that bound ("full
 /// jitter"), so clients that failed together do not retry together. A
 /// `Retry-After` from the server (seconds or an HTTP date) replaces the
-/// drawn wait, capped by `max_backoff`.
+/// drawn wait and is honoured exactly, up to `max_retry_after`; a server
+/// that asks for a longer wait gets no retry, and the request is reported
+/// as failed with the `Retry-After` it sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryConfig {
     /// Attempts in all, the first included: 1 to 20. `1` turns retries off.
@@ -32,8 +39,10 @@ pub struct RetryConfig {
     pub max_attempts: u32,
     /// Upper bound of the first wait. Default 200 ms.
     pub initial_backoff: Duration,
-    /// Upper bound of any wait, `Retry-After` included. Default 10 s.
+    /// Upper bound of any drawn wait: at most 5 minutes. Default 10 s.
     pub max_backoff: Duration,
+    /// The longest `Retry-After` honoured: at most 1 hour. Default 60 s.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryConfig {
@@ -42,6 +51,7 @@ impl Default for RetryConfig {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
         }
     }
 }
@@ -82,14 +92,31 @@ impl RetryConfig {
                 format!("must not exceed retry.max_backoff ({:?})", self.max_backoff),
             ));
         }
+        if self.max_retry_after > MAX_RETRY_AFTER {
+            return Err(ValidationError::config(
+                "retry.max_retry_after",
+                format!("{:?}", self.max_retry_after),
+                format!("must be at most {MAX_RETRY_AFTER:?}"),
+            ));
+        }
         Ok(())
     }
 
-    /// The wait before attempt `failed + 1`, after `failed` attempts.
-    pub(crate) fn delay(&self, failed: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(wait) = retry_after {
-            return wait.min(self.max_backoff);
+    /// The wait before the next attempt after `attempts` attempts, the last
+    /// of which failed with `error`; `None` to give up.
+    pub(crate) fn next_delay(&self, attempts: u32, error: &Error) -> Option<Duration> {
+        if attempts >= self.max_attempts || !error.is_retryable() {
+            return None;
         }
+        match error.retry_after() {
+            Some(wait) if wait > self.max_retry_after => None,
+            Some(wait) => Some(wait),
+            None => Some(self.backoff(attempts)),
+        }
+    }
+
+    /// A drawn wait after `failed` failed attempts.
+    fn backoff(&self, failed: u32) -> Duration {
         let bound = self
             .initial_backoff
             .saturating_mul(1 << failed.saturating_sub(1).min(30))
@@ -98,171 +125,53 @@ impl RetryConfig {
     }
 }
 
-impl Error {
-    /// Whether another attempt of the same request may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Timeout(_) => true,
-            // A request that could not be built will not build next time.
-            Error::Transport(e) => !e.is_builder(),
-            Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            _ => false,
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Error::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    /// Maps the generated client's error, reading the body of an
-    /// unexpected response.
-    pub(crate) async fn from_api(error: marketap_api::Error<IngestionResponse>) -> Self {
-        use marketap_api::Error as Api;
-        match error {
-            Api::ErrorResponse(response) => {
-                let status = response.status().as_u16();
-                let IngestionResponse { code, message } = response.into_inner();
-                if status == 401 {
-                    Error::Unauthorized { code, message }
-                } else {
-                    Error::BadRequest { code, message }
-                }
-            }
-            Api::UnexpectedResponse(response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(parse_retry_after);
-                let body = match response.bytes().await {
-                    Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ERROR_BODY)])
-                        .into_owned(),
-                    Err(e) => format!("(body unreadable: {e})"),
-                };
-                Error::Status {
-                    status,
-                    body,
-                    retry_after,
-                }
-            }
-            Api::CommunicationError(e) | Api::ResponseBodyError(e) if e.is_timeout() => {
-                Error::Timeout(e)
-            }
-            Api::CommunicationError(e) | Api::ResponseBodyError(e) => Error::Transport(e),
-            // A documented error status whose body is not the documented JSON.
-            Api::InvalidResponsePayload(bytes, e) => Error::BadRequest {
-                code: None,
-                message: Some(format!(
-                    "undecodable error body ({e}): {}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ERROR_BODY)])
-                )),
-            },
-            other => Error::Status {
-                status: 0,
-                body: other.to_string(),
-                retry_after: None,
-            },
-        }
-    }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    // A date in the past means "now".
-    Some(
-        date.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
-}
-
-/// Lets a caller abandon a request and its retries (the ingestor does at
-/// its shutdown deadline). [`Cancel::never`] for calls that run to the end.
-#[derive(Debug, Clone)]
-pub(crate) struct Cancel(Option<watch::Receiver<bool>>);
-
-impl Cancel {
-    pub(crate) fn never() -> Self {
-        Self(None)
-    }
-
-    pub(crate) fn new(receiver: watch::Receiver<bool>) -> Self {
-        Self(Some(receiver))
-    }
-
-    /// Resolves once cancellation is signalled; never, without a signal.
-    async fn cancelled(&mut self) {
-        if let Some(receiver) = &mut self.0
-            && receiver.wait_for(|cancelled| *cancelled).await.is_ok()
-        {
-            return;
-        }
-        std::future::pending::<()>().await;
-    }
-}
-
-/// How one request ended, after all its attempts.
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    /// `Ok` when the server accepted it.
-    pub result: Result<(), Error>,
-    /// Attempts made, at least one.
-    pub attempts: u32,
-}
-
 /// Runs `attempt` until it succeeds, fails in a way not worth retrying, or
-/// runs out of attempts; or until `cancel` fires, which ends it at once
-/// with [`Error::Cancelled`].
+/// runs out of attempts; counts each attempt in `attempts`. Once `cancel`
+/// fires no attempt starts, and one in flight is abandoned with
+/// [`Error::Cancelled`].
 pub(crate) async fn send<F, Fut>(
     config: &RetryConfig,
-    operation: &'static str,
+    operation: Operation,
     items: usize,
-    mut cancel: Cancel,
+    cancel: &mut Cancel,
+    attempts: &AtomicU32,
     mut attempt: F,
-) -> Outcome
+) -> Result<(), Error>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<ResponseValue<()>, marketap_api::Error<IngestionResponse>>>,
+    Fut: Future<Output = ApiResult>,
 {
-    let mut attempts = 0;
+    let operation = operation.as_str();
+    let mut last_error = None;
     loop {
-        attempts += 1;
-        let span = tracing::debug_span!("marketap.request", operation, items, attempt = attempts);
-        let result = tokio::select! {
-            result = attempt().instrument(span.clone()) => result,
-            () = cancel.cancelled() => return Outcome { result: Err(Error::Cancelled), attempts },
-        };
-        let error = match result {
-            Ok(response) => {
-                span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "accepted"));
-                return Outcome {
-                    result: Ok(()),
-                    attempts,
-                };
-            }
-            Err(error) => Error::from_api(error).await,
-        };
-        if attempts >= config.max_attempts || !error.is_retryable() {
-            span.in_scope(|| tracing::warn!(status = error.status(), %error, "request failed"));
-            return Outcome {
-                result: Err(error),
-                attempts,
-            };
+        if cancel.is_cancelled() {
+            return Err(last_error.unwrap_or(Error::Cancelled));
         }
-        let delay = config.delay(attempts, error.retry_after());
+        let number = attempts.fetch_add(1, Relaxed) + 1;
+        let span = tracing::debug_span!("marketap.request", operation, items, attempt = number);
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(Error::Cancelled),
+            result = attempt().instrument(span.clone()) => result,
+        };
+        let error = match Error::classify(result).await {
+            Ok(()) => {
+                span.in_scope(|| tracing::debug!("accepted"));
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        let Some(delay) = config.next_delay(number, &error) else {
+            span.in_scope(|| tracing::warn!(status = error.status(), %error, "request failed"));
+            return Err(error);
+        };
         span.in_scope(|| tracing::info!(status = error.status(), %error, ?delay, "retrying"));
         tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(error),
             () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => return Outcome { result: Err(error), attempts },
         }
+        last_error = Some(error);
     }
 }
 
@@ -270,15 +179,26 @@ where
 mod tests {
     use super::*;
 
+    fn status(status: u16, retry_after: Option<Duration>) -> Error {
+        Error::Status {
+            status,
+            body: String::new(),
+            retry_after,
+        }
+    }
+
     #[test]
     fn backoff_grows_exponentially_within_jittered_bounds() {
         let config = RetryConfig {
             max_attempts: 10,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(1000),
+            ..RetryConfig::default()
         };
         for (failed, bound_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (9, 1000)] {
-            let delays: Vec<_> = (0..200).map(|_| config.delay(failed, None)).collect();
+            let delays: Vec<_> = (0..200)
+                .map(|_| config.next_delay(failed, &status(503, None)).unwrap())
+                .collect();
             let bound = Duration::from_millis(bound_ms);
             assert!(
                 delays.iter().all(|d| *d <= bound),
@@ -297,65 +217,45 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_replaces_backoff_but_is_capped() {
+    fn retry_after_is_honoured_exactly_up_to_its_own_cap() {
         let config = RetryConfig {
             max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(60),
             ..RetryConfig::default()
         };
+        let after = |secs| status(429, Some(Duration::from_secs(secs)));
+        // Longer than max_backoff, and still honoured: the server asked.
         assert_eq!(
-            config.delay(1, Some(Duration::from_secs(2))),
-            Duration::from_secs(2)
+            config.next_delay(1, &after(30)),
+            Some(Duration::from_secs(30))
         );
+        assert_eq!(config.next_delay(1, &after(0)), Some(Duration::ZERO));
         assert_eq!(
-            config.delay(1, Some(Duration::from_secs(60))),
-            Duration::from_secs(5)
+            config.next_delay(1, &after(60)),
+            Some(Duration::from_secs(60))
         );
+        // Past the cap: give up rather than retry before the server asked.
+        assert_eq!(config.next_delay(1, &after(61)), None);
     }
 
     #[test]
-    fn retry_after_parses_seconds_and_http_dates() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        let future = std::time::SystemTime::now() + Duration::from_secs(120);
-        let wait = parse_retry_after(&httpdate::fmt_http_date(future)).unwrap();
-        assert!(
-            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
-            "{wait:?}"
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("-3"), None);
-    }
-
-    #[test]
-    fn only_transient_statuses_are_retryable() {
-        let status = |status| Error::Status {
-            status,
-            body: String::new(),
-            retry_after: None,
+    fn attempts_stop_at_the_limit_and_at_errors_not_worth_retrying() {
+        let config = RetryConfig {
+            max_attempts: 3,
+            ..RetryConfig::default()
         };
-        for code in [408, 429, 500, 502, 503, 504] {
-            assert!(status(code).is_retryable(), "{code}");
-        }
-        for code in [404, 409, 413, 501] {
-            assert!(!status(code).is_retryable(), "{code}");
-        }
-        assert!(
-            !Error::BadRequest {
-                code: None,
-                message: None
-            }
-            .is_retryable()
-        );
-        assert!(
-            !Error::Unauthorized {
-                code: None,
-                message: None
-            }
-            .is_retryable()
+        assert!(config.next_delay(1, &status(503, None)).is_some());
+        assert!(config.next_delay(2, &status(503, None)).is_some());
+        assert_eq!(config.next_delay(3, &status(503, None)), None);
+        assert_eq!(config.next_delay(1, &status(404, None)), None);
+        let unauthorized = Error::Unauthorized {
+            code: None,
+            message: None,
+        };
+        assert_eq!(config.next_delay(1, &unauthorized), None);
+        assert_eq!(
+            RetryConfig::disabled().next_delay(1, &status(503, None)),
+            None
         );
     }
 
@@ -378,6 +278,10 @@ mod tests {
                 initial_backoff: Duration::from_secs(20),
                 ..RetryConfig::default()
             },
+            RetryConfig {
+                max_retry_after: Duration::from_secs(3601),
+                ..RetryConfig::default()
+            },
         ];
         for config in bad {
             assert!(
@@ -387,5 +291,6 @@ mod tests {
         }
         assert!(RetryConfig::default().validate().is_ok());
         assert!(!RetryConfig::disabled().is_enabled());
+        assert!(RetryConfig::default().is_enabled());
     }
 }

@@ -1,0 +1,389 @@
+//! Where enqueued items wait until the worker takes them.
+//!
+//! A caller takes one permit of `room` per item (the backpressure: permits
+//! come back when the item's request finishes, delivered or not), then
+//! pushes under a short lock into its kind's filling batch. A full batch
+//! moves to the `full` list as a whole, so enqueueing and taking cost O(1)
+//! per item however long the queue grows. The worker is woken when the
+//! first full batch is waiting, when a flush is asked for, and when a
+//! caller finds no room (so a capacity below the batch size never waits
+//! for the flush interval).
+//!
+//! Closing is final and has a reason; it hands back everything still
+//! queued, and callers waiting for room get their item back at once.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, TryAcquireError, oneshot};
+
+use super::{
+    batch::{self, Batch},
+    report::Counters,
+};
+use crate::kind::{Item, KINDS};
+
+/// An item the ingestor did not take, handed back.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError<T> {
+    /// The queue is at capacity (only from the `try_` calls).
+    #[error("the ingestor's queue is full")]
+    Full(T),
+    /// The ingestor is shutting down or has shut down.
+    #[error("the ingestor is shut down")]
+    Closed(T),
+    /// The server refused the API key or project (401), so the ingestor
+    /// stopped sending: every request would fail the same way.
+    #[error(
+        "the ingestor stopped: the server refused the API key or project (401); \
+         check them, then start a new ingestor"
+    )]
+    Unauthorized(T),
+    /// The ingestor's background task stopped after a panic (logged at
+    /// error level); nothing will send what is enqueued.
+    #[error("the ingestor's background task stopped after a panic; start a new ingestor")]
+    Stopped(T),
+}
+
+impl<T> EnqueueError<T> {
+    /// The item that was not queued.
+    pub fn into_inner(self) -> T {
+        match self {
+            EnqueueError::Full(item)
+            | EnqueueError::Closed(item)
+            | EnqueueError::Unauthorized(item)
+            | EnqueueError::Stopped(item) => item,
+        }
+    }
+}
+
+/// Why intake closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Closed {
+    ShutDown,
+    Unauthorized,
+    Stopped,
+}
+
+impl Closed {
+    fn refuse<T>(self, item: T) -> EnqueueError<T> {
+        match self {
+            Closed::ShutDown => EnqueueError::Closed(item),
+            Closed::Unauthorized => EnqueueError::Unauthorized(item),
+            Closed::Stopped => EnqueueError::Stopped(item),
+        }
+    }
+}
+
+/// What the worker takes: batches to send, and flush calls that wait for
+/// them.
+#[derive(Default)]
+pub(super) struct Taken {
+    pub batches: Vec<Box<dyn Batch>>,
+    pub flush_waiters: Vec<oneshot::Sender<()>>,
+}
+
+pub(super) struct Intake {
+    state: Mutex<State>,
+    /// One permit per item the ingestor may still hold, queued or in flight.
+    room: Semaphore,
+    wake: Notify,
+    max_batch_size: usize,
+    counters: Arc<Counters>,
+}
+
+struct State {
+    /// Per kind, the batch being filled.
+    filling: [Option<Box<dyn Batch>>; KINDS],
+    /// Full batches, oldest first.
+    full: Vec<Box<dyn Batch>>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    /// A caller found no room: partial batches must go too.
+    starved: bool,
+    /// Set under the lock, so no item can be pushed after the last take.
+    closed: Option<Closed>,
+}
+
+impl Intake {
+    pub(super) fn new(capacity: usize, max_batch_size: usize, counters: Arc<Counters>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                filling: Default::default(),
+                full: Vec::new(),
+                flush_waiters: Vec::new(),
+                starved: false,
+                closed: None,
+            }),
+            room: Semaphore::new(capacity),
+            wake: Notify::new(),
+            max_batch_size: max_batch_size.min(capacity),
+            counters,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves consistent vectors behind.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `item`, waiting for room while the queue is full.
+    pub(super) async fn enqueue<T: Item>(&self, item: T) -> Result<(), EnqueueError<T>> {
+        let permit = match self.room.try_acquire() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(self.refuse(item)),
+            Err(TryAcquireError::NoPermits) => {
+                self.starve();
+                match self.room.acquire().await {
+                    Ok(permit) => permit,
+                    Err(_) => return Err(self.refuse(item)),
+                }
+            }
+        };
+        self.push(permit, item)
+    }
+
+    /// Queues `item`, or hands it back at once when the queue is full.
+    pub(super) fn try_enqueue<T: Item>(&self, item: T) -> Result<(), EnqueueError<T>> {
+        match self.room.try_acquire() {
+            Ok(permit) => self.push(permit, item),
+            Err(TryAcquireError::NoPermits) => {
+                self.starve();
+                Err(EnqueueError::Full(item))
+            }
+            Err(TryAcquireError::Closed) => Err(self.refuse(item)),
+        }
+    }
+
+    fn push<T: Item>(&self, permit: SemaphorePermit<'_>, item: T) -> Result<(), EnqueueError<T>> {
+        let mut state = self.lock();
+        if let Some(closed) = state.closed {
+            return Err(closed.refuse(item));
+        }
+        let slot = &mut state.filling[T::INDEX];
+        let filling = slot.get_or_insert_with(|| batch::new::<T>(self.max_batch_size));
+        batch::push(filling.as_mut(), item);
+        let first_full = if filling.len() >= self.max_batch_size {
+            let full = slot.take().expect("filled just above");
+            state.full.push(full);
+            state.full.len() == 1
+        } else {
+            false
+        };
+        // Counted under the lock: the worker takes under it too.
+        self.counters.enqueued(1);
+        drop(state);
+        permit.forget();
+        if first_full {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn refuse<T>(&self, item: T) -> EnqueueError<T> {
+        self.lock().closed.unwrap_or(Closed::ShutDown).refuse(item)
+    }
+
+    /// No room: have the worker send partial batches, which frees room
+    /// when their requests finish.
+    fn starve(&self) {
+        self.lock().starved = true;
+        self.wake.notify_one();
+    }
+
+    /// Resolves when there may be something to take.
+    pub(super) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Asks the worker to send everything queued now; `done` fires when it
+    /// has been delivered or has failed. Refused once intake is closed.
+    pub(super) fn flush(&self, done: oneshot::Sender<()>) -> Result<(), Closed> {
+        let mut state = self.lock();
+        if let Some(closed) = state.closed {
+            return Err(closed);
+        }
+        state.flush_waiters.push(done);
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The full batches; partial ones too when `all`, when a flush was
+    /// asked for, or when a caller found no room.
+    pub(super) fn take(&self, all: bool) -> Taken {
+        let mut state = self.lock();
+        let all = all || state.starved || !state.flush_waiters.is_empty();
+        state.starved = false;
+        Self::take_locked(&mut state, all)
+    }
+
+    fn take_locked(state: &mut State, all: bool) -> Taken {
+        let mut batches = std::mem::take(&mut state.full);
+        if all {
+            batches.extend(state.filling.iter_mut().filter_map(Option::take));
+        }
+        Taken {
+            batches,
+            flush_waiters: std::mem::take(&mut state.flush_waiters),
+        }
+    }
+
+    /// Closes intake for good, with the first reason given, and hands back
+    /// everything still queued. Callers waiting for room get their items
+    /// back at once.
+    pub(super) fn close(&self, why: Closed) -> Taken {
+        let mut state = self.lock();
+        state.closed.get_or_insert(why);
+        let taken = Self::take_locked(&mut state, true);
+        drop(state);
+        self.room.close();
+        taken
+    }
+
+    /// Why intake is closed, if it is.
+    #[cfg(test)]
+    fn closed(&self) -> Option<Closed> {
+        self.lock().closed
+    }
+
+    /// Gives back the room of `items` whose request finished.
+    pub(super) fn release(&self, items: usize) {
+        self.room.add_permits(items);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Device, Event, UserProfile};
+
+    fn event(id: usize) -> Event {
+        Event::builder(format!("u{id}"), "e").build().unwrap()
+    }
+
+    fn intake(capacity: usize, batch: usize) -> Intake {
+        Intake::new(capacity, batch, Arc::default())
+    }
+
+    fn sizes(taken: &Taken) -> Vec<usize> {
+        taken.batches.iter().map(|batch| batch.len()).collect()
+    }
+
+    #[test]
+    fn full_batches_are_taken_whole_and_partial_ones_only_when_asked() {
+        let intake = intake(100, 10);
+        for id in 0..25 {
+            intake.try_enqueue(event(id)).unwrap();
+        }
+        intake
+            .try_enqueue(UserProfile::builder("u").build().unwrap())
+            .unwrap();
+        assert_eq!(sizes(&intake.take(false)), [10, 10]);
+        assert!(intake.take(false).batches.is_empty());
+        let mut partial = sizes(&intake.take(true));
+        partial.sort_unstable();
+        assert_eq!(partial, [1, 5], "one partial batch per kind");
+        assert_eq!(intake.counters.snapshot().queued, 26);
+    }
+
+    #[test]
+    fn a_long_queue_is_taken_in_batches_without_copying_items() {
+        let intake = intake(100_000, 1000);
+        for id in 0..100_000 {
+            intake.try_enqueue(event(id)).unwrap();
+        }
+        let taken = intake.take(false);
+        assert_eq!(taken.batches.len(), 100);
+        assert!(taken.batches.iter().all(|batch| batch.len() == 1000));
+    }
+
+    #[test]
+    fn no_room_hands_the_item_back_and_asks_for_partial_batches() {
+        let intake = intake(3, 10);
+        for id in 0..3 {
+            intake.try_enqueue(event(id)).unwrap();
+        }
+        let full = intake.try_enqueue(event(3)).unwrap_err();
+        assert!(matches!(&full, EnqueueError::Full(e) if e.user_id() == "u3"));
+        // The worker, woken, takes the partial batch although nobody flushed.
+        assert_eq!(sizes(&intake.take(false)), [3]);
+        // Room comes back only when the request finishes.
+        assert!(matches!(
+            intake.try_enqueue(event(4)),
+            Err(EnqueueError::Full(_))
+        ));
+        intake.release(3);
+        intake.try_enqueue(event(4)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_caller_waiting_for_room_wakes_the_worker_and_gets_its_item_back_on_close() {
+        let intake = Arc::new(intake(1, 10));
+        intake.enqueue(event(0)).await.unwrap();
+        let waiting = tokio::spawn({
+            let intake = intake.clone();
+            async move { intake.enqueue(event(1)).await }
+        });
+        // The waiting caller wakes the worker, which may take the partial batch.
+        tokio::time::timeout(std::time::Duration::from_secs(5), intake.woken())
+            .await
+            .expect("woken");
+        assert_eq!(sizes(&intake.take(false)), [1]);
+        let closed = intake.close(Closed::Unauthorized);
+        assert!(closed.batches.is_empty());
+        let refused = waiting.await.unwrap().unwrap_err();
+        assert!(matches!(&refused, EnqueueError::Unauthorized(e) if e.user_id() == "u1"));
+        assert!(refused.to_string().contains("401"));
+    }
+
+    #[test]
+    fn closing_hands_back_everything_and_refuses_with_the_first_reason() {
+        let intake = intake(100, 10);
+        for id in 0..12 {
+            intake.try_enqueue(event(id)).unwrap();
+        }
+        intake
+            .try_enqueue(Device::builder("t", crate::Platform::Ios).build().unwrap())
+            .unwrap();
+        let (done, _waiting) = oneshot::channel();
+        intake.flush(done).unwrap();
+        let taken = intake.close(Closed::Unauthorized);
+        let mut sizes = sizes(&taken);
+        sizes.sort_unstable();
+        assert_eq!(sizes, [1, 2, 10]);
+        assert_eq!(taken.flush_waiters.len(), 1);
+        assert_eq!(intake.close(Closed::ShutDown).batches.len(), 0);
+        assert_eq!(intake.closed(), Some(Closed::Unauthorized));
+        assert!(matches!(
+            intake.try_enqueue(event(99)),
+            Err(EnqueueError::Unauthorized(_))
+        ));
+        let (done, _waiting) = oneshot::channel();
+        assert_eq!(intake.flush(done), Err(Closed::Unauthorized));
+    }
+
+    #[test]
+    fn a_flush_takes_partial_batches() {
+        let intake = intake(100, 10);
+        intake.try_enqueue(event(0)).unwrap();
+        let (done, _waiting) = oneshot::channel();
+        intake.flush(done).unwrap();
+        let taken = intake.take(false);
+        assert_eq!((sizes(&taken), taken.flush_waiters.len()), (vec![1], 1));
+    }
+
+    #[test]
+    fn enqueue_errors_hand_the_item_back() {
+        for error in [
+            EnqueueError::Full(1),
+            EnqueueError::Closed(1),
+            EnqueueError::Unauthorized(1),
+            EnqueueError::Stopped(1),
+        ] {
+            assert!(!error.to_string().is_empty());
+            assert_eq!(error.into_inner(), 1);
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Background ingestion for web services: [`Ingestor`] takes items into a
+//! bounded in-memory queue without touching the network, and sends them in
+//! batches through the same delivery engine as the batch calls.
+//!
+//! - [`intake`]: the queue, its capacity and its closing.
+//! - [`worker`]: the background task that takes batches and starts their
+//!   requests, and the state the ingestor's parts share.
+//! - [`report`]: where failed items go ([`on_failure`](IngestorConfig::on_failure),
+//!   a report, the dead-letter file, or the error log) and the metrics.
+//! - [`batch`]: a request's worth of one kind, behind a trait object.
+//!
+//! Nothing is dropped silently. A full queue makes [`Ingestor::track`] wait
+//! (backpressure) and [`Ingestor::try_track`] hand the item back; see
+//! [`report`] for where failures go.
+
+mod batch;
+mod intake;
+mod report;
+mod worker;
+
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::{sync::oneshot, time::Instant};
+use tokio_util::task::TaskTracker;
+
+pub use intake::EnqueueError;
+pub use report::{FailureCallback, Metrics, ShutdownReport};
+
+use self::{
+    intake::Intake,
+    report::{Counters, Failures},
+    worker::Shared,
+};
+use crate::{
+    client::Marketap,
+    dead_letter::DeadLetterWriter,
+    delivery::{Cancel, Delivery, Phase},
+    error::ValidationError,
+    item::{Device, Event, UserProfile},
+    kind::Item,
+    report::Undelivered,
+};
+
+const MAX_CAPACITY: usize = 10_000_000;
+
+/// Settings of an [`Ingestor`]. Batch size and concurrency come from the
+/// client's [`BatchConfig`](crate::BatchConfig), retries from its
+/// [`RetryConfig`](crate::RetryConfig).
+#[derive(Clone)]
+pub struct IngestorConfig {
+    /// Items held at once, queued or in requests not yet finished, before
+    /// `track` waits: 1 to 10,000,000. Default 10,000. This bounds the
+    /// ingestor's memory whatever the server does.
+    pub capacity: usize,
+    /// A partial batch is sent once it is this old: 1 ms to 1 hour.
+    /// Default 2 s.
+    pub flush_interval: Duration,
+    /// Failed items kept for the next [`Ingestor::flush`] or
+    /// [`Ingestor::shutdown`] when no `on_failure` is set: 0 to 10,000,000.
+    /// Default 10,000. Past it, failures are counted as
+    /// [`Metrics::unreported`] and logged (they are in the dead-letter
+    /// file, when one is set), so memory stays bounded when every request
+    /// fails.
+    pub max_retained: usize,
+    /// Where to append every request that finally fails, one per line, for
+    /// a later run to resend (see [`crate::dead_letter`]). Default none.
+    pub dead_letter_path: Option<PathBuf>,
+    /// Called with every request that finally fails; see
+    /// [`on_failure`](Self::on_failure). Default none.
+    pub on_failure: Option<FailureCallback>,
+}
+
+impl Default for IngestorConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            flush_interval: Duration::from_secs(2),
+            max_retained: 10_000,
+            dead_letter_path: None,
+            on_failure: None,
+        }
+    }
+}
+
+impl fmt::Debug for IngestorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IngestorConfig")
+            .field("capacity", &self.capacity)
+            .field("flush_interval", &self.flush_interval)
+            .field("max_retained", &self.max_retained)
+            .field("dead_letter_path", &self.dead_letter_path)
+            .field("on_failure", &self.on_failure.as_ref().map(|_| "callback"))
+            .finish()
+    }
+}
+
+impl IngestorConfig {
+    /// Calls `callback` with every request that finally fails, for the
+    /// ingestor's whole life, shutdown and drop included; reports then hold
+    /// none. It runs on the ingestor's request tasks, possibly several at
+    /// once: keep it quick (send into a channel of your own). A panic in it
+    /// is caught and logged, and delivery goes on.
+    pub fn on_failure(mut self, callback: impl Fn(Undelivered) + Send + Sync + 'static) -> Self {
+        self.on_failure = Some(Arc::new(callback));
+        self
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if !(1..=MAX_CAPACITY).contains(&self.capacity) {
+            return Err(ValidationError::config(
+                "ingestor.capacity",
+                self.capacity,
+                format!("must be 1 to {MAX_CAPACITY}"),
+            ));
+        }
+        if self.max_retained > MAX_CAPACITY {
+            return Err(ValidationError::config(
+                "ingestor.max_retained",
+                self.max_retained,
+                format!("must be 0 to {MAX_CAPACITY}"),
+            ));
+        }
+        if self.flush_interval < Duration::from_millis(1)
+            || self.flush_interval > Duration::from_secs(3600)
+        {
+            return Err(ValidationError::config(
+                "ingestor.flush_interval",
+                format!("{:?}", self.flush_interval),
+                "must be 1 ms to 1 hour",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sends events, profiles, devices and deletions in the background.
+/// Enqueueing never touches the network. Clones share one queue.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use marketap_ext::{Event, IngestorConfig, Marketap};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Marketap::from_env()?;
+/// let ingestor = client.ingestor(IngestorConfig::default())?;
+///
+/// // In a request handler: returns at once unless the queue is full.
+/// ingestor.track(Event::builder("user-42", "mkt_login").build()?).await?;
+///
+/// // When the service stops:
+/// let report = ingestor.shutdown(Duration::from_secs(10)).await;
+/// assert_eq!(report.undelivered_items(), 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Ingestor {
+    handle: Arc<Handle>,
+}
+
+/// Dropped with the last clone of an [`Ingestor`].
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        if *shared.phase.borrow() == Phase::Running {
+            let metrics = shared.counters.snapshot();
+            tracing::warn!(
+                queued = metrics.queued,
+                in_flight = metrics.in_flight,
+                "marketap Ingestor dropped without shutdown(): queued items are still sent in the background \
+                 while the runtime runs, and failures go to on_failure (or the error log), but nothing waits \
+                 for them; call shutdown(deadline) to be sure"
+            );
+            shared.phase.send_modify(|phase| *phase = phase.drain(None));
+        }
+        shared.failures.orphan();
+    }
+}
+
+impl fmt::Debug for Ingestor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ingestor")
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ingestor {
+    pub(crate) fn start(client: Marketap, config: IngestorConfig) -> Result<Self, ValidationError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ValidationError::config(
+                "ingestor",
+                "no runtime",
+                "must be started inside a Tokio runtime",
+            )
+        })?;
+        let batch = client.inner.batch;
+        let counters = Arc::new(Counters::default());
+        let (phase, watching) = tokio::sync::watch::channel(Phase::Running);
+        let shared = Arc::new(Shared {
+            intake: Intake::new(config.capacity, batch.max_batch_size, counters.clone()),
+            failures: Failures::new(
+                counters.clone(),
+                config.on_failure,
+                config.dead_letter_path.map(DeadLetterWriter::new),
+                config.max_retained,
+            ),
+            counters,
+            delivery: Delivery::new(client, Cancel::new(watching)),
+            phase,
+            tasks: TaskTracker::new(),
+            flush_interval: config.flush_interval,
+        });
+        shared.start(&runtime);
+        Ok(Self {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// Queues an item of any kind. Waits only while the ingestor is at
+    /// capacity (backpressure); hands the item back once it is shut down,
+    /// or stopped after a 401.
+    pub async fn enqueue<T: Item>(&self, item: T) -> Result<(), EnqueueError<T>> {
+        self.shared().intake.enqueue(item).await
+    }
+
+    /// Queues an item of any kind, or hands it back at once if at capacity.
+    pub fn try_enqueue<T: Item>(&self, item: T) -> Result<(), EnqueueError<T>> {
+        self.shared().intake.try_enqueue(item)
+    }
+
+    /// Queues an event; waits like [`enqueue`](Self::enqueue).
+    pub async fn track(&self, event: Event) -> Result<(), EnqueueError<Event>> {
+        self.enqueue(event).await
+    }
+
+    /// Queues an event, or hands it back at once if at capacity.
+    pub fn try_track(&self, event: Event) -> Result<(), EnqueueError<Event>> {
+        self.try_enqueue(event)
+    }
+
+    /// Queues a user-profile update; waits like [`enqueue`](Self::enqueue).
+    pub async fn identify(&self, profile: UserProfile) -> Result<(), EnqueueError<UserProfile>> {
+        self.enqueue(profile).await
+    }
+
+    /// Queues a user-profile update, or hands it back at once if at capacity.
+    pub fn try_identify(&self, profile: UserProfile) -> Result<(), EnqueueError<UserProfile>> {
+        self.try_enqueue(profile)
+    }
+
+    /// Queues a device registration; waits like [`enqueue`](Self::enqueue).
+    pub async fn register_device(&self, device: Device) -> Result<(), EnqueueError<Device>> {
+        self.enqueue(device).await
+    }
+
+    /// Queues a device registration, or hands it back at once if at capacity.
+    pub fn try_register_device(&self, device: Device) -> Result<(), EnqueueError<Device>> {
+        self.try_enqueue(device)
+    }
+
+    /// Sends everything queued before the call and returns once it has been
+    /// delivered or has failed, with the dead-letter file synced to disk.
+    /// Returns the undelivered items kept so far (none when `on_failure` is
+    /// set), which a later report will then not hold. After shutdown began
+    /// it returns at once.
+    #[must_use = "the undelivered items are handed to you; they are not kept"]
+    pub async fn flush(&self) -> Vec<Undelivered> {
+        let (done, waiter) = oneshot::channel();
+        if self.shared().intake.flush(done).is_ok() {
+            // A dropped sender (a worker that stopped) ends the wait too.
+            let _ = waiter.await;
+        }
+        self.shared().failures.take_kept()
+    }
+
+    /// The counters now.
+    pub fn metrics(&self) -> Metrics {
+        self.shared().counters.snapshot()
+    }
+
+    /// Stops intake, sends everything still queued, and returns within
+    /// `deadline` (plus the moment it takes to hand items back) with a
+    /// report. At the deadline, requests not yet started are not sent and
+    /// those in flight are abandoned: their items fail with
+    /// [`Error::Cancelled`](crate::Error::Cancelled) (`attempts` says
+    /// whether they went on the wire). `Duration::MAX` means no deadline.
+    ///
+    /// Never panics. If the caller stops waiting (a timeout of its own),
+    /// the ingestor goes on draining, and a later `shutdown`, which may
+    /// shorten the deadline, still gets every undelivered item.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let shared = self.shared();
+        let deadline = Instant::now().checked_add(deadline);
+        shared
+            .phase
+            .send_modify(|phase| *phase = phase.drain(deadline));
+        shared.tasks.wait().await;
+        shared.failures.sync_dead_letters();
+        shared.failures.report()
+    }
+}

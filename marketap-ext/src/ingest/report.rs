@@ -1,0 +1,398 @@
+//! Where the ingestor's failed items go, and what its reports hold.
+//!
+//! Every failed request is written to the dead-letter file when one is
+//! set, then handed to `on_failure` when one is set; otherwise it is kept
+//! for the next [`flush`](super::Ingestor::flush) or
+//! [`shutdown`](super::Ingestor::shutdown), up to `max_retained` items.
+//! What nobody can take (past that bound, after the last handle is
+//! dropped, or given to an `on_failure` that panicked) is logged at error
+//! level and counted as [`Metrics::unreported`]: never gone without a
+//! trace. [`Counters`] are the ingestor's metrics.
+
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+};
+
+use crate::{
+    dead_letter::DeadLetterWriter, delivery::panic_message, error::Error, report::Undelivered,
+};
+
+/// A callback for undelivered items.
+pub type FailureCallback = Arc<dyn Fn(Undelivered) + Send + Sync>;
+
+/// Counters of an [`Ingestor`](super::Ingestor), in items (retries in
+/// requests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Enqueued, not yet in a request.
+    pub queued: u64,
+    /// In requests that have not finished.
+    pub in_flight: u64,
+    /// Accepted by the server.
+    pub delivered: u64,
+    /// Requests sent again after a failure.
+    pub retried: u64,
+    /// Finally not delivered (handed back, kept, or unreported).
+    pub failed: u64,
+    /// Failed items kept now for the next `flush` or `shutdown`.
+    pub retained: u64,
+    /// Failed items no report or callback could take: past
+    /// `max_retained`, after the last handle was dropped, or given to an
+    /// `on_failure` that panicked. They are in the dead-letter file when
+    /// one is set, and logged at error level.
+    pub unreported: u64,
+}
+
+/// The live counters behind [`Metrics`].
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    queued: AtomicU64,
+    in_flight: AtomicU64,
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+    retained: AtomicU64,
+    unreported: AtomicU64,
+}
+
+impl Counters {
+    pub(super) fn enqueued(&self, items: usize) {
+        self.queued.fetch_add(items as u64, Relaxed);
+    }
+
+    /// A request of `items` got its slot.
+    pub(super) fn started(&self, items: usize) {
+        self.queued.fetch_sub(items as u64, Relaxed);
+        self.in_flight.fetch_add(items as u64, Relaxed);
+    }
+
+    /// A request of `items` ended; `started` if it had got its slot,
+    /// `delivered` if the server accepted it, after `attempts` attempts.
+    pub(super) fn finished(&self, items: usize, started: bool, delivered: bool, attempts: u32) {
+        let was = if started {
+            &self.in_flight
+        } else {
+            &self.queued
+        };
+        was.fetch_sub(items as u64, Relaxed);
+        if delivered {
+            self.delivered.fetch_add(items as u64, Relaxed);
+        }
+        self.retried
+            .fetch_add(u64::from(attempts.saturating_sub(1)), Relaxed);
+    }
+
+    /// Items lost with a request task that ended abnormally.
+    pub(super) fn lost(&self, items: usize) {
+        self.failed.fetch_add(items as u64, Relaxed);
+        self.unreported.fetch_add(items as u64, Relaxed);
+    }
+
+    pub(super) fn snapshot(&self) -> Metrics {
+        Metrics {
+            queued: self.queued.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            retained: self.retained.load(Relaxed),
+            unreported: self.unreported.load(Relaxed),
+        }
+    }
+}
+
+/// What [`Ingestor::shutdown`](super::Ingestor::shutdown) did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Items accepted by the server over the ingestor's life.
+    pub delivered: u64,
+    /// Undelivered items kept for this report: every failure when no
+    /// `on_failure` is set (none otherwise), up to `max_retained` items,
+    /// less what an earlier `flush` took.
+    pub undelivered: Vec<Undelivered>,
+    /// Whether the deadline passed before everything was sent: some items
+    /// failed with [`Error::Cancelled`].
+    pub deadline_passed: bool,
+    /// Failed items over the ingestor's life that no report or callback
+    /// could take ([`Metrics::unreported`]).
+    pub unreported: u64,
+}
+
+impl ShutdownReport {
+    /// How many items are in [`undelivered`](Self::undelivered).
+    pub fn undelivered_items(&self) -> usize {
+        self.undelivered.iter().map(Undelivered::len).sum()
+    }
+}
+
+/// Failed items kept for a report.
+#[derive(Default)]
+struct Kept {
+    batches: Vec<Undelivered>,
+    items: usize,
+}
+
+/// Where failed requests go; see the module docs.
+pub(super) struct Failures {
+    counters: Arc<Counters>,
+    on_failure: Option<FailureCallback>,
+    dead_letter: Option<Mutex<DeadLetterWriter>>,
+    kept: Mutex<Kept>,
+    max_retained: usize,
+    /// No handle is left, so nobody can take a report.
+    orphaned: AtomicBool,
+    deadline_passed: AtomicBool,
+}
+
+impl Failures {
+    pub(super) fn new(
+        counters: Arc<Counters>,
+        on_failure: Option<FailureCallback>,
+        dead_letter: Option<DeadLetterWriter>,
+        max_retained: usize,
+    ) -> Self {
+        Self {
+            counters,
+            on_failure,
+            dead_letter: dead_letter.map(Mutex::new),
+            kept: Mutex::default(),
+            max_retained,
+            orphaned: AtomicBool::new(false),
+            deadline_passed: AtomicBool::new(false),
+        }
+    }
+
+    fn kept(&self) -> MutexGuard<'_, Kept> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands one failed request over: to the dead-letter file, then to
+    /// `on_failure` or a report, or else to the error log.
+    pub(super) fn hand_over(&self, undelivered: Undelivered) {
+        let items = undelivered.len();
+        self.counters.failed.fetch_add(items as u64, Relaxed);
+        if matches!(undelivered.error(), Error::Cancelled) {
+            self.deadline_passed.store(true, Relaxed);
+        }
+        let dead_lettered = self.write_dead_letter(&undelivered);
+        if let Some(callback) = &self.on_failure {
+            // The callback's panic is a bug of its own; delivery goes on.
+            let called = std::panic::catch_unwind(AssertUnwindSafe(|| callback(undelivered)));
+            if let Err(panic) = called {
+                let panic = panic_message(&*panic);
+                self.unreported(
+                    items,
+                    dead_lettered,
+                    &format!("on_failure panicked: {panic}"),
+                );
+            }
+            return;
+        }
+        if !self.orphaned.load(Relaxed) {
+            let mut kept = self.kept();
+            if kept.items + items <= self.max_retained {
+                kept.items += items;
+                kept.batches.push(undelivered);
+                self.counters.retained.fetch_add(items as u64, Relaxed);
+                return;
+            }
+        }
+        let why = if self.orphaned.load(Relaxed) {
+            "no handle is left to take a report"
+        } else {
+            "the report already holds max_retained items"
+        };
+        self.unreported(
+            items,
+            dead_lettered,
+            &format!("{why}; last error: {}", undelivered.error()),
+        );
+    }
+
+    /// Counts and logs `items` failed items nobody can take.
+    fn unreported(&self, items: usize, dead_lettered: bool, why: &str) {
+        self.counters.unreported.fetch_add(items as u64, Relaxed);
+        if dead_lettered {
+            tracing::warn!(
+                items,
+                why,
+                "marketap ingestor: failed items not reported to the caller; they are in the dead-letter file"
+            );
+        } else {
+            tracing::error!(
+                items,
+                why,
+                "marketap ingestor: failed items dropped: not reported to the caller and no dead-letter file is set"
+            );
+        }
+    }
+
+    /// Appends to the dead-letter file, if one is set; whether it worked.
+    fn write_dead_letter(&self, undelivered: &Undelivered) -> bool {
+        self.dead_letter.as_ref().is_some_and(|writer| {
+            writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .append(undelivered)
+        })
+    }
+
+    /// Makes the dead-letter file durable.
+    pub(super) fn sync_dead_letters(&self) {
+        if let Some(writer) = &self.dead_letter {
+            writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .sync();
+        }
+    }
+
+    /// Takes what is kept for a report.
+    pub(super) fn take_kept(&self) -> Vec<Undelivered> {
+        let kept = std::mem::take(&mut *self.kept());
+        self.counters.retained.fetch_sub(kept.items as u64, Relaxed);
+        kept.batches
+    }
+
+    /// The last handle is gone: what is kept can never be taken, so it is
+    /// logged and counted now, and so is every later failure without a
+    /// callback.
+    pub(super) fn orphan(&self) {
+        self.orphaned.store(true, Relaxed);
+        for undelivered in self.take_kept() {
+            // Already in the dead-letter file, if one is set.
+            let dead_lettered = self.dead_letter.is_some();
+            self.unreported(
+                undelivered.len(),
+                dead_lettered,
+                &format!(
+                    "the ingestor was dropped without shutdown(); last error: {}",
+                    undelivered.error()
+                ),
+            );
+        }
+    }
+
+    /// The report, taking what is kept.
+    pub(super) fn report(&self) -> ShutdownReport {
+        let metrics = self.counters.snapshot();
+        ShutdownReport {
+            delivered: metrics.delivered,
+            undelivered: self.take_kept(),
+            deadline_passed: self.deadline_passed.load(Relaxed),
+            unreported: metrics.unreported,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Event, report::FailedBatch};
+
+    fn failed(items: usize, error: Error) -> Undelivered {
+        Undelivered::Events(FailedBatch {
+            items: (0..items)
+                .map(|i| Event::builder(format!("u{i}"), "e").build().unwrap())
+                .collect(),
+            error,
+            attempts: 1,
+        })
+    }
+
+    fn refused() -> Error {
+        Error::BadRequest {
+            code: Some(1),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn without_a_callback_failures_are_kept_up_to_the_bound_then_counted() {
+        let counters = Arc::new(Counters::default());
+        let failures = Failures::new(counters.clone(), None, None, 25);
+        for _ in 0..4 {
+            failures.hand_over(failed(10, refused()));
+        }
+        let metrics = counters.snapshot();
+        assert_eq!(
+            (metrics.failed, metrics.retained, metrics.unreported),
+            (40, 20, 20)
+        );
+        let report = failures.report();
+        assert_eq!(report.undelivered_items(), 20);
+        assert_eq!(report.unreported, 20);
+        assert!(!report.deadline_passed);
+        assert_eq!(counters.snapshot().retained, 0);
+        // Taken: room again.
+        failures.hand_over(failed(10, Error::Cancelled));
+        let report = failures.report();
+        assert_eq!(report.undelivered_items(), 10);
+        assert!(report.deadline_passed);
+    }
+
+    #[test]
+    fn a_callback_gets_every_failure_and_its_panic_is_counted() {
+        let counters = Arc::new(Counters::default());
+        let calls = Arc::new(AtomicU64::new(0));
+        let seen = calls.clone();
+        let callback: FailureCallback = Arc::new(move |undelivered: Undelivered| {
+            if seen.fetch_add(1, Relaxed) == 0 {
+                panic!("a bug in the callback");
+            }
+            assert_eq!(undelivered.len(), 3);
+        });
+        let failures = Failures::new(counters.clone(), Some(callback), None, 100);
+        for _ in 0..3 {
+            failures.hand_over(failed(3, refused()));
+        }
+        assert_eq!(calls.load(Relaxed), 3);
+        let metrics = counters.snapshot();
+        assert_eq!(
+            (metrics.failed, metrics.retained, metrics.unreported),
+            (9, 0, 3)
+        );
+        assert!(failures.report().undelivered.is_empty());
+    }
+
+    #[test]
+    fn once_orphaned_nothing_is_kept() {
+        let counters = Arc::new(Counters::default());
+        let failures = Failures::new(counters.clone(), None, None, 100);
+        failures.hand_over(failed(5, refused()));
+        failures.orphan();
+        failures.hand_over(failed(5, refused()));
+        let metrics = counters.snapshot();
+        assert_eq!(
+            (metrics.failed, metrics.retained, metrics.unreported),
+            (10, 0, 10)
+        );
+    }
+
+    #[test]
+    fn counters_move_items_from_queued_through_in_flight() {
+        let counters = Counters::default();
+        counters.enqueued(10);
+        counters.started(4);
+        counters.finished(4, true, true, 3);
+        counters.finished(6, false, false, 0);
+        let metrics = counters.snapshot();
+        assert_eq!(
+            (
+                metrics.queued,
+                metrics.in_flight,
+                metrics.delivered,
+                metrics.retried
+            ),
+            (0, 0, 4, 2)
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The ingestor's background task: it takes batches from the intake (when
+//! one is full, when the flush interval passes, when a flush is asked for
+//! or a caller finds no room) and starts a request task for each through
+//! the delivery engine, which bounds how many are in flight. Each request
+//! task hands its own failures over, so nothing depends on the worker
+//! staying alive to reach the caller.
+//!
+//! The worker keeps only the bookkeeping of flushes. It ends when draining
+//! is done; if it ends any other way (a panic), a guard closes intake and
+//! hands everything still queued back.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use tokio::{
+    sync::{oneshot, watch},
+    task::JoinError,
+    time::Instant,
+};
+use tokio_util::task::TaskTracker;
+
+use super::{
+    batch::Batch,
+    intake::{Closed, Intake, Taken},
+    report::{Counters, Failures},
+};
+use crate::{
+    delivery::{Delivery, Phase, panic_message},
+    error::Error,
+};
+
+/// What the ingestor's handles, its worker and its request tasks share.
+pub(super) struct Shared {
+    pub intake: Intake,
+    pub failures: Failures,
+    pub counters: Arc<Counters>,
+    pub delivery: Delivery,
+    /// The lifecycle: running, or draining until an optional deadline.
+    pub phase: watch::Sender<Phase>,
+    /// The worker and every request task: all done means shut down.
+    pub tasks: TaskTracker,
+    pub flush_interval: Duration,
+}
+
+impl Shared {
+    /// Starts the worker on `runtime`.
+    pub(super) fn start(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
+        let worker = Worker {
+            // Watching from before the worker runs, so no change is missed.
+            phase: self.phase.subscribe(),
+            shared: self.clone(),
+            next_id: 0,
+            outstanding: BTreeMap::new(),
+            requests: FuturesUnordered::new(),
+            flush_waiters: Vec::new(),
+            draining: false,
+        };
+        self.tasks.spawn_on(worker.run(), runtime);
+    }
+
+    /// Fails batches that will never be sent, with `error`.
+    fn fail_unsent(&self, batches: Vec<Box<dyn Batch>>, error: impl Fn() -> Error) {
+        for batch in batches {
+            let items = batch.len();
+            self.intake.release(items);
+            self.counters.finished(items, false, false, 0);
+            self.failures.hand_over(batch.fail(error()));
+        }
+    }
+}
+
+/// A request task's end: its id, and whether the server said 401.
+type Finished = (u64, Result<bool, JoinError>);
+
+struct Worker {
+    shared: Arc<Shared>,
+    phase: watch::Receiver<Phase>,
+    next_id: u64,
+    /// Requests started and not finished, by id, with their item counts.
+    outstanding: BTreeMap<u64, usize>,
+    requests: FuturesUnordered<BoxFuture<'static, Finished>>,
+    /// Each flush waits for every request up to its id.
+    flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    draining: bool,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let _guard = StopGuard(self.shared.clone());
+        let shared = self.shared.clone();
+        let interval = shared.flush_interval;
+        // The first tick comes one interval in, not at once.
+        let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.release_flush_waiters();
+            if self.draining && self.outstanding.is_empty() {
+                return;
+            }
+            tokio::select! {
+                Some((id, finished)) = self.requests.next() => self.finished(id, finished),
+                _ = self.phase.changed(), if !self.draining => self.drain(Closed::ShutDown),
+                () = shared.intake.woken(), if !self.draining => self.start(shared.intake.take(false)),
+                _ = tick.tick(), if !self.draining => self.start(shared.intake.take(true)),
+            }
+        }
+    }
+
+    /// Closes intake and sends what was queued, or, after a 401, hands it
+    /// back unsent.
+    fn drain(&mut self, why: Closed) {
+        self.draining = true;
+        let taken = self.shared.intake.close(why);
+        if why == Closed::Unauthorized {
+            let shared = &self.shared;
+            shared.phase.send_modify(|phase| *phase = phase.drain(None));
+            let error = || {
+                shared
+                    .delivery
+                    .unauthorized()
+                    .expect("closed for a 401 after one came")
+            };
+            shared.fail_unsent(taken.batches, error);
+            let last = self.next_id.wrapping_sub(1);
+            self.flush_waiters
+                .extend(taken.flush_waiters.into_iter().map(|waiter| (last, waiter)));
+        } else {
+            self.start(taken);
+        }
+    }
+
+    /// Starts a request task per batch; flushes wait for all of them.
+    fn start(&mut self, taken: Taken) {
+        for batch in taken.batches {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.outstanding.insert(id, batch.len());
+            let task = self.shared.tasks.spawn(request(self.shared.clone(), batch));
+            self.requests
+                .push(task.map(move |finished| (id, finished)).boxed());
+        }
+        // Everything queued before a flush now has an id at most this.
+        let last = self.next_id.wrapping_sub(1);
+        self.flush_waiters
+            .extend(taken.flush_waiters.into_iter().map(|waiter| (last, waiter)));
+    }
+
+    fn finished(&mut self, id: u64, finished: Result<bool, JoinError>) {
+        let items = self.outstanding.remove(&id).unwrap_or_default();
+        match finished {
+            Ok(unauthorized) => {
+                if unauthorized && !self.draining {
+                    self.drain(Closed::Unauthorized);
+                }
+            }
+            // Request tasks catch panics where the items can still be
+            // handed back; one that escapes is counted and logged.
+            Err(join_error) => {
+                let why = match join_error.try_into_panic() {
+                    Ok(panic) => panic_message(&*panic),
+                    Err(join_error) => join_error.to_string(),
+                };
+                tracing::error!(items, %why, "marketap ingestor: a request task ended abnormally; its items are lost");
+                self.shared.counters.lost(items);
+            }
+        }
+    }
+
+    /// Wakes flushes whose requests have all finished, once the dead-letter
+    /// file is on disk.
+    fn release_flush_waiters(&mut self) {
+        let oldest = self.outstanding.keys().next().copied();
+        let done = |last: u64| oldest.is_none_or(|oldest| oldest > last);
+        if !self.flush_waiters.iter().any(|(last, _)| done(*last)) {
+            return;
+        }
+        self.shared.failures.sync_dead_letters();
+        self.flush_waiters.retain(|(last, _)| !done(*last));
+        // `retain` dropped the satisfied waiters' senders, which ends their
+        // wait just as a sent value would.
+    }
+}
+
+/// One request: sends `batch`, counts it, and hands failures over.
+/// Returns whether the server said 401.
+async fn request(shared: Arc<Shared>, batch: Box<dyn Batch>) -> bool {
+    let items = batch.len();
+    let started = AtomicBool::new(false);
+    let on_start = || {
+        started.store(true, Relaxed);
+        shared.counters.started(items);
+    };
+    let outcome = batch.send(&shared.delivery, &on_start).await;
+    shared.intake.release(items);
+    let started = started.load(Relaxed);
+    match outcome {
+        Ok(accepted) => {
+            shared
+                .counters
+                .finished(items, started, true, accepted.attempts);
+            false
+        }
+        Err(undelivered) => {
+            shared
+                .counters
+                .finished(items, started, false, undelivered.attempts());
+            let unauthorized = matches!(undelivered.error(), Error::Unauthorized { .. });
+            shared.failures.hand_over(undelivered);
+            unauthorized
+        }
+    }
+}
+
+/// Runs when the worker ends, whichever way: intake closes and whatever
+/// is still queued is handed back; then shutdown can complete once the
+/// request tasks have.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        let shared = self.0.clone();
+        let taken = shared.intake.close(Closed::Stopped);
+        if !taken.batches.is_empty() {
+            let message = "the ingestor's background task stopped before sending these";
+            tracing::error!(
+                "marketap ingestor: the background task stopped unexpectedly; intake is closed and queued items are handed back"
+            );
+            let fail = move || {
+                shared.fail_unsent(taken.batches, || Error::Panicked {
+                    message: message.to_owned(),
+                });
+            };
+            if std::thread::panicking() {
+                // User callbacks must not run during an unwind (a second
+                // panic would abort): hand over from a task of its own.
+                self.0.tasks.spawn(async move { fail() });
+            } else {
+                fail();
+            }
+        }
+        self.0.tasks.close();
+    }
+}

@@ -1,0 +1,302 @@
+//! Everything kind-specific about the four items, in one sealed trait:
+//! [`Item`] says which [`Operation`] takes a kind, how a list of items
+//! becomes that operation's request body and back, how it is posted, and
+//! how a dead letter's body is read back. The delivery engine, the
+//! ingestor and the dead-letter file are generic over it, so a new kind is
+//! one impl here plus its [`Operation`] and
+//! [`Undelivered`](crate::Undelivered) variants.
+
+use std::{fmt::Debug, future::Future};
+
+use marketap_api::{Client, ResponseValue, types};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::ValidationError,
+    item::{Device, Event, UserDeletion, UserProfile},
+    report::{FailedBatch, Undelivered},
+};
+
+/// An operation of the API that takes items, by its `operationId`: what a
+/// dead letter records, and what traces name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Operation {
+    /// Events: `POST /v1/api/events`.
+    CollectBulkUserEvents,
+    /// User profiles: `POST /v1/api/profile/user`.
+    UpdateBulkUserProfiles,
+    /// Device push tokens: `POST /v1/api/profile/device`.
+    UpdateBulkDeviceProfiles,
+    /// One user's deletion (a body with `user_id`).
+    RequestUserProfileDeletion,
+    /// Several users' deletion (a body with `user_ids`).
+    RequestBulkUserProfileDeletion,
+}
+
+impl Operation {
+    /// The `operationId`, e.g. `collect_bulk_user_events`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::CollectBulkUserEvents => "collect_bulk_user_events",
+            Operation::UpdateBulkUserProfiles => "update_bulk_user_profiles",
+            Operation::UpdateBulkDeviceProfiles => "update_bulk_device_profiles",
+            Operation::RequestUserProfileDeletion => "request_user_profile_deletion",
+            Operation::RequestBulkUserProfileDeletion => "request_bulk_user_profile_deletion",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something the batch calls, the ingestor and the dead-letter file can
+/// send: [`Event`], [`UserProfile`], [`Device`] or [`UserDeletion`].
+///
+/// Serialises to the API's own JSON for one item. Sealed: only this
+/// crate's items implement it.
+pub trait Item: sealed::Kind + Serialize + Debug + Clone + Send + Sync + 'static {}
+
+impl<T: sealed::Kind + Serialize + Debug + Clone + Send + Sync + 'static> Item for T {}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    pub type ApiResult = Result<ResponseValue<()>, marketap_api::Error<types::IngestionResponse>>;
+
+    /// The kind-specific part of [`Item`](super::Item).
+    pub trait Kind: Sized {
+        /// The request body the generated client takes by reference.
+        type Body: Serialize + Send + Sync + 'static;
+        /// The list's name in a bulk body (`events`, `profiles`,
+        /// `user_ids`), and in a dead letter's body.
+        const FIELD: &'static str;
+        /// The operation a dead letter of this kind names.
+        const OPERATION: Operation;
+        /// Which slot of per-kind storage (the ingestor's lanes) is this
+        /// kind's: 0 to [`KINDS`] - 1, one per kind.
+        const INDEX: usize;
+
+        /// Wraps items into a body: a move, no copy.
+        fn into_body(items: Vec<Self>) -> Self::Body;
+        /// Takes the items back out, to hand a failed request back.
+        fn into_items(body: Self::Body) -> Vec<Self>;
+        /// The operation a body goes to (deletions pick one of two).
+        fn operation(_body: &Self::Body) -> Operation {
+            Self::OPERATION
+        }
+        /// Posts the body once.
+        fn post<'a>(
+            api: &'a Client,
+            project_id: &'a str,
+            body: &'a Self::Body,
+        ) -> impl Future<Output = ApiResult> + Send + 'a;
+        /// Checks an item that did not come from a builder.
+        fn validate(self) -> Result<Self, ValidationError>;
+        /// The items of a dead letter's body, `{FIELD: [...]}`, unchecked.
+        fn from_letter(body: serde_json::Value) -> Result<Vec<Self>, serde_json::Error>;
+        /// Failed items of this kind, as the ingestor hands them back.
+        fn undelivered(batch: FailedBatch<Self>) -> Undelivered;
+    }
+}
+
+/// How many kinds there are (the range of [`sealed::Kind::INDEX`]).
+pub(crate) const KINDS: usize = 4;
+
+/// The [`Item`] impl of a kind sent in bulk: `$item` wraps one element of
+/// `types::$body`'s `$list`, posted by `Client::$method`.
+macro_rules! bulk_kind {
+    ($item:ident, $body:ident, $list:ident, $operation:ident, $method:ident, $index:literal, $undelivered:ident) => {
+        impl sealed::Kind for $item {
+            type Body = types::$body;
+            const FIELD: &'static str = stringify!($list);
+            const OPERATION: Operation = Operation::$operation;
+            const INDEX: usize = $index;
+
+            fn into_body(items: Vec<Self>) -> Self::Body {
+                types::$body {
+                    $list: items.into_iter().map(Self::into_raw).collect(),
+                }
+            }
+
+            fn into_items(body: Self::Body) -> Vec<Self> {
+                body.$list.into_iter().map(Self::from_checked).collect()
+            }
+
+            fn post<'a>(
+                api: &'a Client,
+                project_id: &'a str,
+                body: &'a Self::Body,
+            ) -> impl Future<Output = sealed::ApiResult> + Send + 'a {
+                api.$method(project_id, body)
+            }
+
+            fn validate(self) -> Result<Self, ValidationError> {
+                Self::from_raw(self.into_raw())
+            }
+
+            fn from_letter(body: serde_json::Value) -> Result<Vec<Self>, serde_json::Error> {
+                serde_json::from_value::<types::$body>(body).map(Self::into_items)
+            }
+
+            fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
+                Undelivered::$undelivered(batch)
+            }
+        }
+    };
+}
+
+bulk_kind!(
+    Event,
+    CreateBulkEventReq,
+    events,
+    CollectBulkUserEvents,
+    collect_bulk_user_events,
+    0,
+    Events
+);
+bulk_kind!(
+    UserProfile,
+    UpdateBulkUserProfileReq,
+    profiles,
+    UpdateBulkUserProfiles,
+    update_bulk_user_profiles,
+    1,
+    Profiles
+);
+bulk_kind!(
+    Device,
+    UpdateBulkDeviceProfileReq,
+    profiles,
+    UpdateBulkDeviceProfiles,
+    update_bulk_device_profiles,
+    2,
+    Devices
+);
+
+/// The body of a deletion request: one user, or several.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+#[doc(hidden)]
+pub enum DeletionBody {
+    One(types::DeleteUserProfileReq),
+    Many(types::DeleteBulkUserProfileReq),
+}
+
+impl sealed::Kind for UserDeletion {
+    type Body = DeletionBody;
+    const FIELD: &'static str = "user_ids";
+    const OPERATION: Operation = Operation::RequestBulkUserProfileDeletion;
+    const INDEX: usize = 3;
+
+    fn into_body(mut items: Vec<Self>) -> Self::Body {
+        if items.len() == 1 {
+            let user_id = items.remove(0).into_user_id();
+            DeletionBody::One(types::DeleteUserProfileReq { user_id })
+        } else {
+            DeletionBody::Many(types::DeleteBulkUserProfileReq {
+                user_ids: items.into_iter().map(Self::into_user_id).collect(),
+            })
+        }
+    }
+
+    fn into_items(body: Self::Body) -> Vec<Self> {
+        match body {
+            DeletionBody::One(req) => vec![Self::from_checked(req.user_id)],
+            DeletionBody::Many(req) => req.user_ids.into_iter().map(Self::from_checked).collect(),
+        }
+    }
+
+    fn operation(body: &Self::Body) -> Operation {
+        match body {
+            DeletionBody::One(_) => Operation::RequestUserProfileDeletion,
+            DeletionBody::Many(_) => Operation::RequestBulkUserProfileDeletion,
+        }
+    }
+
+    async fn post(api: &Client, project_id: &str, body: &Self::Body) -> sealed::ApiResult {
+        match body {
+            DeletionBody::One(req) => api.request_user_profile_deletion(project_id, req).await,
+            DeletionBody::Many(req) => {
+                api.request_bulk_user_profile_deletion(project_id, req)
+                    .await
+            }
+        }
+    }
+
+    fn validate(self) -> Result<Self, ValidationError> {
+        Self::new(self.into_user_id())
+    }
+
+    fn from_letter(body: serde_json::Value) -> Result<Vec<Self>, serde_json::Error> {
+        serde_json::from_value::<types::DeleteBulkUserProfileReq>(body)
+            .map(|req| Self::into_items(DeletionBody::Many(req)))
+    }
+
+    fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
+        Undelivered::Deletions(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sealed::Kind, *};
+
+    fn index_of<T: Item>() -> usize {
+        T::INDEX
+    }
+
+    #[test]
+    fn each_kind_has_its_own_slot() {
+        let mut indices = [
+            index_of::<Event>(),
+            index_of::<UserProfile>(),
+            index_of::<Device>(),
+            index_of::<UserDeletion>(),
+        ];
+        indices.sort_unstable();
+        assert_eq!(indices, [0, 1, 2, 3]);
+        assert_eq!(indices.len(), KINDS);
+    }
+
+    #[test]
+    fn operations_serialise_as_their_operation_ids() {
+        for operation in [
+            Operation::CollectBulkUserEvents,
+            Operation::UpdateBulkUserProfiles,
+            Operation::UpdateBulkDeviceProfiles,
+            Operation::RequestUserProfileDeletion,
+            Operation::RequestBulkUserProfileDeletion,
+        ] {
+            let json = serde_json::to_value(operation).unwrap();
+            assert_eq!(json, operation.as_str());
+            assert_eq!(
+                serde_json::from_value::<Operation>(json).unwrap(),
+                operation
+            );
+        }
+    }
+
+    #[test]
+    fn one_deletion_goes_to_the_single_endpoint_and_comes_back() {
+        let one = UserDeletion::into_body(vec![UserDeletion::new("u1").unwrap()]);
+        assert_eq!(
+            UserDeletion::operation(&one),
+            Operation::RequestUserProfileDeletion
+        );
+        assert_eq!(UserDeletion::into_items(one)[0].user_id(), "u1");
+        let many = UserDeletion::into_body(vec![
+            UserDeletion::new("u1").unwrap(),
+            UserDeletion::new("u2").unwrap(),
+        ]);
+        assert_eq!(
+            UserDeletion::operation(&many),
+            Operation::RequestBulkUserProfileDeletion
+        );
+        assert_eq!(UserDeletion::into_items(many).len(), 2);
+    }
+}

@@ -1,0 +1,243 @@
+//! What delivery hands back: the outcome of each request
+//! ([`RequestOutcome`]: [`Accepted`], or a [`FailedBatch`] holding its
+//! items and the reason), a batch call's [`BatchReport`], and
+//! [`Undelivered`], a failed request of any kind, as the ingestor reports
+//! it.
+
+use std::fmt;
+
+use crate::{
+    error::Error,
+    item::{Device, Event, UserDeletion, UserProfile},
+    kind::{Item, Operation},
+};
+
+/// A request the server accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Items in the request.
+    pub items: usize,
+    /// How many times it was sent (1 unless it was retried).
+    pub attempts: u32,
+}
+
+/// How one request of [`Marketap::deliver`](crate::Marketap::deliver)
+/// ended.
+#[derive(Debug)]
+pub struct RequestOutcome<T> {
+    /// Where the request's first item was in the input (0 for the first
+    /// item). A request holds the next items of the input, in order.
+    pub offset: u64,
+    /// Accepted, or failed with its items handed back.
+    pub result: Result<Accepted, FailedBatch<T>>,
+}
+
+impl<T> RequestOutcome<T> {
+    /// How many items the request held.
+    pub fn items(&self) -> usize {
+        match &self.result {
+            Ok(accepted) => accepted.items,
+            Err(failed) => failed.items.len(),
+        }
+    }
+}
+
+/// One request that finally failed, with its items handed back in order.
+#[derive(Debug)]
+pub struct FailedBatch<T> {
+    /// The items of the request, as sent.
+    pub items: Vec<T>,
+    /// Why it failed: the status and the API's `code` and `message`, a
+    /// transport error, or a validation error (nothing was sent).
+    pub error: Error,
+    /// How many times it was sent (0 if it never was).
+    pub attempts: u32,
+}
+
+/// What a batch call did.
+#[derive(Debug)]
+pub struct BatchReport<T> {
+    /// Requests sent (each counted once, however many attempts it took).
+    pub requests: usize,
+    /// Items the server accepted.
+    pub accepted: usize,
+    /// Retries made, over all requests.
+    pub retries: usize,
+    /// Requests that finally failed, with their items.
+    pub failed: Vec<FailedBatch<T>>,
+}
+
+impl<T> Default for BatchReport<T> {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            accepted: 0,
+            retries: 0,
+            failed: Vec::new(),
+        }
+    }
+}
+
+impl<T> BatchReport<T> {
+    /// Whether every item was accepted.
+    pub fn is_success(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// How many items failed, over all failed requests.
+    pub fn failed_items(&self) -> usize {
+        self.failed.iter().map(|batch| batch.items.len()).sum()
+    }
+
+    /// The failed items, in order, with the error of their request.
+    pub fn failed_items_iter(&self) -> impl Iterator<Item = (&T, &Error)> {
+        self.failed
+            .iter()
+            .flat_map(|batch| batch.items.iter().map(move |item| (item, &batch.error)))
+    }
+
+    /// `Ok(self)` if everything was accepted, else an error holding the
+    /// whole report, so `?` works and nothing is lost.
+    pub fn into_result(self) -> Result<Self, BatchError<T>> {
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(BatchError(self))
+        }
+    }
+
+    /// Adds one request's outcome.
+    pub(crate) fn record(&mut self, outcome: Result<Accepted, FailedBatch<T>>) {
+        match outcome {
+            Ok(accepted) => {
+                self.requests += 1;
+                self.accepted += accepted.items;
+                self.retries += accepted.attempts.saturating_sub(1) as usize;
+            }
+            Err(failed) => {
+                self.requests += usize::from(failed.attempts > 0);
+                self.retries += failed.attempts.saturating_sub(1) as usize;
+                self.failed.push(failed);
+            }
+        }
+    }
+}
+
+impl<T> fmt::Display for BatchReport<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} accepted, {} failed in {} request{} ({} retries)",
+            self.accepted,
+            self.failed_items(),
+            self.requests,
+            if self.requests == 1 { "" } else { "s" },
+            self.retries
+        )?;
+        if let Some(first) = self.failed.first() {
+            write!(f, "; first failure: {}", first.error)?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch call in which some items were not accepted. Holds the whole
+/// report, failed items included.
+#[derive(Debug)]
+pub struct BatchError<T>(pub BatchReport<T>);
+
+impl<T> fmt::Display for BatchError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not every item was accepted: {}", self.0)
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for BatchError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.failed.first().map(|batch| &batch.error as _)
+    }
+}
+
+/// Items of one request that were not delivered, by kind: what the
+/// ingestor hands to `on_failure` and keeps for its reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Undelivered {
+    /// Events.
+    Events(FailedBatch<Event>),
+    /// User profiles.
+    Profiles(FailedBatch<UserProfile>),
+    /// Devices.
+    Devices(FailedBatch<Device>),
+    /// User deletions.
+    Deletions(FailedBatch<UserDeletion>),
+}
+
+/// What every kind's failed batch can say of itself.
+pub(crate) trait AnyFailedBatch {
+    fn len(&self) -> usize;
+    fn error(&self) -> &Error;
+    fn attempts(&self) -> u32;
+    fn operation(&self) -> Operation;
+    /// The items as the API's JSON for the list, `[...]`.
+    fn items_json(&self) -> serde_json::Result<serde_json::Value>;
+    fn field(&self) -> &'static str;
+}
+
+impl<T: Item> AnyFailedBatch for FailedBatch<T> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn error(&self) -> &Error {
+        &self.error
+    }
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    fn operation(&self) -> Operation {
+        T::OPERATION
+    }
+    fn items_json(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(&self.items)
+    }
+    fn field(&self) -> &'static str {
+        T::FIELD
+    }
+}
+
+impl Undelivered {
+    /// The one place that matches on the kind.
+    pub(crate) fn batch(&self) -> &dyn AnyFailedBatch {
+        match self {
+            Undelivered::Events(batch) => batch,
+            Undelivered::Profiles(batch) => batch,
+            Undelivered::Devices(batch) => batch,
+            Undelivered::Deletions(batch) => batch,
+        }
+    }
+
+    /// How many items.
+    pub fn len(&self) -> usize {
+        self.batch().len()
+    }
+
+    /// Whether there are none (never, for what an ingestor reports).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Why they were not delivered.
+    pub fn error(&self) -> &Error {
+        self.batch().error()
+    }
+
+    /// How many times their request was sent (0 if it never was).
+    pub fn attempts(&self) -> u32 {
+        self.batch().attempts()
+    }
+
+    /// The operation that takes them.
+    pub fn operation(&self) -> Operation {
+        self.batch().operation()
+    }
+}

@@ -1,0 +1,410 @@
+//! The no-silent-loss promise, one test per way it used to break: a
+//! panicking callback, a drop or an abandoned shutdown, failures piling up
+//! in memory, a 401 the body of which is not JSON, deadlines that overflow
+//! or are not kept, a capacity below the batch size, and `Retry-After`.
+//! Every test is bounded in time.
+
+mod support;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use marketap_ext::{
+    BatchConfig, Config, Error, Event, IngestorConfig, Marketap, RetryConfig, Undelivered,
+};
+use support::{Reply, Request, TestServer};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn client(server: &TestServer, batch: BatchConfig) -> Marketap {
+    Marketap::new(
+        Config::new("test-key", "proj")
+            .with_base_url(server.url())
+            .with_request_timeout(Duration::from_secs(5))
+            .with_batch(batch)
+            .with_retry(RetryConfig {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(5),
+                ..RetryConfig::default()
+            }),
+    )
+    .unwrap()
+}
+
+fn batch(max_batch_size: usize, max_in_flight: usize) -> BatchConfig {
+    BatchConfig {
+        max_batch_size,
+        max_in_flight,
+    }
+}
+
+fn event(id: usize) -> Event {
+    Event::builder(format!("user-{id}"), "mkt_page_view")
+        .property("id", id)
+        .build()
+        .unwrap()
+}
+
+fn ids(request: &Request) -> Vec<u64> {
+    request
+        .items()
+        .iter()
+        .map(|e| e["properties"]["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn undelivered_ids(undelivered: &Undelivered) -> Vec<u64> {
+    match undelivered {
+        Undelivered::Events(batch) => batch
+            .items
+            .iter()
+            .map(|e| e.properties()["id"].as_u64().unwrap())
+            .collect(),
+        other => panic!("only events were sent: {other:?}"),
+    }
+}
+
+fn received(server: &TestServer) -> Vec<u64> {
+    server.requests().iter().flat_map(ids).collect()
+}
+
+/// An `on_failure` callback that records what it is given.
+fn recorder() -> (
+    Arc<Mutex<Vec<Undelivered>>>,
+    impl Fn(Undelivered) + Send + Sync + 'static,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    (seen, move |undelivered| {
+        sink.lock().unwrap().push(undelivered)
+    })
+}
+
+// ------------------------------------------------------------ 1. panics
+
+#[tokio::test]
+async fn a_panicking_callback_does_not_stop_delivery() {
+    // The first request is refused; later ones are accepted.
+    let calls = AtomicUsize::new(0);
+    let server = TestServer::start(move |_| match calls.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::error(400, 1, "refused"),
+        _ => Reply::accepted(),
+    })
+    .await;
+    let ingestor = client(&server, batch(10, 1))
+        .ingestor(
+            IngestorConfig::default().on_failure(|_| panic!("a bug in the caller's callback")),
+        )
+        .unwrap();
+
+    ingestor.track(event(0)).await.unwrap();
+    timeout(LIMIT, ingestor.flush())
+        .await
+        .expect("flush returns");
+    ingestor.track(event(1)).await.unwrap();
+    timeout(LIMIT, ingestor.flush())
+        .await
+        .expect("flush returns after the callback panicked");
+    assert_eq!(received(&server), [0, 1], "delivery went on");
+    assert_eq!(ingestor.metrics().delivered, 1);
+
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("bounded");
+    assert_eq!(report.delivered, 1);
+}
+
+// ------------------------------------------- 2. someone gets every failure
+
+#[tokio::test]
+async fn failures_after_the_last_handle_is_dropped_reach_on_failure() {
+    let server =
+        TestServer::start(|_| Reply::error(400, 1, "refused").after(Duration::from_millis(200)))
+            .await;
+    let (seen, callback) = recorder();
+    let ingestor = client(&server, batch(10, 2))
+        .ingestor(IngestorConfig::default().on_failure(callback))
+        .unwrap();
+    for id in 0..25 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    drop(ingestor);
+
+    let started = Instant::now();
+    loop {
+        let handed: usize = seen.lock().unwrap().iter().map(Undelivered::len).sum();
+        if handed == 25 {
+            break;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "only {handed} of 25 failed items reached on_failure"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_shutdown_abandoned_by_its_caller_keeps_failures_for_the_next() {
+    let server =
+        TestServer::start(|_| Reply::error(400, 1, "refused").after(Duration::from_millis(300)))
+            .await;
+    let ingestor = client(&server, batch(10, 4))
+        .ingestor(IngestorConfig::default())
+        .unwrap();
+    for id in 0..25 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    // The caller gives up on the first shutdown long before the server answers.
+    let abandoned = timeout(
+        Duration::from_millis(50),
+        ingestor.shutdown(Duration::from_secs(20)),
+    )
+    .await;
+    assert!(abandoned.is_err());
+
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(20)))
+        .await
+        .expect("bounded");
+    let mut handed: Vec<u64> = report
+        .undelivered
+        .iter()
+        .flat_map(undelivered_ids)
+        .collect();
+    handed.sort_unstable();
+    assert_eq!(handed, (0..25).collect::<Vec<u64>>());
+}
+
+// ------------------------------------------------ 3. bounded when all fails
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_kept_for_the_report_are_bounded_and_the_rest_counted() {
+    const N: usize = 30_000;
+    let server = TestServer::start(|_| Reply::error(400, 1, "refused")).await;
+    // Defaults: capacity 10,000, no callback, no dead-letter file.
+    let ingestor = client(&server, batch(1000, 4))
+        .ingestor(IngestorConfig::default())
+        .unwrap();
+    for id in 0..N {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(20)))
+        .await
+        .expect("bounded");
+    let metrics = ingestor.metrics();
+    assert_eq!(metrics.failed, N as u64, "every item counted as failed");
+    assert!(
+        report.undelivered_items() <= IngestorConfig::default().capacity,
+        "{} failed items retained for the report",
+        report.undelivered_items()
+    );
+}
+
+#[tokio::test]
+async fn after_a_401_the_ingestor_stops_sending_and_refuses_new_items() {
+    let server = TestServer::start(|_| Reply::error(401, 1001, "invalid api key")).await;
+    let (seen, callback) = recorder();
+    let ingestor = client(&server, batch(10, 1))
+        .ingestor(IngestorConfig::default().on_failure(callback))
+        .unwrap();
+    for id in 0..50 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    timeout(LIMIT, ingestor.flush()).await.expect("bounded");
+    assert_eq!(server.requests().len(), 1, "one 401 is enough");
+    let handed: usize = seen.lock().unwrap().iter().map(Undelivered::len).sum();
+    assert_eq!(handed, 50, "every queued item is handed back");
+    let refused = ingestor.try_track(event(50));
+    assert!(refused.is_err(), "a new item is refused at once");
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("401"), "{message}");
+}
+
+// ---------------------------------------------- 4. classify by HTTP status
+
+#[tokio::test]
+async fn a_401_without_a_json_body_is_unauthorized_and_stops_the_rest() {
+    for body in ["", "<html>401 Authorization Required</html>"] {
+        let server = TestServer::start(move |_| Reply::Respond {
+            status: 401,
+            headers: vec![("content-type".into(), "text/html".into())],
+            body: body.into(),
+            delay: Duration::ZERO,
+        })
+        .await;
+        let report = client(&server, batch(10, 1))
+            .send_events((0..30).map(event))
+            .await;
+        assert_eq!(report.failed_items(), 30);
+        for failed in &report.failed {
+            assert!(
+                matches!(failed.error, Error::Unauthorized { .. }),
+                "body {body:?}: {:?}",
+                failed.error
+            );
+        }
+        assert_eq!(server.requests().len(), 1, "body {body:?}: stopped");
+    }
+}
+
+#[tokio::test]
+async fn any_2xx_is_accepted() {
+    for status in [200, 201, 202, 204] {
+        let server = TestServer::start(move |_| Reply::status(status)).await;
+        let report = client(&server, batch(10, 1))
+            .send_events((0..25).map(event))
+            .await;
+        assert!(report.is_success(), "{status}: {report}");
+        assert_eq!((report.accepted, report.requests), (25, 3), "{status}");
+    }
+}
+
+// ------------------------------------------------------------ 5. deadlines
+
+#[tokio::test]
+async fn a_huge_shutdown_deadline_means_no_deadline() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let ingestor = client(&server, batch(10, 1))
+        .ingestor(IngestorConfig::default())
+        .unwrap();
+    ingestor.track(event(0)).await.unwrap();
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::MAX))
+        .await
+        .expect("bounded");
+    assert_eq!((report.delivered, report.undelivered_items()), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_starts_after_the_deadline() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let client = client(&server, batch(100, 4));
+    for round in 0..40 {
+        let before = server.requests().len();
+        let ingestor = client
+            .ingestor(IngestorConfig {
+                flush_interval: Duration::from_secs(3600),
+                ..IngestorConfig::default()
+            })
+            .unwrap();
+        // Three full batches may start at once; the partial one waits for
+        // the flush interval, so only shutdown can send it.
+        for id in 0..350 {
+            ingestor.try_track(event(round * 1000 + id)).unwrap();
+        }
+        let report = timeout(LIMIT, ingestor.shutdown(Duration::ZERO))
+            .await
+            .expect("bounded");
+        let sent: Vec<u64> = server.requests()[before..].iter().flat_map(ids).collect();
+        let unsent: Vec<u64> = report
+            .undelivered
+            .iter()
+            .filter(|u| u.attempts() == 0)
+            .flat_map(undelivered_ids)
+            .collect();
+        assert!(
+            unsent.contains(&(round as u64 * 1000 + 349)),
+            "round {round}: the partial batch was sent after the deadline"
+        );
+        assert!(
+            unsent.iter().all(|id| !sent.contains(id)),
+            "round {round}: an item reported as never sent reached the server"
+        );
+        let handed: usize = report.undelivered_items();
+        assert_eq!(
+            handed as u64 + report.delivered,
+            350,
+            "round {round}: every item delivered or handed back"
+        );
+    }
+}
+
+// ------------------------------------------------------ 6. small capacity
+
+#[tokio::test]
+async fn a_capacity_below_the_batch_size_does_not_stall() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let ingestor = client(&server, batch(1000, 2))
+        .ingestor(IngestorConfig {
+            capacity: 5,
+            flush_interval: Duration::from_secs(60),
+            ..IngestorConfig::default()
+        })
+        .unwrap();
+    timeout(Duration::from_secs(10), async {
+        for id in 0..40 {
+            ingestor.track(event(id)).await.unwrap();
+        }
+    })
+    .await
+    .expect("track waits for a request, not for the flush interval");
+    ingestor.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(received(&server).len(), 40);
+}
+
+// ---------------------------------------------------------- 10. Retry-After
+
+#[tokio::test]
+async fn retry_after_longer_than_max_backoff_is_honoured() {
+    let calls = AtomicUsize::new(0);
+    let server = TestServer::start(move |_| match calls.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::status(429).with_header("retry-after", "1"),
+        _ => Reply::accepted(),
+    })
+    .await;
+    let started = Instant::now();
+    let report = timeout(LIMIT, client(&server, batch(10, 1)).send_events([event(0)]))
+        .await
+        .expect("bounded");
+    assert!(report.is_success(), "{report}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "retried after {:?}, before the server's Retry-After of 1 s",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn retry_after_beyond_its_cap_gives_up_and_reports() {
+    let server = TestServer::start(|_| Reply::status(503).with_header("retry-after", "3600")).await;
+    let report = timeout(LIMIT, client(&server, batch(10, 1)).send_events([event(0)]))
+        .await
+        .expect("bounded");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "no retry before the server asked"
+    );
+    let failed = &report.failed[0];
+    assert!(
+        matches!(failed.error, Error::Status { status: 503, retry_after: Some(wait), .. } if wait == Duration::from_secs(3600)),
+        "{:?}",
+        failed.error
+    );
+}
+
+// ------------------------------------------------------------- 9. secrets
+
+#[test]
+fn ids_with_control_characters_are_refused() {
+    for id in ["user\0", "user\n42", "\u{1b}[31mred"] {
+        assert!(
+            Event::builder(id, "mkt_login").build().is_err(),
+            "user_id {id:?}"
+        );
+        assert!(
+            Event::builder("u", id).build().is_err(),
+            "event_name {id:?}"
+        );
+        assert!(
+            marketap_ext::UserDeletion::new(id).is_err(),
+            "deletion {id:?}"
+        );
+    }
+}
