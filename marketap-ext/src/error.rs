@@ -8,11 +8,8 @@
 
 use std::time::Duration;
 
+use crate::echo::echo;
 use crate::timestamp::TimestampError;
-
-/// Echoed values are cut to this many characters, so a 10 MB string does
-/// not end up in a log line.
-const MAX_ECHO_CHARS: usize = 100;
 
 /// Everything a call to Marketap can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -222,14 +219,6 @@ impl ValidationError {
             value: echo(&value.to_string()),
             reason: reason.into(),
         }
-    }
-}
-
-/// `value`, cut to [`MAX_ECHO_CHARS`] characters with an ellipsis.
-pub(crate) fn echo(value: &str) -> String {
-    match value.char_indices().nth(MAX_ECHO_CHARS) {
-        None => value.to_owned(),
-        Some((cut, _)) => format!("{}… ({} bytes in all)", &value[..cut], value.len()),
     }
 }
 

@@ -43,6 +43,7 @@ mod batch;
 mod client;
 mod config;
 pub mod dead_letter;
+mod echo;
 mod error;
 mod ingest;
 mod item;
