@@ -107,11 +107,11 @@ fn describe(code: Option<i64>, message: Option<&str>) -> String {
 #[non_exhaustive]
 pub enum ValidationError {
     /// A required string or list is empty.
-    #[error("`{field}` must not be empty (got {value:?})")]
+    #[error("`{field}` must not be empty (got \"{value}\")")]
     Empty {
         /// The field, e.g. `user_id`.
         field: &'static str,
-        /// What was given (a blank string, or `[]`).
+        /// What was given (a blank string, or `[]`), control characters escaped.
         value: String,
     },
 
@@ -177,11 +177,11 @@ pub enum ValidationError {
     },
 
     /// A configuration value is unusable.
-    #[error("invalid `{field}` {value:?}: {reason}")]
+    #[error("invalid `{field}` \"{value}\": {reason}")]
     Config {
         /// The setting, e.g. `base_url` or `retry.max_attempts`.
         field: &'static str,
-        /// The value given.
+        /// The value given, cut to 100 characters, control characters escaped.
         value: String,
         /// Why it is rejected.
         reason: String,
@@ -228,5 +228,37 @@ pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), 
         Err(ValidationError::empty(field, value))
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_body_cannot_forge_log_lines() {
+        let error = Error::Status {
+            status: 502,
+            body: "<html>\nINFO all good\r\n\u{1b}[2K</html>".into(),
+            retry_after: None,
+        };
+        assert_eq!(
+            error.to_string(),
+            r"unexpected HTTP status 502: <html>\nINFO all good\r\n\u{1b}[2K</html>"
+        );
+    }
+
+    #[test]
+    fn echoed_values_are_quoted_and_escaped_once() {
+        let error = ValidationError::empty("user_id", "\n\t");
+        assert_eq!(
+            error.to_string(),
+            r#"`user_id` must not be empty (got "\n\t")"#
+        );
+        let error = ValidationError::config("base_url", "https://a\u{1b}b", "no");
+        assert_eq!(
+            error.to_string(),
+            r#"invalid `base_url` "https://a\u{1b}b": no"#
+        );
     }
 }

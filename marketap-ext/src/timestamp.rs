@@ -354,30 +354,31 @@ impl IntoTimestamp for &String {
 
 /// Why a value could not become a [`Timestamp`].
 ///
-/// Every variant names the offending value; inputs longer than 100 characters are cut and end
-/// in `… (N bytes in all)`.
+/// Every variant names the offending value. Inputs are shown safe for a log line: longer than
+/// 100 characters, they are cut and end in `… (N bytes in all)`, and control characters such as
+/// a newline are escaped (`\n`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TimestampError {
     /// A date-time without a UTC offset: it names a different instant in every zone.
     #[error(
-        "timestamp {input:?} has no UTC offset, so the instant it names depends on a time zone \
+        "timestamp \"{input}\" has no UTC offset, so the instant it names depends on a time zone \
          that is not stated; add `Z` for UTC or an offset like `+09:00` \
          (e.g. \"2025-01-17T05:39:22Z\", \"2025-01-17T05:39:22+09:00\"), or call \
          `Timestamp::parse_in(input, zone)` with the zone it was recorded in"
     )]
     MissingOffset {
-        /// The input, as given (cut to 100 characters).
+        /// The input, cut to 100 characters, control characters escaped.
         input: String,
     },
 
     /// Not an ISO 8601 / RFC 3339 date-time, or an impossible one.
     #[error(
-        "invalid timestamp {input:?}: {reason}; expected RFC 3339 with an offset, \
+        "invalid timestamp \"{input}\": {reason}; expected RFC 3339 with an offset, \
          like \"2025-01-17T05:39:22Z\" or \"2025-01-17T05:39:22+09:00\""
     )]
     Invalid {
-        /// The input, as given (cut to 100 characters).
+        /// The input, cut to 100 characters, control characters escaped.
         input: String,
         /// What is wrong with it.
         reason: String,
@@ -392,21 +393,21 @@ pub enum TimestampError {
 
     /// A wall-clock time that the given zone skips (a daylight-saving gap).
     #[error(
-        "local time {input:?} does not exist in the given time zone (clocks skip it, \
+        "local time \"{input}\" does not exist in the given time zone (clocks skip it, \
          usually at a daylight-saving change); give an explicit offset or a time outside the gap"
     )]
     NonexistentLocalTime {
-        /// The input, as given (cut to 100 characters).
+        /// The input, cut to 100 characters, control characters escaped.
         input: String,
     },
 
     /// A wall-clock time that occurs twice in the given zone (a daylight-saving overlap).
     #[error(
-        "local time {input:?} is ambiguous in the given time zone: it occurs twice, at \
+        "local time \"{input}\" is ambiguous in the given time zone: it occurs twice, at \
          {earliest} and at {latest}; give an explicit offset to choose one"
     )]
     AmbiguousLocalTime {
-        /// The input, as given (cut to 100 characters).
+        /// The input, cut to 100 characters, control characters escaped.
         input: String,
         /// The first of the two instants.
         earliest: Timestamp,
@@ -498,7 +499,7 @@ mod tests {
                 }
                 (Want::MissingOffset, Err(TimestampError::MissingOffset { input: echoed }))
                 | (Want::Invalid, Err(TimestampError::Invalid { input: echoed, .. })) => {
-                    assert_eq!(echoed, input);
+                    assert_eq!(echoed, &echo(input));
                 }
                 _ => panic!("input {input:?}: want {want:?}, got {got:?}"),
             }
@@ -818,6 +819,18 @@ mod tests {
             panic!("expected Invalid");
         };
         assert_eq!(input, echo(&wide));
+    }
+
+    #[test]
+    fn messages_escape_control_characters_once() {
+        let err = Timestamp::parse("\t2025-01-17T05:39:22Z\n").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(r#"invalid timestamp "\t2025-01-17T05:39:22Z\n": "#),
+            "{message}"
+        );
+        let err = Timestamp::parse("2025-01-17T05:39:22\u{1b}[2K").unwrap_err();
+        assert!(err.to_string().contains(r"22\u{1b}[2K"), "{err}");
     }
 
     #[test]

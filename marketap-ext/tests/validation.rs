@@ -246,6 +246,11 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
             }),
             &["ingestor.flush_interval"],
         ),
+        case(
+            "user_id that is only a line break",
+            Event::builder("\r\n", "mkt_login").build(),
+            &["user_id", r#""\r\n""#],
+        ),
     ];
     assert!(cases.len() >= 15);
 
@@ -264,6 +269,10 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
             );
         }
         assert!(!message.contains("secret"), "{what}: the key was echoed");
+        assert!(
+            !message.contains(char::is_control),
+            "{what}: a control character reached the message: {message:?}"
+        );
         assert!(
             message.len() < 600,
             "{what}: message not cut: {} bytes",
