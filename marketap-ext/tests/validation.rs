@@ -247,6 +247,35 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
             &["ingestor.flush_interval"],
         ),
         case(
+            "base URL with a user and password",
+            Marketap::new(
+                Config::new("k", "p").with_base_url("https://user:secret@event.marketap.io/v1"),
+            ),
+            &[
+                "base_url",
+                "\"https://***@event.marketap.io/v1\"",
+                "credentials",
+            ],
+        ),
+        case(
+            "unparsable base URL with a user and password",
+            Marketap::new(Config::new("k", "p").with_base_url("https://user:secret@[::1")),
+            &["base_url", "\"https://***@[::1\""],
+        ),
+        case(
+            "base URL with credentials but no scheme",
+            Marketap::new(Config::new("k", "p").with_base_url("user:secret@event.marketap.io")),
+            &["base_url", "\"***@event.marketap.io\""],
+        ),
+        case(
+            "base URL with a password longer than the echo",
+            Marketap::new(Config::new("k", "p").with_base_url(format!(
+                "https://user:{}@event.marketap.io",
+                "secret".repeat(40)
+            ))),
+            &["base_url", "\"https://***@event.marketap.io\""],
+        ),
+        case(
             "user_id that is only a line break",
             Event::builder("\r\n", "mkt_login").build(),
             &["user_id", r#""\r\n""#],
