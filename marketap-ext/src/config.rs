@@ -3,7 +3,7 @@
 //! [`Config::validate`] turns it into what the client runs on, or a
 //! [`ValidationError`] naming the setting.
 
-use std::{fmt, time::Duration};
+use std::{borrow::Cow, fmt, time::Duration};
 
 use reqwest::Url;
 
@@ -131,7 +131,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("api_key", &self.api_key)
             .field("project_id", &self.project_id)
-            .field("base_url", &self.base_url)
+            .field("base_url", &redact_userinfo(&self.base_url))
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -301,7 +301,8 @@ impl Config {
     /// and not plain `http` to a remote host without an explicit opt-in.
     fn checked_base_url(&self) -> Result<String, ValidationError> {
         let raw = self.base_url.trim_end_matches('/');
-        let invalid = |reason: &str| ValidationError::config("base_url", raw, reason);
+        let invalid =
+            |reason: &str| ValidationError::config("base_url", redact_userinfo(raw), reason);
         let url = Url::parse(raw)
             .map_err(|e| invalid(&format!("{e} (expected e.g. {DEFAULT_BASE_URL})")))?;
         if url.query().is_some() || url.fragment().is_some() {
@@ -311,9 +312,9 @@ impl Config {
             return Err(invalid("must not hold credentials"));
         }
         if !matches!(url.scheme(), "http" | "https") {
+            // The scheme is not repeated here: in `user:pass@host` it is the user name.
             return Err(invalid(&format!(
-                "scheme {:?} is not http or https (expected e.g. {DEFAULT_BASE_URL})",
-                url.scheme()
+                "the scheme is not http or https (expected e.g. {DEFAULT_BASE_URL})"
             )));
         }
         let loopback = match url.host() {
@@ -329,6 +330,33 @@ impl Config {
         }
         Ok(raw.to_owned())
     }
+}
+
+/// `url` with its userinfo (`user:password@`) shown as `***@`, for error messages and `Debug`.
+///
+/// Works on the string, not on a parsed URL, so a URL that does not parse is hidden too.
+/// Everything from the start of the authority (after `scheme:` and its slashes, or from the
+/// start when there is no such prefix) up to the last `@` is hidden: a password holding `/`, `?`
+/// or `#` that was never percent-encoded is hidden whole, and an `@` further on (in a path or
+/// query) hides more than needed rather than too little.
+fn redact_userinfo(url: &str) -> Cow<'_, str> {
+    let Some(at) = url.rfind('@') else {
+        return Cow::Borrowed(url);
+    };
+    let start = url
+        .split_once(':')
+        .filter(|(scheme, rest)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                && rest.starts_with(['/', '\\'])
+        })
+        .map_or(0, |(_, rest)| {
+            url.len() - rest.trim_start_matches(['/', '\\']).len()
+        })
+        .min(at);
+    Cow::Owned(format!("{}***{}", &url[..start], &url[at..]))
 }
 
 #[cfg(test)]
@@ -390,6 +418,42 @@ mod tests {
         let config = Config::new("very-secret", "p");
         assert_eq!(config.api_key().to_string(), "***");
         assert!(!format!("{config:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn userinfo_is_hidden_in_any_url_like_string() {
+        for (url, shown) in [
+            ("https://event.marketap.io", "https://event.marketap.io"),
+            ("http://[::1]:8080/v1", "http://[::1]:8080/v1"),
+            ("https://user:pw@host/v1", "https://***@host/v1"),
+            ("https://user@host", "https://***@host"),
+            ("https://:pw@host", "https://***@host"),
+            ("https://user:p@ss@host", "https://***@host"),
+            ("https://user:p/a?s#s@host", "https://***@host"),
+            ("https:/user:pw@host", "https:/***@host"),
+            (r"https:\\user:pw@host", r"https:\\***@host"),
+            ("user:pw@host", "***@host"),
+            ("//user:pw@host", "***@host"),
+            ("https://host/@me", "https://***@me"),
+            ("https://user:pw@", "https://***@"),
+            ("@", "***@"),
+            ("ftp://a:b@host", "ftp://***@host"),
+            ("https://user:pw@[::1", "https://***@[::1"),
+            ("https://사용자:비밀@host", "https://***@host"),
+        ] {
+            assert_eq!(redact_userinfo(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_base_url_userinfo() {
+        let config = Config::new("k", "p").with_base_url("https://user:hunter2@event.marketap.io");
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains(r#"base_url: "https://***@event.marketap.io""#),
+            "{debug}"
+        );
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]

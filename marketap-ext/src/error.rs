@@ -11,14 +11,11 @@ use std::time::Duration;
 
 use marketap_api::{ResponseValue, types::IngestionResponse};
 
+use crate::echo::echo;
 use crate::timestamp::TimestampError;
 
 /// Bodies of unexpected responses are kept up to this size.
 const MAX_ERROR_BODY: usize = 4096;
-
-/// Echoed values are cut to this many characters, so a 10 MB string does
-/// not end up in a log line.
-const MAX_ECHO_CHARS: usize = 100;
 
 /// Everything a call to Marketap can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -266,11 +263,11 @@ fn describe(code: Option<i64>, message: Option<&str>) -> String {
 #[non_exhaustive]
 pub enum ValidationError {
     /// A required string or list is empty.
-    #[error("`{field}` must not be empty (got {value:?})")]
+    #[error("`{field}` must not be empty (got \"{value}\")")]
     Empty {
         /// The field, e.g. `user_id`.
         field: &'static str,
-        /// What was given (a blank string, or `[]`).
+        /// What was given (a blank string, or `[]`), control characters escaped.
         value: String,
     },
 
@@ -336,11 +333,11 @@ pub enum ValidationError {
     },
 
     /// A configuration value is unusable.
-    #[error("invalid `{field}` {value:?}: {reason}")]
+    #[error("invalid `{field}` \"{value}\": {reason}")]
     Config {
         /// The setting, e.g. `base_url` or `retry.max_attempts`.
         field: &'static str,
-        /// The value given.
+        /// The value given, cut to 100 characters, control characters escaped.
         value: String,
         /// Why it is rejected.
         reason: String,
@@ -400,14 +397,6 @@ impl ValidationError {
     }
 }
 
-/// `value`, cut to [`MAX_ECHO_CHARS`] characters with an ellipsis.
-pub(crate) fn echo(value: &str) -> String {
-    match value.char_indices().nth(MAX_ECHO_CHARS) {
-        None => value.to_owned(),
-        Some((cut, _)) => format!("{}… ({} bytes in all)", &value[..cut], value.len()),
-    }
-}
-
 /// Checks that a required string is not empty or blank.
 pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
@@ -427,4 +416,36 @@ pub(crate) fn require_id(field: &'static str, value: &str) -> Result<(), Validat
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_body_cannot_forge_log_lines() {
+        let error = Error::Status {
+            status: 502,
+            body: "<html>\nINFO all good\r\n\u{1b}[2K</html>".into(),
+            retry_after: None,
+        };
+        assert_eq!(
+            error.to_string(),
+            r"unexpected HTTP status 502: <html>\nINFO all good\r\n\u{1b}[2K</html>"
+        );
+    }
+
+    #[test]
+    fn echoed_values_are_quoted_and_escaped_once() {
+        let error = ValidationError::empty("user_id", "\n\t");
+        assert_eq!(
+            error.to_string(),
+            r#"`user_id` must not be empty (got "\n\t")"#
+        );
+        let error = ValidationError::config("base_url", "https://a\u{1b}b", "no");
+        assert_eq!(
+            error.to_string(),
+            r#"invalid `base_url` "https://a\u{1b}b": no"#
+        );
+    }
 }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::{
     error::{ValidationError, require_id},
     properties,
-    timestamp::{IntoTimestamp, Timestamp},
+    timestamp::{IntoTimestamp, Timestamp, check_wire},
     typed::TrackEvent,
 };
 
@@ -172,7 +172,7 @@ impl Event {
 
     /// When it happened, if set (the server uses arrival time otherwise).
     pub fn timestamp(&self) -> Option<Timestamp> {
-        self.0.timestamp.map(Timestamp::from)
+        self.0.timestamp.map(Timestamp::from_checked)
     }
 
     /// The generated wire type.
@@ -203,6 +203,12 @@ impl EventBuilder {
         }
         require_id("user_id", &self.raw.user_id)?;
         require_id("event_name", &self.raw.event_name)?;
+        if let Some(timestamp) = &self.raw.timestamp {
+            check_wire(timestamp).map_err(|source| ValidationError::Timestamp {
+                field: "timestamp",
+                source,
+            })?;
+        }
         properties::check_depth("properties", &self.raw.properties)?;
         properties::check_size("event", &self.raw)?;
         Ok(Event(self.raw))
@@ -425,6 +431,12 @@ impl DeviceBuilder {
         require_id("platform", &self.raw.device.platform)?;
         if let Some(user_id) = &self.raw.user_id {
             require_id("user_id", user_id)?;
+        }
+        if let Some(timestamp) = &self.raw.timestamp {
+            check_wire(timestamp).map_err(|source| ValidationError::Timestamp {
+                field: "timestamp",
+                source,
+            })?;
         }
         properties::check_size("device", &self.raw)?;
         Ok(Device(self.raw))

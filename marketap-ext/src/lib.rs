@@ -44,6 +44,7 @@ mod client;
 mod config;
 pub mod dead_letter;
 mod delivery;
+mod echo;
 mod error;
 mod ingest;
 mod item;

@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde::ser;
 use serde_json::{Map, Value};
 
-use crate::error::{ValidationError, echo};
+use crate::echo::echo;
+use crate::error::ValidationError;
 
 /// The largest serialised item (one event, profile or device) the SDK
 /// sends, in bytes. The API documents no byte limit; 1 MiB matches what

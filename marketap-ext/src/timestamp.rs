@@ -5,26 +5,34 @@
 //! ([`TimestampError::MissingOffset`]) unless the caller names the zone with
 //! [`Timestamp::parse_in`], and a local time that a daylight-saving change skips or repeats is an
 //! error rather than a silent pick. On the wire a [`Timestamp`] is always RFC 3339 in UTC with
-//! `Z`, e.g. `"2025-01-17T05:39:22Z"`.
+//! `Z`, e.g. `"2025-01-17T05:39:22Z"`, so every way in refuses what that cannot carry: a year
+//! outside 0000 to 9999 in UTC ([`TimestampError::OutOfRange`]) and a leap second
+//! ([`TimestampError::LeapSecond`]), either of which would make the server refuse a whole batch.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Timelike, Utc,
+};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
 
-/// Longest input, in characters, that an error echoes back; the rest becomes `…`.
-const MAX_ECHO_CHARS: usize = 100;
+use crate::echo::echo;
+
+/// The years a timestamp on the wire can have, in UTC: RFC 3339 writes exactly four digits.
+const WIRE_YEARS: RangeInclusive<i32> = 0..=9999;
 
 /// One instant, held in UTC, as the Marketap API's optional `timestamp` field.
 ///
 /// Build one from anything that names an instant unambiguously: [`Timestamp::now`],
-/// a chrono [`DateTime`] in any zone (`From`), a [`SystemTime`] (`TryFrom`),
+/// a chrono [`DateTime`] in any zone (`TryFrom`), a [`SystemTime`] (`TryFrom`),
 /// [`Timestamp::from_unix_seconds`] / [`Timestamp::from_unix_millis`], or an RFC 3339 string
 /// with an offset ([`Timestamp::parse`], `FromStr`, `TryFrom<&str>`). Builders take
-/// [`impl IntoTimestamp`](IntoTimestamp).
+/// [`impl IntoTimestamp`](IntoTimestamp). Each of them refuses an instant the wire cannot
+/// carry: a year outside 0000 to 9999 in UTC, or a leap second.
 ///
 /// It displays and serializes as RFC 3339 in UTC with `Z` and 0, 3, 6 or 9 fractional digits,
 /// as few as represent it exactly:
@@ -57,30 +65,36 @@ impl Timestamp {
         self.0
     }
 
+    /// Wraps a `DateTime<Utc>` that [`check_wire`] has already accepted, such as the timestamp
+    /// inside a built item.
+    pub(crate) fn from_checked(utc: DateTime<Utc>) -> Self {
+        debug_assert_eq!(check_wire(&utc), Ok(()));
+        Self(utc)
+    }
+
     /// The instant `secs` seconds after (or, if negative, before) 1970-01-01T00:00:00Z.
     ///
     /// # Errors
     ///
-    /// [`TimestampError::OutOfRange`] beyond chrono's range (about ±262,000 years).
+    /// [`TimestampError::OutOfRange`] outside the years 0000 to 9999: `secs` must be from
+    /// -62,167,219,200 (0000-01-01T00:00:00Z) to 253,402,300,799 (9999-12-31T23:59:59Z).
     pub fn from_unix_seconds(secs: i64) -> Result<Self, TimestampError> {
-        DateTime::from_timestamp(secs, 0)
-            .map(Self)
-            .ok_or_else(|| TimestampError::OutOfRange {
-                value: format!("{secs} Unix seconds"),
-            })
+        on_the_wire(DateTime::from_timestamp(secs, 0), || {
+            format!("{secs} Unix seconds")
+        })
     }
 
     /// The instant `millis` milliseconds after (or, if negative, before) 1970-01-01T00:00:00Z.
     ///
     /// # Errors
     ///
-    /// [`TimestampError::OutOfRange`] beyond chrono's range (about ±262,000 years).
+    /// [`TimestampError::OutOfRange`] outside the years 0000 to 9999: `millis` must be from
+    /// -62,167,219,200,000 (0000-01-01T00:00:00Z) to 253,402,300,799,999
+    /// (9999-12-31T23:59:59.999Z).
     pub fn from_unix_millis(millis: i64) -> Result<Self, TimestampError> {
-        DateTime::from_timestamp_millis(millis)
-            .map(Self)
-            .ok_or_else(|| TimestampError::OutOfRange {
-                value: format!("{millis} Unix milliseconds"),
-            })
+        on_the_wire(DateTime::from_timestamp_millis(millis), || {
+            format!("{millis} Unix milliseconds")
+        })
     }
 
     /// Parses an ISO 8601 date-time that carries its own offset, in RFC 3339 form:
@@ -97,9 +111,12 @@ impl Timestamp {
     /// - [`TimestampError::Invalid`] for anything else that is not such a date-time, including
     ///   impossible dates and times (February 30, hour 24, offset `+25:00`), a bare date, and
     ///   leading or trailing whitespace, which is never trimmed.
+    /// - [`TimestampError::OutOfRange`] when the offset moves the instant out of the years 0000
+    ///   to 9999 in UTC (`0000-01-01T00:00:00+01:00` is in year -1), and
+    ///   [`TimestampError::LeapSecond`] for second 60.
     pub fn parse(input: &str) -> Result<Self, TimestampError> {
         if let Ok(dt) = DateTime::parse_from_rfc3339(input) {
-            return Ok(dt.into());
+            return on_the_wire(Some(dt.with_timezone(&Utc)), || echo(input));
         }
         if parse_local(input).is_some() {
             return Err(TimestampError::MissingOffset { input: echo(input) });
@@ -132,17 +149,20 @@ impl Timestamp {
     ///   overlap); the error carries both candidates and none is picked.
     /// - [`TimestampError::Invalid`] when the input is not a date-time at all, as in
     ///   [`Timestamp::parse`].
+    /// - [`TimestampError::OutOfRange`] and [`TimestampError::LeapSecond`] for an instant the
+    ///   wire cannot carry, as in [`Timestamp::parse`].
     pub fn parse_in<Tz: TimeZone>(input: &str, zone: &Tz) -> Result<Self, TimestampError> {
         if let Ok(dt) = DateTime::parse_from_rfc3339(input) {
-            return Ok(dt.into());
+            return on_the_wire(Some(dt.with_timezone(&Utc)), || echo(input));
         }
         let Some(local) = parse_local(input) else {
             return Err(invalid(input));
         };
+        let checked = |dt: DateTime<Tz>| on_the_wire(Some(dt.with_timezone(&Utc)), || echo(input));
         match zone.from_local_datetime(&local) {
-            LocalResult::Single(dt) => Ok(dt.into()),
+            LocalResult::Single(dt) => checked(dt),
             LocalResult::Ambiguous(a, b) => {
-                let (a, b) = (Self::from(a), Self::from(b));
+                let (a, b) = (checked(a)?, checked(b)?);
                 Err(TimestampError::AmbiguousLocalTime {
                     input: echo(input),
                     earliest: a.min(b),
@@ -152,6 +172,45 @@ impl Timestamp {
             LocalResult::None => Err(TimestampError::NonexistentLocalTime { input: echo(input) }),
         }
     }
+}
+
+/// `utc` as a [`Timestamp`], if it exists (chrono could represent it) and the wire can carry
+/// it. Otherwise the error shows the value as the caller gave it, with its unit or offset, from
+/// `shown`, which only runs for an error.
+fn on_the_wire(
+    utc: Option<DateTime<Utc>>,
+    shown: impl FnOnce() -> String,
+) -> Result<Timestamp, TimestampError> {
+    let Some(utc) = utc else {
+        return Err(TimestampError::OutOfRange { value: shown() });
+    };
+    if !WIRE_YEARS.contains(&utc.year()) {
+        let shown = shown();
+        let utc = rfc3339(&utc);
+        let value = if shown == utc {
+            shown
+        } else {
+            format!("{shown} ({utc})")
+        };
+        return Err(TimestampError::OutOfRange { value });
+    }
+    // chrono holds second 60 as second 59 with a nanosecond of 1,000,000,000 or more.
+    if utc.nanosecond() >= 1_000_000_000 {
+        return Err(TimestampError::LeapSecond { input: shown() });
+    }
+    Ok(Timestamp(utc))
+}
+
+/// Checks a `DateTime<Utc>` that did not come through a [`Timestamp`], such as one in an item
+/// given in its wire type, for what [`Timestamp`]'s own conversions refuse.
+pub(crate) fn check_wire(utc: &DateTime<Utc>) -> Result<(), TimestampError> {
+    on_the_wire(Some(*utc), || rfc3339(utc)).map(drop)
+}
+
+/// `dt` in RFC 3339 with its own offset (`Z` for UTC), for error messages.
+fn rfc3339<Tz: TimeZone>(dt: &DateTime<Tz>) -> String {
+    dt.fixed_offset()
+        .to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// Reads an RFC 3339 date-time that lacks only its offset.
@@ -197,15 +256,6 @@ fn invalid(input: &str) -> TimestampError {
     }
 }
 
-/// `input`, cut to [`MAX_ECHO_CHARS`] characters with `…` appended, so that an error echoing a
-/// huge string does not flood logs.
-fn echo(input: &str) -> String {
-    match input.char_indices().nth(MAX_ECHO_CHARS) {
-        Some((end, _)) => format!("{}…", &input[..end]),
-        None => input.to_owned(),
-    }
-}
-
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with `Z`, e.g. `2025-01-17T05:39:22Z` or `2025-01-17T05:39:22.123Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -213,10 +263,13 @@ impl fmt::Display for Timestamp {
     }
 }
 
-impl<Tz: TimeZone> From<DateTime<Tz>> for Timestamp {
-    /// The same instant, whatever zone `dt` is displayed in.
-    fn from(dt: DateTime<Tz>) -> Self {
-        Self(dt.with_timezone(&Utc))
+impl<Tz: TimeZone> TryFrom<DateTime<Tz>> for Timestamp {
+    type Error = TimestampError;
+
+    /// The same instant, whatever zone `dt` is displayed in; [`TimestampError::OutOfRange`]
+    /// outside the years 0000 to 9999 in UTC, [`TimestampError::LeapSecond`] for second 60.
+    fn try_from(dt: DateTime<Tz>) -> Result<Self, Self::Error> {
+        on_the_wire(Some(dt.with_timezone(&Utc)), || rfc3339(&dt))
     }
 }
 
@@ -229,8 +282,8 @@ impl From<Timestamp> for DateTime<Utc> {
 impl TryFrom<SystemTime> for Timestamp {
     type Error = TimestampError;
 
-    /// The same instant; times before the Unix epoch are fine, times beyond chrono's range
-    /// (about ±262,000 years) are [`TimestampError::OutOfRange`].
+    /// The same instant; times before the Unix epoch are fine, times outside the years 0000 to
+    /// 9999 in UTC are [`TimestampError::OutOfRange`].
     fn try_from(time: SystemTime) -> Result<Self, Self::Error> {
         let (secs, nanos) = match time.duration_since(UNIX_EPOCH) {
             Ok(after) => (i64::try_from(after.as_secs()).ok(), after.subsec_nanos()),
@@ -244,14 +297,13 @@ impl TryFrom<SystemTime> for Timestamp {
                 }
             }
         };
-        secs.and_then(|s| DateTime::from_timestamp(s, nanos))
-            .map(Self)
-            .ok_or_else(|| TimestampError::OutOfRange {
-                value: match time.duration_since(UNIX_EPOCH) {
-                    Ok(d) => format!("SystemTime {d:?} after the Unix epoch"),
-                    Err(e) => format!("SystemTime {:?} before the Unix epoch", e.duration()),
-                },
-            })
+        on_the_wire(
+            secs.and_then(|s| DateTime::from_timestamp(s, nanos)),
+            || match time.duration_since(UNIX_EPOCH) {
+                Ok(d) => format!("SystemTime {d:?} after the Unix epoch"),
+                Err(e) => format!("SystemTime {:?} before the Unix epoch", e.duration()),
+            },
+        )
     }
 }
 
@@ -334,7 +386,7 @@ impl IntoTimestamp for Timestamp {
 
 impl<Tz: TimeZone> IntoTimestamp for DateTime<Tz> {
     fn into_timestamp(self) -> Result<Timestamp, TimestampError> {
-        Ok(self.into())
+        self.try_into()
     }
 }
 
@@ -364,59 +416,73 @@ impl IntoTimestamp for &String {
 
 /// Why a value could not become a [`Timestamp`].
 ///
-/// Every variant names the offending value; inputs longer than 100 characters are cut and end
-/// in `…`.
+/// Every variant names the offending value. Inputs are shown safe for a log line: longer than
+/// 100 characters, they are cut and end in `… (N bytes in all)`, and control characters such as
+/// a newline are escaped (`\n`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TimestampError {
     /// A date-time without a UTC offset: it names a different instant in every zone.
     #[error(
-        "timestamp {input:?} has no UTC offset, so the instant it names depends on a time zone \
+        "timestamp \"{input}\" has no UTC offset, so the instant it names depends on a time zone \
          that is not stated; add `Z` for UTC or an offset like `+09:00` \
          (e.g. \"2025-01-17T05:39:22Z\", \"2025-01-17T05:39:22+09:00\"), or call \
          `Timestamp::parse_in(input, zone)` with the zone it was recorded in"
     )]
     MissingOffset {
-        /// The input, as given (cut to 100 characters).
+        /// The input, cut to 100 characters, control characters escaped.
         input: String,
     },
 
     /// Not an ISO 8601 / RFC 3339 date-time, or an impossible one.
     #[error(
-        "invalid timestamp {input:?}: {reason}; expected RFC 3339 with an offset, \
+        "invalid timestamp \"{input}\": {reason}; expected RFC 3339 with an offset, \
          like \"2025-01-17T05:39:22Z\" or \"2025-01-17T05:39:22+09:00\""
     )]
     Invalid {
-        /// The input, as given (cut to 100 characters).
+        /// The input, cut to 100 characters, control characters escaped.
         input: String,
         /// What is wrong with it.
         reason: String,
     },
 
-    /// A number or [`SystemTime`] beyond what chrono can represent (about ±262,000 years).
-    #[error("timestamp out of range: {value} is beyond what a timestamp can represent")]
+    /// An instant outside the years the wire takes, 0000 to 9999 in UTC (RFC 3339 has
+    /// four-digit years), whatever the zone or unit it was given in.
+    #[error("timestamp out of range: {value}; the API takes years 0000 to 9999 in UTC")]
     OutOfRange {
-        /// The value with its unit, e.g. `9223372036854775807 Unix seconds`.
+        /// The value with its unit or offset, then the instant in UTC when it differs, e.g.
+        /// `253402300800 Unix seconds (+10000-01-01T00:00:00Z)`,
+        /// `0000-01-01T00:00:00+01:00 (-0001-12-31T23:00:00Z)`.
         value: String,
+    },
+
+    /// A leap second (second 60): chrono can hold one, the API cannot take it.
+    #[error(
+        "timestamp \"{input}\" is a leap second (second 60), which the API does not take; \
+         use second 59, or second 00 of the next minute"
+    )]
+    LeapSecond {
+        /// The value as given (a string cut to 100 characters, control characters escaped).
+        input: String,
     },
 
     /// A wall-clock time that the given zone skips (a daylight-saving gap).
     #[error(
-        "local time {input:?} does not exist in the given time zone (clocks skip it, \
+        "local time \"{input}\" does not exist in the given time zone (clocks skip it, \
          usually at a daylight-saving change); give an explicit offset or a time outside the gap"
     )]
     NonexistentLocalTime {
-        /// The input, as given (cut to 100 characters).
+        /// The input, cut to 100 characters, control characters escaped.
         input: String,
     },
 
     /// A wall-clock time that occurs twice in the given zone (a daylight-saving overlap).
     #[error(
-        "local time {input:?} is ambiguous in the given time zone: it occurs twice, at \
+        "local time \"{input}\" is ambiguous in the given time zone: it occurs twice, at \
          {earliest} and at {latest}; give an explicit offset to choose one"
     )]
     AmbiguousLocalTime {
-        /// The input, as given (cut to 100 characters).
+        /// The input, cut to 100 characters, control characters escaped.
         input: String,
         /// The first of the two instants.
         earliest: Timestamp,
@@ -436,6 +502,8 @@ mod tests {
         Ok(&'static str),
         MissingOffset,
         Invalid,
+        OutOfRange,
+        LeapSecond,
     }
 
     #[rustfmt::skip]
@@ -489,6 +557,21 @@ mod tests {
         ("10000-01-01T00:00:00Z", Want::Invalid),
         ("+10000-01-01T00:00:00Z", Want::Invalid),
         ("2025-1-7T05:39:22Z", Want::Invalid),
+        // The wire takes years 0000 to 9999 in UTC, whatever the offset says.
+        ("0000-01-01T00:00:00Z", Want::Ok("0000-01-01T00:00:00Z")),
+        ("0000-01-01T01:00:00+01:00", Want::Ok("0000-01-01T00:00:00Z")),
+        ("0000-01-01T00:00:00+01:00", Want::OutOfRange),
+        ("0000-01-01T00:59:59.999999999+01:00", Want::OutOfRange),
+        ("9999-12-31T23:59:59.999999999Z", Want::Ok("9999-12-31T23:59:59.999999999Z")),
+        ("9999-12-31T22:59:59.999999999-01:00", Want::Ok("9999-12-31T23:59:59.999999999Z")),
+        ("9999-12-31T23:00:00-01:00", Want::OutOfRange),
+        ("9999-12-31T23:59:59-01:00", Want::OutOfRange),
+        // Leap seconds: chrono reads second 60 (at any minute); the wire cannot take it.
+        ("2016-12-31T23:59:60Z", Want::LeapSecond),
+        ("2016-12-31T23:59:60.5Z", Want::LeapSecond),
+        ("2017-01-01T08:59:60+09:00", Want::LeapSecond),
+        ("2025-01-17T05:39:60Z", Want::LeapSecond),
+        ("2016-12-31T23:59:59.999999999Z", Want::Ok("2016-12-31T23:59:59.999999999Z")),
     ];
 
     #[test]
@@ -507,8 +590,14 @@ mod tests {
                     );
                 }
                 (Want::MissingOffset, Err(TimestampError::MissingOffset { input: echoed }))
-                | (Want::Invalid, Err(TimestampError::Invalid { input: echoed, .. })) => {
-                    assert_eq!(echoed, input);
+                | (Want::Invalid, Err(TimestampError::Invalid { input: echoed, .. }))
+                | (Want::LeapSecond, Err(TimestampError::LeapSecond { input: echoed })) => {
+                    assert_eq!(echoed, &echo(input));
+                }
+                (Want::OutOfRange, Err(TimestampError::OutOfRange { value })) => {
+                    assert!(value.starts_with(&echo(input)), "{value}");
+                    let message = got.as_ref().unwrap_err().to_string();
+                    assert!(message.contains("years 0000 to 9999"), "{message}");
                 }
                 _ => panic!("input {input:?}: want {want:?}, got {got:?}"),
             }
@@ -568,11 +657,11 @@ mod tests {
             .unwrap();
 
         let expected = Timestamp::parse("2025-01-17T05:39:22Z").unwrap();
-        assert_eq!(Timestamp::from(utc), expected);
-        assert_eq!(Timestamp::from(kst), expected);
-        assert_eq!(Timestamp::from(est), expected);
-        assert_eq!(Timestamp::from(seoul), expected);
-        assert_eq!(Timestamp::from(new_york), expected);
+        assert_eq!(Timestamp::try_from(utc), Ok(expected));
+        assert_eq!(Timestamp::try_from(kst), Ok(expected));
+        assert_eq!(Timestamp::try_from(est), Ok(expected));
+        assert_eq!(Timestamp::try_from(seoul), Ok(expected));
+        assert_eq!(Timestamp::try_from(new_york), Ok(expected));
         assert_eq!(seoul.into_timestamp(), Ok(expected));
         assert_eq!(expected.into_timestamp(), Ok(expected));
 
@@ -663,6 +752,228 @@ mod tests {
                 .to_string()
                 .contains("9223372036854775807 Unix milliseconds")
         );
+    }
+
+    /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the first and last whole seconds the wire
+    /// takes, as Unix seconds.
+    const FIRST_SECOND: i64 = -62_167_219_200;
+    const LAST_SECOND: i64 = 253_402_300_799;
+
+    /// The `value` of an [`TimestampError::OutOfRange`]; panics on anything else.
+    fn out_of_range(result: Result<Timestamp, TimestampError>) -> String {
+        match result {
+            Err(TimestampError::OutOfRange { value }) => value,
+            other => panic!("want OutOfRange, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unix_time_outside_the_wire_years_is_refused() {
+        let seconds = Timestamp::from_unix_seconds;
+        let millis = Timestamp::from_unix_millis;
+        assert_eq!(
+            seconds(FIRST_SECOND).unwrap().to_string(),
+            "0000-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            seconds(LAST_SECOND).unwrap().to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            millis(FIRST_SECOND * 1000).unwrap().to_string(),
+            "0000-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            millis(LAST_SECOND * 1000 + 999).unwrap().to_string(),
+            "9999-12-31T23:59:59.999Z"
+        );
+
+        assert_eq!(
+            out_of_range(seconds(FIRST_SECOND - 1)),
+            "-62167219201 Unix seconds (-0001-12-31T23:59:59Z)"
+        );
+        assert_eq!(
+            out_of_range(seconds(LAST_SECOND + 1)),
+            "253402300800 Unix seconds (+10000-01-01T00:00:00Z)"
+        );
+        assert_eq!(
+            out_of_range(millis(FIRST_SECOND * 1000 - 1)),
+            "-62167219200001 Unix milliseconds (-0001-12-31T23:59:59.999Z)"
+        );
+        assert_eq!(
+            out_of_range(millis((LAST_SECOND + 1) * 1000)),
+            "253402300800000 Unix milliseconds (+10000-01-01T00:00:00Z)"
+        );
+        let message = seconds(LAST_SECOND + 1).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "timestamp out of range: 253402300800 Unix seconds (+10000-01-01T00:00:00Z); \
+             the API takes years 0000 to 9999 in UTC"
+        );
+    }
+
+    #[test]
+    fn system_time_outside_the_wire_years_is_refused() {
+        let first = UNIX_EPOCH - Duration::from_secs(FIRST_SECOND.unsigned_abs());
+        let last = UNIX_EPOCH + Duration::new(LAST_SECOND as u64, 999_999_999);
+        assert_eq!(
+            Timestamp::try_from(first).unwrap().to_string(),
+            "0000-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            last.into_timestamp().unwrap().to_string(),
+            "9999-12-31T23:59:59.999999999Z"
+        );
+
+        let value = out_of_range(Timestamp::try_from(first - Duration::from_nanos(1)));
+        assert!(value.contains("before the Unix epoch"), "{value}");
+        assert!(
+            value.ends_with("(-0001-12-31T23:59:59.999999999Z)"),
+            "{value}"
+        );
+        let value = out_of_range((last + Duration::from_nanos(1)).into_timestamp());
+        assert!(value.contains("after the Unix epoch"), "{value}");
+        assert!(value.ends_with("(+10000-01-01T00:00:00Z)"), "{value}");
+    }
+
+    #[test]
+    fn datetimes_outside_the_wire_years_are_refused_in_any_zone() {
+        let plus_one = FixedOffset::east_opt(3600).unwrap();
+        let minus_one = FixedOffset::west_opt(3600).unwrap();
+        let last_instant = NaiveDate::from_ymd_opt(9999, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 999_999_999)
+            .unwrap()
+            .and_utc();
+        let first_instant = Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap();
+
+        // The edges themselves, in UTC and seen from other zones.
+        for ok in [
+            first_instant.fixed_offset(),
+            first_instant.with_timezone(&plus_one),
+            last_instant.fixed_offset(),
+            last_instant.with_timezone(&minus_one),
+        ] {
+            assert!(ok.into_timestamp().is_ok(), "{ok}");
+        }
+        assert!(first_instant.into_timestamp().is_ok());
+        assert!(last_instant.into_timestamp().is_ok());
+
+        // One step past them, however the zone displays it.
+        let too_early = first_instant - chrono::TimeDelta::seconds(1);
+        let too_late = last_instant + chrono::TimeDelta::nanoseconds(1);
+        assert_eq!(Timestamp::try_from(too_late), too_late.into_timestamp());
+        assert_eq!(
+            out_of_range(too_early.into_timestamp()),
+            "-0001-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            out_of_range(too_late.into_timestamp()),
+            "+10000-01-01T00:00:00Z"
+        );
+        // Year 0000 in +01:00 is still year -1 in UTC; year 9999 in -01:00 is 10000.
+        let local_year_0 = plus_one.with_ymd_and_hms(0, 1, 1, 0, 30, 0).unwrap();
+        assert_eq!(
+            out_of_range(local_year_0.into_timestamp()),
+            "0000-01-01T00:30:00+01:00 (-0001-12-31T23:30:00Z)"
+        );
+        let local_year_9999 = minus_one.with_ymd_and_hms(9999, 12, 31, 23, 30, 0).unwrap();
+        assert_eq!(
+            out_of_range(local_year_9999.into_timestamp()),
+            "9999-12-31T23:30:00-01:00 (+10000-01-01T00:30:00Z)"
+        );
+        // A named zone: Seoul's local mean time in year 0000 is UTC+08:27:52.
+        let seoul_year_0 = chrono_tz::Asia::Seoul
+            .with_ymd_and_hms(0, 1, 1, 8, 0, 0)
+            .unwrap();
+        let value = out_of_range(seoul_year_0.into_timestamp());
+        assert!(value.ends_with("(-0001-12-31T23:32:08Z)"), "{value}");
+    }
+
+    #[test]
+    fn parse_in_refuses_what_the_wire_cannot_carry() {
+        let plus_one = FixedOffset::east_opt(3600).unwrap();
+        let minus_one = FixedOffset::west_opt(3600).unwrap();
+        assert_eq!(
+            out_of_range(Timestamp::parse_in("0000-01-01T00:30:00", &plus_one)),
+            "0000-01-01T00:30:00 (-0001-12-31T23:30:00Z)"
+        );
+        assert_eq!(
+            out_of_range(Timestamp::parse_in("9999-12-31T23:30:00", &minus_one)),
+            "9999-12-31T23:30:00 (+10000-01-01T00:30:00Z)"
+        );
+        assert_eq!(
+            Timestamp::parse_in("0000-01-01T01:00:00", &plus_one)
+                .unwrap()
+                .to_string(),
+            "0000-01-01T00:00:00Z"
+        );
+        // An explicit offset in the input is checked the same way.
+        assert!(matches!(
+            Timestamp::parse_in("9999-12-31T23:59:59-01:00", &Utc),
+            Err(TimestampError::OutOfRange { .. })
+        ));
+        for zone in [plus_one, minus_one] {
+            assert_eq!(
+                Timestamp::parse_in("2016-12-31T23:59:60", &zone),
+                Err(TimestampError::LeapSecond {
+                    input: "2016-12-31T23:59:60".into()
+                })
+            );
+        }
+        assert!(matches!(
+            Timestamp::parse_in("2016-12-31T23:59:60Z", &plus_one),
+            Err(TimestampError::LeapSecond { .. })
+        ));
+    }
+
+    #[test]
+    fn chrono_leap_seconds_are_refused() {
+        let leap = NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap()
+            .and_utc();
+        let in_seoul = leap.with_timezone(&FixedOffset::east_opt(9 * 3600).unwrap());
+        assert_eq!(
+            leap.into_timestamp(),
+            Err(TimestampError::LeapSecond {
+                input: "2016-12-31T23:59:60.500Z".into()
+            })
+        );
+        let err = in_seoul.into_timestamp().unwrap_err();
+        assert_eq!(
+            err,
+            TimestampError::LeapSecond {
+                input: "2017-01-01T08:59:60.500+09:00".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "timestamp \"2017-01-01T08:59:60.500+09:00\" is a leap second (second 60), which \
+             the API does not take; use second 59, or second 00 of the next minute"
+        );
+        // The instant just before it is fine.
+        let before = leap - chrono::TimeDelta::milliseconds(501);
+        assert_eq!(
+            before.into_timestamp().unwrap().to_string(),
+            "2016-12-31T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn serde_refuses_what_the_wire_cannot_carry() {
+        for json in [
+            r#""9999-12-31T23:59:59-01:00""#,
+            r#""2016-12-31T23:59:60Z""#,
+        ] {
+            let err = serde_json::from_str::<Timestamp>(json).unwrap_err();
+            assert!(
+                err.to_string().contains("years 0000 to 9999")
+                    || err.to_string().contains("leap second"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -813,27 +1124,33 @@ mod tests {
 
     #[test]
     fn errors_cap_the_echoed_input() {
+        // The cut itself is `crate::echo`'s (tested there); every variant goes through it.
         let huge = format!("2025-01-17T05:39:22{}", "x".repeat(10_000));
         let Err(TimestampError::Invalid { input, .. }) = Timestamp::parse(&huge) else {
             panic!("expected Invalid");
         };
-        assert_eq!(input.chars().count(), MAX_ECHO_CHARS + 1);
+        assert_eq!(input, echo(&huge));
         assert!(input.starts_with("2025-01-17T05:39:22xxx"));
-        assert!(input.ends_with('…'));
+        assert!(input.ends_with("… (10019 bytes in all)"), "{input}");
         assert!(Timestamp::parse(&huge).unwrap_err().to_string().len() < 400);
 
-        // Multi-byte characters are cut on a character boundary.
         let wide = "가".repeat(500);
         let Err(TimestampError::Invalid { input, .. }) = Timestamp::parse(&wide) else {
             panic!("expected Invalid");
         };
-        assert_eq!(input, format!("{}…", "가".repeat(MAX_ECHO_CHARS)));
+        assert_eq!(input, echo(&wide));
+    }
 
-        // Exactly at the cap: nothing cut.
-        assert_eq!(
-            echo(&"y".repeat(MAX_ECHO_CHARS)),
-            "y".repeat(MAX_ECHO_CHARS)
+    #[test]
+    fn messages_escape_control_characters_once() {
+        let err = Timestamp::parse("\t2025-01-17T05:39:22Z\n").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(r#"invalid timestamp "\t2025-01-17T05:39:22Z\n": "#),
+            "{message}"
         );
+        let err = Timestamp::parse("2025-01-17T05:39:22\u{1b}[2K").unwrap_err();
+        assert!(err.to_string().contains(r"22\u{1b}[2K"), "{err}");
     }
 
     #[test]

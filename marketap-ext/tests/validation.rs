@@ -246,6 +246,40 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
             }),
             &["ingestor.flush_interval"],
         ),
+        case(
+            "base URL with a user and password",
+            Marketap::new(
+                Config::new("k", "p").with_base_url("https://user:secret@event.marketap.io/v1"),
+            ),
+            &[
+                "base_url",
+                "\"https://***@event.marketap.io/v1\"",
+                "credentials",
+            ],
+        ),
+        case(
+            "unparsable base URL with a user and password",
+            Marketap::new(Config::new("k", "p").with_base_url("https://user:secret@[::1")),
+            &["base_url", "\"https://***@[::1\""],
+        ),
+        case(
+            "base URL with credentials but no scheme",
+            Marketap::new(Config::new("k", "p").with_base_url("user:secret@event.marketap.io")),
+            &["base_url", "\"***@event.marketap.io\""],
+        ),
+        case(
+            "base URL with a password longer than the echo",
+            Marketap::new(Config::new("k", "p").with_base_url(format!(
+                "https://user:{}@event.marketap.io",
+                "secret".repeat(40)
+            ))),
+            &["base_url", "\"https://***@event.marketap.io\""],
+        ),
+        case(
+            "user_id that is only a line break",
+            Event::builder("\r\n", "mkt_login").build(),
+            &["user_id", r#""\r\n""#],
+        ),
     ];
     assert!(cases.len() >= 15);
 
@@ -264,6 +298,10 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
             );
         }
         assert!(!message.contains("secret"), "{what}: the key was echoed");
+        assert!(
+            !message.contains(char::is_control),
+            "{what}: a control character reached the message: {message:?}"
+        );
         assert!(
             message.len() < 600,
             "{what}: message not cut: {} bytes",
@@ -320,4 +358,83 @@ fn loopback_http_is_fine_and_remote_http_needs_an_explicit_opt_in() {
             .allow_insecure_http(),
     )
     .unwrap();
+}
+
+#[test]
+fn raw_items_with_a_timestamp_the_wire_cannot_carry_are_refused() {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use marketap_ext::api::types;
+
+    let year_10000 = Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap();
+    let leap_second = NaiveDate::from_ymd_opt(2016, 12, 31)
+        .unwrap()
+        .and_hms_nano_opt(23, 59, 59, 1_000_000_000)
+        .unwrap()
+        .and_utc();
+    let event = |timestamp| types::CreateEventReq {
+        user_id: "u1".into(),
+        event_name: "mkt_login".into(),
+        properties: Default::default(),
+        timestamp: Some(timestamp),
+    };
+    let device = |timestamp| types::UpdateDeviceProfileReq {
+        device: types::ClientDevice {
+            token: "t".into(),
+            platform: "IOS".into(),
+            opt_in: None,
+        },
+        user_id: None,
+        timestamp: Some(timestamp),
+    };
+
+    let error = Event::from_raw(event(year_10000)).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            ValidationError::Timestamp {
+                field: "timestamp",
+                source: TimestampError::OutOfRange { value },
+            } if value == "+10000-01-01T00:00:00Z"
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "invalid `timestamp`: timestamp out of range: +10000-01-01T00:00:00Z; \
+         the API takes years 0000 to 9999 in UTC"
+    );
+    assert!(matches!(
+        Event::from_raw(event(leap_second)),
+        Err(ValidationError::Timestamp {
+            field: "timestamp",
+            source: TimestampError::LeapSecond { .. },
+        })
+    ));
+    assert!(matches!(
+        Device::from_raw(device(year_10000)),
+        Err(ValidationError::Timestamp {
+            field: "timestamp",
+            source: TimestampError::OutOfRange { .. },
+        })
+    ));
+    assert!(matches!(
+        Device::from_raw(device(leap_second)),
+        Err(ValidationError::Timestamp {
+            field: "timestamp",
+            source: TimestampError::LeapSecond { .. },
+        })
+    ));
+
+    // The last instant the wire takes is fine, and reads back unchanged.
+    let last = NaiveDate::from_ymd_opt(9999, 12, 31)
+        .unwrap()
+        .and_hms_nano_opt(23, 59, 59, 999_999_999)
+        .unwrap()
+        .and_utc();
+    let event = Event::from_raw(event(last)).unwrap();
+    assert_eq!(
+        event.timestamp().unwrap().to_string(),
+        "9999-12-31T23:59:59.999999999Z"
+    );
+    Device::from_raw(device(last)).unwrap();
 }
