@@ -258,6 +258,55 @@ async fn batch_size_can_be_lowered_and_streams_are_sent_lazily() {
 }
 
 #[tokio::test]
+async fn deliver_yields_each_request_with_where_its_items_were() {
+    // Requests holding item 4321 are refused; the rest accepted.
+    let server = TestServer::start(|request| {
+        if request.items().iter().any(|e| e["properties"]["i"] == 4321) {
+            Reply::error(400, 4001, "refused")
+        } else {
+            Reply::accepted()
+        }
+    })
+    .await;
+    let client = client_with(
+        &server.url(),
+        BatchConfig {
+            max_batch_size: 1000,
+            max_in_flight: 4,
+        },
+    );
+    let mut outcomes: Vec<_> = client
+        .deliver(futures::stream::iter(events(5500)))
+        .collect()
+        .await;
+    outcomes.sort_by_key(|outcome| outcome.offset);
+    let spans: Vec<(u64, usize)> = outcomes.iter().map(|o| (o.offset, o.items())).collect();
+    assert_eq!(
+        spans,
+        [
+            (0, 1000),
+            (1000, 1000),
+            (2000, 1000),
+            (3000, 1000),
+            (4000, 1000),
+            (5000, 500)
+        ]
+    );
+    for outcome in &outcomes {
+        match (&outcome.result, outcome.offset) {
+            (Err(failed), 4000) => {
+                assert_eq!(failed.items[0].properties()["i"], 4000);
+                assert_eq!(failed.error.api_code(), Some(4001));
+            }
+            (Ok(accepted), _) => {
+                assert_eq!((accepted.items, accepted.attempts), (outcome.items(), 1))
+            }
+            (other, offset) => panic!("offset {offset}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn no_more_than_max_in_flight_requests_at_once() {
     let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(40))).await;
     let client = client_with(

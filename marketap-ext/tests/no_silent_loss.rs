@@ -15,7 +15,8 @@ use std::{
 };
 
 use marketap_ext::{
-    BatchConfig, Config, Error, Event, IngestorConfig, Marketap, RetryConfig, Undelivered,
+    BatchConfig, Config, EnqueueError, Error, Event, IngestorConfig, Marketap, RetryConfig,
+    Undelivered,
 };
 use support::{Reply, Request, TestServer};
 use tokio::time::timeout;
@@ -200,11 +201,48 @@ async fn failures_kept_for_the_report_are_bounded_and_the_rest_counted() {
         .expect("bounded");
     let metrics = ingestor.metrics();
     assert_eq!(metrics.failed, N as u64, "every item counted as failed");
+    let kept = report.undelivered_items();
     assert!(
-        report.undelivered_items() <= IngestorConfig::default().capacity,
-        "{} failed items retained for the report",
-        report.undelivered_items()
+        kept <= IngestorConfig::default().max_retained,
+        "{kept} failed items retained for the report"
     );
+    assert_eq!(kept, 10_000, "the bound is filled, not undershot");
+    assert_eq!(
+        (metrics.unreported, report.unreported),
+        ((N - kept) as u64, (N - kept) as u64),
+        "the rest is counted"
+    );
+    assert_eq!(
+        (metrics.queued, metrics.in_flight, metrics.retained),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn flush_hands_over_what_is_kept_and_a_later_report_holds_the_rest() {
+    let server = TestServer::start(|_| Reply::error(400, 1, "refused")).await;
+    let ingestor = client(&server, batch(10, 2))
+        .ingestor(IngestorConfig::default())
+        .unwrap();
+    for id in 0..15 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let flushed = timeout(LIMIT, ingestor.flush()).await.expect("bounded");
+    let mut handed: Vec<u64> = flushed.iter().flat_map(undelivered_ids).collect();
+    handed.sort_unstable();
+    assert_eq!(handed, (0..15).collect::<Vec<u64>>());
+    assert_eq!(ingestor.metrics().retained, 0);
+
+    ingestor.track(event(15)).await.unwrap();
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("bounded");
+    let rest: Vec<u64> = report
+        .undelivered
+        .iter()
+        .flat_map(undelivered_ids)
+        .collect();
+    assert_eq!(rest, [15], "each failure is handed over once");
 }
 
 #[tokio::test]
@@ -221,10 +259,90 @@ async fn after_a_401_the_ingestor_stops_sending_and_refuses_new_items() {
     assert_eq!(server.requests().len(), 1, "one 401 is enough");
     let handed: usize = seen.lock().unwrap().iter().map(Undelivered::len).sum();
     assert_eq!(handed, 50, "every queued item is handed back");
-    let refused = ingestor.try_track(event(50));
-    assert!(refused.is_err(), "a new item is refused at once");
-    let message = refused.unwrap_err().to_string();
+    let refused = ingestor.try_track(event(50)).unwrap_err();
+    let message = refused.to_string();
     assert!(message.contains("401"), "{message}");
+    assert!(matches!(&refused, EnqueueError::Unauthorized(e) if e.properties()["id"] == 50));
+    assert!(matches!(
+        ingestor.track(event(51)).await,
+        Err(EnqueueError::Unauthorized(_))
+    ));
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("bounded");
+    assert_eq!((report.delivered, report.undelivered_items()), (0, 0));
+    assert_eq!(ingestor.metrics().failed, 50);
+}
+
+// --------------------------------------------- 1. panics inside a request
+
+/// A `tracing` subscriber that panics when the first request span opens:
+/// code the SDK calls, on the request task, misbehaving.
+struct PanicsOnFirstRequest(AtomicUsize);
+
+impl tracing::Subscriber for PanicsOnFirstRequest {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        if span.metadata().name() == "marketap.request"
+            && self.0.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            panic!("a subscriber bug");
+        }
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_request_hands_its_items_back_and_delivery_goes_on() {
+    // A current-thread runtime: every task runs under this thread's subscriber.
+    let _guard = tracing::subscriber::set_default(PanicsOnFirstRequest(AtomicUsize::new(0)));
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let (seen, callback) = recorder();
+    let ingestor = client(&server, batch(10, 1))
+        .ingestor(IngestorConfig::default().on_failure(callback))
+        .unwrap();
+    for id in 0..10 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let _ = timeout(LIMIT, ingestor.flush())
+        .await
+        .expect("flush returns");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(undelivered_ids(&seen[0]), (0..10).collect::<Vec<u64>>());
+        assert!(
+            matches!(seen[0].error(), Error::Panicked { message } if message.contains("subscriber bug")),
+            "{:?}",
+            seen[0].error()
+        );
+    }
+    for id in 10..20 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("bounded");
+    assert_eq!(report.delivered, 10);
+    assert_eq!(received(&server), (10..20).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_batch_call_hands_the_items_back() {
+    let _guard = tracing::subscriber::set_default(PanicsOnFirstRequest(AtomicUsize::new(0)));
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let report = client(&server, batch(10, 1))
+        .send_events((0..20).map(event))
+        .await;
+    assert_eq!((report.accepted, report.failed_items()), (10, 10));
+    assert!(matches!(report.failed[0].error, Error::Panicked { .. }));
 }
 
 // ---------------------------------------------- 4. classify by HTTP status
@@ -346,6 +464,88 @@ async fn a_capacity_below_the_batch_size_does_not_stall() {
     .expect("track waits for a request, not for the flush interval");
     ingestor.shutdown(Duration::from_secs(5)).await;
     assert_eq!(received(&server).len(), 40);
+}
+
+// ---------------------------------------------------------- 7. dead letters
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("marketap-{name}-{}.ndjson", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// `{"a":{"a":...{"a":1}}}` with `levels` objects.
+fn nested(levels: usize) -> serde_json::Value {
+    (0..levels).fold(
+        serde_json::json!(1),
+        |inner, _| serde_json::json!({ "a": inner }),
+    )
+}
+
+#[tokio::test]
+async fn dead_letters_are_private_and_read_back_however_deeply_nested() {
+    let server = TestServer::start(|_| Reply::error(400, 1, "refused")).await;
+    let path = temp_path("deep");
+    let ingestor = client(&server, batch(10, 1))
+        .ingestor(IngestorConfig {
+            dead_letter_path: Some(path.clone()),
+            ..IngestorConfig::default()
+        })
+        .unwrap();
+    // The properties object is level 1: 63 more levels inside it is the most.
+    let deepest = Event::builder("u", "e")
+        .property("deep", nested(63))
+        .property("id", 0)
+        .build()
+        .unwrap();
+    ingestor.track(deepest).await.unwrap();
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("bounded");
+    assert_eq!(report.undelivered_items(), 1);
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "personal data: owner only");
+    }
+    let letters: Vec<_> = marketap_ext::dead_letter::read(&path).unwrap().collect();
+    assert_eq!(letters.len(), 1);
+    let letter = letters.into_iter().next().unwrap().expect("reads back");
+    let events: Vec<Event> = letter.items().unwrap();
+    assert_eq!(events[0].properties()["deep"], nested(63));
+    std::fs::remove_file(&path).unwrap();
+
+    // One level more is refused when built, naming where.
+    let error = Event::builder("u", "e")
+        .property("deep", nested(64))
+        .build()
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            marketap_ext::ValidationError::TooDeep { max: 64, .. }
+        ),
+        "{error:?}"
+    );
+    assert!(message.starts_with("`properties.deep.a.a"), "{message}");
+}
+
+#[test]
+fn one_bad_line_never_hides_the_good_ones() {
+    let path = temp_path("lines");
+    let good = r#"{"operation":"collect_bulk_user_events","error":"x","status":400,"attempts":1,"body":{"events":[{"user_id":"u","event_name":"e"}]}}"#;
+    let text = format!("{good}\n{{\"operation\":\"collect_bulk\n\n{good}\nnot json at all\n");
+    std::fs::write(&path, text).unwrap();
+    let results: Vec<_> = marketap_ext::dead_letter::read(&path).unwrap().collect();
+    std::fs::remove_file(&path).unwrap();
+    let lines: Vec<Result<(), usize>> = results
+        .iter()
+        .map(|r| r.as_ref().map(drop).map_err(|e| e.line))
+        .collect();
+    assert_eq!(lines, [Ok(()), Err(2), Ok(()), Err(5)]);
 }
 
 // ---------------------------------------------------------- 10. Retry-After
