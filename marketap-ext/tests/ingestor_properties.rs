@@ -302,7 +302,7 @@ async fn run(setup: Setup) -> Result<(), TestCaseError> {
         unreported_seen = report.unreported;
         prop_assert_eq!(live.metrics().unreported, report.unreported);
     }
-    Ok(check(offered, &ledger, unreported_seen).await?)
+    check(offered, &ledger, unreported_seen).await
 }
 
 /// Waits (boundedly) for a dropped ingestor to finish in the background,
