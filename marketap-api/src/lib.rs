@@ -35,10 +35,9 @@
 //! that is not the documented JSON (empty, or an HTML page). Decoding it
 //! would fail with [`Error::InvalidResponsePayload`], which has no status,
 //! so a wrong key could not be told from a bad request. This crate's one
-//! client hook ([`ClientHooks::exec`](progenitor_client::ClientHooks::exec))
-//! keeps the status instead: such a body reaches you as an
-//! [`Error::ErrorResponse`] with no `code` and the body's text as its
-//! `message`.
+//! client hook (`ClientHooks::exec`) keeps the status instead: such a body
+//! reaches you as an [`Error::ErrorResponse`] with no `code` and the
+//! body's text as its `message`.
 //!
 //! # Authentication
 //! Every request carries `Authorization: Bearer <key>` from the [`Auth`]

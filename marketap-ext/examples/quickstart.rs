@@ -26,15 +26,8 @@ const MOCK_PROJECT: &str = "quickstart-project";
 #[tokio::main]
 async fn main() -> ExitCode {
     // Keep the mock alive for the whole run.
-    let (config, _mock) = match Config::from_env() {
-        Ok(config) => {
-            println!(
-                "Sending to {} for project {}.",
-                config.base_url(),
-                config.project_id()
-            );
-            (config, None)
-        }
+    let (config, mock) = match Config::from_env() {
+        Ok(config) => (config, None),
         Err(why) => {
             let server = start_mock();
             println!(
@@ -48,7 +41,19 @@ async fn main() -> ExitCode {
             )
         }
     };
-    match run(config).await {
+    let client = match Marketap::new(config) {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if mock.is_none() {
+        // Printed once the configuration is checked: a base URL holding
+        // credentials is refused, so none can be shown here.
+        println!("Sending to {client:?}.");
+    }
+    match run(client).await {
         Ok(true) => {
             println!("\nEverything was accepted.");
             ExitCode::SUCCESS
@@ -64,8 +69,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<bool, Box<dyn std::error::Error>> {
-    let client = Marketap::new(config)?;
+async fn run(client: Marketap) -> Result<bool, Box<dyn std::error::Error>> {
     let mut all_ok = true;
 
     // 2,500 purchases: three requests (1,000 + 1,000 + 500), four in flight.

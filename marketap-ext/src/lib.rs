@@ -18,8 +18,9 @@
 //!   guessed.
 //! - [`Ingestor`]: background ingestion for web services. Enqueueing never
 //!   touches the network; a bounded queue pushes back instead of dropping;
-//!   [`Ingestor::shutdown`] drains within a deadline and hands back every
-//!   undelivered item; failures can also go to a [`dead_letter`] file.
+//!   every failed item goes to `on_failure` or a report (up to a bound,
+//!   past which it is logged and counted), and to a [`dead_letter`] file
+//!   when one is set; [`Ingestor::shutdown`] drains within a deadline.
 //! - [`taxonomy`]: Marketap's reserved `mkt_` names; [`TrackEvent`] and
 //!   [`TrackingPlan`] for typed events.
 //!
