@@ -147,7 +147,7 @@ impl Marketap {
     /// any failure the items come back in the error.
     pub async fn send_batch<T: Item>(&self, items: Vec<T>) -> Result<usize, FailedBatch<T>> {
         Delivery::new(self.clone(), Cancel::never())
-            .send(items, || ())
+            .send(items)
             .await
             .map(|accepted| accepted.items)
     }
@@ -191,7 +191,7 @@ impl Marketap {
                 async move {
                     RequestOutcome {
                         offset,
-                        result: delivery.send(chunk, || ()).await,
+                        result: delivery.send(chunk).await,
                     }
                 }
             })

@@ -10,14 +10,14 @@ use std::{
     any::Any,
     panic::AssertUnwindSafe,
     sync::{
-        OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicU32, Ordering::Relaxed},
     },
 };
 
 use futures::FutureExt;
 use tokio::{
-    sync::{Semaphore, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
     time::Instant,
 };
 
@@ -123,16 +123,19 @@ impl Cancel {
 pub(crate) struct Delivery {
     client: Marketap,
     /// One permit per request in flight.
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     /// The first 401's code and message: every later request fails with it.
     unauthorized: OnceLock<(Option<i64>, Option<String>)>,
     cancel: Cancel,
 }
 
+/// The right to have one request in flight, until dropped.
+pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
 impl Delivery {
     /// A run with the client's concurrency and retries, watching `cancel`.
     pub(crate) fn new(client: Marketap, cancel: Cancel) -> Self {
-        let slots = Semaphore::new(client.inner.batch.max_in_flight);
+        let slots = Arc::new(Semaphore::new(client.inner.batch.max_in_flight));
         Self {
             client,
             slots,
@@ -151,40 +154,51 @@ impl Delivery {
             })
     }
 
-    /// Sends `items` as one request, once a request slot is free, with
-    /// retries. `started` runs when the request gets its slot. The items
-    /// come back on any failure; `attempts == 0` means they never went on
-    /// the wire.
-    pub(crate) async fn send<T: Item>(
-        &self,
-        items: Vec<T>,
-        started: impl FnOnce(),
-    ) -> Result<Accepted, FailedBatch<T>> {
-        let count = items.len();
-        let unsent = |items, error: Error| FailedBatch {
-            items,
-            error,
-            attempts: 0,
-        };
-        if let Some(error) = invalid_count::<T>(count) {
-            return Err(unsent(items, error.into()));
-        }
+    /// Waits for a request slot; `None` once the deadline has passed.
+    pub(crate) async fn slot(&self) -> Option<Slot> {
         let mut cancel = self.cancel.clone();
-        let slot = tokio::select! {
+        tokio::select! {
             biased;
             () = cancel.cancelled() => None,
-            slot = self.slots.acquire() => slot.ok(),
-        };
-        let Some(_slot) = slot else {
-            return Err(unsent(items, Error::Cancelled));
-        };
-        if let Some(error) = self.unauthorized() {
-            return Err(unsent(items, error));
+            slot = self.slots.clone().acquire_owned() => slot.ok().map(Slot),
         }
-        if cancel.is_cancelled() {
-            return Err(unsent(items, Error::Cancelled));
+    }
+
+    /// Sends `items` as one request, once a request slot is free, with
+    /// retries. The items come back on any failure; `attempts == 0` means
+    /// they never went on the wire.
+    pub(crate) async fn send<T: Item>(&self, items: Vec<T>) -> Result<Accepted, FailedBatch<T>> {
+        match self.slot().await {
+            Some(slot) => self.send_in(slot, items).await,
+            None => Err(FailedBatch {
+                items,
+                error: Error::Cancelled,
+                attempts: 0,
+            }),
         }
-        started();
+    }
+
+    /// Sends `items` as one request in `slot`, with retries; see
+    /// [`send`](Self::send).
+    pub(crate) async fn send_in<T: Item>(
+        &self,
+        slot: Slot,
+        items: Vec<T>,
+    ) -> Result<Accepted, FailedBatch<T>> {
+        let _slot = slot;
+        let count = items.len();
+        let mut cancel = self.cancel.clone();
+        let refused = invalid_count::<T>(count)
+            .map(Error::from)
+            .or_else(|| self.unauthorized())
+            .or_else(|| cancel.is_cancelled().then_some(Error::Cancelled));
+        if let Some(error) = refused {
+            return Err(FailedBatch {
+                items,
+                error,
+                attempts: 0,
+            });
+        }
 
         let inner = &*self.client.inner;
         let body = T::into_body(items);

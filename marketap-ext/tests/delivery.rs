@@ -86,7 +86,7 @@ async fn a_hundred_thousand_events_under_faults_lose_none() {
             let mut ledger = ledger.lock().unwrap();
             match n % 10 {
                 0 => Reply::status(503),
-                1 => Reply::status(429).with_header("retry-after", "1"),
+                1 => Reply::status(429).with_header("retry-after", "0"),
                 2 => Reply::Reset,
                 3 => {
                     // The server took it, but the answer comes too late: the

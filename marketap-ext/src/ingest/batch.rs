@@ -7,7 +7,7 @@ use std::any::Any;
 use futures::{FutureExt, future::BoxFuture};
 
 use crate::{
-    delivery::Delivery,
+    delivery::{Delivery, Slot},
     error::Error,
     kind::Item,
     report::{Accepted, FailedBatch, Undelivered},
@@ -20,13 +20,12 @@ pub(super) trait Batch: Send + 'static {
     /// The items, for [`push`] to add to.
     fn as_any_mut(&mut self) -> &mut dyn Any;
 
-    /// Sends the items as one request; `started` runs when it gets a
-    /// request slot.
-    fn send<'a>(
+    /// Sends the items as one request, in `slot`.
+    fn send(
         self: Box<Self>,
-        delivery: &'a Delivery,
-        started: &'a (dyn Fn() + Sync),
-    ) -> BoxFuture<'a, Result<Accepted, Undelivered>>;
+        delivery: &Delivery,
+        slot: Slot,
+    ) -> BoxFuture<'_, Result<Accepted, Undelivered>>;
 
     /// Hands the items back unsent, with `error`.
     fn fail(self: Box<Self>, error: Error) -> Undelivered;
@@ -41,13 +40,13 @@ impl<T: Item> Batch for Vec<T> {
         self
     }
 
-    fn send<'a>(
+    fn send(
         self: Box<Self>,
-        delivery: &'a Delivery,
-        started: &'a (dyn Fn() + Sync),
-    ) -> BoxFuture<'a, Result<Accepted, Undelivered>> {
+        delivery: &Delivery,
+        slot: Slot,
+    ) -> BoxFuture<'_, Result<Accepted, Undelivered>> {
         delivery
-            .send(*self, started)
+            .send_in(slot, *self)
             .map(|result| result.map_err(T::undelivered))
             .boxed()
     }

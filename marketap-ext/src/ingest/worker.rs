@@ -1,20 +1,17 @@
 //! The ingestor's background task: it takes batches from the intake (when
 //! one is full, when the flush interval passes, when a flush is asked for
-//! or a caller finds no room) and starts a request task for each through
-//! the delivery engine, which bounds how many are in flight. Each request
-//! task hands its own failures over, so nothing depends on the worker
-//! staying alive to reach the caller.
+//! or a caller finds no room), and starts a request task for each as the
+//! delivery engine frees a request slot. Each request task hands its own
+//! failures over, so nothing depends on the worker to reach the caller.
 //!
-//! The worker keeps only the bookkeeping of flushes. It ends when draining
-//! is done; if it ends any other way (a panic), a guard closes intake and
-//! hands everything still queued back.
+//! The worker keeps the batches waiting for a slot and the bookkeeping of
+//! flushes. It ends when draining is done; however it ends (a panic
+//! included), dropping it closes intake and hands everything still queued
+//! back.
 
 use std::{
-    collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering::Relaxed},
-    },
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
     time::Duration,
 };
 
@@ -32,7 +29,7 @@ use super::{
     report::{Counters, Failures},
 };
 use crate::{
-    delivery::{Delivery, Phase, panic_message},
+    delivery::{Delivery, Phase, Slot, panic_message},
     error::Error,
 };
 
@@ -57,6 +54,7 @@ impl Shared {
             phase: self.phase.subscribe(),
             shared: self.clone(),
             next_id: 0,
+            ready: VecDeque::new(),
             outstanding: BTreeMap::new(),
             requests: FuturesUnordered::new(),
             flush_waiters: Vec::new(),
@@ -65,14 +63,12 @@ impl Shared {
         self.tasks.spawn_on(worker.run(), runtime);
     }
 
-    /// Fails batches that will never be sent, with `error`.
-    fn fail_unsent(&self, batches: Vec<Box<dyn Batch>>, error: impl Fn() -> Error) {
-        for batch in batches {
-            let items = batch.len();
-            self.intake.release(items);
-            self.counters.finished(items, false, false, 0);
-            self.failures.hand_over(batch.fail(error()));
-        }
+    /// Hands back a batch that will never be sent, with `error`.
+    fn fail_unsent(&self, batch: Box<dyn Batch>, error: Error) {
+        let items = batch.len();
+        self.intake.release(items);
+        self.counters.finished(items, false, false, 0);
+        self.failures.hand_over(batch.fail(error));
     }
 }
 
@@ -83,17 +79,18 @@ struct Worker {
     shared: Arc<Shared>,
     phase: watch::Receiver<Phase>,
     next_id: u64,
-    /// Requests started and not finished, by id, with their item counts.
+    /// Batches taken from the intake, waiting for a request slot, by id.
+    ready: VecDeque<(u64, Box<dyn Batch>)>,
+    /// Batches ready or in flight, by id, with their item counts.
     outstanding: BTreeMap<u64, usize>,
     requests: FuturesUnordered<BoxFuture<'static, Finished>>,
-    /// Each flush waits for every request up to its id.
+    /// Each flush waits for every batch up to its id.
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     draining: bool,
 }
 
 impl Worker {
     async fn run(mut self) {
-        let _guard = StopGuard(self.shared.clone());
         let shared = self.shared.clone();
         let interval = shared.flush_interval;
         // The first tick comes one interval in, not at once.
@@ -104,11 +101,16 @@ impl Worker {
             if self.draining && self.outstanding.is_empty() {
                 return;
             }
+            let waiting = !self.ready.is_empty();
             tokio::select! {
                 Some((id, finished)) = self.requests.next() => self.finished(id, finished),
+                slot = shared.delivery.slot(), if waiting => match slot {
+                    Some(slot) => self.send(slot),
+                    None => self.fail_ready(|| Error::Cancelled),
+                },
                 _ = self.phase.changed(), if !self.draining => self.drain(Closed::ShutDown),
-                () = shared.intake.woken(), if !self.draining => self.start(shared.intake.take(false)),
-                _ = tick.tick(), if !self.draining => self.start(shared.intake.take(true)),
+                () = shared.intake.woken(), if !self.draining => self.take(shared.intake.take(false)),
+                _ = tick.tick(), if !self.draining => self.take(shared.intake.take(true)),
             }
         }
     }
@@ -117,39 +119,53 @@ impl Worker {
     /// back unsent.
     fn drain(&mut self, why: Closed) {
         self.draining = true;
-        let taken = self.shared.intake.close(why);
+        self.take(self.shared.intake.close(why));
         if why == Closed::Unauthorized {
-            let shared = &self.shared;
+            let shared = self.shared.clone();
             shared.phase.send_modify(|phase| *phase = phase.drain(None));
-            let error = || {
+            self.fail_ready(|| {
                 shared
                     .delivery
                     .unauthorized()
                     .expect("closed for a 401 after one came")
-            };
-            shared.fail_unsent(taken.batches, error);
-            let last = self.next_id.wrapping_sub(1);
-            self.flush_waiters
-                .extend(taken.flush_waiters.into_iter().map(|waiter| (last, waiter)));
-        } else {
-            self.start(taken);
+            });
         }
     }
 
-    /// Starts a request task per batch; flushes wait for all of them.
-    fn start(&mut self, taken: Taken) {
+    /// Queues taken batches for a slot; flushes wait for all of them.
+    fn take(&mut self, taken: Taken) {
         for batch in taken.batches {
             let id = self.next_id;
             self.next_id += 1;
             self.outstanding.insert(id, batch.len());
-            let task = self.shared.tasks.spawn(request(self.shared.clone(), batch));
-            self.requests
-                .push(task.map(move |finished| (id, finished)).boxed());
+            self.ready.push_back((id, batch));
         }
         // Everything queued before a flush now has an id at most this.
         let last = self.next_id.wrapping_sub(1);
         self.flush_waiters
             .extend(taken.flush_waiters.into_iter().map(|waiter| (last, waiter)));
+    }
+
+    /// Starts the oldest ready batch's request in `slot`.
+    fn send(&mut self, slot: Slot) {
+        let Some((id, batch)) = self.ready.pop_front() else {
+            return;
+        };
+        self.shared.counters.started(batch.len());
+        let task = self
+            .shared
+            .tasks
+            .spawn(request(self.shared.clone(), slot, batch));
+        self.requests
+            .push(task.map(move |finished| (id, finished)).boxed());
+    }
+
+    /// Hands back every ready batch unsent (the deadline passed, or a 401).
+    fn fail_ready(&mut self, error: impl Fn() -> Error) {
+        while let Some((id, batch)) = self.ready.pop_front() {
+            self.outstanding.remove(&id);
+            self.shared.fail_unsent(batch, error());
+        }
     }
 
     fn finished(&mut self, id: u64, finished: Result<bool, JoinError>) {
@@ -173,7 +189,7 @@ impl Worker {
         }
     }
 
-    /// Wakes flushes whose requests have all finished, once the dead-letter
+    /// Wakes flushes whose batches have all finished, once the dead-letter
     /// file is on disk.
     fn release_flush_waiters(&mut self) {
         let oldest = self.outstanding.keys().next().copied();
@@ -188,63 +204,61 @@ impl Worker {
     }
 }
 
-/// One request: sends `batch`, counts it, and hands failures over.
-/// Returns whether the server said 401.
-async fn request(shared: Arc<Shared>, batch: Box<dyn Batch>) -> bool {
+/// However the worker ends: intake closes and whatever is still queued,
+/// in the intake or waiting for a slot, is handed back; then shutdown can
+/// complete once the request tasks have.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let mut unsent = self.shared.intake.close(Closed::Stopped).batches;
+        unsent.extend(self.ready.drain(..).map(|(_, batch)| batch));
+        if !unsent.is_empty() {
+            tracing::error!(
+                "marketap ingestor: the background task stopped unexpectedly; intake is closed and queued items are handed back"
+            );
+            let shared = self.shared.clone();
+            let fail = move || {
+                for batch in unsent {
+                    shared.fail_unsent(
+                        batch,
+                        Error::Panicked {
+                            message: "the ingestor's background task stopped before sending these"
+                                .to_owned(),
+                        },
+                    );
+                }
+            };
+            if std::thread::panicking() {
+                // User callbacks must not run during an unwind (a second
+                // panic would abort): hand over from a task of its own.
+                self.shared.tasks.spawn(async move { fail() });
+            } else {
+                fail();
+            }
+        }
+        self.shared.tasks.close();
+    }
+}
+
+/// One request: sends `batch` in `slot`, counts it, and hands failures
+/// over. Returns whether the server said 401.
+async fn request(shared: Arc<Shared>, slot: Slot, batch: Box<dyn Batch>) -> bool {
     let items = batch.len();
-    let started = AtomicBool::new(false);
-    let on_start = || {
-        started.store(true, Relaxed);
-        shared.counters.started(items);
-    };
-    let outcome = batch.send(&shared.delivery, &on_start).await;
+    let outcome = batch.send(&shared.delivery, slot).await;
     shared.intake.release(items);
-    let started = started.load(Relaxed);
     match outcome {
         Ok(accepted) => {
             shared
                 .counters
-                .finished(items, started, true, accepted.attempts);
+                .finished(items, true, true, accepted.attempts);
             false
         }
         Err(undelivered) => {
             shared
                 .counters
-                .finished(items, started, false, undelivered.attempts());
+                .finished(items, true, false, undelivered.attempts());
             let unauthorized = matches!(undelivered.error(), Error::Unauthorized { .. });
             shared.failures.hand_over(undelivered);
             unauthorized
         }
-    }
-}
-
-/// Runs when the worker ends, whichever way: intake closes and whatever
-/// is still queued is handed back; then shutdown can complete once the
-/// request tasks have.
-struct StopGuard(Arc<Shared>);
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        let shared = self.0.clone();
-        let taken = shared.intake.close(Closed::Stopped);
-        if !taken.batches.is_empty() {
-            let message = "the ingestor's background task stopped before sending these";
-            tracing::error!(
-                "marketap ingestor: the background task stopped unexpectedly; intake is closed and queued items are handed back"
-            );
-            let fail = move || {
-                shared.fail_unsent(taken.batches, || Error::Panicked {
-                    message: message.to_owned(),
-                });
-            };
-            if std::thread::panicking() {
-                // User callbacks must not run during an unwind (a second
-                // panic would abort): hand over from a task of its own.
-                self.0.tasks.spawn(async move { fail() });
-            } else {
-                fail();
-            }
-        }
-        self.0.tasks.close();
     }
 }
