@@ -15,10 +15,10 @@ use std::{
 };
 
 use marketap_ext::{
-    BatchConfig, Config, EnqueueError, Error, Event, Ingestor, IngestorConfig, Marketap, Operation,
-    RetryConfig, Undelivered, dead_letter,
+    BatchConfig, Config, EnqueueError, Error, Ingestor, IngestorConfig, Marketap, Operation,
+    RetryConfig, dead_letter,
 };
-use support::{Reply, Request, TestServer};
+use support::{Reply, TestServer, event, ids, undelivered_ids};
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -37,32 +37,6 @@ fn client(server: &TestServer, request_timeout: Duration, batch: BatchConfig) ->
             }),
     )
     .unwrap()
-}
-
-fn event(id: usize) -> Event {
-    Event::builder(format!("user-{}", id % 997), "mkt_page_view")
-        .property("id", id)
-        .build()
-        .unwrap()
-}
-
-fn ids(request: &Request) -> Vec<u64> {
-    request
-        .items()
-        .iter()
-        .map(|e| e["properties"]["id"].as_u64().unwrap())
-        .collect()
-}
-
-fn undelivered_ids(undelivered: &Undelivered) -> Vec<u64> {
-    match undelivered {
-        Undelivered::Events(batch) => batch
-            .items
-            .iter()
-            .map(|e| e.properties()["id"].as_u64().unwrap())
-            .collect(),
-        other => panic!("only events were sent: {other:?}"),
-    }
 }
 
 /// What the faulty server accepted, and the bodies it refused with 400.

@@ -18,7 +18,7 @@ use marketap_ext::{
     BatchConfig, Config, EnqueueError, Error, Event, IngestorConfig, Marketap, RetryConfig,
     Undelivered,
 };
-use support::{Reply, Request, TestServer};
+use support::{Reply, TestServer, event, ids, undelivered_ids};
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -43,32 +43,6 @@ fn batch(max_batch_size: usize, max_in_flight: usize) -> BatchConfig {
     BatchConfig {
         max_batch_size,
         max_in_flight,
-    }
-}
-
-fn event(id: usize) -> Event {
-    Event::builder(format!("user-{id}"), "mkt_page_view")
-        .property("id", id)
-        .build()
-        .unwrap()
-}
-
-fn ids(request: &Request) -> Vec<u64> {
-    request
-        .items()
-        .iter()
-        .map(|e| e["properties"]["id"].as_u64().unwrap())
-        .collect()
-}
-
-fn undelivered_ids(undelivered: &Undelivered) -> Vec<u64> {
-    match undelivered {
-        Undelivered::Events(batch) => batch
-            .items
-            .iter()
-            .map(|e| e.properties()["id"].as_u64().unwrap())
-            .collect(),
-        other => panic!("only events were sent: {other:?}"),
     }
 }
 

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use marketap_ext::{Event, Undelivered};
 use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -237,4 +238,33 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
         headers,
         body,
     })
+}
+
+/// A page view carrying `id` in its properties, so tests can follow it.
+pub fn event(id: usize) -> Event {
+    Event::builder(format!("user-{id}"), "mkt_page_view")
+        .property("id", id)
+        .build()
+        .unwrap()
+}
+
+/// The ids of the events a request carried.
+pub fn ids(request: &Request) -> Vec<u64> {
+    request
+        .items()
+        .iter()
+        .map(|e| e["properties"]["id"].as_u64().unwrap())
+        .collect()
+}
+
+/// The ids of undelivered events.
+pub fn undelivered_ids(undelivered: &Undelivered) -> Vec<u64> {
+    match undelivered {
+        Undelivered::Events(batch) => batch
+            .items
+            .iter()
+            .map(|e| e.properties()["id"].as_u64().unwrap())
+            .collect(),
+        other => panic!("only events were sent: {other:?}"),
+    }
 }
