@@ -13,6 +13,8 @@
 //! - `marketap-bench run <baseline|raw|ext|ingestor> --n N --url URL`: one
 //!   run ([`contenders`]), printed as one JSON line.
 //! - `marketap-bench latency --n N --url URL`: the enqueue-latency test.
+//!
+//! Every `--url` must be a loopback address ([`sink::loopback_url`]).
 
 mod contenders;
 mod events;
@@ -58,6 +60,7 @@ time; then the ingestor runs min(R, 3) times at M events; then the latency test.
 internal: marketap-bench sink --delay-ms D
           marketap-bench run <baseline|raw|ext|ingestor> --n N --url URL
           marketap-bench latency --n N --url URL
+          (every URL must be loopback: http://127.x.y.z:<port> or http://[::1]:<port>)
 ";
 
 fn main() -> ExitCode {
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
         }),
         Some("run") => run_one(&args[1..]),
         Some("latency") => Flags::parse(&args[1..], &["n", "url"], &[]).and_then(|mut flags| {
-            let (n, url) = (flags.take("n", 50_000)?, flags.require::<String>("url")?);
+            let (n, url) = (flags.take("n", 50_000)?, flags.url()?);
             flags.finish()?;
             print_json(&contenders::latency(n, &url)?)
         }),
@@ -104,7 +107,7 @@ fn run_one(args: &[String]) -> Result<(), BoxError> {
     let contender =
         Contender::from_name(name).ok_or_else(|| format!("run: unknown contender `{name}`"))?;
     let mut flags = Flags::parse(rest, &["n", "url"], &[])?;
-    let (n, url) = (flags.take("n", 200_000)?, flags.require::<String>("url")?);
+    let (n, url) = (flags.take("n", 200_000)?, flags.url()?);
     flags.finish()?;
     print_json(&contenders::run(contender, n, &url)?)
 }
@@ -242,6 +245,11 @@ impl<'a> Flags<'a> {
         value
             .parse()
             .map_err(|_| format!("--{name}: cannot read `{value}`").into())
+    }
+
+    /// `--url`, which must be a loopback address.
+    fn url(&mut self) -> Result<String, BoxError> {
+        sink::loopback_url(&self.require::<String>("url")?)
     }
 
     /// An error naming any flag nobody took.

@@ -5,7 +5,8 @@
 //!
 //! It runs in a process of its own ([`SinkProcess`]) so its CPU time and
 //! memory are never charged to a contender; contenders talk to it through
-//! [`SinkClient`].
+//! [`SinkClient`]. Every address is loopback: the sink binds 127.0.0.1, and
+//! [`loopback_url`] refuses any other sink address.
 
 use std::{
     convert::Infallible,
@@ -38,6 +39,37 @@ use crate::{
 
 /// Where events are posted.
 pub const EVENTS_PATH: &str = "/v1/api/events";
+
+/// `url`, normalised and without a trailing `/`, if it is `http://` to a loopback IP
+/// address (127.0.0.0/8 or ::1); an error otherwise. Host names are
+/// refused too, `localhost` included: what they resolve to is not the
+/// benchmark's to check.
+pub fn loopback_url(url: &str) -> Result<String, BoxError> {
+    let refuse = |why: &str| {
+        format!(
+            "--url: {why}; the benchmark sends only to a loopback sink, \
+             http://127.0.0.1:<port> (any of 127.0.0.0/8) or http://[::1]:<port>"
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|e| refuse(&format!("not a URL ({e})")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(_)) | None => false,
+    };
+    if !loopback {
+        let host = parsed.host_str().unwrap_or("no host");
+        return Err(refuse(&format!("`{host}` is not a loopback address")).into());
+    }
+    if parsed.scheme() != "http" {
+        return Err(refuse(&format!("scheme `{}`", parsed.scheme())).into());
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(refuse("a path, query or fragment").into());
+    }
+    // What was checked is what is used.
+    Ok(parsed.as_str().trim_end_matches('/').to_owned())
+}
 
 /// What the sink has received since the last reset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,10 +261,11 @@ pub struct SinkClient {
 }
 
 impl SinkClient {
+    /// A client of the sink at `base`, which must be loopback.
     pub fn new(base: &str) -> Result<Self, BoxError> {
         Ok(Self {
             http: reqwest::Client::builder().build()?,
-            base: base.trim_end_matches('/').to_owned(),
+            base: loopback_url(base)?,
         })
     }
 
@@ -246,5 +279,40 @@ impl SinkClient {
         let url = format!("{}/stats", self.base);
         let response = self.http.get(url).send().await?.error_for_status()?;
         Ok(serde_json::from_slice(&response.bytes().await?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_url;
+
+    #[test]
+    fn only_loopback_sinks_are_accepted() {
+        for (url, expected) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+            ("http://127.1.2.3:9", "http://127.1.2.3:9"),
+            ("http://127.1:9", "http://127.0.0.1:9"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+        ] {
+            assert_eq!(loopback_url(url).unwrap(), expected, "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:8080",
+            "http://0.0.0.0:8080",
+            "http://192.168.1.10",
+            "http://localhost:8080",
+            "http://example.com",
+            "http://[::ffff:127.0.0.1]:80",
+            "http://[2001:db8::1]:80",
+            "https://127.0.0.1:8443",
+            "http://127.0.0.1:8080/v1",
+            "http://127.0.0.1:8080/?a=b",
+            "127.0.0.1:8080",
+            "",
+        ] {
+            let error = loopback_url(url).unwrap_err().to_string();
+            assert!(error.contains("loopback"), "{url}: {error}");
+        }
     }
 }
