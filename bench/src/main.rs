@@ -10,8 +10,8 @@
 //!   the ingestor once more at `M` events, the latency test against a slow
 //!   sink, and prints the report.
 //! - `marketap-bench sink --delay-ms D`: the sink ([`sink`]).
-//! - `marketap-bench run <baseline|raw|ext|ingestor> --n N --url URL`: one
-//!   run ([`contenders`]), printed as one JSON line.
+//! - `marketap-bench run <contender> --n N --url URL`: one run
+//!   ([`contenders`]), printed as one JSON line.
 //! - `marketap-bench latency --n N --url URL`: the enqueue-latency test.
 //!
 //! Every `--url` must be a loopback address ([`sink::loopback_url`]).
@@ -54,11 +54,12 @@ usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--latency-n L] [--quick]
   --latency-n L  track() calls timed against a sink answering in 200 ms (default 50000)
   --quick        a smoke run: N 20000, 1 round, M 100000, L 5000 (flags still override)
 
-Each round runs the four contenders in turn, starting one further along each
-time; then the ingestor runs min(R, 3) times at M events; then the latency test.
+Each round runs the five contenders (baseline, raw, ext, ingestor, ingestor-burst)
+in turn, starting one further along each time; then the ingestor runs min(R, 3)
+times at M events; then the latency test.
 
 internal: marketap-bench sink --delay-ms D
-          marketap-bench run <baseline|raw|ext|ingestor> --n N --url URL
+          marketap-bench run <baseline|raw|ext|ingestor|ingestor-burst> --n N --url URL
           marketap-bench latency --n N --url URL
           (every URL must be loopback: http://127.x.y.z:<port> or http://[::1]:<port>)
 ";
@@ -101,11 +102,12 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn run_one(args: &[String]) -> Result<(), BoxError> {
+    let names = || Contender::ALL.map(Contender::name).join(", ");
     let (name, rest) = args
         .split_first()
-        .ok_or("run: which contender? baseline, raw, ext or ingestor")?;
-    let contender =
-        Contender::from_name(name).ok_or_else(|| format!("run: unknown contender `{name}`"))?;
+        .ok_or_else(|| format!("run: which contender? {}", names()))?;
+    let contender = Contender::from_name(name)
+        .ok_or_else(|| format!("run: unknown contender `{name}`; one of {}", names()))?;
     let mut flags = Flags::parse(rest, &["n", "url"], &[])?;
     let (n, url) = (flags.take("n", 200_000)?, flags.url()?);
     flags.finish()?;
@@ -149,7 +151,7 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
             let contender = Contender::ALL[(round + i) % Contender::ALL.len()];
             let result = run(contender, settings.n)?;
             eprintln!(
-                "round {}/{}: {contender:<8} {}",
+                "round {}/{}: {contender:<14} {}",
                 round + 1,
                 settings.rounds,
                 result.summary()
