@@ -1,4 +1,5 @@
-//! The contenders and the enqueue-latency test.
+//! The contenders, the enqueue-latency test, and the ingestor against a
+//! sink that refuses everything.
 //!
 //! Every contender sends the same events in requests of [`BATCH`] with
 //! [`IN_FLIGHT`] at once, on a Tokio runtime of [`crate::WORKER_THREADS`]
@@ -24,7 +25,7 @@ use crate::{
     BoxError,
     events::{self, API_KEY, EventSpec, PROJECT_ID},
     measure::{Clock, InputMark},
-    report::{LatencyResult, RunResult},
+    report::{LatencyResult, RefusedResult, RunResult},
     sink::{EVENTS_PATH, SinkClient},
 };
 
@@ -169,6 +170,56 @@ pub fn latency(n: usize, url: &str) -> Result<LatencyResult, BoxError> {
                 max_us: micros(1.0),
                 delivered_after_tracking: after_tracking.delivered,
                 queued_after_tracking: after_tracking.queued,
+            })
+        })
+        .await?
+    })
+}
+
+/// Tracks `n` events, each built only when it is tracked, through an
+/// ingestor with the default settings (no `on_failure`, no dead-letter
+/// file) while the sink at `url` refuses every request with a 400; then
+/// shuts it down. Fails unless every item is counted as failed and the
+/// sink saw each exactly once.
+pub fn refused(n: usize, url: &str) -> Result<RefusedResult, BoxError> {
+    let url = url.to_owned();
+    crate::runtime()?.block_on(async move {
+        tokio::spawn(async move {
+            let sink = SinkClient::new(&url)?;
+            let client = ext_client(&url)?;
+            sink.reset().await?;
+            // No input is built ahead: the memory measured is the ingestor's.
+            let input = InputMark::take();
+            let clock = Clock::start();
+            let config = IngestorConfig::default();
+            let (capacity, max_retained) = (config.capacity, config.max_retained);
+            let ingestor = client.ingestor(config)?;
+            for spec in events::generate(n) {
+                ingestor.track(ext_event(spec)).await?;
+            }
+            let report = ingestor.shutdown(SHUTDOWN_DEADLINE).await;
+            let (wall, _) = clock.stop();
+            let memory = input.peak();
+            let metrics = ingestor.metrics();
+            let stats = sink.stats().await?;
+            stats.expect_items(n)?;
+            if metrics.failed != n as u64 || report.delivered != 0 {
+                return Err(format!(
+                    "refused: metrics.failed is {} and {} were delivered; expected {n} failed, none delivered",
+                    metrics.failed, report.delivered
+                )
+                .into());
+            }
+            Ok(RefusedResult {
+                n: n as u64,
+                capacity: capacity as u64,
+                max_retained: max_retained as u64,
+                wall_secs: wall.as_secs_f64(),
+                memory,
+                failed: metrics.failed,
+                unreported: metrics.unreported,
+                undelivered_items: report.undelivered_items() as u64,
+                sink: stats,
             })
         })
         .await?

@@ -1,6 +1,6 @@
-//! Results: what a run and the latency test hand back (one JSON line from
-//! the child process each), medians over the rounds, and the printed
-//! report, which ends with lines scripts can read: a
+//! Results: what a run, the latency test and a refused run hand back (one
+//! JSON line from the child process each), medians over the rounds, and
+//! the printed report, which ends with lines scripts can read: a
 //! `ratio <contender>/baseline: X.XX` per contender, then
 //! `enqueue p99 us: X.X`.
 
@@ -76,6 +76,26 @@ pub struct LatencyResult {
     pub queued_after_tracking: u64,
 }
 
+/// The ingestor against a sink that refuses every request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefusedResult {
+    pub n: u64,
+    /// The ingestor's capacity and `max_retained` (its defaults).
+    pub capacity: u64,
+    pub max_retained: u64,
+    /// Tracking and shutting down.
+    pub wall_secs: f64,
+    /// The input being nothing: each event is built when it is tracked.
+    pub memory: Memory,
+    /// `Metrics::failed` and `Metrics::unreported` after shutdown.
+    pub failed: u64,
+    pub unreported: u64,
+    /// `ShutdownReport::undelivered_items()`.
+    pub undelivered_items: u64,
+    /// What the sink saw (and refused).
+    pub sink: Stats,
+}
+
 /// What the orchestrator ran.
 pub struct Settings {
     pub n: usize,
@@ -83,6 +103,8 @@ pub struct Settings {
     pub rss_n: usize,
     pub latency_n: usize,
     pub latency_delay_ms: u64,
+    /// The two sizes of the refused runs, smaller first.
+    pub refused_n: [usize; 2],
 }
 
 /// Medians of one contender's rounds.
@@ -176,6 +198,7 @@ pub fn render(
     machine: &str,
     runs: &[RunResult],
     big_runs: &[RunResult],
+    refused: &[RefusedResult; 2],
     latency: &LatencyResult,
 ) -> String {
     let rows: Vec<Row> = Contender::ALL
@@ -245,6 +268,28 @@ pub fn render(
     );
     let _ = writeln!(
         w,
+        "ingestor against a sink refusing every request (400), default IngestorConfig \
+         (capacity {}, max_retained {}, no on_failure, no dead-letter file); no input is \
+         prebuilt, each event is built when tracked, so \"over input\" is over the RSS \
+         before the ingestor started:",
+        refused[0].capacity, refused[0].max_retained,
+    );
+    for run in refused {
+        let _ = writeln!(
+            w,
+            "  N = {}: peak RSS {:.1} MiB, {} over input; metrics.failed {}, \
+             metrics.unreported {}, report.undelivered_items() {} ({:.1} s)",
+            run.n,
+            run.memory.peak_mib(),
+            mib_or_na(run.memory.over_input_mib()),
+            run.failed,
+            run.unreported,
+            run.undelivered_items,
+            run.wall_secs,
+        );
+    }
+    let _ = writeln!(
+        w,
         "enqueue latency, N = {} track() calls, sink answering in {} ms, queue capacity {} \
          ({} delivered and {} queued when the last call returned): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
         latency.n,
@@ -307,6 +352,14 @@ pub fn render(
         w,
         "target: ingestor peak over input the same at N = {} and N = {big_n}: {rss_verdict}",
         settings.n
+    );
+    let [small, large] = refused.each_ref().map(|run| run.memory.peak_mib());
+    let _ = writeln!(
+        w,
+        "target: ingestor peak RSS when every request fails, {} vs {}: {} ({small:.1} vs {large:.1} MiB; same = within 10%)",
+        refused[0].n,
+        refused[1].n,
+        verdict(within_10_percent(large, small)),
     );
     for &(contender, ratio, _) in &ratios {
         let _ = writeln!(w, "ratio {contender}/baseline: {ratio:.2}");

@@ -1,7 +1,8 @@
 //! The loopback sink: an HTTP/1.1 server standing in for Marketap. It
 //! reads each whole request body, parses it as JSON, counts the items and
-//! answers `202`, optionally after a delay. `GET /stats` reports the
-//! counts; `POST /reset` zeroes them.
+//! answers `202` (or, when [`Answer::Refuse`], `400` with the API's error
+//! JSON), optionally after a delay. `GET /stats` reports the counts;
+//! `POST /reset` zeroes them.
 //!
 //! It runs in a process of its own ([`SinkProcess`]) so its CPU time and
 //! memory are never charged to a contender; contenders talk to it through
@@ -39,6 +40,19 @@ use crate::{
 
 /// Where events are posted.
 pub const EVENTS_PATH: &str = "/v1/api/events";
+
+/// The body of a refusal: the API's error JSON.
+const REFUSAL: &str = r#"{"code":4000,"message":"refused by the benchmark sink"}"#;
+
+/// How the sink answers a well-formed request, once it has counted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `202 Accepted`.
+    Accept,
+    /// `400 Bad Request` with [`REFUSAL`]: not retried, and unlike a `401`
+    /// it does not stop an ingestor, so every request keeps failing.
+    Refuse,
+}
 
 /// `url`, normalised and without a trailing `/`, if it is `http://` to a loopback IP
 /// address (127.0.0.0/8 or ::1); an error otherwise. Host names are
@@ -112,7 +126,7 @@ struct Batch {
 
 /// Serves on an ephemeral loopback port, printed as the first line of
 /// stdout, until stdin closes (the orchestrator exits or drops the sink).
-pub fn serve(delay: Duration) -> Result<(), BoxError> {
+pub fn serve(delay: Duration, answer: Answer) -> Result<(), BoxError> {
     std::thread::spawn(|| {
         let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
         std::process::exit(0);
@@ -129,7 +143,7 @@ pub fn serve(delay: Duration) -> Result<(), BoxError> {
             stream.set_nodelay(true)?;
             let counters = counters.clone();
             tokio::spawn(async move {
-                let service = service_fn(|request| handle(request, &counters, delay));
+                let service = service_fn(|request| handle(request, &counters, delay, answer));
                 // A client closing its connection is not the sink's problem.
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -143,9 +157,10 @@ async fn handle(
     request: Request<Incoming>,
     counters: &Counters,
     delay: Duration,
+    answer: Answer,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
-        (&Method::POST, EVENTS_PATH) => ingest(request, counters, delay).await,
+        (&Method::POST, EVENTS_PATH) => ingest(request, counters, delay, answer).await,
         (&Method::GET, "/stats") => {
             let stats = Stats {
                 requests: counters.requests.load(Relaxed),
@@ -167,11 +182,12 @@ async fn handle(
 }
 
 /// Checks the query and key, reads and parses the whole body, counts it,
-/// waits `delay`, and answers `202` with no body.
+/// waits `delay`, and answers as `answer` says.
 async fn ingest(
     request: Request<Incoming>,
     counters: &Counters,
     delay: Duration,
+    answer: Answer,
 ) -> Response<Full<Bytes>> {
     let expected_query = format!("project_id={PROJECT_ID}");
     let expected_auth = format!("Bearer {API_KEY}");
@@ -203,7 +219,17 @@ async fn ingest(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    reply(StatusCode::ACCEPTED, Vec::new())
+    match answer {
+        Answer::Accept => reply(StatusCode::ACCEPTED, Vec::new()),
+        Answer::Refuse => {
+            let mut response = reply(StatusCode::BAD_REQUEST, REFUSAL.as_bytes().to_vec());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    }
 }
 
 fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
@@ -220,10 +246,16 @@ pub struct SinkProcess {
 }
 
 impl SinkProcess {
-    /// Starts `marketap-bench sink --delay-ms <delay>` and waits for its port.
-    pub fn start(delay: Duration) -> Result<Self, BoxError> {
+    /// Starts `marketap-bench sink --delay-ms <delay> [--refuse]` and waits
+    /// for its port.
+    pub fn start(delay: Duration, answer: Answer) -> Result<Self, BoxError> {
+        let delay_ms = delay.as_millis().to_string();
+        let mut args = vec!["sink", "--delay-ms", &delay_ms];
+        if answer == Answer::Refuse {
+            args.push("--refuse");
+        }
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["sink", "--delay-ms", &delay.as_millis().to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
