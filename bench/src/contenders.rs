@@ -1,10 +1,13 @@
-//! The four contenders and the enqueue-latency test.
+//! The contenders, the enqueue-latency test, and the ingestor against a
+//! sink that refuses everything.
 //!
 //! Every contender sends the same events in requests of [`BATCH`] with
 //! [`IN_FLIGHT`] at once, on a Tokio runtime of [`crate::WORKER_THREADS`]
-//! workers, from a task on that runtime. Each builds its own representation
-//! of the events and its client before the clock starts; the clock covers
-//! sending only, including dropping what was sent.
+//! workers, from a task on that runtime, except `ingestor-burst`, which
+//! tracks from the runtime's main body ([`Contender::tracks_from_main_body`]).
+//! Each builds its own representation of the events and its client before
+//! the clock starts; the clock covers sending only, including dropping
+//! what was sent.
 
 use std::{
     fmt,
@@ -13,7 +16,7 @@ use std::{
 
 use futures::{StreamExt, TryStreamExt, future, stream};
 use marketap_api::types::{CreateBulkEventReq, CreateEventReq};
-use marketap_ext::{BatchConfig, Config, Event, IngestorConfig, Marketap};
+use marketap_ext::{BatchConfig, Config, Event, Ingestor, IngestorConfig, Marketap};
 use reqwest::{StatusCode, header};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -21,8 +24,8 @@ use serde_json::{Map, Value};
 use crate::{
     BoxError,
     events::{self, API_KEY, EventSpec, PROJECT_ID},
-    measure::{self, Clock, InputMark},
-    report::{LatencyResult, RunResult},
+    measure::{Clock, InputMark},
+    report::{LatencyResult, RefusedResult, RunResult},
     sink::{EVENTS_PATH, SinkClient},
 };
 
@@ -43,12 +46,23 @@ pub enum Contender {
     Raw,
     /// `marketap-ext`'s batch call.
     Ext,
-    /// `marketap-ext`'s `Ingestor`: `track()` each event, then `shutdown`.
+    /// `marketap-ext`'s `Ingestor` as a service uses it: `track()` each
+    /// event from a task, into the default capacity, then `shutdown`.
     Ingestor,
+    /// The `Ingestor` as a batch job or a burst of traffic uses it: `track()`
+    /// each event from the runtime's main body (what `#[tokio::main]` runs),
+    /// into a capacity that holds them all, then `shutdown`.
+    IngestorBurst,
 }
 
 impl Contender {
-    pub const ALL: [Self; 4] = [Self::Baseline, Self::Raw, Self::Ext, Self::Ingestor];
+    pub const ALL: [Self; 5] = [
+        Self::Baseline,
+        Self::Raw,
+        Self::Ext,
+        Self::Ingestor,
+        Self::IngestorBurst,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -56,7 +70,24 @@ impl Contender {
             Self::Raw => "raw",
             Self::Ext => "ext",
             Self::Ingestor => "ingestor",
+            Self::IngestorBurst => "ingestor-burst",
         }
+    }
+
+    /// The least events/s, as a share of the baseline's in the same round,
+    /// this contender is meant to reach; none for the baseline itself.
+    pub fn ratio_target(self) -> Option<f64> {
+        match self {
+            Self::Baseline => None,
+            Self::Raw | Self::Ext | Self::Ingestor => Some(0.95),
+            Self::IngestorBurst => Some(0.9),
+        }
+    }
+
+    /// Whether it sends from the future `block_on` runs (not a worker
+    /// thread) rather than from a spawned task.
+    pub fn tracks_from_main_body(self) -> bool {
+        self == Self::IngestorBurst
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -73,32 +104,33 @@ impl fmt::Display for Contender {
 /// Sends `n` events to the sink at `url` as `contender`, and measures it.
 /// Fails unless the sink counts exactly `n` items.
 pub fn run(contender: Contender, n: usize, url: &str) -> Result<RunResult, BoxError> {
-    let url = url.to_owned();
-    crate::runtime()?.block_on(async move {
-        tokio::spawn(async move {
-            let sink = SinkClient::new(&url)?;
-            let prepared = Prepared::new(contender, n, &url)?;
-            sink.reset().await?;
-            let input = InputMark::take();
-            let clock = Clock::start();
-            prepared.send(n).await?;
-            let (wall, cpu) = clock.stop();
-            let peak_after_input_kib = measure::status_kib("VmHWM");
-            let stats = sink.stats().await?;
-            stats.expect_items(n)?;
-            Ok(RunResult {
-                contender: contender.name().to_owned(),
-                n: n as u64,
-                wall_secs: wall.as_secs_f64(),
-                cpu_secs: cpu.as_secs_f64(),
-                peak_rss_kib: input.peak_before_kib.max(peak_after_input_kib),
-                input_rss_kib: input.input_kib,
-                peak_after_input_kib,
-                peak_reset: input.peak_reset,
-                sink: stats,
-            })
-        })
-        .await?
+    let runtime = crate::runtime()?;
+    let measured = measure_run(contender, n, url.to_owned());
+    if contender.tracks_from_main_body() {
+        runtime.block_on(measured)
+    } else {
+        runtime.block_on(async { tokio::spawn(measured).await? })
+    }
+}
+
+async fn measure_run(contender: Contender, n: usize, url: String) -> Result<RunResult, BoxError> {
+    let sink = SinkClient::new(&url)?;
+    let prepared = Prepared::new(contender, n, &url)?;
+    sink.reset().await?;
+    let input = InputMark::take();
+    let clock = Clock::start();
+    prepared.send(n).await?;
+    let (wall, cpu) = clock.stop();
+    let memory = input.peak();
+    let stats = sink.stats().await?;
+    stats.expect_items(n)?;
+    Ok(RunResult {
+        contender: contender.name().to_owned(),
+        n: n as u64,
+        wall_secs: wall.as_secs_f64(),
+        cpu_secs: cpu.as_secs_f64(),
+        memory,
+        sink: stats,
     })
 }
 
@@ -126,15 +158,7 @@ pub fn latency(n: usize, url: &str) -> Result<LatencyResult, BoxError> {
                 nanos.push(start.elapsed().as_nanos() as u64);
             }
             let after_tracking = ingestor.metrics();
-            let report = ingestor.shutdown(SHUTDOWN_DEADLINE).await;
-            if report.undelivered_items() > 0 || report.delivered != n as u64 {
-                return Err(format!(
-                    "ingestor delivered {} of {n}, {} undelivered",
-                    report.delivered,
-                    report.undelivered_items()
-                )
-                .into());
-            }
+            shut_down_delivered(ingestor, n).await?;
             sink.stats().await?.expect_items(n)?;
             nanos.sort_unstable();
             let micros = |q: f64| percentile(&nanos, q) as f64 / 1000.0;
@@ -150,6 +174,72 @@ pub fn latency(n: usize, url: &str) -> Result<LatencyResult, BoxError> {
         })
         .await?
     })
+}
+
+/// Tracks `n` events, each built only when it is tracked, through an
+/// ingestor with the default settings (no `on_failure`, no dead-letter
+/// file) while the sink at `url` refuses every request with a 400; then
+/// shuts it down. Fails unless every item is counted as failed and the
+/// sink saw each exactly once.
+pub fn refused(n: usize, url: &str) -> Result<RefusedResult, BoxError> {
+    let url = url.to_owned();
+    crate::runtime()?.block_on(async move {
+        tokio::spawn(async move {
+            let sink = SinkClient::new(&url)?;
+            let client = ext_client(&url)?;
+            sink.reset().await?;
+            // No input is built ahead: the memory measured is the ingestor's.
+            let input = InputMark::take();
+            let clock = Clock::start();
+            let config = IngestorConfig::default();
+            let (capacity, max_retained) = (config.capacity, config.max_retained);
+            let ingestor = client.ingestor(config)?;
+            for spec in events::generate(n) {
+                ingestor.track(ext_event(spec)).await?;
+            }
+            let report = ingestor.shutdown(SHUTDOWN_DEADLINE).await;
+            let (wall, _) = clock.stop();
+            let memory = input.peak();
+            let metrics = ingestor.metrics();
+            let stats = sink.stats().await?;
+            stats.expect_items(n)?;
+            if metrics.failed != n as u64 || report.delivered != 0 {
+                return Err(format!(
+                    "refused: metrics.failed is {} and {} were delivered; expected {n} failed, none delivered",
+                    metrics.failed, report.delivered
+                )
+                .into());
+            }
+            Ok(RefusedResult {
+                n: n as u64,
+                capacity: capacity as u64,
+                max_retained: max_retained as u64,
+                wall_secs: wall.as_secs_f64(),
+                memory,
+                failed: metrics.failed,
+                unreported: metrics.unreported,
+                undelivered_items: report.undelivered_items() as u64,
+                sink: stats,
+            })
+        })
+        .await?
+    })
+}
+
+/// Shuts `ingestor` down and checks that all `n` items were delivered.
+async fn shut_down_delivered(ingestor: Ingestor, n: usize) -> Result<(), BoxError> {
+    let report = ingestor.shutdown(SHUTDOWN_DEADLINE).await;
+    if report.undelivered_items() == 0 && report.delivered == n as u64 {
+        Ok(())
+    } else {
+        Err(format!(
+            "ingestor delivered {} of {n}, {} undelivered, {} unreported",
+            report.delivered,
+            report.undelivered_items(),
+            report.unreported
+        )
+        .into())
+    }
 }
 
 /// The value at quantile `q` of sorted `values` (nearest rank).
@@ -177,6 +267,7 @@ enum Prepared {
     Ingestor {
         client: Marketap,
         events: Vec<Event>,
+        capacity: usize,
     },
 }
 
@@ -205,6 +296,14 @@ impl Prepared {
             Contender::Ingestor => Self::Ingestor {
                 client: ext_client(url)?,
                 events: specs.map(ext_event).collect(),
+                capacity: INGESTOR_CAPACITY,
+            },
+            Contender::IngestorBurst => Self::Ingestor {
+                client: ext_client(url)?,
+                events: specs.map(ext_event).collect(),
+                // Room for every event: the queue fills as fast as the loop
+                // runs, the way a batch job or a burst of traffic fills it.
+                capacity: n.max(1),
             },
         })
     }
@@ -250,25 +349,19 @@ impl Prepared {
                     Err(format!("ext: {report}").into())
                 }
             }
-            Self::Ingestor { client, events } => {
+            Self::Ingestor {
+                client,
+                events,
+                capacity,
+            } => {
                 let ingestor = client.ingestor(IngestorConfig {
-                    capacity: INGESTOR_CAPACITY,
+                    capacity,
                     ..IngestorConfig::default()
                 })?;
                 for event in events {
                     ingestor.track(event).await?;
                 }
-                let report = ingestor.shutdown(SHUTDOWN_DEADLINE).await;
-                if report.undelivered_items() == 0 && report.delivered == n as u64 {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "ingestor delivered {} of {n}, {} undelivered",
-                        report.delivered,
-                        report.undelivered_items()
-                    )
-                    .into())
-                }
+                shut_down_delivered(ingestor, n).await
             }
         }
     }
@@ -368,7 +461,7 @@ fn raw_event(spec: EventSpec) -> CreateEventReq {
     }
 }
 
-// ------------------------------------------------------- ext, ingestor
+// ------------------------------------------------------- ext, ingestors
 
 fn ext_event(spec: EventSpec) -> Event {
     Event::builder(spec.user_id, spec.event_name)

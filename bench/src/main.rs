@@ -5,14 +5,18 @@
 //! One binary plays every part, so that each contender runs in a process of
 //! its own (peak RSS and CPU time are per process, and the sink's work is
 //! never charged to a client):
-//! - `marketap-bench [--n N] [--rounds R] [--rss-n M] [--latency-n L] [--quick]`
-//!   orchestrates: starts a sink, runs each contender `R` times in turn,
-//!   the ingestor once more at `M` events, the latency test against a slow
-//!   sink, and prints the report.
-//! - `marketap-bench sink --delay-ms D`: the sink ([`sink`]).
-//! - `marketap-bench run <baseline|raw|ext|ingestor> --n N --url URL`: one
-//!   run ([`contenders`]), printed as one JSON line.
+//! - `marketap-bench [--n N] [--rounds R] [--rss-n M] [--refused-n A,B]
+//!   [--latency-n L] [--quick]` orchestrates: starts a sink, runs each
+//!   contender `R` times in turn, the ingestor once more at `M` events, the
+//!   ingestor at `A` and `B` events against a sink refusing everything, the
+//!   latency test against a slow sink, and prints the report.
+//! - `marketap-bench sink --delay-ms D [--refuse]`: the sink ([`sink`]).
+//! - `marketap-bench run <contender> --n N --url URL`: one run
+//!   ([`contenders`]), printed as one JSON line.
+//! - `marketap-bench refused --n N --url URL`: one refused run.
 //! - `marketap-bench latency --n N --url URL`: the enqueue-latency test.
+//!
+//! Every `--url` must be a loopback address ([`sink::loopback_url`]).
 
 mod contenders;
 mod events;
@@ -31,8 +35,8 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     contenders::Contender,
-    report::{LatencyResult, RunResult, Settings},
-    sink::SinkProcess,
+    report::{LatencyResult, RefusedResult, RunResult, Settings},
+    sink::{Answer, SinkProcess},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,20 +48,27 @@ pub const WORKER_THREADS: usize = 2;
 const LATENCY_DELAY: Duration = Duration::from_millis(200);
 
 const USAGE: &str = "\
-usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--latency-n L] [--quick]
+usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--refused-n A,B] [--latency-n L] [--quick]
 
-  --n N          events per run (default 200000)
-  --rounds R     runs of each contender, alternating; medians are reported (default 9)
-  --rss-n M      events of the extra ingestor runs for the memory comparison (default 1000000)
-  --latency-n L  track() calls timed against a sink answering in 200 ms (default 50000)
-  --quick        a smoke run: N 20000, 1 round, M 100000, L 5000 (flags still override)
+  --n N            events per run (default 200000)
+  --rounds R       runs of each contender, alternating; medians are reported (default 9)
+  --rss-n M        events of the extra ingestor runs for the memory comparison (default 1000000)
+  --refused-n A,B  events of the two ingestor runs against a sink refusing every request
+                   (default 100000,1000000)
+  --latency-n L    track() calls timed against a sink answering in 200 ms (default 50000)
+  --quick          a smoke run: N 20000, 1 round, M 100000, A,B 50000,200000, L 5000
+                   (flags still override)
 
-Each round runs the four contenders in turn, starting one further along each
-time; then the ingestor runs min(R, 3) times at M events; then the latency test.
+Each round runs the five contenders (baseline, raw, ext, ingestor, ingestor-burst)
+in turn, starting one further along each time; then the ingestor runs min(R, 3)
+times at M events; then once at A and once at B events against a sink that
+answers every request 400; then the latency test.
 
-internal: marketap-bench sink --delay-ms D
-          marketap-bench run <baseline|raw|ext|ingestor> --n N --url URL
+internal: marketap-bench sink --delay-ms D [--refuse]
+          marketap-bench run <baseline|raw|ext|ingestor|ingestor-burst> --n N --url URL
+          marketap-bench refused --n N --url URL
           marketap-bench latency --n N --url URL
+          (every URL must be loopback: http://127.x.y.z:<port> or http://[::1]:<port>)
 ";
 
 fn main() -> ExitCode {
@@ -67,14 +78,26 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(())
         }
-        Some("sink") => Flags::parse(&args[1..], &["delay-ms"], &[]).and_then(|mut flags| {
-            let delay = flags.take("delay-ms", 0)?;
-            flags.finish()?;
-            sink::serve(Duration::from_millis(delay))
-        }),
+        Some("sink") => {
+            Flags::parse(&args[1..], &["delay-ms"], &["refuse"]).and_then(|mut flags| {
+                let delay = flags.take("delay-ms", 0)?;
+                let answer = if flags.switch("refuse") {
+                    Answer::Refuse
+                } else {
+                    Answer::Accept
+                };
+                flags.finish()?;
+                sink::serve(Duration::from_millis(delay), answer)
+            })
+        }
         Some("run") => run_one(&args[1..]),
+        Some("refused") => Flags::parse(&args[1..], &["n", "url"], &[]).and_then(|mut flags| {
+            let (n, url) = (flags.take("n", 100_000)?, flags.url()?);
+            flags.finish()?;
+            print_json(&contenders::refused(n, &url)?)
+        }),
         Some("latency") => Flags::parse(&args[1..], &["n", "url"], &[]).and_then(|mut flags| {
-            let (n, url) = (flags.take("n", 50_000)?, flags.require::<String>("url")?);
+            let (n, url) = (flags.take("n", 50_000)?, flags.url()?);
             flags.finish()?;
             print_json(&contenders::latency(n, &url)?)
         }),
@@ -98,13 +121,14 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn run_one(args: &[String]) -> Result<(), BoxError> {
+    let names = || Contender::ALL.map(Contender::name).join(", ");
     let (name, rest) = args
         .split_first()
-        .ok_or("run: which contender? baseline, raw, ext or ingestor")?;
-    let contender =
-        Contender::from_name(name).ok_or_else(|| format!("run: unknown contender `{name}`"))?;
+        .ok_or_else(|| format!("run: which contender? {}", names()))?;
+    let contender = Contender::from_name(name)
+        .ok_or_else(|| format!("run: unknown contender `{name}`; one of {}", names()))?;
     let mut flags = Flags::parse(rest, &["n", "url"], &[])?;
-    let (n, url) = (flags.take("n", 200_000)?, flags.require::<String>("url")?);
+    let (n, url) = (flags.take("n", 200_000)?, flags.url()?);
     flags.finish()?;
     print_json(&contenders::run(contender, n, &url)?)
 }
@@ -115,7 +139,11 @@ fn print_json(value: &impl Serialize) -> Result<(), BoxError> {
 }
 
 fn orchestrate(args: &[String]) -> Result<(), BoxError> {
-    let mut flags = Flags::parse(args, &["n", "rounds", "rss-n", "latency-n"], &["quick"])?;
+    let mut flags = Flags::parse(
+        args,
+        &["n", "rounds", "rss-n", "refused-n", "latency-n"],
+        &["quick"],
+    )?;
     let quick = flags.switch("quick");
     let settings = Settings {
         n: flags.take("n", if quick { 20_000 } else { 200_000 })?,
@@ -126,15 +154,41 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
         rss_n: flags.take("rss-n", if quick { 100_000 } else { 1_000_000 })?,
         latency_n: flags.take("latency-n", if quick { 5_000 } else { 50_000 })?,
         latency_delay_ms: LATENCY_DELAY.as_millis() as u64,
+        refused_n: flags
+            .take(
+                "refused-n",
+                // Both well past capacity plus max_retained (20,000): the
+                // peak still climbs up to about 50,000 events (28 MiB at
+                // 20,000, 40 MiB at 50,000 on the benchmark VM), then
+                // stays flat (42 MiB at 10,000,000).
+                if quick {
+                    Pair([50_000, 200_000])
+                } else {
+                    Pair([100_000, 1_000_000])
+                },
+            )?
+            .0,
     };
     flags.finish()?;
-    if settings.n == 0 || settings.rounds == 0 || settings.rss_n == 0 || settings.latency_n == 0 {
-        return Err("--n, --rounds, --rss-n and --latency-n must be at least 1".into());
+    let counts = [
+        settings.n,
+        settings.rounds,
+        settings.rss_n,
+        settings.latency_n,
+    ];
+    if counts
+        .into_iter()
+        .chain(settings.refused_n)
+        .any(|count| count == 0)
+    {
+        return Err(
+            "--n, --rounds, --rss-n, --refused-n and --latency-n must be at least 1".into(),
+        );
     }
     let machine = measure::machine();
     eprintln!("machine: {machine}");
 
-    let sink = SinkProcess::start(Duration::ZERO)?;
+    let sink = SinkProcess::start(Duration::ZERO, Answer::Accept)?;
     let run = |contender: Contender, n: usize| -> Result<RunResult, BoxError> {
         let n = n.to_string();
         child(&["run", contender.name(), "--n", &n, "--url", &sink.url])
@@ -146,7 +200,7 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
             let contender = Contender::ALL[(round + i) % Contender::ALL.len()];
             let result = run(contender, settings.n)?;
             eprintln!(
-                "round {}/{}: {contender:<8} {}",
+                "round {}/{}: {contender:<14} {}",
                 round + 1,
                 settings.rounds,
                 result.summary()
@@ -162,14 +216,29 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
     }
     drop(sink);
 
-    let slow = SinkProcess::start(LATENCY_DELAY)?;
+    let refusing = SinkProcess::start(Duration::ZERO, Answer::Refuse)?;
+    let refused_run = |n: usize| -> Result<RefusedResult, BoxError> {
+        let n = n.to_string();
+        let result: RefusedResult = child(&["refused", "--n", &n, "--url", &refusing.url])?;
+        eprintln!(
+            "ingestor, every request refused, N = {n}: peak RSS {:.1} MiB, {} failed",
+            result.memory.peak_mib(),
+            result.failed
+        );
+        Ok(result)
+    };
+    let [small, large] = settings.refused_n;
+    let refused = [refused_run(small)?, refused_run(large)?];
+    drop(refusing);
+
+    let slow = SinkProcess::start(LATENCY_DELAY, Answer::Accept)?;
     let latency_n = settings.latency_n.to_string();
     let latency: LatencyResult = child(&["latency", "--n", &latency_n, "--url", &slow.url])?;
     drop(slow);
 
     print!(
         "{}",
-        report::render(&settings, &machine, &runs, &big_runs, &latency)
+        report::render(&settings, &machine, &runs, &big_runs, &refused, &latency)
     );
     Ok(())
 }
@@ -192,6 +261,19 @@ fn child<T: DeserializeOwned>(args: &[&str]) -> Result<T, BoxError> {
     let stdout = String::from_utf8(output.stdout)?;
     let line = stdout.lines().last().unwrap_or_default();
     Ok(serde_json::from_str(line)?)
+}
+
+/// Two counts, written `A,B`.
+struct Pair([usize; 2]);
+
+impl FromStr for Pair {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (a, b) = s.split_once(',').ok_or(())?;
+        let count = |s: &str| s.trim().parse().map_err(drop);
+        Ok(Self([count(a)?, count(b)?]))
+    }
 }
 
 /// `--name value` flags and bare `--switch`es, matched by hand.
@@ -242,6 +324,11 @@ impl<'a> Flags<'a> {
         value
             .parse()
             .map_err(|_| format!("--{name}: cannot read `{value}`").into())
+    }
+
+    /// `--url`, which must be a loopback address.
+    fn url(&mut self) -> Result<String, BoxError> {
+        sink::loopback_url(&self.require::<String>("url")?)
     }
 
     /// An error naming any flag nobody took.

@@ -8,6 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde::{Deserialize, Serialize};
+
+const KIB_PER_MIB: f64 = 1024.0;
+
 /// `USER_HZ`: the unit of `utime` and `stime` in `/proc/<pid>/stat`, 100 on
 /// every Linux ABI.
 const TICKS_PER_SECOND: u64 = 100;
@@ -112,7 +116,8 @@ pub fn status_kib(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Memory once the input is built, before the run.
+/// Memory once the input is built, before the run; [`peak`](Self::peak)
+/// after it.
 #[derive(Debug, Clone, Copy)]
 pub struct InputMark {
     /// Peak RSS so far (building the input included), KiB.
@@ -139,6 +144,44 @@ impl InputMark {
             input_kib,
             peak_reset,
         }
+    }
+
+    /// The run's memory, read now that it is over.
+    pub fn peak(&self) -> Memory {
+        let peak_after_input_kib = status_kib("VmHWM");
+        Memory {
+            peak_rss_kib: self.peak_before_kib.max(peak_after_input_kib),
+            input_rss_kib: self.input_kib,
+            peak_after_input_kib,
+            peak_reset: self.peak_reset,
+        }
+    }
+}
+
+/// A run's resident memory.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Memory {
+    /// Peak RSS of the process over its life, KiB.
+    pub peak_rss_kib: u64,
+    /// RSS with the input built, KiB.
+    pub input_rss_kib: u64,
+    /// Peak RSS from the moment the input was built, KiB.
+    pub peak_after_input_kib: u64,
+    /// Whether the peak could be reset once the input was built; if not,
+    /// `peak_after_input_kib` may be the peak of building it.
+    pub peak_reset: bool,
+}
+
+impl Memory {
+    pub fn peak_mib(&self) -> f64 {
+        self.peak_rss_kib as f64 / KIB_PER_MIB
+    }
+
+    /// Peak RSS above the input, the memory of sending itself.
+    pub fn over_input_mib(&self) -> Option<f64> {
+        self.peak_reset.then(|| {
+            self.peak_after_input_kib.saturating_sub(self.input_rss_kib) as f64 / KIB_PER_MIB
+        })
     }
 }
 

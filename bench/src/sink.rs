@@ -1,11 +1,13 @@
 //! The loopback sink: an HTTP/1.1 server standing in for Marketap. It
 //! reads each whole request body, parses it as JSON, counts the items and
-//! answers `202`, optionally after a delay. `GET /stats` reports the
-//! counts; `POST /reset` zeroes them.
+//! answers `202` (or, when [`Answer::Refuse`], `400` with the API's error
+//! JSON), optionally after a delay. `GET /stats` reports the counts;
+//! `POST /reset` zeroes them.
 //!
 //! It runs in a process of its own ([`SinkProcess`]) so its CPU time and
 //! memory are never charged to a contender; contenders talk to it through
-//! [`SinkClient`].
+//! [`SinkClient`]. Every address is loopback: the sink binds 127.0.0.1, and
+//! [`loopback_url`] refuses any other sink address.
 
 use std::{
     convert::Infallible,
@@ -38,6 +40,50 @@ use crate::{
 
 /// Where events are posted.
 pub const EVENTS_PATH: &str = "/v1/api/events";
+
+/// The body of a refusal: the API's error JSON.
+const REFUSAL: &str = r#"{"code":4000,"message":"refused by the benchmark sink"}"#;
+
+/// How the sink answers a well-formed request, once it has counted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `202 Accepted`.
+    Accept,
+    /// `400 Bad Request` with [`REFUSAL`]: not retried, and unlike a `401`
+    /// it does not stop an ingestor, so every request keeps failing.
+    Refuse,
+}
+
+/// `url`, normalised and without a trailing `/`, if it is `http://` to a loopback IP
+/// address (127.0.0.0/8 or ::1); an error otherwise. Host names are
+/// refused too, `localhost` included: what they resolve to is not the
+/// benchmark's to check.
+pub fn loopback_url(url: &str) -> Result<String, BoxError> {
+    let refuse = |why: &str| {
+        format!(
+            "--url: {why}; the benchmark sends only to a loopback sink, \
+             http://127.0.0.1:<port> (any of 127.0.0.0/8) or http://[::1]:<port>"
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|e| refuse(&format!("not a URL ({e})")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(_)) | None => false,
+    };
+    if !loopback {
+        let host = parsed.host_str().unwrap_or("no host");
+        return Err(refuse(&format!("`{host}` is not a loopback address")).into());
+    }
+    if parsed.scheme() != "http" {
+        return Err(refuse(&format!("scheme `{}`", parsed.scheme())).into());
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(refuse("a path, query or fragment").into());
+    }
+    // What was checked is what is used.
+    Ok(parsed.as_str().trim_end_matches('/').to_owned())
+}
 
 /// What the sink has received since the last reset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +126,7 @@ struct Batch {
 
 /// Serves on an ephemeral loopback port, printed as the first line of
 /// stdout, until stdin closes (the orchestrator exits or drops the sink).
-pub fn serve(delay: Duration) -> Result<(), BoxError> {
+pub fn serve(delay: Duration, answer: Answer) -> Result<(), BoxError> {
     std::thread::spawn(|| {
         let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
         std::process::exit(0);
@@ -97,7 +143,7 @@ pub fn serve(delay: Duration) -> Result<(), BoxError> {
             stream.set_nodelay(true)?;
             let counters = counters.clone();
             tokio::spawn(async move {
-                let service = service_fn(|request| handle(request, &counters, delay));
+                let service = service_fn(|request| handle(request, &counters, delay, answer));
                 // A client closing its connection is not the sink's problem.
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -111,9 +157,10 @@ async fn handle(
     request: Request<Incoming>,
     counters: &Counters,
     delay: Duration,
+    answer: Answer,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
-        (&Method::POST, EVENTS_PATH) => ingest(request, counters, delay).await,
+        (&Method::POST, EVENTS_PATH) => ingest(request, counters, delay, answer).await,
         (&Method::GET, "/stats") => {
             let stats = Stats {
                 requests: counters.requests.load(Relaxed),
@@ -135,11 +182,12 @@ async fn handle(
 }
 
 /// Checks the query and key, reads and parses the whole body, counts it,
-/// waits `delay`, and answers `202` with no body.
+/// waits `delay`, and answers as `answer` says.
 async fn ingest(
     request: Request<Incoming>,
     counters: &Counters,
     delay: Duration,
+    answer: Answer,
 ) -> Response<Full<Bytes>> {
     let expected_query = format!("project_id={PROJECT_ID}");
     let expected_auth = format!("Bearer {API_KEY}");
@@ -171,7 +219,17 @@ async fn ingest(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    reply(StatusCode::ACCEPTED, Vec::new())
+    match answer {
+        Answer::Accept => reply(StatusCode::ACCEPTED, Vec::new()),
+        Answer::Refuse => {
+            let mut response = reply(StatusCode::BAD_REQUEST, REFUSAL.as_bytes().to_vec());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    }
 }
 
 fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
@@ -188,10 +246,16 @@ pub struct SinkProcess {
 }
 
 impl SinkProcess {
-    /// Starts `marketap-bench sink --delay-ms <delay>` and waits for its port.
-    pub fn start(delay: Duration) -> Result<Self, BoxError> {
+    /// Starts `marketap-bench sink --delay-ms <delay> [--refuse]` and waits
+    /// for its port.
+    pub fn start(delay: Duration, answer: Answer) -> Result<Self, BoxError> {
+        let delay_ms = delay.as_millis().to_string();
+        let mut args = vec!["sink", "--delay-ms", &delay_ms];
+        if answer == Answer::Refuse {
+            args.push("--refuse");
+        }
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["sink", "--delay-ms", &delay.as_millis().to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -229,10 +293,11 @@ pub struct SinkClient {
 }
 
 impl SinkClient {
+    /// A client of the sink at `base`, which must be loopback.
     pub fn new(base: &str) -> Result<Self, BoxError> {
         Ok(Self {
             http: reqwest::Client::builder().build()?,
-            base: base.trim_end_matches('/').to_owned(),
+            base: loopback_url(base)?,
         })
     }
 
@@ -246,5 +311,40 @@ impl SinkClient {
         let url = format!("{}/stats", self.base);
         let response = self.http.get(url).send().await?.error_for_status()?;
         Ok(serde_json::from_slice(&response.bytes().await?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_url;
+
+    #[test]
+    fn only_loopback_sinks_are_accepted() {
+        for (url, expected) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+            ("http://127.1.2.3:9", "http://127.1.2.3:9"),
+            ("http://127.1:9", "http://127.0.0.1:9"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+        ] {
+            assert_eq!(loopback_url(url).unwrap(), expected, "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:8080",
+            "http://0.0.0.0:8080",
+            "http://192.168.1.10",
+            "http://localhost:8080",
+            "http://example.com",
+            "http://[::ffff:127.0.0.1]:80",
+            "http://[2001:db8::1]:80",
+            "https://127.0.0.1:8443",
+            "http://127.0.0.1:8080/v1",
+            "http://127.0.0.1:8080/?a=b",
+            "127.0.0.1:8080",
+            "",
+        ] {
+            let error = loopback_url(url).unwrap_err().to_string();
+            assert!(error.contains("loopback"), "{url}: {error}");
+        }
     }
 }
