@@ -10,15 +10,15 @@ use std::{fmt, sync::Arc};
 use futures::{Stream, StreamExt, future, stream};
 
 use crate::{
-    config::{BatchConfig, Config},
+    cancel::Cancel,
+    config::{Config, Connection},
     dead_letter::DeadLetter,
-    delivery::{Cancel, Delivery},
+    delivery::Delivery,
     error::{Error, ValidationError},
     ingest::{Ingestor, IngestorConfig},
     item::{Device, Event, UserDeletion, UserProfile},
     kind::Item,
     report::{BatchReport, FailedBatch, RequestOutcome},
-    retry::RetryConfig,
 };
 
 /// The Marketap client. Clones share one connection pool.
@@ -35,14 +35,7 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct Marketap {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub api: marketap_api::Client,
-    pub project_id: String,
-    pub retry: RetryConfig,
-    pub batch: BatchConfig,
+    inner: Arc<Connection>,
 }
 
 impl fmt::Debug for Marketap {
@@ -63,14 +56,8 @@ impl Marketap {
     /// A client for `config`. Every setting is checked here; nothing is
     /// sent.
     pub fn new(config: Config) -> Result<Self, ValidationError> {
-        let api = config.build_api()?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                api,
-                project_id: config.project_id().to_owned(),
-                retry: *config.retry(),
-                batch: *config.batch(),
-            }),
+            inner: Arc::new(config.connect()?),
         })
     }
 
@@ -146,7 +133,7 @@ impl Marketap {
     /// 1,000 items, or none, is a validation error and nothing is sent; on
     /// any failure the items come back in the error.
     pub async fn send_batch<T: Item>(&self, items: Vec<T>) -> Result<usize, FailedBatch<T>> {
-        Delivery::new(self.clone(), Cancel::never())
+        Delivery::new(self.inner.clone(), Cancel::never())
             .send(items)
             .await
             .map(|accepted| accepted.items)
@@ -180,7 +167,7 @@ impl Marketap {
         S: Stream<Item = T>,
     {
         let batch = self.inner.batch;
-        let delivery = Arc::new(Delivery::new(self.clone(), Cancel::never()));
+        let delivery = Arc::new(Delivery::new(self.inner.clone(), Cancel::never()));
         let mut next_offset = 0;
         items
             .chunks(batch.max_batch_size)
@@ -203,11 +190,11 @@ impl Marketap {
     /// still yours to keep. Items are validated again first: the file may
     /// have been edited.
     pub async fn resend(&self, letter: &DeadLetter) -> Result<usize, Error> {
-        letter.resend(self).await
+        letter.resend(self.inner.clone()).await
     }
 
     /// Starts an [`Ingestor`] on the current Tokio runtime.
     pub fn ingestor(&self, config: IngestorConfig) -> Result<Ingestor, ValidationError> {
-        Ingestor::start(self.clone(), config)
+        Ingestor::start(self.inner.clone(), config)
     }
 }

@@ -102,6 +102,16 @@ impl BatchConfig {
     }
 }
 
+/// What a checked [`Config`] becomes: the generated client with
+/// authentication wired in, the project, and the policies every request
+/// follows. Shared by the client, the delivery engine and the ingestor.
+pub(crate) struct Connection {
+    pub api: marketap_api::Client,
+    pub project_id: String,
+    pub retry: RetryConfig,
+    pub batch: BatchConfig,
+}
+
 /// Everything a [`Marketap`](crate::Marketap) client needs.
 ///
 /// ```
@@ -261,9 +271,19 @@ impl Config {
         &self.batch
     }
 
-    /// Checks every setting and builds the generated client. Nothing is
+    /// Checks every setting and builds what the client runs on. Nothing is
     /// sent.
-    pub(crate) fn build_api(&self) -> Result<marketap_api::Client, ValidationError> {
+    pub(crate) fn connect(&self) -> Result<Connection, ValidationError> {
+        Ok(Connection {
+            api: self.build_api()?,
+            project_id: self.project_id.clone(),
+            retry: self.retry,
+            batch: self.batch,
+        })
+    }
+
+    /// Checks every setting and builds the generated client.
+    fn build_api(&self) -> Result<marketap_api::Client, ValidationError> {
         require_non_empty("project_id", &self.project_id)?;
         let auth = marketap_api::Auth::bearer(self.api_key.expose())
             .ok()

@@ -16,16 +16,18 @@ use std::{
     fs::File,
     io::{self, BufRead, BufReader, Write},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    client::Marketap,
+    cancel::Cancel,
+    config::Connection,
+    delivery::Delivery,
     error::{Error, ValidationError},
     item::{Device, Event, UserDeletion, UserProfile},
-    kind::{Item, Operation},
-    report::Undelivered,
+    kind::{Item, Operation, Undelivered},
 };
 
 /// One failed request, as written to the dead-letter file.
@@ -71,22 +73,24 @@ impl DeadLetter {
     }
 
     /// Sends the items again, as one request of the letter's kind.
-    pub(crate) async fn resend(&self, client: &Marketap) -> Result<usize, Error> {
+    pub(crate) async fn resend(&self, connection: Arc<Connection>) -> Result<usize, Error> {
+        let delivery = Delivery::new(connection, Cancel::never());
         match self.operation {
-            Operation::CollectBulkUserEvents => self.resend_as::<Event>(client).await,
-            Operation::UpdateBulkUserProfiles => self.resend_as::<UserProfile>(client).await,
-            Operation::UpdateBulkDeviceProfiles => self.resend_as::<Device>(client).await,
+            Operation::CollectBulkUserEvents => self.resend_as::<Event>(delivery).await,
+            Operation::UpdateBulkUserProfiles => self.resend_as::<UserProfile>(delivery).await,
+            Operation::UpdateBulkDeviceProfiles => self.resend_as::<Device>(delivery).await,
             Operation::RequestUserProfileDeletion | Operation::RequestBulkUserProfileDeletion => {
-                self.resend_as::<UserDeletion>(client).await
+                self.resend_as::<UserDeletion>(delivery).await
             }
         }
     }
 
-    async fn resend_as<T: Item>(&self, client: &Marketap) -> Result<usize, Error> {
+    async fn resend_as<T: Item>(&self, delivery: Delivery) -> Result<usize, Error> {
         let items = self.items::<T>()?;
-        client
-            .send_batch(items)
+        delivery
+            .send(items)
             .await
+            .map(|accepted| accepted.items)
             .map_err(|failed| failed.error)
     }
 }

@@ -1,10 +1,10 @@
 //! Everything kind-specific about the four items, in one sealed trait:
 //! [`Item`] says which [`Operation`] takes a kind, how a list of items
-//! becomes that operation's request body and back, how it is posted, and
-//! how a dead letter's body is read back. The delivery engine, the
-//! ingestor and the dead-letter file are generic over it, so a new kind is
-//! one impl here plus its [`Operation`] and
-//! [`Undelivered`](crate::Undelivered) variants.
+//! becomes that operation's request body and back, how it is posted, how
+//! a dead letter's body is read back, and how failed items are handed
+//! back ([`Undelivered`]). The delivery engine, the ingestor and the
+//! dead-letter file are generic over it, so a new kind is one impl here
+//! plus its [`Operation`] and [`Undelivered`] variants.
 
 use std::{fmt::Debug, future::Future};
 
@@ -12,9 +12,9 @@ use marketap_api::{Client, ResponseValue, types};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::ValidationError,
+    error::{Error, ValidationError},
     item::{Device, Event, UserDeletion, UserProfile},
-    report::{FailedBatch, Undelivered},
+    report::FailedBatch,
 };
 
 /// An operation of the API that takes items, by its `operationId`: what a
@@ -27,11 +27,11 @@ pub enum Operation {
     CollectBulkUserEvents,
     /// User profiles: `POST /v1/api/profile/user`.
     UpdateBulkUserProfiles,
-    /// Device push tokens: `POST /v1/api/profile/device`.
+    /// Device push tokens: `POST /v1/api/profile/user/device/bulk`.
     UpdateBulkDeviceProfiles,
-    /// One user's deletion (a body with `user_id`).
+    /// One user's deletion: `POST /v1/api/profile/user/deletion-job`.
     RequestUserProfileDeletion,
-    /// Several users' deletion (a body with `user_ids`).
+    /// Several users' deletion: `POST /v1/api/profile/user/deletion-job/bulk`.
     RequestBulkUserProfileDeletion,
 }
 
@@ -239,6 +239,90 @@ impl sealed::Kind for UserDeletion {
 
     fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
         Undelivered::Deletions(batch)
+    }
+}
+
+/// Items of one request that were not delivered, by kind: what the
+/// ingestor hands to `on_failure` and keeps for its reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Undelivered {
+    /// Events.
+    Events(FailedBatch<Event>),
+    /// User profiles.
+    Profiles(FailedBatch<UserProfile>),
+    /// Devices.
+    Devices(FailedBatch<Device>),
+    /// User deletions.
+    Deletions(FailedBatch<UserDeletion>),
+}
+
+/// What every kind's failed batch can say of itself.
+pub(crate) trait AnyFailedBatch {
+    fn len(&self) -> usize;
+    fn error(&self) -> &Error;
+    fn attempts(&self) -> u32;
+    fn operation(&self) -> Operation;
+    /// The items as the API's JSON for the list, `[...]`.
+    fn items_json(&self) -> serde_json::Result<serde_json::Value>;
+    fn field(&self) -> &'static str;
+}
+
+impl<T: Item> AnyFailedBatch for FailedBatch<T> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn error(&self) -> &Error {
+        &self.error
+    }
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    fn operation(&self) -> Operation {
+        T::OPERATION
+    }
+    fn items_json(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(&self.items)
+    }
+    fn field(&self) -> &'static str {
+        T::FIELD
+    }
+}
+
+impl Undelivered {
+    /// The one place that matches on the kind.
+    pub(crate) fn batch(&self) -> &dyn AnyFailedBatch {
+        match self {
+            Undelivered::Events(batch) => batch,
+            Undelivered::Profiles(batch) => batch,
+            Undelivered::Devices(batch) => batch,
+            Undelivered::Deletions(batch) => batch,
+        }
+    }
+
+    /// How many items.
+    pub fn len(&self) -> usize {
+        self.batch().len()
+    }
+
+    /// Whether there are none (never, for what an ingestor reports).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Why they were not delivered.
+    pub fn error(&self) -> &Error {
+        self.batch().error()
+    }
+
+    /// How many times their request was sent (0 if it never was).
+    pub fn attempts(&self) -> u32 {
+        self.batch().attempts()
+    }
+
+    /// The operation that takes them.
+    pub fn operation(&self) -> Operation {
+        self.batch().operation()
     }
 }
 

@@ -41,6 +41,7 @@
 
 #![warn(missing_docs)]
 
+mod cancel;
 mod client;
 mod config;
 pub mod dead_letter;
@@ -67,10 +68,10 @@ pub use item::{
     Device, DeviceBuilder, Event, EventBuilder, Platform, UserDeletion, UserProfile,
     UserProfileBuilder,
 };
-pub use kind::{Item, Operation};
+pub use kind::{Item, Operation, Undelivered};
 pub use marketap_api as api;
 pub use properties::{MAX_DEPTH, MAX_ITEM_BYTES};
-pub use report::{Accepted, BatchError, BatchReport, FailedBatch, RequestOutcome, Undelivered};
+pub use report::{Accepted, BatchError, BatchReport, FailedBatch, RequestOutcome};
 pub use retry::RetryConfig;
 pub use timestamp::{IntoTimestamp, Timestamp};
 pub use typed::{TrackEvent, TrackingPlan};

@@ -1,16 +1,12 @@
 //! What delivery hands back: the outcome of each request
 //! ([`RequestOutcome`]: [`Accepted`], or a [`FailedBatch`] holding its
-//! items and the reason), a batch call's [`BatchReport`], and
-//! [`Undelivered`], a failed request of any kind, as the ingestor reports
-//! it.
+//! items and the reason), and a batch call's [`BatchReport`]. A failed
+//! request of any kind, as the ingestor reports it, is
+//! [`Undelivered`](crate::Undelivered), in [`crate::kind`].
 
 use std::fmt;
 
-use crate::{
-    error::Error,
-    item::{Device, Event, UserDeletion, UserProfile},
-    kind::{Item, Operation},
-};
+use crate::error::Error;
 
 /// A request the server accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,89 +151,5 @@ impl<T> fmt::Display for BatchError<T> {
 impl<T: fmt::Debug> std::error::Error for BatchError<T> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.failed.first().map(|batch| &batch.error as _)
-    }
-}
-
-/// Items of one request that were not delivered, by kind: what the
-/// ingestor hands to `on_failure` and keeps for its reports.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Undelivered {
-    /// Events.
-    Events(FailedBatch<Event>),
-    /// User profiles.
-    Profiles(FailedBatch<UserProfile>),
-    /// Devices.
-    Devices(FailedBatch<Device>),
-    /// User deletions.
-    Deletions(FailedBatch<UserDeletion>),
-}
-
-/// What every kind's failed batch can say of itself.
-pub(crate) trait AnyFailedBatch {
-    fn len(&self) -> usize;
-    fn error(&self) -> &Error;
-    fn attempts(&self) -> u32;
-    fn operation(&self) -> Operation;
-    /// The items as the API's JSON for the list, `[...]`.
-    fn items_json(&self) -> serde_json::Result<serde_json::Value>;
-    fn field(&self) -> &'static str;
-}
-
-impl<T: Item> AnyFailedBatch for FailedBatch<T> {
-    fn len(&self) -> usize {
-        self.items.len()
-    }
-    fn error(&self) -> &Error {
-        &self.error
-    }
-    fn attempts(&self) -> u32 {
-        self.attempts
-    }
-    fn operation(&self) -> Operation {
-        T::OPERATION
-    }
-    fn items_json(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::to_value(&self.items)
-    }
-    fn field(&self) -> &'static str {
-        T::FIELD
-    }
-}
-
-impl Undelivered {
-    /// The one place that matches on the kind.
-    pub(crate) fn batch(&self) -> &dyn AnyFailedBatch {
-        match self {
-            Undelivered::Events(batch) => batch,
-            Undelivered::Profiles(batch) => batch,
-            Undelivered::Devices(batch) => batch,
-            Undelivered::Deletions(batch) => batch,
-        }
-    }
-
-    /// How many items.
-    pub fn len(&self) -> usize {
-        self.batch().len()
-    }
-
-    /// Whether there are none (never, for what an ingestor reports).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Why they were not delivered.
-    pub fn error(&self) -> &Error {
-        self.batch().error()
-    }
-
-    /// How many times their request was sent (0 if it never was).
-    pub fn attempts(&self) -> u32 {
-        self.batch().attempts()
-    }
-
-    /// The operation that takes them.
-    pub fn operation(&self) -> Operation {
-        self.batch().operation()
     }
 }

@@ -12,7 +12,7 @@ use std::{
 use tracing::Instrument;
 
 use crate::{
-    delivery::Cancel,
+    cancel::Cancel,
     error::{ApiResult, Error, ValidationError},
     kind::Operation,
 };

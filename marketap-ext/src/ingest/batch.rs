@@ -10,7 +10,8 @@ use crate::{
     delivery::{Delivery, Slot},
     error::Error,
     kind::Item,
-    report::{Accepted, FailedBatch, Undelivered},
+    kind::Undelivered,
+    report::{Accepted, FailedBatch},
 };
 
 /// Items of one kind, in the order they were enqueued.

@@ -32,13 +32,13 @@ use self::{
     worker::Shared,
 };
 use crate::{
-    client::Marketap,
+    cancel::{Cancel, Phase},
+    config::Connection,
     dead_letter::DeadLetterWriter,
-    delivery::{Cancel, Delivery, Phase},
+    delivery::Delivery,
     error::ValidationError,
     item::{Device, Event, UserProfile},
-    kind::Item,
-    report::Undelivered,
+    kind::{Item, Undelivered},
 };
 
 const MAX_CAPACITY: usize = 10_000_000;
@@ -190,7 +190,10 @@ impl fmt::Debug for Ingestor {
 }
 
 impl Ingestor {
-    pub(crate) fn start(client: Marketap, config: IngestorConfig) -> Result<Self, ValidationError> {
+    pub(crate) fn start(
+        connection: Arc<Connection>,
+        config: IngestorConfig,
+    ) -> Result<Self, ValidationError> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ValidationError::config(
@@ -199,7 +202,7 @@ impl Ingestor {
                 "must be started inside a Tokio runtime",
             )
         })?;
-        let batch = client.inner.batch;
+        let batch = connection.batch;
         let counters = Arc::new(Counters::default());
         let (phase, watching) = tokio::sync::watch::channel(Phase::Running);
         let shared = Arc::new(Shared {
@@ -211,7 +214,7 @@ impl Ingestor {
                 config.max_retained,
             ),
             counters,
-            delivery: Delivery::new(client, Cancel::new(watching)),
+            delivery: Delivery::new(connection, Cancel::new(watching)),
             phase,
             tasks: TaskTracker::new(),
             flush_interval: config.flush_interval,

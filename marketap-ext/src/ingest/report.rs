@@ -18,7 +18,7 @@ use std::{
 };
 
 use crate::{
-    dead_letter::DeadLetterWriter, delivery::panic_message, error::Error, report::Undelivered,
+    dead_letter::DeadLetterWriter, delivery::panic_message, error::Error, kind::Undelivered,
 };
 
 /// A callback for undelivered items.

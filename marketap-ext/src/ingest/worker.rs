@@ -29,7 +29,8 @@ use super::{
     report::{Counters, Failures},
 };
 use crate::{
-    delivery::{Delivery, Phase, Slot, panic_message},
+    cancel::Phase,
+    delivery::{Delivery, Slot, panic_message},
     error::Error,
 };
 
