@@ -383,6 +383,7 @@ fn ext_client(url: &str) -> Result<Marketap, BoxError> {
         .with_batch(BatchConfig {
             max_batch_size: BATCH,
             max_in_flight: IN_FLIGHT,
+            ..BatchConfig::default()
         });
     Ok(Marketap::new(config)?)
 }

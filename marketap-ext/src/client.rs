@@ -5,13 +5,17 @@
 //! elsewhere: the [`delivery`](crate::delivery) engine sends, the ingestor
 //! queues, the dead-letter file stores.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Duration,
+};
 
 use futures::{Stream, StreamExt, future, stream};
 
 use crate::{
     cancel::Cancel,
-    config::{Config, Connection},
+    config::{BatchConfig, Config, Connection},
     dead_letter::DeadLetter,
     delivery::Delivery,
     error::{Error, ValidationError},
@@ -134,7 +138,7 @@ impl Marketap {
     /// any failure the items come back in the error.
     pub async fn send_batch<T: Item>(&self, items: Vec<T>) -> Result<usize, FailedBatch<T>> {
         Delivery::new(self.inner.clone(), Cancel::never())
-            .send(items)
+            .send_exactly(items)
             .await
             .map(|accepted| accepted.items)
     }
@@ -142,12 +146,18 @@ impl Marketap {
     /// Sends a stream of items of any length and returns one report: see
     /// [`deliver`](Self::deliver) for how.
     pub async fn send_stream<T: Item>(&self, items: impl Stream<Item = T>) -> BatchReport<T> {
-        self.deliver(items)
+        let delivery = Arc::new(Delivery::new(self.inner.clone(), Cancel::never()));
+        let mut report = deliver_on(delivery.clone(), self.inner.batch, items)
             .fold(BatchReport::default(), |mut report, outcome| {
                 report.record(outcome.result);
                 future::ready(report)
             })
-            .await
+            .await;
+        let stats = delivery.stats();
+        report.throttled = stats.throttled.load(Relaxed) as usize;
+        report.throttle_wait = Duration::from_micros(stats.waited_micros.load(Relaxed));
+        report.splits = stats.splits.load(Relaxed) as usize;
+        report
     }
 
     /// Sends a stream of items of any length and yields each request's
@@ -155,34 +165,20 @@ impl Marketap {
     /// bar, a checkpoint, a retry file of their own).
     ///
     /// Requests hold at most `max_batch_size` consecutive items and
-    /// `max_in_flight` are sent at once, so at most that many requests'
-    /// worth of items are held, whatever the stream's length. Each outcome
-    /// names where its items were in the input ([`RequestOutcome::offset`]);
-    /// outcomes may come out of order. After a 401 the key or project is
-    /// wrong for every request, so the rest are not sent: their items come
-    /// back with the same error.
+    /// `max_request_bytes` of JSON, and at most `max_in_flight` are sent at
+    /// once (fewer while the server throttles), so at most that many
+    /// requests' worth of items are held, whatever the stream's length.
+    /// Each outcome names where its items were in the input
+    /// ([`RequestOutcome::offset`]); outcomes may come out of order. After
+    /// a 401 the key or project is wrong for every request, so the rest are
+    /// not sent: their items come back with the same error.
     pub fn deliver<T, S>(&self, items: S) -> impl Stream<Item = RequestOutcome<T>> + use<T, S>
     where
         T: Item,
         S: Stream<Item = T>,
     {
-        let batch = self.inner.batch;
         let delivery = Arc::new(Delivery::new(self.inner.clone(), Cancel::never()));
-        let mut next_offset = 0;
-        items
-            .chunks(batch.max_batch_size)
-            .map(move |chunk| {
-                let offset = next_offset;
-                next_offset += chunk.len() as u64;
-                let delivery = delivery.clone();
-                async move {
-                    RequestOutcome {
-                        offset,
-                        result: delivery.send(chunk).await,
-                    }
-                }
-            })
-            .buffer_unordered(batch.max_in_flight)
+        deliver_on(delivery, self.inner.batch, items)
     }
 
     /// Sends a dead letter's items again, as one request (with retries).
@@ -197,4 +193,37 @@ impl Marketap {
     pub fn ingestor(&self, config: IngestorConfig) -> Result<Ingestor, ValidationError> {
         Ingestor::start(self.inner.clone(), config)
     }
+}
+
+/// [`Marketap::deliver`] on a given run.
+fn deliver_on<T, S>(
+    delivery: Arc<Delivery>,
+    batch: BatchConfig,
+    items: S,
+) -> impl Stream<Item = RequestOutcome<T>>
+where
+    T: Item,
+    S: Stream<Item = T>,
+{
+    let mut next_offset = 0;
+    items
+        .chunks(batch.max_batch_size)
+        .map(move |chunk| {
+            let offset = next_offset;
+            next_offset += chunk.len() as u64;
+            let delivery = delivery.clone();
+            async move {
+                let pieces = delivery.send(chunk).await;
+                stream::iter(
+                    pieces
+                        .into_iter()
+                        .map(move |(within, result)| RequestOutcome {
+                            offset: offset + within as u64,
+                            result,
+                        }),
+                )
+            }
+        })
+        .buffer_unordered(batch.max_in_flight)
+        .flatten()
 }

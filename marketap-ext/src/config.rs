@@ -10,6 +10,7 @@ use reqwest::Url;
 use crate::{
     error::{ValidationError, require_non_empty},
     retry::RetryConfig,
+    throttle::{RateLimit, Throttle},
 };
 
 /// Marketap's production server.
@@ -22,6 +23,8 @@ pub const MAX_BATCH_SIZE: usize = 1000;
 pub const USER_AGENT: &str = concat!("marketap-rust/", env!("CARGO_PKG_VERSION"));
 
 const MAX_IN_FLIGHT: usize = 64;
+const MIN_REQUEST_BYTES: usize = 64 * 1024;
+const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A Marketap server API key. `Debug` and `Display` print `***`.
@@ -64,13 +67,25 @@ impl From<&str> for ApiKey {
     }
 }
 
-/// How the batch calls split and send their items.
+/// The default [`BatchConfig::max_request_bytes`]: 4 MiB. The API publishes
+/// no limit. This keeps a request under the 10 MB that common API gateways
+/// take, while 1,000 events of up to 4 KiB each still fit in one; a server
+/// that takes less answers 413, and the client learns from it.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// How the batch calls and the ingestor cut and send requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
     /// Items per request: 1 to [`MAX_BATCH_SIZE`]. Default 1,000.
     pub max_batch_size: usize,
-    /// Requests in flight at once: 1 to 64. Default 4.
+    /// Requests in flight at once, at most: 1 to 64. Default 4. The client
+    /// starts with one and grows towards it while the server keeps up.
     pub max_in_flight: usize,
+    /// Bytes of JSON per request body, at most: 64 KiB to 64 MiB. Default
+    /// [`DEFAULT_MAX_REQUEST_BYTES`]. Requests are cut by whichever of this
+    /// and `max_batch_size` comes first; an item larger than this alone is
+    /// a validation error before sending.
+    pub max_request_bytes: usize,
 }
 
 impl Default for BatchConfig {
@@ -78,6 +93,7 @@ impl Default for BatchConfig {
         Self {
             max_batch_size: MAX_BATCH_SIZE,
             max_in_flight: 4,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 }
@@ -98,6 +114,13 @@ impl BatchConfig {
                 format!("must be 1 to {MAX_IN_FLIGHT}"),
             ));
         }
+        if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes) {
+            return Err(ValidationError::config(
+                "batch.max_request_bytes",
+                self.max_request_bytes,
+                format!("must be {MIN_REQUEST_BYTES} to {MAX_REQUEST_BYTES}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -110,6 +133,8 @@ pub(crate) struct Connection {
     pub project_id: String,
     pub retry: RetryConfig,
     pub batch: BatchConfig,
+    /// The server's limits as this client has met them.
+    pub throttle: Throttle,
 }
 
 /// Everything a [`Marketap`](crate::Marketap) client needs.
@@ -134,6 +159,7 @@ pub struct Config {
     http_client: Option<reqwest::Client>,
     retry: RetryConfig,
     batch: BatchConfig,
+    rate_limit: RateLimit,
 }
 
 impl fmt::Debug for Config {
@@ -148,6 +174,7 @@ impl fmt::Debug for Config {
             .field("http_client", &self.http_client.as_ref().map(|_| "custom"))
             .field("retry", &self.retry)
             .field("batch", &self.batch)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -166,6 +193,7 @@ impl Config {
             http_client: None,
             retry: RetryConfig::default(),
             batch: BatchConfig::default(),
+            rate_limit: RateLimit::default(),
         }
     }
 
@@ -240,9 +268,16 @@ impl Config {
         self
     }
 
-    /// Batch size and concurrency of the batch calls.
+    /// Batch size, request size and concurrency of the batch calls and the
+    /// ingestor.
     pub fn with_batch(mut self, batch: BatchConfig) -> Self {
         self.batch = batch;
+        self
+    }
+
+    /// A cap on requests and items per second (default none).
+    pub fn with_rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.rate_limit = rate_limit;
         self
     }
 
@@ -279,6 +314,7 @@ impl Config {
             project_id: self.project_id.clone(),
             retry: self.retry,
             batch: self.batch,
+            throttle: Throttle::new(self.rate_limit),
         })
     }
 

@@ -88,7 +88,7 @@ impl DeadLetter {
     async fn resend_as<T: Item>(&self, delivery: Delivery) -> Result<usize, Error> {
         let items = self.items::<T>()?;
         delivery
-            .send(items)
+            .send_exactly(items)
             .await
             .map(|accepted| accepted.items)
             .map_err(|failed| failed.error)

@@ -1,13 +1,19 @@
-//! The delivery engine: one request's worth of items in, one outcome out,
-//! the same for the batch calls and the ingestor. A [`Delivery`] is one
-//! run (a batch call, or an ingestor's life): it bounds the requests in
-//! flight, stops every request after the first 401 (the key or project is
-//! wrong for all of them), starts nothing once its deadline has passed,
-//! retries through [`retry`](crate::retry), and hands the items of any
-//! request that fails back, a panic included.
+//! The delivery engine: a request's worth of items in, an outcome per
+//! request out, the same for the batch calls and the ingestor. A
+//! [`Delivery`] is one run (a batch call, or an ingestor's life):
+//! - it bounds the requests in flight, adapting to throttling
+//!   ([`Concurrency`]);
+//! - it cuts a batch by bytes as well as items, and splits a batch the
+//!   server refuses as too large (413) in halves, down to one item;
+//! - it stops every request after the first 401 (the key or project is
+//!   wrong for all of them) and starts nothing once its deadline has
+//!   passed;
+//! - it retries through [`retry`](crate::retry), and hands the items of any
+//!   request that fails back, a panic included.
 
 use std::{
     any::Any,
+    collections::VecDeque,
     panic::AssertUnwindSafe,
     sync::{
         Arc, OnceLock,
@@ -16,7 +22,6 @@ use std::{
 };
 
 use futures::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
     cancel::Cancel,
@@ -24,33 +29,49 @@ use crate::{
     error::{Error, ValidationError},
     kind::Item,
     report::{Accepted, FailedBatch},
-    retry,
+    retry::{self, Pace},
+    throttle::{Concurrency, Slot, Stats},
 };
+
+/// How one request of a batch ended: the offset of its first item in the
+/// batch, and its result.
+pub(crate) type Piece<T> = (usize, Result<Accepted, FailedBatch<T>>);
+
+/// A run of consecutive items cut from a batch, with the offset of its
+/// first item: to send, or one item too large to send at all.
+type Run<T> = (usize, Result<Vec<T>, FailedBatch<T>>);
 
 /// One delivery run; see the module docs.
 pub(crate) struct Delivery {
     connection: Arc<Connection>,
-    /// One permit per request in flight.
-    slots: Arc<Semaphore>,
+    concurrency: Arc<Concurrency>,
     /// The first 401's code and message: every later request fails with it.
     unauthorized: OnceLock<(Option<i64>, Option<String>)>,
     cancel: Cancel,
+    stats: Stats,
 }
-
-/// The right to have one request in flight, until dropped.
-pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Delivery {
     /// A run with the connection's concurrency and retries, watching
     /// `cancel`.
     pub(crate) fn new(connection: Arc<Connection>, cancel: Cancel) -> Self {
-        let slots = Arc::new(Semaphore::new(connection.batch.max_in_flight));
         Self {
+            concurrency: Concurrency::new(connection.batch.max_in_flight),
             connection,
-            slots,
             unauthorized: OnceLock::new(),
             cancel,
+            stats: Stats::default(),
         }
+    }
+
+    /// What throttling cost this run so far.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// How many requests may be in flight now.
+    pub(crate) fn concurrency_limit(&self) -> usize {
+        self.concurrency.limit()
     }
 
     /// The error every request of this run gets after a 401, if one came.
@@ -69,56 +90,125 @@ impl Delivery {
         tokio::select! {
             biased;
             () = cancel.cancelled() => None,
-            slot = self.slots.clone().acquire_owned() => slot.ok().map(Slot),
+            slot = self.concurrency.acquire() => Some(slot),
         }
     }
 
-    /// Sends `items` as one request, once a request slot is free, with
-    /// retries. The items come back on any failure; `attempts == 0` means
-    /// they never went on the wire.
-    pub(crate) async fn send<T: Item>(&self, items: Vec<T>) -> Result<Accepted, FailedBatch<T>> {
+    /// Sends `items`, once a request slot is free, in as many requests as
+    /// the byte limits ask for; see [`send_in`](Self::send_in).
+    pub(crate) async fn send<T: Item>(&self, items: Vec<T>) -> Vec<Piece<T>> {
         match self.slot().await {
             Some(slot) => self.send_in(slot, items).await,
-            None => Err(FailedBatch {
-                items,
-                error: Error::Cancelled,
-                attempts: 0,
-            }),
+            None => vec![(0, Err(unsent(items, Error::Cancelled)))],
         }
     }
 
-    /// Sends `items` as one request in `slot`, with retries; see
-    /// [`send`](Self::send).
-    pub(crate) async fn send_in<T: Item>(
+    /// Sends `items` in `slot`: one request, or, when the body would pass
+    /// the byte limit or the server refuses it as too large (413), several,
+    /// one after another, each of consecutive items. Yields each request's
+    /// outcome with the offset of its first item; failed items come back,
+    /// `attempts == 0` meaning they never went on the wire. An item too
+    /// large to send alone fails with its own error.
+    pub(crate) async fn send_in<T: Item>(&self, slot: Slot, items: Vec<T>) -> Vec<Piece<T>> {
+        if let Some(error) = invalid_count::<T>(items.len()) {
+            return vec![(0, Err(unsent(items, error.into())))];
+        }
+        let max_bytes = self.max_bytes::<T>();
+        let mut outcomes = Vec::new();
+        let mut todo: VecDeque<(usize, Vec<T>)> = cut_by_bytes(items, max_bytes)
+            .into_iter()
+            .filter_map(|(offset, piece)| match piece {
+                Ok(piece) => Some((offset, piece)),
+                Err(too_large) => {
+                    outcomes.push((offset, Err(too_large)));
+                    None
+                }
+            })
+            .collect();
+        while let Some((offset, piece)) = todo.pop_front() {
+            let count = piece.len();
+            match self.request(&slot, piece).await {
+                Err(failed) if failed.error.status() == Some(413) && count > 1 => {
+                    // Too large for the server: learn, and send the halves.
+                    let bytes = body_bytes(&failed.items);
+                    self.connection.throttle.refused_size(T::OPERATION, bytes);
+                    self.stats.splits.fetch_add(1, Relaxed);
+                    let mut first = failed.items;
+                    let second = first.split_off(count / 2);
+                    todo.push_front((offset + first.len(), second));
+                    todo.push_front((offset, first));
+                }
+                result => outcomes.push((offset, result)),
+            }
+        }
+        outcomes
+    }
+
+    /// Sends `items` as exactly one request: a body over the byte limit is
+    /// a validation error, and a 413 is not split.
+    pub(crate) async fn send_exactly<T: Item>(
         &self,
-        slot: Slot,
         items: Vec<T>,
     ) -> Result<Accepted, FailedBatch<T>> {
-        let _slot = slot;
+        if let Some(error) = invalid_count::<T>(items.len()) {
+            return Err(unsent(items, error.into()));
+        }
+        let bytes = body_bytes(&items);
+        let max = self.max_bytes::<T>();
+        if bytes > max {
+            let error = ValidationError::TooLarge {
+                field: T::FIELD.to_owned(),
+                bytes,
+                max,
+            };
+            return Err(unsent(items, error.into()));
+        }
+        let Some(slot) = self.slot().await else {
+            return Err(unsent(items, Error::Cancelled));
+        };
+        self.request(&slot, items).await
+    }
+
+    /// The largest body for `T`'s operation: the configured cap, or less
+    /// once a 413 taught so.
+    fn max_bytes<T: Item>(&self) -> usize {
+        self.connection
+            .throttle
+            .max_bytes(T::OPERATION, self.connection.batch.max_request_bytes)
+    }
+
+    /// One request in `slot`, with retries.
+    async fn request<T: Item>(
+        &self,
+        slot: &Slot,
+        items: Vec<T>,
+    ) -> Result<Accepted, FailedBatch<T>> {
         let count = items.len();
         let mut cancel = self.cancel.clone();
-        let refused = invalid_count::<T>(count)
-            .map(Error::from)
-            .or_else(|| self.unauthorized())
+        let refused = self
+            .unauthorized()
             .or_else(|| cancel.is_cancelled().then_some(Error::Cancelled));
         if let Some(error) = refused {
-            return Err(FailedBatch {
-                items,
-                error,
-                attempts: 0,
-            });
+            return Err(unsent(items, error));
         }
 
-        let inner = &*self.connection;
+        let connection = &*self.connection;
         let body = T::into_body(items);
         let attempts = AtomicU32::new(0);
+        let pace = Pace {
+            throttle: &connection.throttle,
+            concurrency: &self.concurrency,
+            slot,
+            stats: &self.stats,
+        };
         let sending = retry::send(
-            &inner.retry,
+            &connection.retry,
+            pace,
             T::operation(&body),
             count,
             &mut cancel,
             &attempts,
-            || T::post(&inner.api, &inner.project_id, &body),
+            || T::post(&connection.api, &connection.project_id, &body),
         );
         // The body lives outside the caught future, so a panic while sending
         // still hands the items back.
@@ -148,6 +238,68 @@ impl Delivery {
             }
         }
     }
+}
+
+/// Items handed back without going on the wire.
+fn unsent<T>(items: Vec<T>, error: Error) -> FailedBatch<T> {
+    FailedBatch {
+        items,
+        error,
+        attempts: 0,
+    }
+}
+
+/// The bytes of a bulk body holding `items`: `{"<field>":[a,b,...]}`.
+fn body_bytes<T: Item>(items: &[T]) -> usize {
+    let envelope = T::FIELD.len() + 7;
+    let commas = items.len().saturating_sub(1);
+    envelope + commas + items.iter().map(T::wire_bytes).sum::<usize>()
+}
+
+/// `items` cut into runs of consecutive items whose bodies fit in
+/// `max_bytes`, each with the offset of its first item. An item that does
+/// not fit alone is handed back on its own, with a validation error.
+fn cut_by_bytes<T: Item>(
+    items: Vec<T>,
+    max_bytes: usize,
+) -> Vec<Run<T>> {
+    let envelope = T::FIELD.len() + 7;
+    if body_bytes(&items) <= max_bytes {
+        return vec![(0, Ok(items))];
+    }
+    let mut pieces = Vec::new();
+    let mut current: Vec<T> = Vec::new();
+    let mut current_bytes = envelope;
+    let mut start = 0;
+    for (index, item) in items.into_iter().enumerate() {
+        let bytes = item.wire_bytes();
+        if envelope + bytes > max_bytes {
+            if !current.is_empty() {
+                pieces.push((start, Ok(std::mem::take(&mut current))));
+            }
+            let error = ValidationError::TooLarge {
+                field: T::FIELD.to_owned(),
+                bytes: envelope + bytes,
+                max: max_bytes,
+            };
+            pieces.push((index, Err(unsent(vec![item], error.into()))));
+            current_bytes = envelope;
+            start = index + 1;
+            continue;
+        }
+        let comma = usize::from(!current.is_empty());
+        if current_bytes + comma + bytes > max_bytes {
+            pieces.push((start, Ok(std::mem::take(&mut current))));
+            current_bytes = envelope;
+            start = index;
+        }
+        current_bytes += usize::from(!current.is_empty()) + bytes;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        pieces.push((start, Ok(current)));
+    }
+    pieces
 }
 
 /// A request must hold 1 to [`MAX_BATCH_SIZE`] items.

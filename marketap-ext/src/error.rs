@@ -212,6 +212,18 @@ impl Error {
         }
     }
 
+    /// Whether the server is throttling (429 or 503): the request was fine,
+    /// the server wants fewer or slower requests.
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self,
+            Error::Status {
+                status: 429 | 503,
+                ..
+            }
+        )
+    }
+
     /// The server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

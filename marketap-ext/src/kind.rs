@@ -101,6 +101,8 @@ pub(crate) mod sealed {
         fn from_letter(body: serde_json::Value) -> Result<Vec<Self>, serde_json::Error>;
         /// Failed items of this kind, as the ingestor hands them back.
         fn undelivered(batch: FailedBatch<Self>) -> Undelivered;
+        /// The item's length as JSON in a request body, in bytes.
+        fn wire_bytes(&self) -> usize;
     }
 }
 
@@ -145,6 +147,10 @@ macro_rules! bulk_kind {
 
             fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
                 Undelivered::$undelivered(batch)
+            }
+
+            fn wire_bytes(&self) -> usize {
+                crate::properties::json_len(self)
             }
         }
     };
@@ -239,6 +245,10 @@ impl sealed::Kind for UserDeletion {
 
     fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
         Undelivered::Deletions(batch)
+    }
+
+    fn wire_bytes(&self) -> usize {
+        crate::properties::json_len(self.user_id())
     }
 }
 

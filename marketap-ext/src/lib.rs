@@ -55,11 +55,15 @@ mod properties;
 mod report;
 mod retry;
 pub mod taxonomy;
+mod throttle;
 pub mod timestamp;
 mod typed;
 
 pub use client::Marketap;
-pub use config::{ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, MAX_BATCH_SIZE, USER_AGENT};
+pub use config::{
+    ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH_SIZE,
+    USER_AGENT,
+};
 pub use error::{Error, ValidationError};
 pub use ingest::{
     EnqueueError, FailureCallback, Ingestor, IngestorConfig, Metrics, ShutdownReport,
@@ -73,6 +77,7 @@ pub use marketap_api as api;
 pub use properties::{MAX_DEPTH, MAX_ITEM_BYTES};
 pub use report::{Accepted, BatchError, BatchReport, FailedBatch, RequestOutcome};
 pub use retry::RetryConfig;
+pub use throttle::RateLimit;
 pub use timestamp::{IntoTimestamp, Timestamp};
 pub use typed::{TrackEvent, TrackingPlan};
 

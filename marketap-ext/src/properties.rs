@@ -145,6 +145,14 @@ pub(crate) fn check_size<T: Serialize + ?Sized>(
     }
 }
 
+/// The length of `value` as compact JSON, in bytes, counted without
+/// building the JSON.
+pub(crate) fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = Counter(0);
+    // Items were checked when built, so they serialise.
+    serde_json::to_writer(&mut counter, value).map_or(usize::MAX, |()| counter.0)
+}
+
 fn unserializable(field: &dyn Display, reason: impl Display) -> ValidationError {
     ValidationError::Unserializable {
         field: field.to_string(),

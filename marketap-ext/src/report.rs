@@ -59,6 +59,14 @@ pub struct BatchReport<T> {
     pub accepted: usize,
     /// Retries made, over all requests.
     pub retries: usize,
+    /// Responses that throttled (429 and 503), over all attempts.
+    pub throttled: usize,
+    /// Time requests spent waiting because of throttling (and the rate
+    /// cap, if set), summed over requests.
+    pub throttle_wait: std::time::Duration,
+    /// Requests split in two because the server refused them as too large
+    /// (413).
+    pub splits: usize,
     /// Requests that finally failed, with their items.
     pub failed: Vec<FailedBatch<T>>,
 }
@@ -69,6 +77,9 @@ impl<T> Default for BatchReport<T> {
             requests: 0,
             accepted: 0,
             retries: 0,
+            throttled: 0,
+            throttle_wait: std::time::Duration::ZERO,
+            splits: 0,
             failed: Vec::new(),
         }
     }

@@ -1,7 +1,8 @@
 //! Retrying one request: when a failure is worth another attempt, how long
 //! to wait (exponential backoff with full jitter, or the server's
-//! `Retry-After`), and the loop that does it. Every request goes through
-//! [`send`], from the delivery engine.
+//! `Retry-After`), and the loop that does it, pacing each attempt through
+//! the client's [`Throttle`] and feeding the run's [`Concurrency`]. Every
+//! request goes through [`send`], from the delivery engine.
 
 use std::{
     future::Future,
@@ -9,17 +10,20 @@ use std::{
     time::Duration,
 };
 
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::{
     cancel::Cancel,
     error::{ApiResult, Error, ValidationError},
     kind::Operation,
+    throttle::{Concurrency, Slot, Stats, Throttle},
 };
 
 const MAX_ATTEMPTS: u32 = 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+const MAX_THROTTLED_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// When and how often a failed request is tried again.
 ///
@@ -28,10 +32,15 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// same way). Waits grow exponentially from `initial_backoff` up to
 /// `max_backoff`, each drawn uniformly from zero to that bound ("full
 /// jitter"), so clients that failed together do not retry together. A
-/// `Retry-After` from the server (seconds or an HTTP date) replaces the
-/// drawn wait and is honoured exactly, up to `max_retry_after`; a server
-/// that asks for a longer wait gets no retry, and the request is reported
-/// as failed with the `Retry-After` it sent.
+/// `Retry-After` from the server (seconds or an HTTP date) is honoured
+/// exactly, up to `max_retry_after`, and pauses every request of the client
+/// to that operation; a server that asks for a longer wait gets no retry,
+/// and the request is reported as failed with the `Retry-After` it sent.
+///
+/// Throttling (429 and 503) is not an error of the request: such attempts
+/// do not count against `max_attempts`. A request that is only ever
+/// throttled keeps trying, slower and slower, for `max_throttled_wait`, so
+/// a long backfill slows down instead of failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryConfig {
     /// Attempts in all, the first included: 1 to 20. `1` turns retries off.
@@ -43,6 +52,9 @@ pub struct RetryConfig {
     pub max_backoff: Duration,
     /// The longest `Retry-After` honoured: at most 1 hour. Default 60 s.
     pub max_retry_after: Duration,
+    /// How long a throttled request keeps trying, from its first 429 or
+    /// 503: at most 24 hours. Default 10 minutes.
+    pub max_throttled_wait: Duration,
 }
 
 impl Default for RetryConfig {
@@ -52,6 +64,7 @@ impl Default for RetryConfig {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
+            max_throttled_wait: Duration::from_secs(600),
         }
     }
 }
@@ -92,6 +105,13 @@ impl RetryConfig {
                 format!("must not exceed retry.max_backoff ({:?})", self.max_backoff),
             ));
         }
+        if self.max_throttled_wait > MAX_THROTTLED_WAIT {
+            return Err(ValidationError::config(
+                "retry.max_throttled_wait",
+                format!("{:?}", self.max_throttled_wait),
+                format!("must be at most {MAX_THROTTLED_WAIT:?}"),
+            ));
+        }
         if self.max_retry_after > MAX_RETRY_AFTER {
             return Err(ValidationError::config(
                 "retry.max_retry_after",
@@ -102,17 +122,36 @@ impl RetryConfig {
         Ok(())
     }
 
-    /// The wait before the next attempt after `attempts` attempts, the last
-    /// of which failed with `error`; `None` to give up.
-    pub(crate) fn next_delay(&self, attempts: u32, error: &Error) -> Option<Duration> {
-        if attempts >= self.max_attempts || !error.is_retryable() {
+    /// The wait before the next attempt, after `counted` attempts that
+    /// count against `max_attempts`, the last of which failed with `error`
+    /// (not throttling); `None` to give up.
+    pub(crate) fn next_delay(&self, counted: u32, error: &Error) -> Option<Duration> {
+        if counted >= self.max_attempts || !error.is_retryable() {
             return None;
         }
         match error.retry_after() {
             Some(wait) if wait > self.max_retry_after => None,
             Some(wait) => Some(wait),
-            None => Some(self.backoff(attempts)),
+            None => Some(self.backoff(counted)),
         }
+    }
+
+    /// The wait after the `throttles`-th throttled attempt in a row, the
+    /// request having been throttled for `throttled_for`; `None` to give
+    /// up. Never shorter than the server's `Retry-After`, and drawn like a
+    /// backoff so that many requests throttled together spread out.
+    pub(crate) fn throttled_delay(
+        &self,
+        throttles: u32,
+        throttled_for: Duration,
+        error: &Error,
+    ) -> Option<Duration> {
+        let asked = error.retry_after().unwrap_or_default();
+        if !self.is_enabled() || asked > self.max_retry_after {
+            return None;
+        }
+        let delay = asked.max(self.backoff(throttles));
+        (throttled_for.saturating_add(delay) <= self.max_throttled_wait).then_some(delay)
     }
 
     /// A drawn wait after `failed` failed attempts.
@@ -125,12 +164,22 @@ impl RetryConfig {
     }
 }
 
+/// What pacing a request needs from its run and its client.
+pub(crate) struct Pace<'a> {
+    pub throttle: &'a Throttle,
+    pub concurrency: &'a Concurrency,
+    pub slot: &'a Slot,
+    pub stats: &'a Stats,
+}
+
 /// Runs `attempt` until it succeeds, fails in a way not worth retrying, or
-/// runs out of attempts; counts each attempt in `attempts`. Once `cancel`
-/// fires no attempt starts, and one in flight is abandoned with
-/// [`Error::Cancelled`].
+/// runs out of attempts (or of throttled time); counts each attempt in
+/// `attempts`. Each attempt first waits for the client's pauses and rate
+/// cap. Once `cancel` fires no attempt starts, and one in flight is
+/// abandoned with [`Error::Cancelled`].
 pub(crate) async fn send<F, Fut>(
     config: &RetryConfig,
+    pace: Pace<'_>,
     operation: Operation,
     items: usize,
     cancel: &mut Cancel,
@@ -141,14 +190,26 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = ApiResult>,
 {
-    let operation = operation.as_str();
     let mut last_error = None;
+    let mut counted = 0;
+    let mut throttles = 0;
+    let mut throttled_since = None;
     loop {
-        if cancel.is_cancelled() {
+        if cancel.is_cancelled()
+            || !pace
+                .throttle
+                .wait_turn(operation, items, cancel, pace.stats)
+                .await
+        {
             return Err(last_error.unwrap_or(Error::Cancelled));
         }
         let number = attempts.fetch_add(1, Relaxed) + 1;
-        let span = tracing::debug_span!("marketap.request", operation, items, attempt = number);
+        let span = tracing::debug_span!(
+            "marketap.request",
+            operation = operation.as_str(),
+            items,
+            attempt = number
+        );
         let result = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(Error::Cancelled),
@@ -156,12 +217,28 @@ where
         };
         let error = match Error::classify(result).await {
             Ok(()) => {
+                pace.concurrency.succeeded(pace.slot);
                 span.in_scope(|| tracing::debug!("accepted"));
                 return Ok(());
             }
             Err(error) => error,
         };
-        let Some(delay) = config.next_delay(number, &error) else {
+        let delay = if error.is_throttling() {
+            pace.stats.throttled.fetch_add(1, Relaxed);
+            pace.concurrency.throttled(pace.slot);
+            throttles += 1;
+            let since = *throttled_since.get_or_insert_with(Instant::now);
+            let delay = config.throttled_delay(throttles, since.elapsed(), &error);
+            if let (Some(_), Some(asked)) = (delay, error.retry_after()) {
+                pace.throttle.pause(operation, asked);
+            }
+            delay
+        } else {
+            counted += 1;
+            throttles = 0;
+            config.next_delay(counted, &error)
+        };
+        let Some(delay) = delay else {
             span.in_scope(|| tracing::warn!(status = error.status(), %error, "request failed"));
             return Err(error);
         };
@@ -170,6 +247,9 @@ where
             biased;
             () = cancel.cancelled() => return Err(error),
             () = tokio::time::sleep(delay) => {}
+        }
+        if error.is_throttling() {
+            pace.stats.waited(delay);
         }
         last_error = Some(error);
     }
@@ -197,7 +277,7 @@ mod tests {
         };
         for (failed, bound_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (9, 1000)] {
             let delays: Vec<_> = (0..200)
-                .map(|_| config.next_delay(failed, &status(503, None)).unwrap())
+                .map(|_| config.next_delay(failed, &status(500, None)).unwrap())
                 .collect();
             let bound = Duration::from_millis(bound_ms);
             assert!(
@@ -244,9 +324,9 @@ mod tests {
             max_attempts: 3,
             ..RetryConfig::default()
         };
-        assert!(config.next_delay(1, &status(503, None)).is_some());
-        assert!(config.next_delay(2, &status(503, None)).is_some());
-        assert_eq!(config.next_delay(3, &status(503, None)), None);
+        assert!(config.next_delay(1, &status(500, None)).is_some());
+        assert!(config.next_delay(2, &status(502, None)).is_some());
+        assert_eq!(config.next_delay(3, &status(500, None)), None);
         assert_eq!(config.next_delay(1, &status(404, None)), None);
         let unauthorized = Error::Unauthorized {
             code: None,
@@ -257,6 +337,41 @@ mod tests {
             RetryConfig::disabled().next_delay(1, &status(503, None)),
             None
         );
+    }
+
+    #[test]
+    fn throttled_requests_wait_at_least_what_the_server_asked_within_a_budget() {
+        let config = RetryConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(60),
+            max_throttled_wait: Duration::from_secs(30),
+            ..RetryConfig::default()
+        };
+        let asked = |secs| status(429, Some(Duration::from_secs(secs)));
+        for throttles in 1..40 {
+            let delay = config
+                .throttled_delay(throttles, Duration::ZERO, &asked(2))
+                .unwrap();
+            assert!(delay >= Duration::from_secs(2), "{delay:?}");
+            let drawn = config
+                .throttled_delay(throttles, Duration::ZERO, &status(503, None))
+                .unwrap();
+            assert!(drawn <= Duration::from_secs(1), "{drawn:?}");
+        }
+        // Past the budget, or a Retry-After past its cap: give up.
+        assert_eq!(
+            config.throttled_delay(1, Duration::from_secs(29), &asked(2)),
+            None
+        );
+        assert!(
+            config
+                .throttled_delay(1, Duration::from_secs(27), &asked(2))
+                .is_some()
+        );
+        assert_eq!(config.throttled_delay(1, Duration::ZERO, &asked(61)), None);
+        let disabled = RetryConfig::disabled();
+        assert_eq!(disabled.throttled_delay(1, Duration::ZERO, &asked(1)), None);
     }
 
     #[test]
@@ -280,6 +395,10 @@ mod tests {
             },
             RetryConfig {
                 max_retry_after: Duration::from_secs(3601),
+                ..RetryConfig::default()
+            },
+            RetryConfig {
+                max_throttled_wait: Duration::from_secs(24 * 3600 + 1),
                 ..RetryConfig::default()
             },
         ];

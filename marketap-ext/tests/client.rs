@@ -242,6 +242,7 @@ async fn batch_size_can_be_lowered_and_streams_are_sent_lazily() {
         BatchConfig {
             max_batch_size: 100,
             max_in_flight: 2,
+            ..BatchConfig::default()
         },
     );
     let stream = futures::stream::iter(0..1050).map(|i| {
@@ -273,6 +274,7 @@ async fn deliver_yields_each_request_with_where_its_items_were() {
         BatchConfig {
             max_batch_size: 1000,
             max_in_flight: 4,
+            ..BatchConfig::default()
         },
     );
     let mut outcomes: Vec<_> = client
@@ -314,6 +316,7 @@ async fn no_more_than_max_in_flight_requests_at_once() {
         BatchConfig {
             max_batch_size: 10,
             max_in_flight: 3,
+            ..BatchConfig::default()
         },
     );
 
@@ -364,6 +367,7 @@ async fn unauthorized_is_reported_with_code_and_message_and_stops_the_rest() {
         BatchConfig {
             max_batch_size: 10,
             max_in_flight: 1,
+            ..BatchConfig::default()
         },
     );
     let report = client.send_events(events(45)).await;

@@ -59,7 +59,7 @@ async fn a_hundred_thousand_events_under_faults_lose_none() {
             let n = counter.fetch_add(1, Ordering::SeqCst);
             let mut ledger = ledger.lock().unwrap();
             match n % 10 {
-                0 => Reply::status(503),
+                0 => Reply::status(502),
                 1 => Reply::status(429).with_header("retry-after", "0"),
                 2 => Reply::Reset,
                 3 => {
@@ -87,10 +87,11 @@ async fn a_hundred_thousand_events_under_faults_lose_none() {
     let callback_failed = failed.clone();
     let client = client(
         &server,
-        Duration::from_millis(300),
+        Duration::from_millis(100),
         BatchConfig {
             max_batch_size: 500,
             max_in_flight: 4,
+            ..BatchConfig::default()
         },
     );
     let ingestor = client
@@ -217,6 +218,7 @@ async fn a_server_that_never_answers_cannot_hold_shutdown_past_its_deadline() {
         BatchConfig {
             max_batch_size: 1000,
             max_in_flight: 2,
+            ..BatchConfig::default()
         },
     );
     let ingestor = client.ingestor(IngestorConfig::default()).unwrap();
@@ -304,6 +306,7 @@ async fn a_full_queue_pushes_back_and_hands_items_back() {
         BatchConfig {
             max_batch_size: 1,
             max_in_flight: 1,
+            ..BatchConfig::default()
         },
     );
     let ingestor = client
@@ -404,15 +407,38 @@ async fn failures_reach_the_callback_and_the_dead_letter_file_and_can_be_resent(
 
 #[tokio::test]
 async fn retries_follow_retry_after_and_stop_at_the_limit() {
-    let server = TestServer::start(|_| Reply::status(503).with_header("retry-after", "0")).await;
+    let server = TestServer::start(|_| Reply::status(500).with_header("retry-after", "0")).await;
     let client = client(&server, Duration::from_secs(5), BatchConfig::default());
     let report = client.send_events((0..3).map(event)).await;
     let failed = &report.failed[0];
     assert_eq!(failed.attempts, 5);
     assert!(
-        matches!(failed.error, Error::Status { status: 503, retry_after: Some(d), .. } if d.is_zero())
+        matches!(failed.error, Error::Status { status: 500, retry_after: Some(d), .. } if d.is_zero())
     );
     assert_eq!((server.requests().len(), report.retries), (5, 4));
+
+    // Throttling does not count against the attempts: it keeps trying,
+    // slower, for max_throttled_wait.
+    let server = TestServer::start(|_| Reply::status(503).with_header("retry-after", "0")).await;
+    let client = Marketap::new(
+        Config::new("k", "p")
+            .with_base_url(server.url())
+            .with_retry(RetryConfig {
+                max_attempts: 2,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(10),
+                max_throttled_wait: Duration::from_millis(300),
+                ..RetryConfig::default()
+            }),
+    )
+    .unwrap();
+    let report = timeout(LIMIT, client.send_events((0..3).map(event)))
+        .await
+        .expect("bounded by max_throttled_wait");
+    let failed = &report.failed[0];
+    assert!(matches!(failed.error, Error::Status { status: 503, .. }));
+    assert!(failed.attempts > 2, "{} attempts", failed.attempts);
+    assert_eq!(report.throttled, failed.attempts as usize);
 
     let server = TestServer::start(|_| Reply::status(503)).await;
     let client = Marketap::new(

@@ -219,6 +219,7 @@ async fn run(setup: Setup) -> Result<(), TestCaseError> {
             .with_batch(BatchConfig {
                 max_batch_size: setup.batch_size,
                 max_in_flight: setup.in_flight,
+                ..BatchConfig::default()
             })
             .with_retry(RetryConfig {
                 max_attempts: 2,

@@ -43,6 +43,7 @@ fn batch(max_batch_size: usize, max_in_flight: usize) -> BatchConfig {
     BatchConfig {
         max_batch_size,
         max_in_flight,
+        ..BatchConfig::default()
     }
 }
 

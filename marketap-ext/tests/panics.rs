@@ -53,6 +53,7 @@ fn client(server: &TestServer) -> Marketap {
             .with_batch(BatchConfig {
                 max_batch_size: 10,
                 max_in_flight: 1,
+                ..BatchConfig::default()
             })
             .with_retry(RetryConfig::disabled()),
     )

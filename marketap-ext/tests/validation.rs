@@ -185,6 +185,7 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
             Marketap::new(config(&server).with_batch(BatchConfig {
                 max_batch_size: 0,
                 max_in_flight: 4,
+                ..BatchConfig::default()
             })),
             &["batch.max_batch_size", "0"],
         ),
@@ -193,6 +194,7 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
             Marketap::new(config(&server).with_batch(BatchConfig {
                 max_batch_size: 5000,
                 max_in_flight: 4,
+                ..BatchConfig::default()
             })),
             &["batch.max_batch_size", "5000", "1000"],
         ),
@@ -201,6 +203,7 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
             Marketap::new(config(&server).with_batch(BatchConfig {
                 max_batch_size: 10,
                 max_in_flight: 0,
+                ..BatchConfig::default()
             })),
             &["batch.max_in_flight"],
         ),

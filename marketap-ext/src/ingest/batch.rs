@@ -7,11 +7,12 @@ use std::any::Any;
 use futures::{FutureExt, future::BoxFuture};
 
 use crate::{
-    delivery::{Delivery, Slot},
+    delivery::Delivery,
     error::Error,
     kind::Item,
     kind::Undelivered,
     report::{Accepted, FailedBatch},
+    throttle::Slot,
 };
 
 /// Items of one kind, in the order they were enqueued.
@@ -21,12 +22,13 @@ pub(super) trait Batch: Send + 'static {
     /// The items, for [`push`] to add to.
     fn as_any_mut(&mut self) -> &mut dyn Any;
 
-    /// Sends the items as one request, in `slot`.
+    /// Sends the items in `slot`: one request, or several when the byte
+    /// limits ask for it; an outcome per request.
     fn send(
         self: Box<Self>,
         delivery: &Delivery,
         slot: Slot,
-    ) -> BoxFuture<'_, Result<Accepted, Undelivered>>;
+    ) -> BoxFuture<'_, Vec<Result<Accepted, Undelivered>>>;
 
     /// Hands the items back unsent, with `error`.
     fn fail(self: Box<Self>, error: Error) -> Undelivered;
@@ -45,10 +47,15 @@ impl<T: Item> Batch for Vec<T> {
         self: Box<Self>,
         delivery: &Delivery,
         slot: Slot,
-    ) -> BoxFuture<'_, Result<Accepted, Undelivered>> {
+    ) -> BoxFuture<'_, Vec<Result<Accepted, Undelivered>>> {
         delivery
             .send_in(slot, *self)
-            .map(|result| result.map_err(T::undelivered))
+            .map(|pieces| {
+                pieces
+                    .into_iter()
+                    .map(|(_, result)| result.map_err(T::undelivered))
+                    .collect()
+            })
             .boxed()
     }
 

@@ -18,7 +18,12 @@ mod intake;
 mod report;
 mod worker;
 
-use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Duration,
+};
 
 use tokio::{sync::oneshot, time::Instant};
 use tokio_util::task::TaskTracker;
@@ -288,7 +293,16 @@ impl Ingestor {
 
     /// The counters now.
     pub fn metrics(&self) -> Metrics {
-        self.shared().counters.snapshot()
+        let shared = self.shared();
+        let delivery = &shared.delivery;
+        let stats = delivery.stats();
+        Metrics {
+            concurrency_limit: delivery.concurrency_limit() as u64,
+            throttled: stats.throttled.load(Relaxed),
+            throttle_wait: Duration::from_micros(stats.waited_micros.load(Relaxed)),
+            splits: stats.splits.load(Relaxed),
+            ..shared.counters.snapshot()
+        }
     }
 
     /// Stops intake, sends everything still queued, and returns within

@@ -46,6 +46,17 @@ pub struct Metrics {
     /// `on_failure` that panicked. They are in the dead-letter file when
     /// one is set, and logged at error level.
     pub unreported: u64,
+    /// Requests that may be in flight now: lower while the server
+    /// throttles, up to `max_in_flight`.
+    pub concurrency_limit: u64,
+    /// Responses that throttled (429 and 503).
+    pub throttled: u64,
+    /// Time requests spent waiting because of throttling (and the rate
+    /// cap, if set), summed over requests.
+    pub throttle_wait: std::time::Duration,
+    /// Requests split in two because the server refused them as too large
+    /// (413).
+    pub splits: u64,
 }
 
 /// The live counters behind [`Metrics`].
@@ -102,6 +113,7 @@ impl Counters {
             failed: self.failed.load(Relaxed),
             retained: self.retained.load(Relaxed),
             unreported: self.unreported.load(Relaxed),
+            ..Metrics::default()
         }
     }
 }

@@ -30,8 +30,9 @@ use super::{
 };
 use crate::{
     cancel::Phase,
-    delivery::{Delivery, Slot, panic_message},
+    delivery::{Delivery, panic_message},
     error::Error,
+    throttle::Slot,
 };
 
 /// What the ingestor's handles, its worker and its request tasks share.
@@ -240,26 +241,28 @@ impl Drop for Worker {
     }
 }
 
-/// One request: sends `batch` in `slot`, counts it, and hands failures
-/// over. Returns whether the server said 401.
+/// One batch's requests: sends `batch` in `slot`, counts each request,
+/// and hands failures over. Returns whether the server said 401.
 async fn request(shared: Arc<Shared>, slot: Slot, batch: Box<dyn Batch>) -> bool {
     let items = batch.len();
-    let outcome = batch.send(&shared.delivery, slot).await;
+    let outcomes = batch.send(&shared.delivery, slot).await;
     shared.intake.release(items);
-    match outcome {
-        Ok(accepted) => {
-            shared
-                .counters
-                .finished(items, true, true, accepted.attempts);
-            false
-        }
-        Err(undelivered) => {
-            shared
-                .counters
-                .finished(items, true, false, undelivered.attempts());
-            let unauthorized = matches!(undelivered.error(), Error::Unauthorized { .. });
-            shared.failures.hand_over(undelivered);
-            unauthorized
+    let mut unauthorized = false;
+    for outcome in outcomes {
+        match outcome {
+            Ok(accepted) => {
+                shared
+                    .counters
+                    .finished(accepted.items, true, true, accepted.attempts);
+            }
+            Err(undelivered) => {
+                shared
+                    .counters
+                    .finished(undelivered.len(), true, false, undelivered.attempts());
+                unauthorized |= matches!(undelivered.error(), Error::Unauthorized { .. });
+                shared.failures.hand_over(undelivered);
+            }
         }
     }
+    unauthorized
 }
