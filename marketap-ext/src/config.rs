@@ -1,5 +1,6 @@
 //! Client configuration: the API key (a secret that never prints), the
-//! project, where to send, timeouts, and the retry and batching settings.
+//! project, where to send, timeouts, the retry and batching settings, and
+//! whether the client's builders run the reserved check.
 //! [`Config::validate`] turns it into what the client runs on, or a
 //! [`ValidationError`] naming the setting.
 
@@ -110,6 +111,8 @@ pub(crate) struct Connection {
     pub project_id: String,
     pub retry: RetryConfig,
     pub batch: BatchConfig,
+    /// Whether the client's builders and resends run the reserved check.
+    pub reserved_check: bool,
 }
 
 /// Everything a [`Marketap`](crate::Marketap) client needs.
@@ -134,6 +137,7 @@ pub struct Config {
     http_client: Option<reqwest::Client>,
     retry: RetryConfig,
     batch: BatchConfig,
+    reserved_check: bool,
 }
 
 impl fmt::Debug for Config {
@@ -148,6 +152,7 @@ impl fmt::Debug for Config {
             .field("http_client", &self.http_client.as_ref().map(|_| "custom"))
             .field("retry", &self.retry)
             .field("batch", &self.batch)
+            .field("reserved_check", &self.reserved_check)
             .finish()
     }
 }
@@ -166,6 +171,7 @@ impl Config {
             http_client: None,
             retry: RetryConfig::default(),
             batch: BatchConfig::default(),
+            reserved_check: true,
         }
     }
 
@@ -246,6 +252,20 @@ impl Config {
         self
     }
 
+    /// Whether the builders this client makes ([`Marketap::event`],
+    /// [`Marketap::profile`]) and [`Marketap::resend`] run the reserved check
+    /// (see [`crate::taxonomy`]). On by default. Builders made without a
+    /// client (`Event::builder`, `Event::purchase`, ...) always start with it
+    /// on; switch it off on one builder with `skip_reserved_check()`.
+    ///
+    /// [`Marketap::event`]: crate::Marketap::event
+    /// [`Marketap::profile`]: crate::Marketap::profile
+    /// [`Marketap::resend`]: crate::Marketap::resend
+    pub fn with_reserved_check(mut self, on: bool) -> Self {
+        self.reserved_check = on;
+        self
+    }
+
     /// The API key (prints as `***`).
     pub fn api_key(&self) -> &ApiKey {
         &self.api_key
@@ -271,6 +291,11 @@ impl Config {
         &self.batch
     }
 
+    /// Whether the client's builders run the reserved check.
+    pub fn reserved_check(&self) -> bool {
+        self.reserved_check
+    }
+
     /// Checks every setting and builds what the client runs on. Nothing is
     /// sent.
     pub(crate) fn connect(&self) -> Result<Connection, ValidationError> {
@@ -279,6 +304,7 @@ impl Config {
             project_id: self.project_id.clone(),
             retry: self.retry,
             batch: self.batch,
+            reserved_check: self.reserved_check,
         })
     }
 

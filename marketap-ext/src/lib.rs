@@ -22,7 +22,9 @@
 //!   past which it is logged and counted), and to a [`dead_letter`] file
 //!   when one is set; [`Ingestor::shutdown`] drains within a deadline.
 //! - [`taxonomy`]: Marketap's reserved `mkt_` names and the type of each
-//!   one's value.
+//!   one's value. Builders check every `mkt_` name they are given against it
+//!   (on by default; [`Config::with_reserved_check`] and
+//!   `skip_reserved_check()` switch it off).
 //! - The commerce model, typed: [`Product`] and [`Coupon`], [`Event::purchase`]
 //!   and the other commerce events, and typed member properties on
 //!   [`UserProfileBuilder`]. [`TrackEvent`] and [`TrackingPlan`] for events
@@ -58,6 +60,7 @@ mod item;
 mod kind;
 mod properties;
 mod report;
+mod reserved;
 mod retry;
 pub mod taxonomy;
 pub mod timestamp;

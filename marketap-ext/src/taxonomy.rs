@@ -3,11 +3,12 @@
 //! [`ValueType`] each name's value must have and the [`user_property::Gender`] values. Marketap
 //! reserves the `mkt_` prefix ([`RESERVED_PREFIX`]); the names are those Marketap's own mobile
 //! SDKs send. Use them as written so Marketap's built-in reports and campaigns recognize the
-//! data, and keep your own names free of the prefix. The events in [`sdk_event`] are the mobile
-//! SDKs' own.
+//! data, and keep your own names free of the prefix: builders refuse a `mkt_` name that is not
+//! reserved where it is used ([`Scope`]), a reserved one whose value has the wrong type, and the
+//! events only the mobile SDKs send ([`sdk_event`]).
 //!
-//! Each list is written once, in one macro call that makes its constants and its `ALL` list,
-//! so a name cannot be in one and not the other.
+//! Each list is written once, in one macro call that makes its constants, its `ALL` list and
+//! the table the check reads, so a name cannot be in one and not the others.
 //!
 //! Keep the marketing opt-in properties ([`user_property::TEXT_MESSAGE_OPT_IN`],
 //! [`user_property::KAKAO_OPT_IN`], [`user_property::EMAIL_OPT_IN`]) in sync with your own
@@ -85,8 +86,98 @@ impl fmt::Display for ValueType {
     }
 }
 
-/// One list of reserved names: a constant per name and `ALL`. Each constant's docs end with the
-/// type of its value, for a list whose names take values.
+/// Where a name is used; each place has its own list of reserved names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// An event's `event_name`: [`event`], and [`sdk_event`] which a server must not send.
+    EventName,
+    /// A key of an event's `properties`: [`event_property`].
+    EventProperty,
+    /// A key of a user profile's `properties`: [`user_property`].
+    UserProperty,
+    /// A key of an item object, in [`event_property::ITEMS`], [`user_property::CART`] or
+    /// [`user_property::WISH_LIST`]: [`item_field`].
+    ItemField,
+    /// A key of a coupon object, in [`user_property::COUPONS`]: [`coupon_field`].
+    CouponField,
+}
+
+impl Scope {
+    /// Every scope, in the order above.
+    pub(crate) const ALL: [Scope; 5] = [
+        Self::EventName,
+        Self::EventProperty,
+        Self::UserProperty,
+        Self::ItemField,
+        Self::CouponField,
+    ];
+
+    /// The names reserved here that a server may send, with their types (event names have
+    /// none).
+    pub(crate) fn names(self) -> impl Iterator<Item = &'static str> {
+        let (names, typed): (&[&str], &[(&str, ValueType)]) = match self {
+            Self::EventName => (event::ALL, &[]),
+            Self::EventProperty => (&[], event_property::TYPES),
+            Self::UserProperty => (&[], user_property::TYPES),
+            Self::ItemField => (&[], item_field::TYPES),
+            Self::CouponField => (&[], coupon_field::TYPES),
+        };
+        names
+            .iter()
+            .copied()
+            .chain(typed.iter().map(|(name, _)| *name))
+    }
+
+    /// The type of `name`'s value here, if `name` is reserved here (and is not an event name).
+    pub(crate) fn value_type(self, name: &str) -> Option<ValueType> {
+        let table = match self {
+            Self::EventName => return None,
+            Self::EventProperty => event_property::TYPES,
+            Self::UserProperty => user_property::TYPES,
+            Self::ItemField => item_field::TYPES,
+            Self::CouponField => coupon_field::TYPES,
+        };
+        table
+            .iter()
+            .find(|(reserved, _)| *reserved == name)
+            .map(|(_, value_type)| *value_type)
+    }
+
+    /// Whether `name` is reserved here, an SDK-only event name included.
+    pub(crate) fn reserves(self, name: &str) -> bool {
+        match self {
+            Self::EventName => event::ALL.contains(&name) || sdk_event::ALL.contains(&name),
+            _ => self.value_type(name).is_some(),
+        }
+    }
+
+    /// The plural noun for error messages, e.g. `event properties`.
+    pub(crate) fn plural(self) -> &'static str {
+        match self {
+            Self::EventName => "event names",
+            Self::EventProperty => "event properties",
+            Self::UserProperty => "user properties",
+            Self::ItemField => "item fields",
+            Self::CouponField => "coupon fields",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::EventName => "event name",
+            Self::EventProperty => "event property",
+            Self::UserProperty => "user property",
+            Self::ItemField => "item field",
+            Self::CouponField => "coupon field",
+        })
+    }
+}
+
+/// One list of reserved names: a constant per name, `ALL`, and (for a list whose names take
+/// values) `TYPES`, the table the reserved check reads. Each constant's docs end with its type.
 macro_rules! reserved_names {
     (typed: $($(#[$doc:meta])* $constant:ident = $name:expr => $value_type:ident;)*) => {
         $(
@@ -99,6 +190,10 @@ macro_rules! reserved_names {
             pub const $constant: &str = $name;
         )*
         reserved_names!(all: $($constant)*);
+
+        /// Every name of this list with the type of its value, for the reserved check.
+        pub(crate) const TYPES: &[(&str, super::ValueType)] =
+            &[$(($constant, super::ValueType::$value_type)),*];
     };
     (names: $($(#[$doc:meta])* $constant:ident = $name:expr;)*) => {
         $($(#[$doc])* pub const $constant: &str = $name;)*
@@ -143,7 +238,8 @@ pub mod event {
 }
 
 /// Events Marketap's mobile SDKs send by themselves. A server has no reason to send them: a
-/// copy from a server would sit beside the SDK's and skew reports and campaigns.
+/// copy from a server would sit beside the SDK's and skew reports and campaigns, so the
+/// reserved check refuses them.
 pub mod sdk_event {
     reserved_names!(names:
         /// The app was opened for the first time on this device.
@@ -385,6 +481,46 @@ mod tests {
             item_field::CATEGORY5,
         ];
         assert_eq!(shared, categories);
+        for category in categories {
+            assert_eq!(
+                Scope::ItemField.value_type(category),
+                Scope::CouponField.value_type(category)
+            );
+        }
+    }
+
+    #[test]
+    fn all_and_types_list_the_same_names() {
+        for (all, types) in [
+            (user_property::ALL, user_property::TYPES),
+            (event_property::ALL, event_property::TYPES),
+            (item_field::ALL, item_field::TYPES),
+            (coupon_field::ALL, coupon_field::TYPES),
+        ] {
+            let typed: Vec<&str> = types.iter().map(|(name, _)| *name).collect();
+            assert_eq!(all, typed.as_slice());
+        }
+    }
+
+    #[test]
+    fn each_scope_reserves_its_own_list() {
+        for (scope, list) in [
+            (Scope::EventName, event::ALL),
+            (Scope::EventName, sdk_event::ALL),
+            (Scope::EventProperty, event_property::ALL),
+            (Scope::UserProperty, user_property::ALL),
+            (Scope::ItemField, item_field::ALL),
+            (Scope::CouponField, coupon_field::ALL),
+        ] {
+            for name in list {
+                assert!(scope.reserves(name), "{scope}: {name}");
+            }
+        }
+        assert!(Scope::EventName.names().eq(event::ALL.iter().copied()));
+        assert!(Scope::ItemField.names().eq(item_field::ALL.iter().copied()));
+        assert!(!Scope::EventProperty.reserves(user_property::CART));
+        assert!(!Scope::UserProperty.reserves(event_property::ITEMS));
+        assert!(!Scope::EventProperty.reserves(item_field::PRODUCT_ID));
     }
 
     #[test]

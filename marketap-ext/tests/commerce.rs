@@ -287,3 +287,16 @@ fn a_non_finite_price_names_its_line() {
         Err(ValidationError::NonFiniteNumber { field, .. }) if field == "properties.mkt_revenue"
     ));
 }
+
+#[test]
+fn a_birth_date_the_wire_cannot_write_is_refused() {
+    let error = UserProfile::builder("u1")
+        .birth(NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&error, ValidationError::WrongType { field, value, .. }
+            if field == "properties.mkt_birth" && value == "\"+10000-01-01\""),
+        "{error:?}"
+    );
+}
