@@ -16,7 +16,7 @@ use std::{
 
 use futures::{StreamExt, TryStreamExt, future, stream};
 use marketap_api::types::{CreateBulkEventReq, CreateEventReq};
-use marketap_ext::{BatchConfig, Config, Event, Ingestor, IngestorConfig, Marketap};
+use marketap_ext::{BatchConfig, Config, Event, Ingestor, IngestorConfig, Marketap, Product};
 use reqwest::{StatusCode, header};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -432,12 +432,14 @@ async fn post_baseline(
 }
 
 fn properties(spec: &EventSpec) -> Map<String, Value> {
+    let mut item = Map::new();
+    item.insert(events::PRODUCT_ID.into(), spec.product_id.clone().into());
+    item.insert(events::PRODUCT_NAME.into(), spec.product_name.into());
+    item.insert(events::PRODUCT_PRICE.into(), spec.price.into());
+    item.insert(events::QUANTITY.into(), spec.quantity.into());
+    item.insert(events::CATEGORY1.into(), spec.category.into());
     let mut properties = Map::new();
-    properties.insert(events::PRODUCT_ID.into(), spec.product_id.clone().into());
-    properties.insert(events::PRODUCT_NAME.into(), spec.product_name.into());
-    properties.insert(events::PRODUCT_PRICE.into(), spec.price.into());
-    properties.insert(events::QUANTITY.into(), spec.quantity.into());
-    properties.insert(events::CATEGORY1.into(), spec.category.into());
+    properties.insert(events::ITEMS.into(), vec![Value::Object(item)].into());
     properties.insert(events::IS_MEMBER.into(), spec.is_member.into());
     properties
 }
@@ -465,12 +467,13 @@ fn raw_event(spec: EventSpec) -> CreateEventReq {
 // ------------------------------------------------------- ext, ingestors
 
 fn ext_event(spec: EventSpec) -> Event {
+    let product = Product::new(spec.product_id)
+        .name(spec.product_name)
+        .price(spec.price)
+        .quantity(spec.quantity)
+        .category1(spec.category);
     Event::builder(spec.user_id, spec.event_name)
-        .property(events::PRODUCT_ID, spec.product_id)
-        .property(events::PRODUCT_NAME, spec.product_name)
-        .property(events::PRODUCT_PRICE, spec.price)
-        .property(events::QUANTITY, spec.quantity)
-        .property(events::CATEGORY1, spec.category)
+        .items([product])
         .property(events::IS_MEMBER, spec.is_member)
         .timestamp(spec.timestamp)
         .build()

@@ -215,7 +215,7 @@ pub fn render(
     let _ = writeln!(w, "machine: {machine}");
     let _ = writeln!(
         w,
-        "setup: N = {} events (6 properties each), {} per request, {} in flight, {} Tokio workers; \
+        "setup: N = {} events (a line item of 5 fields and 1 property each), {} per request, {} in flight, {} Tokio workers; \
          each run in its own process, the sink (hyper, parses every body) in another; \
          {} rounds alternating the contenders; medians",
         settings.n,

@@ -1,6 +1,6 @@
-//! The main job, end to end: events (more than one request's worth),
-//! profiles, devices, one deletion and a bulk deletion, then the background
-//! ingestor. Prints what it sent and the outcome of each; exits non-zero if
+//! The main job, end to end: purchases (more than one request's worth) and
+//! member profiles, made with the typed commerce builders, devices, one
+//! deletion and a bulk deletion, then the background ingestor. Prints what it sent and the outcome of each; exits non-zero if
 //! anything failed (a wrong key included).
 //!
 //! With `MARKETAP_API_KEY` and `MARKETAP_PROJECT_ID` set it talks to
@@ -13,10 +13,11 @@
 
 use std::{process::ExitCode, time::Duration};
 
+use chrono::NaiveDate;
 use marketap_api::mock::MockServerExt;
 use marketap_ext::{
-    Config, Device, Event, IngestorConfig, Marketap, Platform, UserProfile,
-    taxonomy::{event, event_property, item_field, user_property},
+    Config, Device, Event, IngestorConfig, Marketap, Platform, Product, UserProfile,
+    taxonomy::{event, user_property::Gender},
 };
 use serde_json::json;
 
@@ -72,33 +73,40 @@ async fn main() -> ExitCode {
 async fn run(client: Marketap) -> Result<bool, Box<dyn std::error::Error>> {
     let mut all_ok = true;
 
-    // 2,500 purchases: three requests (1,000 + 1,000 + 500), four in flight.
+    // 2,500 purchases of two line items: three requests (1,000 + 1,000 +
+    // 500), four in flight.
     let events = (0..2_500).map(|i| {
-        Event::builder(format!("quickstart-user-{}", i % 50), event::PURCHASE)
-            .property(event_property::ORDER_ID, format!("order-{i}"))
-            .property(event_property::REVENUE, 12_000 + i)
-            .property(
-                event_property::ITEMS,
-                json!([{
-                    item_field::PRODUCT_ID: "sku-1",
-                    item_field::PRODUCT_NAME: "Sneakers",
-                    item_field::PRODUCT_PRICE: 12_000,
-                    item_field::QUANTITY: 1,
-                }]),
-            )
-            .timestamp("2025-01-17T05:39:22+09:00")
-            .build()
+        let sneakers = Product::new("sku-1")
+            .name("Sneakers")
+            .category1("Shoes")
+            .price(59_000.0)
+            .quantity(1);
+        let socks = Product::new("sku-2")
+            .name("Socks")
+            .price(3_000.0)
+            .quantity(1 + i % 3);
+        let revenue = 59_000.0 + 3_000.0 * f64::from(1 + i % 3);
+        Event::purchase(
+            format!("quickstart-user-{}", i % 50),
+            format!("order-{i}"),
+            revenue,
+            [sneakers, socks],
+        )
+        .timestamp("2025-01-17T05:39:22+09:00")
+        .build()
     });
     let report = client
         .send_events(events.collect::<Result<Vec<_>, _>>()?)
         .await;
-    all_ok &= show("events: 2,500 purchases", &report);
+    all_ok &= show("events: 2,500 purchases of two line items", &report);
 
     let profiles = (0..50).map(|i| {
         UserProfile::builder(format!("quickstart-user-{i}"))
-            .property(user_property::EMAIL, format!("user{i}@example.com"))
-            .property(user_property::EMAIL_OPT_IN, true)
-            .property(user_property::GRADE, "gold")
+            .email(format!("user{i}@example.com"))
+            .email_opt_in(true)
+            .grade("gold")
+            .gender(Gender::Unknown)
+            .birth(NaiveDate::from_ymd_opt(1990, 1, 1 + i % 28).expect("a day of January"))
             .build()
     });
     let report = client

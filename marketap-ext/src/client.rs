@@ -20,7 +20,7 @@ use crate::{
     delivery::Delivery,
     error::{Error, ValidationError},
     ingest::{Ingestor, IngestorConfig},
-    item::{Device, Event, UserDeletion, UserProfile},
+    item::{Device, Event, EventBuilder, UserDeletion, UserProfile, UserProfileBuilder},
     kind::Item,
     report::{BatchReport, FailedBatch, RequestOutcome},
 };
@@ -52,6 +52,7 @@ impl fmt::Debug for Marketap {
             .field("project_id", &self.inner.project_id)
             .field("retry", &self.inner.retry)
             .field("batch", &self.inner.batch)
+            .field("reserved_check", &self.inner.reserved_check)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +81,19 @@ impl Marketap {
     /// The project every request is for.
     pub fn project_id(&self) -> &str {
         &self.inner.project_id
+    }
+
+    /// An event builder, as [`Event::builder`], that runs the reserved check
+    /// only if this client's [`Config::with_reserved_check`] says so. The
+    /// typed setters (`revenue`, `order_id`, `items`) are on the builder.
+    pub fn event(&self, user_id: impl Into<String>, event_name: impl Into<String>) -> EventBuilder {
+        Event::builder(user_id, event_name).reserved_check(self.inner.reserved_check)
+    }
+
+    /// A profile builder, as [`UserProfile::builder`], that runs the reserved
+    /// check only if this client's [`Config::with_reserved_check`] says so.
+    pub fn profile(&self, user_id: impl Into<String>) -> UserProfileBuilder {
+        UserProfile::builder(user_id).reserved_check(self.inner.reserved_check)
     }
 
     /// Sends events: any number, in requests of at most 1,000.
@@ -183,8 +197,8 @@ impl Marketap {
 
     /// Sends a dead letter's items again, as one request (with retries).
     /// Returns how many items were accepted; on failure the letter is
-    /// still yours to keep. Items are validated again first: the file may
-    /// have been edited.
+    /// still yours to keep. Items are validated again first, with this
+    /// client's reserved-check setting: the file may have been edited.
     pub async fn resend(&self, letter: &DeadLetter) -> Result<usize, Error> {
         letter.resend(self.inner.clone()).await
     }

@@ -1,5 +1,6 @@
 //! Client configuration: the API key (a secret that never prints), the
-//! project, where to send, timeouts, and the retry and batching settings.
+//! project, where to send, timeouts, the retry and batching settings, and
+//! whether the client's builders run the reserved check.
 //! [`Config::validate`] turns it into what the client runs on, or a
 //! [`ValidationError`] naming the setting.
 
@@ -135,6 +136,8 @@ pub(crate) struct Connection {
     pub batch: BatchConfig,
     /// The server's limits as this client has met them.
     pub throttle: Throttle,
+    /// Whether the client's builders and resends run the reserved check.
+    pub reserved_check: bool,
 }
 
 /// Everything a [`Marketap`](crate::Marketap) client needs.
@@ -160,6 +163,7 @@ pub struct Config {
     retry: RetryConfig,
     batch: BatchConfig,
     rate_limit: RateLimit,
+    reserved_check: bool,
 }
 
 impl fmt::Debug for Config {
@@ -175,6 +179,7 @@ impl fmt::Debug for Config {
             .field("retry", &self.retry)
             .field("batch", &self.batch)
             .field("rate_limit", &self.rate_limit)
+            .field("reserved_check", &self.reserved_check)
             .finish()
     }
 }
@@ -194,6 +199,7 @@ impl Config {
             retry: RetryConfig::default(),
             batch: BatchConfig::default(),
             rate_limit: RateLimit::default(),
+            reserved_check: true,
         }
     }
 
@@ -281,6 +287,20 @@ impl Config {
         self
     }
 
+    /// Whether the builders this client makes ([`Marketap::event`],
+    /// [`Marketap::profile`]) and [`Marketap::resend`] run the reserved check
+    /// (see [`crate::taxonomy`]). On by default. Builders made without a
+    /// client (`Event::builder`, `Event::purchase`, ...) always start with it
+    /// on; switch it off on one builder with `skip_reserved_check()`.
+    ///
+    /// [`Marketap::event`]: crate::Marketap::event
+    /// [`Marketap::profile`]: crate::Marketap::profile
+    /// [`Marketap::resend`]: crate::Marketap::resend
+    pub fn with_reserved_check(mut self, on: bool) -> Self {
+        self.reserved_check = on;
+        self
+    }
+
     /// The API key (prints as `***`).
     pub fn api_key(&self) -> &ApiKey {
         &self.api_key
@@ -306,6 +326,11 @@ impl Config {
         &self.batch
     }
 
+    /// Whether the client's builders run the reserved check.
+    pub fn reserved_check(&self) -> bool {
+        self.reserved_check
+    }
+
     /// Checks every setting and builds what the client runs on. Nothing is
     /// sent.
     pub(crate) fn connect(&self) -> Result<Connection, ValidationError> {
@@ -315,6 +340,7 @@ impl Config {
             retry: self.retry,
             batch: self.batch,
             throttle: Throttle::new(self.rate_limit),
+            reserved_check: self.reserved_check,
         })
     }
 

@@ -61,32 +61,54 @@ impl DeadLetter {
         })
     }
 
-    /// The letter's items, checked as a builder would check them: the file
-    /// may have been edited.
+    /// The letter's items, checked as a builder would check them (the
+    /// reserved check included): the file may have been edited.
     pub fn items<T: Item>(&self) -> Result<Vec<T>, ValidationError> {
+        self.checked_items(true)
+    }
+
+    /// [`items`](Self::items), with the reserved check on or off.
+    fn checked_items<T: Item>(&self, reserved_check: bool) -> Result<Vec<T>, ValidationError> {
         let items =
             T::from_letter(self.body.clone()).map_err(|e| ValidationError::Unserializable {
                 field: "body".into(),
                 reason: e.to_string(),
             })?;
-        items.into_iter().map(T::validate).collect()
+        items
+            .into_iter()
+            .map(|item| item.validate(reserved_check))
+            .collect()
     }
 
-    /// Sends the items again, as one request of the letter's kind.
+    /// Sends the items again, as one request of the letter's kind, checked
+    /// with the connection's reserved-check setting.
     pub(crate) async fn resend(&self, connection: Arc<Connection>) -> Result<usize, Error> {
+        let reserved_check = connection.reserved_check;
         let delivery = Delivery::new(connection, Cancel::never());
         match self.operation {
-            Operation::CollectBulkUserEvents => self.resend_as::<Event>(delivery).await,
-            Operation::UpdateBulkUserProfiles => self.resend_as::<UserProfile>(delivery).await,
-            Operation::UpdateBulkDeviceProfiles => self.resend_as::<Device>(delivery).await,
+            Operation::CollectBulkUserEvents => {
+                self.resend_as::<Event>(delivery, reserved_check).await
+            }
+            Operation::UpdateBulkUserProfiles => {
+                self.resend_as::<UserProfile>(delivery, reserved_check)
+                    .await
+            }
+            Operation::UpdateBulkDeviceProfiles => {
+                self.resend_as::<Device>(delivery, reserved_check).await
+            }
             Operation::RequestUserProfileDeletion | Operation::RequestBulkUserProfileDeletion => {
-                self.resend_as::<UserDeletion>(delivery).await
+                self.resend_as::<UserDeletion>(delivery, reserved_check)
+                    .await
             }
         }
     }
 
-    async fn resend_as<T: Item>(&self, delivery: Delivery) -> Result<usize, Error> {
-        let items = self.items::<T>()?;
+    async fn resend_as<T: Item>(
+        &self,
+        delivery: Delivery,
+        reserved_check: bool,
+    ) -> Result<usize, Error> {
+        let items = self.checked_items::<T>(reserved_check)?;
         delivery
             .send_exactly(items)
             .await

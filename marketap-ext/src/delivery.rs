@@ -259,10 +259,7 @@ fn body_bytes<T: Item>(items: &[T]) -> usize {
 /// `items` cut into runs of consecutive items whose bodies fit in
 /// `max_bytes`, each with the offset of its first item. An item that does
 /// not fit alone is handed back on its own, with a validation error.
-fn cut_by_bytes<T: Item>(
-    items: Vec<T>,
-    max_bytes: usize,
-) -> Vec<Run<T>> {
+fn cut_by_bytes<T: Item>(items: Vec<T>, max_bytes: usize) -> Vec<Run<T>> {
     let envelope = T::FIELD.len() + 7;
     if body_bytes(&items) <= max_bytes {
         return vec![(0, Ok(items))];

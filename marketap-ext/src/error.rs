@@ -12,6 +12,7 @@ use std::time::Duration;
 use marketap_api::{ResponseValue, types::IngestionResponse};
 
 use crate::echo::echo;
+use crate::taxonomy::{Scope, ValueType};
 use crate::timestamp::TimestampError;
 
 /// Bodies of unexpected responses are kept up to this size.
@@ -381,6 +382,48 @@ pub enum ValidationError {
         max: usize,
     },
 
+    /// A name starting with `mkt_` that Marketap does not reserve where it is used (see
+    /// [`crate::taxonomy`]).
+    #[error("{}", not_reserved(field, name, *scope, *suggestion, *reserved_as))]
+    NotReserved {
+        /// Where, e.g. `properties.mkt_items[0].mkt_prodcut_id`, or `event_name`.
+        field: String,
+        /// The name, cut to a readable length.
+        name: String,
+        /// Where it was used.
+        scope: Scope,
+        /// The closest name reserved there, when one is close (`mkt_revenu` → `mkt_revenue`).
+        suggestion: Option<&'static str>,
+        /// Where the name is reserved instead, if anywhere (`mkt_cart`, a user property, among
+        /// an event's properties).
+        reserved_as: Option<Scope>,
+    },
+
+    /// A reserved name whose value has the wrong JSON type.
+    #[error("`{field}` must be {expected}, got {found}: {value}")]
+    WrongType {
+        /// Where, e.g. `properties.mkt_revenue`.
+        field: String,
+        /// What the value must be.
+        expected: ValueType,
+        /// The JSON type it has (`string`, `number`, ...).
+        found: &'static str,
+        /// The value, cut to a readable length.
+        value: String,
+    },
+
+    /// An event that Marketap's mobile SDKs send by themselves
+    /// ([`crate::taxonomy::sdk_event`]).
+    #[error(
+        "`event_name`: \"{name}\" is sent by Marketap's mobile SDKs themselves; a copy from a \
+         server would sit beside theirs and skew reports and campaigns (to send it anyway, \
+         switch the reserved check off)"
+    )]
+    SdkOnlyEvent {
+        /// The event name.
+        name: &'static str,
+    },
+
     /// The API key cannot go into an HTTP header. The key is not shown.
     #[error(
         "`api_key` is not a valid HTTP header value (empty, or holds a control character such as a newline); the key is not shown"
@@ -406,6 +449,39 @@ impl ValidationError {
             value: echo(&value.to_string()),
             reason: reason.into(),
         }
+    }
+}
+
+/// The message of [`ValidationError::NotReserved`].
+fn not_reserved(
+    field: &str,
+    name: &str,
+    scope: Scope,
+    suggestion: Option<&str>,
+    reserved_as: Option<Scope>,
+) -> String {
+    let here = scope.plural();
+    if let Some(other) = reserved_as {
+        let hint = match other {
+            Scope::EventName => "; use it as an event's name",
+            Scope::EventProperty => "; send it in an event's properties",
+            Scope::UserProperty => "; send it in a user profile",
+            Scope::ItemField => {
+                "; put it in an item object, in `mkt_items`, `mkt_cart` or `mkt_wish_list`"
+            }
+            Scope::CouponField => "; put it in a coupon object, in `mkt_coupons`",
+        };
+        let there = other.plural();
+        return format!("`{field}`: \"{name}\" is one of Marketap's {there}, not its {here}{hint}");
+    }
+    match suggestion {
+        Some(suggestion) => format!(
+            "`{field}`: \"{name}\" is not one of Marketap's reserved {here}; did you mean \"{suggestion}\"?"
+        ),
+        None => format!(
+            "`{field}`: \"{name}\" is not one of Marketap's reserved {here}, and the `mkt_` prefix \
+             is Marketap's: rename it (the reserved names are in `marketap_ext::taxonomy`)"
+        ),
     }
 }
 

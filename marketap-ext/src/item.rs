@@ -4,7 +4,12 @@
 //! engine needs of each kind is in [`crate::kind`].
 //!
 //! Validation happens in `build()`: once you hold an item, it can go on the
-//! wire. Wrapping the generated types (rather than copying into them) means
+//! wire. That includes the reserved check ([`crate::taxonomy`]): each
+//! builder runs it unless told otherwise with `skip_reserved_check()`, and a
+//! builder made by a client ([`Marketap::event`](crate::Marketap::event),
+//! [`Marketap::profile`](crate::Marketap::profile)) follows the client's
+//! [`Config::with_reserved_check`](crate::Config::with_reserved_check).
+//! Wrapping the generated types (rather than copying into them) means
 //! sending costs a move, not a conversion.
 
 use marketap_api::types;
@@ -13,15 +18,29 @@ use serde_json::{Map, Value};
 
 use crate::{
     error::{ValidationError, require_id},
-    properties,
+    properties, reserved,
     timestamp::{IntoTimestamp, Timestamp, check_wire},
     typed::TrackEvent,
 };
 
-/// `property` and `properties` for a builder whose `raw` wire type has a
-/// `properties` map.
+/// `property`, `properties` and `skip_reserved_check` for a builder whose
+/// `raw` wire type has a `properties` map.
 macro_rules! property_setters {
     () => {
+        /// Builds without the reserved check: `mkt_` names and their values go
+        /// out as they are, for a name Marketap reserves that this SDK does
+        /// not know yet, or an event you replay on purpose. Every other check
+        /// still runs. See [`crate::taxonomy`].
+        pub fn skip_reserved_check(self) -> Self {
+            self.reserved_check(false)
+        }
+
+        /// Whether `build()` runs the reserved check (a client's setting).
+        pub(crate) fn reserved_check(mut self, on: bool) -> Self {
+            self.reserved_check = on;
+            self
+        }
+
         /// Sets one property. `value` may be anything `Serialize`; a NaN or
         /// infinite number is an error.
         pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
@@ -121,6 +140,7 @@ pub struct Event(types::CreateEventReq);
 pub struct EventBuilder {
     raw: types::CreateEventReq,
     error: Option<ValidationError>,
+    reserved_check: bool,
 }
 
 impl Event {
@@ -140,6 +160,7 @@ impl Event {
                 timestamp: None,
             },
             error: None,
+            reserved_check: true,
         }
     }
 
@@ -150,9 +171,22 @@ impl Event {
     }
 
     /// Validates an event in the generated wire type, e.g. one read back
-    /// from a dead-letter file.
+    /// from a dead-letter file. The reserved check runs.
     pub fn from_raw(raw: types::CreateEventReq) -> Result<Self, ValidationError> {
-        EventBuilder { raw, error: None }.build()
+        Self::from_raw_checked(raw, true)
+    }
+
+    /// [`from_raw`](Self::from_raw), with the reserved check on or off.
+    pub(crate) fn from_raw_checked(
+        raw: types::CreateEventReq,
+        reserved_check: bool,
+    ) -> Result<Self, ValidationError> {
+        EventBuilder {
+            raw,
+            error: None,
+            reserved_check,
+        }
+        .build()
     }
 
     /// Who did it.
@@ -210,6 +244,9 @@ impl EventBuilder {
             })?;
         }
         properties::check_depth("properties", &self.raw.properties)?;
+        if self.reserved_check {
+            reserved::check_event(&self.raw.event_name, &self.raw.properties)?;
+        }
         properties::check_size("event", &self.raw)?;
         Ok(Event(self.raw))
     }
@@ -239,6 +276,7 @@ pub struct UserProfile(types::BulkUserProfile);
 pub struct UserProfileBuilder {
     raw: types::BulkUserProfile,
     error: Option<ValidationError>,
+    reserved_check: bool,
 }
 
 impl UserProfile {
@@ -256,12 +294,27 @@ impl UserProfile {
                 properties: Map::new(),
             },
             error: None,
+            reserved_check: true,
         }
     }
 
-    /// Validates a profile in the generated wire type.
+    /// Validates a profile in the generated wire type. The reserved check
+    /// runs.
     pub fn from_raw(raw: types::BulkUserProfile) -> Result<Self, ValidationError> {
-        UserProfileBuilder { raw, error: None }.build()
+        Self::from_raw_checked(raw, true)
+    }
+
+    /// [`from_raw`](Self::from_raw), with the reserved check on or off.
+    pub(crate) fn from_raw_checked(
+        raw: types::BulkUserProfile,
+        reserved_check: bool,
+    ) -> Result<Self, ValidationError> {
+        UserProfileBuilder {
+            raw,
+            error: None,
+            reserved_check,
+        }
+        .build()
     }
 
     /// Whose profile.
@@ -290,6 +343,9 @@ impl UserProfileBuilder {
         }
         require_id("user_id", &self.raw.user_id)?;
         properties::check_depth("properties", &self.raw.properties)?;
+        if self.reserved_check {
+            reserved::check_profile(&self.raw.properties)?;
+        }
         properties::check_size("profile", &self.raw)?;
         Ok(UserProfile(self.raw))
     }
@@ -379,6 +435,15 @@ impl Device {
     /// Validates a device in the generated wire type.
     pub fn from_raw(raw: types::UpdateDeviceProfileReq) -> Result<Self, ValidationError> {
         DeviceBuilder { raw, error: None }.build()
+    }
+
+    /// [`from_raw`](Self::from_raw); a device has no properties, so there
+    /// is nothing for the reserved check.
+    pub(crate) fn from_raw_checked(
+        raw: types::UpdateDeviceProfileReq,
+        _reserved_check: bool,
+    ) -> Result<Self, ValidationError> {
+        Self::from_raw(raw)
     }
 
     /// The push token.

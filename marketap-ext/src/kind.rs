@@ -95,8 +95,9 @@ pub(crate) mod sealed {
             project_id: &'a str,
             body: &'a Self::Body,
         ) -> impl Future<Output = ApiResult> + Send + 'a;
-        /// Checks an item that did not come from a builder.
-        fn validate(self) -> Result<Self, ValidationError>;
+        /// Checks an item that did not come from a builder (read back from
+        /// a dead letter), with the reserved check on or off.
+        fn validate(self, reserved_check: bool) -> Result<Self, ValidationError>;
         /// The items of a dead letter's body, `{FIELD: [...]}`, unchecked.
         fn from_letter(body: serde_json::Value) -> Result<Vec<Self>, serde_json::Error>;
         /// Failed items of this kind, as the ingestor hands them back.
@@ -137,8 +138,8 @@ macro_rules! bulk_kind {
                 api.$method(project_id, body)
             }
 
-            fn validate(self) -> Result<Self, ValidationError> {
-                Self::from_raw(self.into_raw())
+            fn validate(self, reserved_check: bool) -> Result<Self, ValidationError> {
+                Self::from_raw_checked(self.into_raw(), reserved_check)
             }
 
             fn from_letter(body: serde_json::Value) -> Result<Vec<Self>, serde_json::Error> {
@@ -234,7 +235,7 @@ impl sealed::Kind for UserDeletion {
         }
     }
 
-    fn validate(self) -> Result<Self, ValidationError> {
+    fn validate(self, _reserved_check: bool) -> Result<Self, ValidationError> {
         Self::new(self.into_user_id())
     }
 

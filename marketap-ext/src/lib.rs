@@ -21,8 +21,14 @@
 //!   every failed item goes to `on_failure` or a report (up to a bound,
 //!   past which it is logged and counted), and to a [`dead_letter`] file
 //!   when one is set; [`Ingestor::shutdown`] drains within a deadline.
-//! - [`taxonomy`]: Marketap's reserved `mkt_` names; [`TrackEvent`] and
-//!   [`TrackingPlan`] for typed events.
+//! - [`taxonomy`]: Marketap's reserved `mkt_` names and the type of each
+//!   one's value. Builders check every `mkt_` name they are given against it
+//!   (on by default; [`Config::with_reserved_check`] and
+//!   `skip_reserved_check()` switch it off).
+//! - The commerce model, typed: [`Product`] and [`Coupon`], [`Event::purchase`]
+//!   and the other commerce events, and typed member properties on
+//!   [`UserProfileBuilder`]. [`TrackEvent`] and [`TrackingPlan`] for events
+//!   of your own.
 //!
 //! ```no_run
 //! use marketap_ext::{Event, Marketap, taxonomy::event};
@@ -43,6 +49,7 @@
 
 mod cancel;
 mod client;
+mod commerce;
 mod config;
 pub mod dead_letter;
 mod delivery;
@@ -53,6 +60,7 @@ mod item;
 mod kind;
 mod properties;
 mod report;
+mod reserved;
 mod retry;
 pub mod taxonomy;
 mod throttle;
@@ -60,6 +68,7 @@ pub mod timestamp;
 mod typed;
 
 pub use client::Marketap;
+pub use commerce::{Coupon, Product};
 pub use config::{
     ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH_SIZE,
     USER_AGENT,

@@ -115,7 +115,8 @@ pub(crate) fn to_object<T: Serialize + ?Sized>(
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// The JSON type of `value`, as error messages name it (`string`, `array`, ...).
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

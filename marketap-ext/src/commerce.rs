@@ -1,0 +1,384 @@
+//! The commerce model, typed: [`Product`] (a line item) and [`Coupon`], the typed commerce
+//! events ([`Event::purchase`], [`Event::add_to_cart`], ...), the typed event properties on
+//! [`EventBuilder`] and the typed member properties on [`UserProfileBuilder`]. Each writes the
+//! reserved names of [`crate::taxonomy`] with values of their types, exactly as Marketap's
+//! mobile SDKs do, and returns the ordinary builder, so properties of your own can be added.
+
+use chrono::NaiveDate;
+use serde::{Serialize, Serializer, ser::SerializeStruct};
+
+use crate::{
+    item::{Event, EventBuilder, UserProfileBuilder},
+    taxonomy::{coupon_field, event, event_property, item_field, user_property},
+    timestamp::Timestamp,
+};
+
+/// The reserved fields set on a product or coupon, in the order they were set; setting one
+/// again replaces its value.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Fields(Vec<(&'static str, Field)>);
+
+/// One field's value, serialized as itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+enum Field {
+    Text(String),
+    Number(f64),
+    Count(u32),
+    Bool(bool),
+    Instant(Timestamp),
+}
+
+impl Fields {
+    fn set(&mut self, name: &'static str, value: Field) {
+        match self.0.iter_mut().find(|(set, _)| *set == name) {
+            Some((_, slot)) => *slot = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A struct, not a map: the names are `&'static str`, and the
+        // properties checker follows struct fields without allocating.
+        let mut object = serializer.serialize_struct("Fields", self.0.len())?;
+        for (name, value) in &self.0 {
+            object.serialize_field(name, value)?;
+        }
+        object.end()
+    }
+}
+
+/// Setters that each write one reserved field, as `Field::$kind`.
+macro_rules! field_setters {
+    ($($(#[$doc:meta])* $method:ident($value:ident: $type:ty) => $name:expr, $kind:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $method(mut self, $value: $type) -> Self {
+            self.0.set($name, Field::$kind($value.into()));
+            self
+        }
+    )*};
+}
+
+/// An item of Marketap's taxonomy: a product in a purchase, a cart or a wish list, with the
+/// fields of [`item_field`]. (Marketap calls it an item; in this crate
+/// [`Item`](crate::Item) is anything the client sends.)
+///
+/// It serializes to exactly the reserved names, with only the fields you set. Prices are
+/// numbers (a NaN or infinite price is refused when the event or profile is built), the
+/// quantity a non-negative integer.
+///
+/// ```
+/// use marketap_ext::Product;
+///
+/// let sneakers = Product::new("sku-1").name("Sneakers").price(59_000.0).quantity(2);
+/// assert_eq!(
+///     serde_json::to_value(&sneakers)?,
+///     serde_json::json!({
+///         "mkt_product_id": "sku-1",
+///         "mkt_product_name": "Sneakers",
+///         "mkt_product_price": 59000.0,
+///         "mkt_quantity": 2,
+///     }),
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+#[must_use]
+pub struct Product(Fields);
+
+impl Product {
+    /// A product with its id ([`item_field::PRODUCT_ID`]).
+    pub fn new(product_id: impl Into<String>) -> Self {
+        Self(Fields::default()).id(product_id)
+    }
+
+    field_setters! {
+        /// Its id ([`item_field::PRODUCT_ID`]), replacing the one given to `new`.
+        id(product_id: impl Into<String>) => item_field::PRODUCT_ID, Text;
+        /// Its name ([`item_field::PRODUCT_NAME`]).
+        name(name: impl Into<String>) => item_field::PRODUCT_NAME, Text;
+        /// Its top-level category ([`item_field::CATEGORY1`]).
+        category1(category: impl Into<String>) => item_field::CATEGORY1, Text;
+        /// Its second-level category ([`item_field::CATEGORY2`]).
+        category2(category: impl Into<String>) => item_field::CATEGORY2, Text;
+        /// Its third-level category ([`item_field::CATEGORY3`]).
+        category3(category: impl Into<String>) => item_field::CATEGORY3, Text;
+        /// Its fourth-level category ([`item_field::CATEGORY4`]).
+        category4(category: impl Into<String>) => item_field::CATEGORY4, Text;
+        /// Its fifth-level category ([`item_field::CATEGORY5`]).
+        category5(category: impl Into<String>) => item_field::CATEGORY5, Text;
+        /// Its unit price ([`item_field::PRODUCT_PRICE`]).
+        price(price: f64) => item_field::PRODUCT_PRICE, Number;
+        /// How many ([`item_field::QUANTITY`]).
+        quantity(quantity: u32) => item_field::QUANTITY, Count;
+        /// Its variant, such as size or color ([`item_field::VARIANT`]).
+        variant(variant: impl Into<String>) => item_field::VARIANT, Text;
+        /// Its brand ([`item_field::BRAND`]).
+        brand(brand: impl Into<String>) => item_field::BRAND, Text;
+        /// The extra price of the chosen option ([`item_field::OPTION_PRICE`]).
+        option_price(price: f64) => item_field::OPTION_PRICE, Number;
+        /// Shipping information ([`item_field::SHIPPING_INFO`]).
+        shipping_info(info: impl Into<String>) => item_field::SHIPPING_INFO, Text;
+        /// Bundle information ([`item_field::BUNDLE_INFO`]).
+        bundle_info(info: impl Into<String>) => item_field::BUNDLE_INFO, Text;
+        /// When the product was created, as your system writes it
+        /// ([`item_field::CREATED_DATETIME`]).
+        created_datetime(created: impl Into<String>) => item_field::CREATED_DATETIME, Text;
+    }
+}
+
+/// A coupon a member holds, with the fields of [`coupon_field`], for
+/// [`UserProfileBuilder::coupons`]. Instants go out as RFC 3339 in UTC, as the SDKs send them.
+///
+/// ```
+/// use marketap_ext::{Coupon, Timestamp};
+///
+/// let coupon = Coupon::new("WELCOME10")
+///     .issue_id("issue-7")
+///     .expires_at(Timestamp::parse("2025-02-01T00:00:00+09:00")?)
+///     .used(false);
+/// assert_eq!(
+///     serde_json::to_value(&coupon)?,
+///     serde_json::json!({
+///         "mkt_coupon_id": "WELCOME10",
+///         "mkt_issue_id": "issue-7",
+///         "mkt_expires_at": "2025-01-31T15:00:00Z",
+///         "mkt_is_used": false,
+///     }),
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+#[must_use]
+pub struct Coupon(Fields);
+
+impl Coupon {
+    /// A coupon with its id ([`coupon_field::COUPON_ID`]): the kind of coupon, not this
+    /// issue of it.
+    pub fn new(coupon_id: impl Into<String>) -> Self {
+        Self(Fields::default()).id(coupon_id)
+    }
+
+    field_setters! {
+        /// Its id ([`coupon_field::COUPON_ID`]), replacing the one given to `new`.
+        id(coupon_id: impl Into<String>) => coupon_field::COUPON_ID, Text;
+        /// This issue of the coupon to this member ([`coupon_field::ISSUE_ID`]).
+        issue_id(issue_id: impl Into<String>) => coupon_field::ISSUE_ID, Text;
+        /// When it was issued ([`coupon_field::ISSUED_AT`]).
+        issued_at(at: Timestamp) => coupon_field::ISSUED_AT, Instant;
+        /// When it expires ([`coupon_field::EXPIRES_AT`]).
+        expires_at(at: Timestamp) => coupon_field::EXPIRES_AT, Instant;
+        /// The top-level category it applies to ([`coupon_field::CATEGORY1`]).
+        category1(category: impl Into<String>) => coupon_field::CATEGORY1, Text;
+        /// The second-level category it applies to ([`coupon_field::CATEGORY2`]).
+        category2(category: impl Into<String>) => coupon_field::CATEGORY2, Text;
+        /// The third-level category it applies to ([`coupon_field::CATEGORY3`]).
+        category3(category: impl Into<String>) => coupon_field::CATEGORY3, Text;
+        /// The fourth-level category it applies to ([`coupon_field::CATEGORY4`]).
+        category4(category: impl Into<String>) => coupon_field::CATEGORY4, Text;
+        /// The fifth-level category it applies to ([`coupon_field::CATEGORY5`]).
+        category5(category: impl Into<String>) => coupon_field::CATEGORY5, Text;
+        /// Its name ([`coupon_field::COUPON_NAME`]).
+        name(name: impl Into<String>) => coupon_field::COUPON_NAME, Text;
+        /// Whether it was used ([`coupon_field::IS_USED`]).
+        used(used: bool) => coupon_field::IS_USED, Bool;
+    }
+}
+
+/// The typed commerce events. Each returns the ordinary [`EventBuilder`]: add a timestamp or
+/// properties of your own, then `build()`.
+impl Event {
+    /// A completed purchase ([`event::PURCHASE`]) of order `order_id`, with its `revenue` and
+    /// line `items`.
+    ///
+    /// ```
+    /// use marketap_ext::{Event, Product};
+    ///
+    /// let purchase = Event::purchase("user-42", "order-7", 118_000.0, [
+    ///     Product::new("sku-1").name("Sneakers").price(59_000.0).quantity(2),
+    /// ])
+    /// .property("coupon_code", "WELCOME10")
+    /// .build()?;
+    /// assert_eq!(purchase.properties()["mkt_items"][0]["mkt_quantity"], 2);
+    /// # Ok::<(), marketap_ext::ValidationError>(())
+    /// ```
+    pub fn purchase(
+        user_id: impl Into<String>,
+        order_id: impl Into<String>,
+        revenue: f64,
+        items: impl IntoIterator<Item = Product>,
+    ) -> EventBuilder {
+        Self::builder(user_id, event::PURCHASE)
+            .order_id(order_id)
+            .revenue(revenue)
+            .items(items)
+    }
+
+    /// A product's detail was viewed ([`event::PRODUCT_VIEW`]).
+    pub fn product_view(user_id: impl Into<String>, product: Product) -> EventBuilder {
+        Self::builder(user_id, event::PRODUCT_VIEW).items([product])
+    }
+
+    /// `items` were added to the cart ([`event::ADD_TO_CART`]).
+    pub fn add_to_cart(
+        user_id: impl Into<String>,
+        items: impl IntoIterator<Item = Product>,
+    ) -> EventBuilder {
+        Self::builder(user_id, event::ADD_TO_CART).items(items)
+    }
+
+    /// `items` were added to the wish list ([`event::ADD_TO_WISHLIST`]).
+    pub fn add_to_wishlist(
+        user_id: impl Into<String>,
+        items: impl IntoIterator<Item = Product>,
+    ) -> EventBuilder {
+        Self::builder(user_id, event::ADD_TO_WISHLIST).items(items)
+    }
+
+    /// Checkout began for `items` ([`event::BEGIN_CHECKOUT`]).
+    pub fn begin_checkout(
+        user_id: impl Into<String>,
+        items: impl IntoIterator<Item = Product>,
+    ) -> EventBuilder {
+        Self::builder(user_id, event::BEGIN_CHECKOUT).items(items)
+    }
+
+    /// The cart, holding `items`, was viewed ([`event::CART_VIEW`]).
+    pub fn cart_view(
+        user_id: impl Into<String>,
+        items: impl IntoIterator<Item = Product>,
+    ) -> EventBuilder {
+        Self::builder(user_id, event::CART_VIEW).items(items)
+    }
+
+    /// A search was run ([`event::SEARCH`]). Marketap reserves no property for the search
+    /// terms: add your own, e.g. `.property("search_term", terms)`.
+    pub fn search(user_id: impl Into<String>) -> EventBuilder {
+        Self::builder(user_id, event::SEARCH)
+    }
+}
+
+/// The typed event properties of [`crate::taxonomy::event_property`].
+impl EventBuilder {
+    /// The event's revenue ([`event_property::REVENUE`]); NaN or infinity is an error.
+    pub fn revenue(self, revenue: f64) -> Self {
+        self.property(event_property::REVENUE, revenue)
+    }
+
+    /// The order's id ([`event_property::ORDER_ID`]).
+    pub fn order_id(self, order_id: impl Into<String>) -> Self {
+        self.property(event_property::ORDER_ID, order_id.into())
+    }
+
+    /// The items involved ([`event_property::ITEMS`]), replacing any set before.
+    pub fn items(self, items: impl IntoIterator<Item = Product>) -> Self {
+        self.property(event_property::ITEMS, items.into_iter().collect::<Vec<_>>())
+    }
+}
+
+/// The typed member properties of [`crate::taxonomy::user_property`].
+impl UserProfileBuilder {
+    /// The member's name ([`user_property::NAME`]).
+    pub fn name(self, name: impl Into<String>) -> Self {
+        self.property(user_property::NAME, name.into())
+    }
+
+    /// The member's phone number ([`user_property::PHONE_NUMBER`]).
+    pub fn phone_number(self, phone_number: impl Into<String>) -> Self {
+        self.property(user_property::PHONE_NUMBER, phone_number.into())
+    }
+
+    /// The member's email address ([`user_property::EMAIL`]).
+    pub fn email(self, email: impl Into<String>) -> Self {
+        self.property(user_property::EMAIL, email.into())
+    }
+
+    /// The member's gender ([`user_property::GENDER`]).
+    pub fn gender(self, gender: user_property::Gender) -> Self {
+        self.property(user_property::GENDER, gender)
+    }
+
+    /// The member's grade or tier ([`user_property::GRADE`]).
+    pub fn grade(self, grade: impl Into<String>) -> Self {
+        self.property(user_property::GRADE, grade.into())
+    }
+
+    /// The member's date of birth ([`user_property::BIRTH`]), sent as `YYYY-MM-DD`. A year
+    /// outside 0000 to 9999 cannot be written so, and is an error.
+    pub fn birth(self, date: NaiveDate) -> Self {
+        self.property(user_property::BIRTH, date.format("%Y-%m-%d").to_string())
+    }
+
+    /// Consent to marketing text messages ([`user_property::TEXT_MESSAGE_OPT_IN`]). Only
+    /// `false` excludes the member: leave it unset when you do not know.
+    pub fn text_message_opt_in(self, opt_in: bool) -> Self {
+        self.property(user_property::TEXT_MESSAGE_OPT_IN, opt_in)
+    }
+
+    /// Consent to marketing messages on KakaoTalk ([`user_property::KAKAO_OPT_IN`]). Only
+    /// `false` excludes the member.
+    pub fn kakao_opt_in(self, opt_in: bool) -> Self {
+        self.property(user_property::KAKAO_OPT_IN, opt_in)
+    }
+
+    /// Consent to marketing email ([`user_property::EMAIL_OPT_IN`]). Only `false` excludes
+    /// the member.
+    pub fn email_opt_in(self, opt_in: bool) -> Self {
+        self.property(user_property::EMAIL_OPT_IN, opt_in)
+    }
+
+    /// Points the member can spend ([`user_property::AVAILABLE_POINTS`]).
+    pub fn available_points(self, points: i64) -> Self {
+        self.property(user_property::AVAILABLE_POINTS, points)
+    }
+
+    /// The total price of the member's cart ([`user_property::CART_TOTAL_PRICE`]).
+    pub fn cart_total_price(self, price: f64) -> Self {
+        self.property(user_property::CART_TOTAL_PRICE, price)
+    }
+
+    /// The total price of the member's wish list
+    /// ([`user_property::WISH_LIST_TOTAL_PRICE`]).
+    pub fn wish_list_total_price(self, price: f64) -> Self {
+        self.property(user_property::WISH_LIST_TOTAL_PRICE, price)
+    }
+
+    /// What is in the member's cart ([`user_property::CART`]).
+    pub fn cart(self, items: impl IntoIterator<Item = Product>) -> Self {
+        self.property(user_property::CART, items.into_iter().collect::<Vec<_>>())
+    }
+
+    /// What is in the member's wish list ([`user_property::WISH_LIST`]).
+    pub fn wish_list(self, items: impl IntoIterator<Item = Product>) -> Self {
+        self.property(
+            user_property::WISH_LIST,
+            items.into_iter().collect::<Vec<_>>(),
+        )
+    }
+
+    /// The coupons the member holds ([`user_property::COUPONS`]).
+    pub fn coupons(self, coupons: impl IntoIterator<Item = Coupon>) -> Self {
+        self.property(
+            user_property::COUPONS,
+            coupons.into_iter().collect::<Vec<_>>(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setting_a_field_again_replaces_it_in_place() {
+        let product = Product::new("a").price(1.0).name("n").price(2.0).id("b");
+        assert_eq!(
+            serde_json::to_string(&product).unwrap(),
+            r#"{"mkt_product_id":"b","mkt_product_price":2.0,"mkt_product_name":"n"}"#
+        );
+    }
+}
