@@ -132,7 +132,12 @@ fn timestamp_of(
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
-pub struct Event(types::CreateEventReq);
+pub struct Event {
+    raw: types::CreateEventReq,
+    /// Its length as JSON, for cutting requests by bytes.
+    #[serde(skip)]
+    bytes: usize,
+}
 
 /// Builds an [`Event`]; errors surface in [`build`](Self::build).
 #[derive(Debug, Clone)]
@@ -147,7 +152,13 @@ impl Event {
     /// Wraps a wire value that was validated before (it came out of an
     /// item of this kind).
     pub(crate) fn from_checked(raw: types::CreateEventReq) -> Self {
-        Self(raw)
+        let bytes = properties::json_len(&raw);
+        Self { raw, bytes }
+    }
+
+    /// Its length as JSON, in bytes.
+    pub(crate) fn wire_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// An event named `event_name` for `user_id`.
@@ -191,32 +202,32 @@ impl Event {
 
     /// Who did it.
     pub fn user_id(&self) -> &str {
-        &self.0.user_id
+        &self.raw.user_id
     }
 
     /// What they did.
     pub fn event_name(&self) -> &str {
-        &self.0.event_name
+        &self.raw.event_name
     }
 
     /// Its properties.
     pub fn properties(&self) -> &Map<String, Value> {
-        &self.0.properties
+        &self.raw.properties
     }
 
     /// When it happened, if set (the server uses arrival time otherwise).
     pub fn timestamp(&self) -> Option<Timestamp> {
-        self.0.timestamp.map(Timestamp::from_checked)
+        self.raw.timestamp.map(Timestamp::from_checked)
     }
 
     /// The generated wire type.
     pub fn as_raw(&self) -> &types::CreateEventReq {
-        &self.0
+        &self.raw
     }
 
     /// The generated wire type, by value.
     pub fn into_raw(self) -> types::CreateEventReq {
-        self.0
+        self.raw
     }
 }
 
@@ -247,8 +258,11 @@ impl EventBuilder {
         if self.reserved_check {
             reserved::check_event(&self.raw.event_name, &self.raw.properties)?;
         }
-        properties::check_size("event", &self.raw)?;
-        Ok(Event(self.raw))
+        let bytes = properties::check_size("event", &self.raw)?;
+        Ok(Event {
+            raw: self.raw,
+            bytes,
+        })
     }
 }
 
@@ -268,7 +282,12 @@ impl EventBuilder {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
-pub struct UserProfile(types::BulkUserProfile);
+pub struct UserProfile {
+    raw: types::BulkUserProfile,
+    /// Its length as JSON, for cutting requests by bytes.
+    #[serde(skip)]
+    bytes: usize,
+}
 
 /// Builds a [`UserProfile`]; errors surface in [`build`](Self::build).
 #[derive(Debug, Clone)]
@@ -283,7 +302,13 @@ impl UserProfile {
     /// Wraps a wire value that was validated before (it came out of an
     /// item of this kind).
     pub(crate) fn from_checked(raw: types::BulkUserProfile) -> Self {
-        Self(raw)
+        let bytes = properties::json_len(&raw);
+        Self { raw, bytes }
+    }
+
+    /// Its length as JSON, in bytes.
+    pub(crate) fn wire_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// A profile update for `user_id`.
@@ -319,17 +344,17 @@ impl UserProfile {
 
     /// Whose profile.
     pub fn user_id(&self) -> &str {
-        &self.0.user_id
+        &self.raw.user_id
     }
 
     /// The properties to set.
     pub fn properties(&self) -> &Map<String, Value> {
-        &self.0.properties
+        &self.raw.properties
     }
 
     /// The generated wire type.
     pub fn into_raw(self) -> types::BulkUserProfile {
-        self.0
+        self.raw
     }
 }
 
@@ -346,8 +371,11 @@ impl UserProfileBuilder {
         if self.reserved_check {
             reserved::check_profile(&self.raw.properties)?;
         }
-        properties::check_size("profile", &self.raw)?;
-        Ok(UserProfile(self.raw))
+        let bytes = properties::check_size("profile", &self.raw)?;
+        Ok(UserProfile {
+            raw: self.raw,
+            bytes,
+        })
     }
 }
 
@@ -399,7 +427,12 @@ impl std::fmt::Display for Platform {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
-pub struct Device(types::UpdateDeviceProfileReq);
+pub struct Device {
+    raw: types::UpdateDeviceProfileReq,
+    /// Its length as JSON, for cutting requests by bytes.
+    #[serde(skip)]
+    bytes: usize,
+}
 
 /// Builds a [`Device`]; errors surface in [`build`](Self::build).
 #[derive(Debug, Clone)]
@@ -413,7 +446,13 @@ impl Device {
     /// Wraps a wire value that was validated before (it came out of an
     /// item of this kind).
     pub(crate) fn from_checked(raw: types::UpdateDeviceProfileReq) -> Self {
-        Self(raw)
+        let bytes = properties::json_len(&raw);
+        Self { raw, bytes }
+    }
+
+    /// Its length as JSON, in bytes.
+    pub(crate) fn wire_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// A device with push `token` (FCM, APNs, or a Web Push endpoint).
@@ -448,22 +487,22 @@ impl Device {
 
     /// The push token.
     pub fn token(&self) -> &str {
-        &self.0.device.token
+        &self.raw.device.token
     }
 
     /// The platform as sent (`IOS`, `ANDROID`, `WEB`).
     pub fn platform(&self) -> &str {
-        &self.0.device.platform
+        &self.raw.device.platform
     }
 
     /// The owner, if set.
     pub fn user_id(&self) -> Option<&str> {
-        self.0.user_id.as_deref()
+        self.raw.user_id.as_deref()
     }
 
     /// The generated wire type.
     pub fn into_raw(self) -> types::UpdateDeviceProfileReq {
-        self.0
+        self.raw
     }
 }
 
@@ -503,8 +542,11 @@ impl DeviceBuilder {
                 source,
             })?;
         }
-        properties::check_size("device", &self.raw)?;
-        Ok(Device(self.raw))
+        let bytes = properties::check_size("device", &self.raw)?;
+        Ok(Device {
+            raw: self.raw,
+            bytes,
+        })
     }
 }
 

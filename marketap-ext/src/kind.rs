@@ -151,7 +151,7 @@ macro_rules! bulk_kind {
             }
 
             fn wire_bytes(&self) -> usize {
-                crate::properties::json_len(self)
+                $item::wire_bytes(self)
             }
         }
     };

@@ -345,3 +345,198 @@ impl Throttle {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit_after(concurrency: &Arc<Concurrency>, successes: usize, slot: &Slot) -> usize {
+        for _ in 0..successes {
+            concurrency.succeeded(slot);
+        }
+        concurrency.limit()
+    }
+
+    #[tokio::test]
+    async fn slow_start_grows_by_one_per_success_up_to_the_maximum() {
+        let concurrency = Concurrency::new(5);
+        assert_eq!(concurrency.limit(), 1);
+        let slot = concurrency.acquire().await;
+        assert_eq!(limit_after(&concurrency, 1, &slot), 2);
+        assert_eq!(limit_after(&concurrency, 1, &slot), 3);
+        assert_eq!(
+            limit_after(&concurrency, 10, &slot),
+            5,
+            "never past the maximum"
+        );
+    }
+
+    #[tokio::test]
+    async fn throttling_halves_once_per_window_never_below_one() {
+        let concurrency = Concurrency::new(8);
+        let first = concurrency.acquire().await;
+        limit_after(&concurrency, 7, &first);
+        assert_eq!(concurrency.limit(), 8);
+        let second = concurrency.acquire().await;
+        concurrency.throttled(&first);
+        assert_eq!(concurrency.limit(), 4);
+        // Started before the decrease: already accounted for.
+        concurrency.throttled(&second);
+        assert_eq!(concurrency.limit(), 4);
+        drop((first, second));
+        for expected in [2, 1, 1] {
+            let slot = concurrency.acquire().await;
+            concurrency.throttled(&slot);
+            assert_eq!(concurrency.limit(), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_refusal_the_limit_grows_by_one_per_window_to_below_the_refused_one() {
+        let concurrency = Concurrency::new(16);
+        let slot = concurrency.acquire().await;
+        limit_after(&concurrency, 3, &slot);
+        assert_eq!(concurrency.limit(), 4);
+        concurrency.throttled(&slot);
+        drop(slot);
+        let slot = concurrency.acquire().await;
+        assert_eq!(concurrency.limit(), 2);
+        // Additive increase: one per window of `limit` successes.
+        assert_eq!(limit_after(&concurrency, 1, &slot), 2);
+        assert_eq!(limit_after(&concurrency, 1, &slot), 3);
+        // 3 is the ceiling (4 was refused): it holds for a long run...
+        assert_eq!(
+            limit_after(&concurrency, 3 * (PROBE_AFTER_WINDOWS - 1), &slot),
+            3
+        );
+        // ...then probes one above.
+        assert_eq!(limit_after(&concurrency, 3, &slot), 4);
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_a_slot_and_gets_one_when_another_ends() {
+        let concurrency = Concurrency::new(4);
+        let held = concurrency.acquire().await;
+        let waiting = tokio::spawn({
+            let concurrency = concurrency.clone();
+            async move { concurrency.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the limit is one");
+        drop(held);
+        let slot = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .unwrap();
+        // Growth wakes waiters too.
+        let next = tokio::spawn({
+            let concurrency = concurrency.clone();
+            async move { concurrency.acquire().await }
+        });
+        concurrency.succeeded(&slot);
+        tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("woken by growth")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_pauses_every_request_to_that_operation() {
+        let throttle = Throttle::new(RateLimit::default());
+        let stats = Stats::default();
+        let mut cancel = Cancel::never();
+        throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(2));
+        // A shorter pause never shortens a longer one.
+        throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(1));
+        let started = Instant::now();
+        assert!(
+            throttle
+                .wait_turn(Operation::CollectBulkUserEvents, 10, &mut cancel, &stats)
+                .await
+        );
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        assert!(stats.waited_micros.load(Relaxed) >= 2_000_000);
+        // Other operations are not paused.
+        throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(60));
+        let started = Instant::now();
+        throttle
+            .wait_turn(Operation::UpdateBulkUserProfiles, 10, &mut cancel, &stats)
+            .await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_gives_way_to_the_deadline() {
+        let throttle = Throttle::new(RateLimit::default());
+        let (phase, watching) = tokio::sync::watch::channel(crate::cancel::Phase::Running);
+        let mut cancel = Cancel::new(watching);
+        throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        phase.send_modify(|p| *p = p.drain(Some(deadline)));
+        let went = throttle
+            .wait_turn(
+                Operation::CollectBulkUserEvents,
+                1,
+                &mut cancel,
+                &Stats::default(),
+            )
+            .await;
+        assert!(!went);
+        assert_eq!(Instant::now(), deadline);
+    }
+
+    #[test]
+    fn a_413_teaches_a_smaller_body_for_that_operation_only() {
+        let throttle = Throttle::new(RateLimit::default());
+        let events = Operation::CollectBulkUserEvents;
+        assert_eq!(throttle.max_bytes(events, 4096), 4096);
+        throttle.refused_size(events, 3000);
+        assert_eq!(throttle.max_bytes(events, 4096), 1500);
+        assert_eq!(
+            throttle.max_bytes(events, 1000),
+            1000,
+            "the configured cap still holds"
+        );
+        throttle.refused_size(events, 5000);
+        assert_eq!(throttle.max_bytes(events, 4096), 1500, "never grows back");
+        assert_eq!(
+            throttle.max_bytes(Operation::UpdateBulkUserProfiles, 4096),
+            4096
+        );
+    }
+
+    #[test]
+    fn a_rate_cap_lets_a_burst_through_then_asks_to_wait() {
+        let throttle = Throttle::new(RateLimit {
+            max_requests_per_second: NonZeroU32::new(5),
+            max_items_per_second: None,
+        });
+        let events = Operation::CollectBulkUserEvents;
+        for _ in 0..5 {
+            assert_eq!(throttle.next_turn(events, 1000), None);
+        }
+        let until = throttle.next_turn(events, 1000).expect("the sixth waits");
+        let wait = until - Instant::now();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(200),
+            "{wait:?}"
+        );
+
+        let items = Throttle::new(RateLimit {
+            max_requests_per_second: None,
+            max_items_per_second: NonZeroU32::new(1500),
+        });
+        assert_eq!(items.next_turn(events, 1000), None);
+        assert!(
+            items.next_turn(events, 1000).is_some(),
+            "1,000 more items wait"
+        );
+        // More items than a second allows waits for a full bucket, not forever.
+        let huge = Throttle::new(RateLimit {
+            max_requests_per_second: None,
+            max_items_per_second: NonZeroU32::new(100),
+        });
+        assert_eq!(huge.next_turn(events, 1000), None);
+        assert!(huge.next_turn(events, 1000).is_some());
+    }
+}

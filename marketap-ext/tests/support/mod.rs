@@ -27,6 +27,8 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Requests being handled when this one arrived, this one included.
+    pub in_flight: usize,
 }
 
 impl Request {
@@ -161,10 +163,11 @@ impl TestServer {
 
 async fn serve(mut stream: TcpStream, state: Arc<State>) {
     let mut buffer = Vec::new();
-    while let Some(request) = read_request(&mut stream, &mut buffer).await {
-        state.requests.lock().unwrap().push(request.clone());
+    while let Some(mut request) = read_request(&mut stream, &mut buffer).await {
         let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        request.in_flight = now;
+        state.requests.lock().unwrap().push(request.clone());
         let reply = (state.handler)(&request);
         let keep_open = match reply {
             Reply::Respond {
@@ -237,6 +240,7 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
         target,
         headers,
         body,
+        in_flight: 0,
     })
 }
 

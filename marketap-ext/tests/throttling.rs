@@ -1,0 +1,158 @@
+//! Backfills against limits nobody published: a loopback server that
+//! enforces a hidden limit (requests in flight, requests per second, and a
+//! body size), answering 429 with `Retry-After` or 413 beyond it. The
+//! client must adapt: everything accepted, few refusals. The figures are
+//! printed (`cargo test --test throttling -- --nocapture`); the time is a
+//! figure to read, not an assertion.
+
+mod support;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use marketap_ext::{BatchConfig, Config, Marketap, RetryConfig};
+use support::{Reply, Request, TestServer, event, ids};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The limits the server keeps to itself.
+#[derive(Clone, Copy)]
+struct Hidden {
+    max_in_flight: usize,
+    per_second: f64,
+    max_body_bytes: usize,
+}
+
+/// What the server saw and answered.
+#[derive(Default)]
+struct Seen {
+    accepted: HashSet<u64>,
+    requests: usize,
+    too_many: usize,
+    too_large: usize,
+    /// Token bucket: tokens left, and when it was last filled.
+    bucket: Option<(f64, Instant)>,
+}
+
+async fn hidden_limit_server(hidden: Hidden) -> (TestServer, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let server = {
+        let seen = seen.clone();
+        TestServer::start(move |request: &Request| {
+            let mut seen = seen.lock().unwrap();
+            seen.requests += 1;
+            if request.body.len() > hidden.max_body_bytes {
+                seen.too_large += 1;
+                return Reply::status(413);
+            }
+            let now = Instant::now();
+            let (tokens, last) = seen.bucket.unwrap_or((hidden.per_second, now));
+            let tokens = (tokens + now.duration_since(last).as_secs_f64() * hidden.per_second)
+                .min(hidden.per_second);
+            if request.in_flight > hidden.max_in_flight || tokens < 1.0 {
+                seen.bucket = Some((tokens, now));
+                seen.too_many += 1;
+                return Reply::status(429).with_header("retry-after", "1");
+            }
+            seen.bucket = Some((tokens - 1.0, now));
+            seen.accepted.extend(ids(request));
+            // The server takes a moment per request, so requests overlap.
+            Reply::accepted().after(Duration::from_millis(20))
+        })
+        .await
+    };
+    (server, seen)
+}
+
+fn client(server: &TestServer, max_in_flight: usize) -> Marketap {
+    Marketap::new(
+        Config::new("test-key", "proj")
+            .with_base_url(server.url())
+            .with_batch(BatchConfig {
+                max_in_flight,
+                ..BatchConfig::default()
+            })
+            .with_retry(RetryConfig {
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(2),
+                ..RetryConfig::default()
+            }),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_slows_to_a_hidden_rate_and_concurrency_limit() {
+    const N: usize = 100_000;
+    let hidden = Hidden {
+        max_in_flight: 3,
+        per_second: 20.0,
+        max_body_bytes: usize::MAX,
+    };
+    let (server, seen) = hidden_limit_server(hidden).await;
+    let started = Instant::now();
+    let report = timeout(LIMIT, client(&server, 16).send_events((0..N).map(event)))
+        .await
+        .expect("bounded");
+    let elapsed = started.elapsed();
+
+    assert!(report.is_success(), "{report}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.accepted.len(), N, "every event accepted");
+    let batches = N / 1000;
+    assert_eq!(report.requests, batches);
+    let share = seen.too_many as f64 / seen.requests as f64;
+    assert!(
+        share < 0.15,
+        "{} of {} requests answered 429 ({:.0}%)",
+        seen.too_many,
+        seen.requests,
+        share * 100.0
+    );
+    assert_eq!(report.throttled, seen.too_many);
+    // A full bucket lets the first `per_second` through at once.
+    let allowed = Duration::from_secs_f64((batches as f64 - hidden.per_second) / hidden.per_second);
+    println!(
+        "{N} events in {batches} requests: {elapsed:.2?} against {allowed:.2?} the hidden limit allows \
+         ({:.2}x); {} answered 429 of {} ({:.1}%); {:.2?} spent waiting",
+        elapsed.as_secs_f64() / allowed.as_secs_f64(),
+        seen.too_many,
+        seen.requests,
+        share * 100.0,
+        report.throttle_wait
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_body_size_limit_is_learned_from_413s() {
+    const N: usize = 30_000;
+    let hidden = Hidden {
+        max_in_flight: usize::MAX,
+        per_second: f64::INFINITY,
+        // About 400 of these events.
+        max_body_bytes: 30_000,
+    };
+    let (server, seen) = hidden_limit_server(hidden).await;
+    let report = timeout(LIMIT, client(&server, 4).send_events((0..N).map(event)))
+        .await
+        .expect("bounded");
+
+    assert!(report.is_success(), "{report}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.accepted.len(), N, "every event accepted");
+    let sent = seen.requests - seen.too_large;
+    assert!(
+        seen.too_large * 10 <= sent,
+        "{} requests refused as too large, against {sent} accepted: the client did not learn",
+        seen.too_large
+    );
+    assert_eq!(report.splits, seen.too_large);
+    println!(
+        "{N} events: {sent} requests accepted, {} refused as too large (413), {} splits",
+        seen.too_large, report.splits
+    );
+}
