@@ -315,6 +315,20 @@ mod tests {
     }
 
     #[test]
+    fn a_real_file_reports_its_length_and_is_cut_back() {
+        let path = std::env::temp_dir().join(format!("marketap-letterfile-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut file = open_private(&path).unwrap();
+        append_whole(&mut file, b"{\"a\":1}\n").unwrap();
+        append_whole(&mut file, b"{\"b\":2}\n").unwrap();
+        assert_eq!(LetterFile::len(&file).unwrap(), 16);
+        LetterFile::truncate(&mut file, 8).unwrap();
+        LetterFile::sync(&mut file).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn a_letter_that_does_not_fit_leaves_no_partial_line() {
         let mut disk = FullDisk {
             data: Vec::new(),

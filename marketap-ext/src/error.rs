@@ -511,6 +511,109 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_status_classifies_whatever_the_body() {
+        let html = "<html>401 Authorization Required</html>".to_owned();
+        match Error::from_status(401, None, html.clone(), None) {
+            Error::Unauthorized {
+                code: None,
+                message: Some(message),
+            } => assert_eq!(message, html),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Error::from_status(400, None, "  \n".into(), None),
+            Error::BadRequest {
+                code: None,
+                message: None
+            }
+        ));
+        let documented = IngestionResponse {
+            code: Some(7),
+            message: Some("bad user_id".into()),
+        };
+        assert!(matches!(
+            Error::from_status(400, Some(documented), String::new(), None),
+            Error::BadRequest { code: Some(7), message: Some(m) } if m == "bad user_id"
+        ));
+        let wait = Some(Duration::from_secs(3));
+        assert!(matches!(
+            Error::from_status(503, None, "busy".into(), wait),
+            Error::Status { status: 503, body, retry_after } if body == "busy" && retry_after == wait
+        ));
+    }
+
+    #[test]
+    fn each_error_knows_its_status_code_and_message() {
+        let unauthorized = Error::Unauthorized {
+            code: Some(1001),
+            message: Some("invalid api key".into()),
+        };
+        assert_eq!(unauthorized.status(), Some(401));
+        assert_eq!(unauthorized.api_code(), Some(1001));
+        assert_eq!(unauthorized.api_message(), Some("invalid api key"));
+        assert_eq!(
+            unauthorized.to_string(),
+            "unauthorized (401): code 1001: invalid api key"
+        );
+        let bad = Error::BadRequest {
+            code: None,
+            message: Some("no".into()),
+        };
+        assert_eq!(
+            (bad.status(), bad.to_string().as_str()),
+            (Some(400), "bad request (400): no")
+        );
+        let code_only = Error::BadRequest {
+            code: Some(3),
+            message: None,
+        };
+        assert_eq!(code_only.to_string(), "bad request (400): code 3");
+        let status = Error::Status {
+            status: 418,
+            body: "teapot".into(),
+            retry_after: None,
+        };
+        assert_eq!(status.status(), Some(418));
+        assert_eq!((status.api_code(), status.api_message()), (None, None));
+        assert!(status.to_string().contains("teapot"));
+        assert_eq!(Error::Cancelled.status(), None);
+        assert!(status.retry_after().is_none());
+        assert!(Error::from_status(429, None, String::new(), None).is_throttling());
+        assert!(!Error::from_status(500, None, String::new(), None).is_throttling());
+    }
+
+    #[test]
+    fn only_transient_statuses_are_retryable() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                Error::from_status(status, None, String::new(), None).is_retryable(),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 404, 409, 413, 501] {
+            assert!(
+                !Error::from_status(status, None, String::new(), None).is_retryable(),
+                "{status}"
+            );
+        }
+        assert!(!Error::Cancelled.is_retryable());
+        assert!(
+            !Error::Protocol {
+                reason: String::new()
+            }
+            .is_retryable()
+        );
+    }
+
+    #[test]
+    fn long_bodies_are_cut_to_a_readable_length() {
+        let body = "x".repeat(MAX_ERROR_BODY + 10);
+        assert_eq!(lossy(body.as_bytes()).len(), MAX_ERROR_BODY);
+        assert_eq!(lossy("é ok".as_bytes()), "é ok");
+        assert_eq!(lossy(b"\xff!"), "\u{fffd}!");
+    }
+
+    #[test]
     fn a_server_body_cannot_forge_log_lines() {
         let error = Error::Status {
             status: 502,

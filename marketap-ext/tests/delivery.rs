@@ -529,3 +529,58 @@ async fn a_stall_past_the_request_timeout_is_a_timeout_and_is_retried() {
     assert_eq!((failed.attempts, server.requests().len()), (5, 5));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn transport_failures_are_retried_and_read_failures_classified() {
+    // A reset, then an answer: the retry delivers.
+    let calls = AtomicUsize::new(0);
+    let server = TestServer::start(move |_| match calls.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::Reset,
+        _ => Reply::accepted(),
+    })
+    .await;
+    let client = client(&server, Duration::from_secs(5), BatchConfig::default());
+    let report = client.send_events((0..3).map(event)).await;
+    assert!(report.is_success(), "{report}");
+    assert_eq!((report.retries, server.requests().len()), (1, 2));
+
+    // An error status whose body stalls: a timeout. One whose connection
+    // resets mid-body: a transport error. Both keep being retried.
+    for (then, timeout_expected) in [(Reply::Stall, true), (Reply::Reset, false)] {
+        let server = TestServer::start(move |_| Reply::HeadOnly {
+            status: 503,
+            then: Box::new(then.clone()),
+        })
+        .await;
+        let slow = self::client(&server, Duration::from_millis(200), BatchConfig::default());
+        let report = timeout(LIMIT, slow.send_events((0..3).map(event)))
+            .await
+            .expect("bounded");
+        let error = &report.failed[0].error;
+        if timeout_expected {
+            assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+        } else {
+            assert!(matches!(error, Error::Transport(_)), "{error:?}");
+        }
+        assert_eq!(report.failed[0].attempts, 5, "{error:?} is retried");
+    }
+}
+
+#[tokio::test]
+async fn an_unexpected_status_keeps_the_body_the_server_sent() {
+    let server = TestServer::start(|_| Reply::Respond {
+        status: 418,
+        headers: vec![],
+        body: "short and stout".into(),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let client = client(&server, Duration::from_secs(5), BatchConfig::default());
+    let report = client.send_events((0..3).map(event)).await;
+    assert!(
+        matches!(&report.failed[0].error, Error::Status { status: 418, body, .. } if body == "short and stout"),
+        "{:?}",
+        report.failed[0].error
+    );
+    assert_eq!(report.failed[0].attempts, 1, "418 is not retried");
+}

@@ -326,3 +326,70 @@ impl Ingestor {
         shared.failures.report()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(change: impl FnOnce(&mut IngestorConfig)) -> IngestorConfig {
+        let mut config = IngestorConfig::default();
+        change(&mut config);
+        config
+    }
+
+    #[test]
+    fn settings_are_checked_at_their_bounds() {
+        let valid = [
+            config(|c| c.capacity = 1),
+            config(|c| c.capacity = MAX_CAPACITY),
+            config(|c| c.max_retained = 0),
+            config(|c| c.max_retained = MAX_CAPACITY),
+            config(|c| c.flush_interval = Duration::from_millis(1)),
+            config(|c| c.flush_interval = Duration::from_secs(3600)),
+        ];
+        for config in valid {
+            assert!(config.validate().is_ok(), "{config:?}");
+        }
+        let invalid = [
+            ("ingestor.capacity", config(|c| c.capacity = 0)),
+            (
+                "ingestor.capacity",
+                config(|c| c.capacity = MAX_CAPACITY + 1),
+            ),
+            (
+                "ingestor.max_retained",
+                config(|c| c.max_retained = MAX_CAPACITY + 1),
+            ),
+            (
+                "ingestor.flush_interval",
+                config(|c| c.flush_interval = Duration::from_micros(999)),
+            ),
+            (
+                "ingestor.flush_interval",
+                config(|c| c.flush_interval = Duration::from_secs(3601)),
+            ),
+        ];
+        for (field, config) in invalid {
+            let error = config.validate().unwrap_err();
+            assert!(error.to_string().contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_config_prints_its_settings_not_the_callback() {
+        let config = IngestorConfig {
+            capacity: 123,
+            ..IngestorConfig::default()
+        }
+        .on_failure(|_| {});
+        let printed = format!("{config:?}");
+        for part in [
+            "capacity: 123",
+            "max_retained: 10000",
+            "flush_interval: 2s",
+            "Some(\"callback\")",
+        ] {
+            assert!(printed.contains(part), "{printed}");
+        }
+    }
+}

@@ -73,6 +73,9 @@ pub enum Reply {
     Reset,
     /// Never answer (until the client gives up).
     Stall,
+    /// Send the status line and headers of a response with a body, then
+    /// `then` instead of the body.
+    HeadOnly { status: u16, then: Box<Reply> },
 }
 
 impl Reply {
@@ -187,6 +190,21 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
             }
             Reply::Reset => {
                 let _ = stream.set_zero_linger();
+                false
+            }
+            Reply::HeadOnly { status, then } => {
+                let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 100\r\n\r\npartial");
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.flush().await;
+                match *then {
+                    Reply::Stall => {
+                        let mut sink = [0u8; 1024];
+                        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                    }
+                    _ => {
+                        let _ = stream.set_zero_linger();
+                    }
+                }
                 false
             }
             Reply::Stall => {
