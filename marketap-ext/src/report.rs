@@ -141,6 +141,23 @@ impl<T> fmt::Display for BatchReport<T> {
             if self.requests == 1 { "" } else { "s" },
             self.retries
         )?;
+        if self.throttled > 0 {
+            write!(
+                f,
+                "; throttled {} time{}, {:.1?} waited",
+                self.throttled,
+                if self.throttled == 1 { "" } else { "s" },
+                self.throttle_wait
+            )?;
+        }
+        if self.splits > 0 {
+            write!(
+                f,
+                "; {} split{} after 413",
+                self.splits,
+                if self.splits == 1 { "" } else { "s" }
+            )?;
+        }
         if let Some(first) = self.failed.first() {
             write!(f, "; first failure: {}", first.error)?;
         }
@@ -162,5 +179,48 @@ impl<T> fmt::Display for BatchError<T> {
 impl<T: fmt::Debug> std::error::Error for BatchError<T> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.failed.first().map(|batch| &batch.error as _)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_says_what_throttling_cost_only_when_it_happened() {
+        let mut report = BatchReport::<u8>::default();
+        report.record(Ok(Accepted {
+            items: 10,
+            attempts: 3,
+        }));
+        assert_eq!(
+            report.to_string(),
+            "10 accepted, 0 failed in 1 request (2 retries)"
+        );
+        report.throttled = 2;
+        report.throttle_wait = std::time::Duration::from_millis(1500);
+        report.splits = 1;
+        assert_eq!(
+            report.to_string(),
+            "10 accepted, 0 failed in 1 request (2 retries); throttled 2 times, 1.5s waited; 1 split after 413"
+        );
+        report.record(Err(FailedBatch {
+            items: vec![1, 2],
+            error: Error::Cancelled,
+            attempts: 0,
+        }));
+        assert_eq!(
+            (report.requests, report.failed_items()),
+            (1, 2),
+            "never sent: no request"
+        );
+        assert!(report.to_string().contains("2 failed in 1 request"));
+        assert!(
+            report
+                .to_string()
+                .ends_with("first failure: not delivered: the shutdown deadline passed first")
+        );
+        let error = report.into_result().unwrap_err();
+        assert!(std::error::Error::source(&error).is_some());
     }
 }

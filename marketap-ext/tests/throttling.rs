@@ -156,3 +156,30 @@ async fn a_hidden_body_size_limit_is_learned_from_413s() {
         seen.too_large, report.splits
     );
 }
+
+#[tokio::test]
+async fn the_ingestor_reports_throttling_in_its_metrics() {
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let server = TestServer::start(move |_| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
+            Reply::status(429).with_header("retry-after", "0")
+        } else {
+            Reply::accepted()
+        }
+    })
+    .await;
+    let ingestor = client(&server, 4)
+        .ingestor(marketap_ext::IngestorConfig::default())
+        .unwrap();
+    for id in 0..2500 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(30)))
+        .await
+        .expect("bounded");
+    assert_eq!(report.delivered, 2500);
+    let metrics = ingestor.metrics();
+    assert_eq!(metrics.throttled, 3);
+    assert!(metrics.throttle_wait > Duration::ZERO);
+    assert!((1..=4).contains(&metrics.concurrency_limit), "{metrics:?}");
+}
