@@ -490,6 +490,8 @@ async fn dropping_without_shutdown_warns() {
     let ingestor = client.ingestor(IngestorConfig::default()).unwrap();
     let clone = ingestor.clone();
     ingestor.track(event(1)).await.unwrap();
+    let printed = format!("{ingestor:?}");
+    assert!(printed.starts_with("Ingestor { metrics: Metrics {"), "{printed}");
     drop(ingestor);
     assert!(
         warnings.lock().unwrap().is_empty(),
