@@ -377,6 +377,42 @@ mod tests {
     }
 
     #[test]
+    fn operations_display_as_their_operation_ids() {
+        assert_eq!(
+            Operation::UpdateBulkDeviceProfiles.to_string(),
+            "update_bulk_device_profiles"
+        );
+    }
+
+    #[test]
+    fn a_deletion_letter_reads_back_its_ids() {
+        let body = serde_json::json!({ "user_ids": ["u1", "u2"] });
+        let ids: Vec<String> = UserDeletion::from_letter(body)
+            .unwrap()
+            .iter()
+            .map(|d| d.user_id().to_owned())
+            .collect();
+        assert_eq!(ids, ["u1", "u2"]);
+    }
+
+    #[test]
+    fn undelivered_says_how_many_and_why() {
+        fn batch<T>(items: Vec<T>) -> FailedBatch<T> {
+            FailedBatch {
+                items,
+                error: Error::Cancelled,
+                attempts: 2,
+            }
+        }
+        let one = Undelivered::Deletions(batch(vec![UserDeletion::new("u").unwrap()]));
+        assert_eq!((one.len(), one.is_empty(), one.attempts()), (1, false, 2));
+        assert_eq!(one.operation(), Operation::RequestBulkUserProfileDeletion);
+        assert!(matches!(one.error(), Error::Cancelled));
+        let none = Undelivered::Events(batch(Vec::new()));
+        assert!(none.is_empty());
+    }
+
+    #[test]
     fn one_deletion_goes_to_the_single_endpoint_and_comes_back() {
         let one = UserDeletion::into_body(vec![UserDeletion::new("u1").unwrap()]);
         assert_eq!(

@@ -187,6 +187,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_report_adds_up_requests_items_and_retries() {
+        let mut report = BatchReport::<u8>::default();
+        for attempts in [1, 2, 3] {
+            report.record(Ok(Accepted { items: 5, attempts }));
+        }
+        report.record(Err(FailedBatch {
+            items: vec![1, 2, 3],
+            error: Error::Cancelled,
+            attempts: 4,
+        }));
+        assert_eq!(
+            (
+                report.requests,
+                report.accepted,
+                report.retries,
+                report.failed_items()
+            ),
+            (4, 15, 6, 3)
+        );
+        assert!(!report.is_success());
+    }
+
+    #[test]
     fn a_report_says_what_throttling_cost_only_when_it_happened() {
         let mut report = BatchReport::<u8>::default();
         report.record(Ok(Accepted {
@@ -220,6 +243,8 @@ mod tests {
                 .to_string()
                 .ends_with("first failure: not delivered: the shutdown deadline passed first")
         );
+        let failed: Vec<_> = report.failed_items_iter().map(|(item, _)| *item).collect();
+        assert_eq!(failed, [1, 2]);
         let error = report.into_result().unwrap_err();
         assert!(std::error::Error::source(&error).is_some());
     }

@@ -491,7 +491,10 @@ async fn dropping_without_shutdown_warns() {
     let clone = ingestor.clone();
     ingestor.track(event(1)).await.unwrap();
     let printed = format!("{ingestor:?}");
-    assert!(printed.starts_with("Ingestor { metrics: Metrics {"), "{printed}");
+    assert!(
+        printed.starts_with("Ingestor { metrics: Metrics {"),
+        "{printed}"
+    );
     drop(ingestor);
     assert!(
         warnings.lock().unwrap().is_empty(),
@@ -585,4 +588,49 @@ async fn an_unexpected_status_keeps_the_body_the_server_sent() {
         report.failed[0].error
     );
     assert_eq!(report.failed[0].attempts, 1, "418 is not retried");
+}
+
+#[tokio::test]
+async fn the_ingestor_sends_every_kind_to_its_operation() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let client = client(&server, Duration::from_secs(5), BatchConfig::default());
+    let ingestor = client.ingestor(IngestorConfig::default()).unwrap();
+    let profile = |id: &str| marketap_ext::UserProfile::builder(id).build().unwrap();
+    let device = |token: &str| {
+        marketap_ext::Device::builder(token, marketap_ext::Platform::Web)
+            .build()
+            .unwrap()
+    };
+    ingestor.track(event(1)).await.unwrap();
+    ingestor.try_track(event(2)).unwrap();
+    ingestor.identify(profile("p1")).await.unwrap();
+    ingestor.try_identify(profile("p2")).unwrap();
+    ingestor.register_device(device("t1")).await.unwrap();
+    ingestor.try_register_device(device("t2")).unwrap();
+    ingestor
+        .enqueue(marketap_ext::UserDeletion::new("gone-1").unwrap())
+        .await
+        .unwrap();
+    ingestor
+        .try_enqueue(marketap_ext::UserDeletion::new("gone-2").unwrap())
+        .unwrap();
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("bounded");
+    assert_eq!(report.delivered, 8);
+    let mut seen: Vec<(String, usize)> = server
+        .requests()
+        .iter()
+        .map(|r| (r.path().to_owned(), r.items().len()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("/v1/api/events".to_owned(), 2),
+            ("/v1/api/profile/user".to_owned(), 2),
+            ("/v1/api/profile/user/deletion-job/bulk".to_owned(), 2),
+            ("/v1/api/profile/user/device/bulk".to_owned(), 2),
+        ]
+    );
 }
