@@ -512,3 +512,33 @@ fn ids_with_control_characters_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_caller_finding_no_room_gets_partial_batches_sent() {
+    let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(300))).await;
+    let ingestor = client(&server, batch(8, 2))
+        .ingestor(IngestorConfig {
+            capacity: 10,
+            flush_interval: Duration::from_secs(60),
+            ..IngestorConfig::default()
+        })
+        .unwrap();
+    // Eight fill a batch; two wait in a partial one; the eleventh finds no
+    // room, which must send the partial batch, not leave it for a minute.
+    for id in 0..11 {
+        timeout(LIMIT, ingestor.track(event(id)))
+            .await
+            .expect("bounded")
+            .unwrap();
+    }
+    let started = Instant::now();
+    while received(&server).len() < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the partial batch waited for the flush interval: {:?}",
+            received(&server)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ingestor.shutdown(Duration::from_secs(5)).await;
+}
