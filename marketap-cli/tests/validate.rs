@@ -15,8 +15,8 @@ fn validate_counts_valid_items_and_problems_and_lists_the_first_with_their_line(
     lines[3] = "{oops".into();
     lines[9] =
         r#"{"user_id":"u9","event_name":"mkt_login","timestamp":"2025-01-17T05:39:22"}"#.into();
-    for bad in 10..28 {
-        lines[bad] = r#"{"user_id":"","event_name":"e"}"#.into();
+    for line in &mut lines[10..28] {
+        *line = r#"{"user_id":"","event_name":"e"}"#.into();
     }
     let input = write(&dir, "events.ndjson", lines.join("\n"));
     let file = input.to_str().unwrap();
