@@ -49,6 +49,11 @@ use crate::{
     table::Mapping,
 };
 
+/// The reader thread allocates every item and the sending task frees it:
+/// glibc's allocator takes a lock for each such free, mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
