@@ -53,15 +53,19 @@ pub enum Contender {
     /// each event from the runtime's main body (what `#[tokio::main]` runs),
     /// into a capacity that holds them all, then `shutdown`.
     IngestorBurst,
+    /// The `marketap` command line importing a prebuilt NDJSON file (see
+    /// [`crate::cli`]); compared with `ext`, not the baseline.
+    Cli,
 }
 
 impl Contender {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Baseline,
         Self::Raw,
         Self::Ext,
         Self::Ingestor,
         Self::IngestorBurst,
+        Self::Cli,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,14 +75,16 @@ impl Contender {
             Self::Ext => "ext",
             Self::Ingestor => "ingestor",
             Self::IngestorBurst => "ingestor-burst",
+            Self::Cli => "cli",
         }
     }
 
     /// The least events/s, as a share of the baseline's in the same round,
-    /// this contender is meant to reach; none for the baseline itself.
+    /// this contender is meant to reach; none for the baseline itself, and
+    /// for `cli`, which is held to [`CLI_TARGET`] of `ext` instead.
     pub fn ratio_target(self) -> Option<f64> {
         match self {
-            Self::Baseline => None,
+            Self::Baseline | Self::Cli => None,
             Self::Raw | Self::Ext | Self::Ingestor => Some(0.95),
             Self::IngestorBurst => Some(0.9),
         }
@@ -101,9 +107,16 @@ impl fmt::Display for Contender {
     }
 }
 
+/// The least events/s of `cli`, as a share of `ext`'s in the same round:
+/// parsing a line costs about what serialising it does.
+pub const CLI_TARGET: f64 = 0.6;
+
 /// Sends `n` events to the sink at `url` as `contender`, and measures it.
 /// Fails unless the sink counts exactly `n` items.
 pub fn run(contender: Contender, n: usize, url: &str) -> Result<RunResult, BoxError> {
+    if contender == Contender::Cli {
+        return crate::cli::run(n, url);
+    }
     let runtime = crate::runtime()?;
     let measured = measure_run(contender, n, url.to_owned());
     if contender.tracks_from_main_body() {
@@ -298,6 +311,7 @@ impl Prepared {
                 events: specs.map(ext_event).collect(),
                 capacity: INGESTOR_CAPACITY,
             },
+            Contender::Cli => unreachable!("run() hands cli to crate::cli"),
             Contender::IngestorBurst => Self::Ingestor {
                 client: ext_client(url)?,
                 events: specs.map(ext_event).collect(),
@@ -466,7 +480,7 @@ fn raw_event(spec: EventSpec) -> CreateEventReq {
 
 // ------------------------------------------------------- ext, ingestors
 
-fn ext_event(spec: EventSpec) -> Event {
+pub(crate) fn ext_event(spec: EventSpec) -> Event {
     let product = Product::new(spec.product_id)
         .name(spec.product_name)
         .price(spec.price)

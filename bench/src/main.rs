@@ -5,11 +5,12 @@
 //! One binary plays every part, so that each contender runs in a process of
 //! its own (peak RSS and CPU time are per process, and the sink's work is
 //! never charged to a client):
-//! - `marketap-bench [--n N] [--rounds R] [--rss-n M] [--refused-n A,B]
-//!   [--latency-n L] [--quick]` orchestrates: starts a sink, runs each
-//!   contender `R` times in turn, the ingestor once more at `M` events, the
-//!   ingestor at `A` and `B` events against a sink refusing everything, the
-//!   latency test against a slow sink, and prints the report.
+//! - `marketap-bench [--n N] [--rounds R] [--rss-n M] [--cli-rss-n C,D]
+//!   [--refused-n A,B] [--latency-n L] [--quick]` orchestrates: starts a
+//!   sink, runs each contender `R` times in turn, the ingestor once more at
+//!   `M` events, the CLI at `C` and `D` lines, the ingestor at `A` and `B`
+//!   events against a sink refusing everything, the latency test against a
+//!   slow sink, and prints the report.
 //! - `marketap-bench sink --delay-ms D [--refuse]`: the sink ([`sink`]).
 //! - `marketap-bench run <contender> --n N --url URL`: one run
 //!   ([`contenders`]), printed as one JSON line.
@@ -18,6 +19,7 @@
 //!
 //! Every `--url` must be a loopback address ([`sink::loopback_url`]).
 
+mod cli;
 mod contenders;
 mod events;
 mod measure;
@@ -48,24 +50,29 @@ pub const WORKER_THREADS: usize = 2;
 const LATENCY_DELAY: Duration = Duration::from_millis(200);
 
 const USAGE: &str = "\
-usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--refused-n A,B] [--latency-n L] [--quick]
+usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--cli-rss-n C,D] [--refused-n A,B]
+                      [--latency-n L] [--quick]
 
   --n N            events per run (default 200000)
   --rounds R       runs of each contender, alternating; medians are reported (default 9)
   --rss-n M        events of the extra ingestor runs for the memory comparison (default 1000000)
+  --cli-rss-n C,D  lines of the two CLI runs for its memory comparison (default 100000,5000000)
   --refused-n A,B  events of the two ingestor runs against a sink refusing every request
                    (default 100000,1000000)
   --latency-n L    track() calls timed against a sink answering in 200 ms (default 50000)
-  --quick          a smoke run: N 20000, 1 round, M 100000, A,B 50000,200000, L 5000
-                   (flags still override)
+  --quick          a smoke run: N 20000, 1 round, M 100000, C,D 100000,1000000,
+                   A,B 50000,200000, L 5000 (flags still override)
 
-Each round runs the five contenders (baseline, raw, ext, ingestor, ingestor-burst)
+Each round runs the six contenders (baseline, raw, ext, ingestor, ingestor-burst, cli)
 in turn, starting one further along each time; then the ingestor runs min(R, 3)
-times at M events; then once at A and once at B events against a sink that
-answers every request 400; then the latency test.
+times at M events; then the CLI once at C and once at D lines; then the ingestor
+once at A and once at B events against a sink that answers every request 400; then
+the latency test. The cli contender runs target/release/marketap, which `cargo xtask
+bench` builds; its NDJSON inputs are written to a temp directory first, and removed
+at the end.
 
 internal: marketap-bench sink --delay-ms D [--refuse]
-          marketap-bench run <baseline|raw|ext|ingestor|ingestor-burst> --n N --url URL
+          marketap-bench run <baseline|raw|ext|ingestor|ingestor-burst|cli> --n N --url URL
           marketap-bench refused --n N --url URL
           marketap-bench latency --n N --url URL
           (every URL must be loopback: http://127.x.y.z:<port> or http://[::1]:<port>)
@@ -141,7 +148,14 @@ fn print_json(value: &impl Serialize) -> Result<(), BoxError> {
 fn orchestrate(args: &[String]) -> Result<(), BoxError> {
     let mut flags = Flags::parse(
         args,
-        &["n", "rounds", "rss-n", "refused-n", "latency-n"],
+        &[
+            "n",
+            "rounds",
+            "rss-n",
+            "cli-rss-n",
+            "refused-n",
+            "latency-n",
+        ],
         &["quick"],
     )?;
     let quick = flags.switch("quick");
@@ -153,6 +167,16 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
         rounds: flags.take("rounds", if quick { 1 } else { 9 })?,
         rss_n: flags.take("rss-n", if quick { 100_000 } else { 1_000_000 })?,
         latency_n: flags.take("latency-n", if quick { 5_000 } else { 50_000 })?,
+        cli_rss_n: flags
+            .take(
+                "cli-rss-n",
+                if quick {
+                    Pair([100_000, 1_000_000])
+                } else {
+                    Pair([100_000, 5_000_000])
+                },
+            )?
+            .0,
         latency_delay_ms: LATENCY_DELAY.as_millis() as u64,
         refused_n: flags
             .take(
@@ -179,10 +203,12 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
     if counts
         .into_iter()
         .chain(settings.refused_n)
+        .chain(settings.cli_rss_n)
         .any(|count| count == 0)
     {
         return Err(
-            "--n, --rounds, --rss-n, --refused-n and --latency-n must be at least 1".into(),
+            "--n, --rounds, --rss-n, --cli-rss-n, --refused-n and --latency-n must be at least 1"
+                .into(),
         );
     }
     let machine = measure::machine();
@@ -214,6 +240,13 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
         eprintln!("ingestor, N = {}: {}", settings.rss_n, result.summary());
         big_runs.push(result);
     }
+    let mut cli_runs = Vec::new();
+    for n in settings.cli_rss_n {
+        let result = run(Contender::Cli, n)?;
+        eprintln!("cli, N = {n}: {}", result.summary());
+        cli_runs.push(result);
+    }
+    cli::clean_up();
     drop(sink);
 
     let refusing = SinkProcess::start(Duration::ZERO, Answer::Refuse)?;
@@ -238,7 +271,9 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
 
     print!(
         "{}",
-        report::render(&settings, &machine, &runs, &big_runs, &refused, &latency)
+        report::render(
+            &settings, &machine, &runs, &big_runs, &cli_runs, &refused, &latency
+        )
     );
     Ok(())
 }

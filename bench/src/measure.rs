@@ -1,6 +1,6 @@
-//! Readings from `/proc`: CPU time of the whole process, resident memory
-//! (now, at its peak, and the peak since the input was built), and a
-//! description of the machine.
+//! Readings from `/proc`: CPU time of the whole process (and of its
+//! children), resident memory (now, at its peak, the peak since the input
+//! was built, and a child's peak), and a description of the machine.
 
 use std::{
     collections::BTreeMap,
@@ -103,9 +103,42 @@ fn stat_ticks() -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time of this process's children that have been waited for
+/// (`cutime + cstime`, fields 16 and 17 of `/proc/self/stat`), to 10 ms.
+pub fn children_cpu() -> Duration {
+    let ticks = || -> Option<u64> {
+        let stat = fs::read_to_string("/proc/self/stat").ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let mut fields = rest.split_whitespace().skip(13);
+        let cutime: u64 = fields.next()?.parse().ok()?;
+        let cstime: u64 = fields.next()?.parse().ok()?;
+        Some(cutime + cstime)
+    };
+    Duration::from_millis(ticks().unwrap_or(0) * 1000 / TICKS_PER_SECOND)
+}
+
+/// The peak RSS (`VmHWM`) of process `pid` in KiB, read every 5 ms until
+/// `done` says it has ended: the last reading before it exits.
+pub fn watch_peak_rss(pid: u32, mut done: impl FnMut() -> bool) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let mut peak = 0;
+    loop {
+        peak = peak.max(status_kib_of(&path, "VmHWM"));
+        if done() {
+            return peak;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A line of `/proc/self/status` in KiB, e.g. `VmRSS` or `VmHWM`.
 pub fn status_kib(key: &str) -> u64 {
-    fs::read_to_string("/proc/self/status")
+    status_kib_of("/proc/self/status", key)
+}
+
+/// A line of a `/proc/<pid>/status` file in KiB; 0 if it cannot be read.
+fn status_kib_of(path: &str, key: &str) -> u64 {
+    fs::read_to_string(path)
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {

@@ -1,8 +1,8 @@
 //! Results: what a run, the latency test and a refused run hand back (one
 //! JSON line from the child process each), medians over the rounds, and
 //! the printed report, which ends with lines scripts can read: a
-//! `ratio <contender>/baseline: X.XX` per contender, then
-//! `enqueue p99 us: X.X`.
+//! `ratio <contender>/baseline: X.XX` per contender, `ratio cli/ext: X.XX`,
+//! then `enqueue p99 us: X.X`.
 
 use std::fmt::Write as _;
 
@@ -105,6 +105,8 @@ pub struct Settings {
     pub latency_delay_ms: u64,
     /// The two sizes of the refused runs, smaller first.
     pub refused_n: [usize; 2],
+    /// The two sizes of the CLI's memory runs, smaller first.
+    pub cli_rss_n: [usize; 2],
 }
 
 /// Medians of one contender's rounds.
@@ -149,10 +151,10 @@ impl Row {
     }
 }
 
-/// The median over rounds of `contender`'s events/s divided by the
-/// baseline's in the same round. `runs` holds whole rounds, one run of each
-/// contender per round.
-fn paired_ratio(runs: &[RunResult], contender: Contender) -> f64 {
+/// The median over rounds of `contender`'s events/s divided by
+/// `reference`'s in the same round. `runs` holds whole rounds, one run of
+/// each contender per round.
+fn paired_ratio(runs: &[RunResult], contender: Contender, reference: Contender) -> f64 {
     let ratios: Vec<f64> = runs
         .chunks(Contender::ALL.len())
         .filter_map(|round| {
@@ -162,7 +164,7 @@ fn paired_ratio(runs: &[RunResult], contender: Contender) -> f64 {
                     .find(|run| run.contender == c.name())
                     .map(RunResult::events_per_sec)
             };
-            Some(rate(contender)? / rate(Contender::Baseline)?)
+            Some(rate(contender)? / rate(reference)?)
         })
         .collect();
     median(&ratios)
@@ -198,6 +200,7 @@ pub fn render(
     machine: &str,
     runs: &[RunResult],
     big_runs: &[RunResult],
+    cli_runs: &[RunResult],
     refused: &[RefusedResult; 2],
     latency: &LatencyResult,
 ) -> String {
@@ -266,6 +269,16 @@ pub fn render(
         big_runs.len(),
         big.events_per_sec,
     );
+    for run in cli_runs {
+        let _ = writeln!(
+            w,
+            "cli peak RSS, N = {} lines: {:.1} MiB ({:.0} events/s, CPU {:.3} s / 100k)",
+            run.n,
+            run.peak_mib(),
+            run.events_per_sec(),
+            run.cpu_per_100k(),
+        );
+    }
     let _ = writeln!(
         w,
         "ingestor against a sink refusing every request (400), default IngestorConfig \
@@ -309,7 +322,11 @@ pub fn render(
         .into_iter()
         .filter_map(|contender| {
             let target = contender.ratio_target()?;
-            Some((contender, paired_ratio(runs, contender), target))
+            Some((
+                contender,
+                paired_ratio(runs, contender, Contender::Baseline),
+                target,
+            ))
         })
         .collect();
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
@@ -353,6 +370,24 @@ pub fn render(
         "target: ingestor peak over input the same at N = {} and N = {big_n}: {rss_verdict}",
         settings.n
     );
+    let cli_ratio = paired_ratio(runs, Contender::Cli, Contender::Ext);
+    let _ = writeln!(
+        w,
+        "target: cli/ext >= {}: {} (median over the rounds of cli's events/s divided by ext's)",
+        crate::contenders::CLI_TARGET,
+        verdict(cli_ratio >= crate::contenders::CLI_TARGET),
+    );
+    if let [small, large] = cli_runs {
+        let (small_mib, large_mib) = (small.peak_mib(), large.peak_mib());
+        let _ = writeln!(
+            w,
+            "target: cli peak RSS the same at N = {} and N = {} lines: {} ({small_mib:.1} vs \
+             {large_mib:.1} MiB; same = within 10%)",
+            small.n,
+            large.n,
+            verdict(within_10_percent(large_mib, small_mib)),
+        );
+    }
     let [small, large] = refused.each_ref().map(|run| run.memory.peak_mib());
     let _ = writeln!(
         w,
@@ -364,6 +399,7 @@ pub fn render(
     for &(contender, ratio, _) in &ratios {
         let _ = writeln!(w, "ratio {contender}/baseline: {ratio:.2}");
     }
+    let _ = writeln!(w, "ratio cli/ext: {cli_ratio:.2}");
     let _ = writeln!(w, "enqueue p99 us: {:.1}", latency.p99_us);
     out
 }
@@ -430,7 +466,8 @@ mod tests {
             } else {
                 0.9
             };
-            assert!((paired_ratio(&runs, contender) - expected).abs() < 1e-9);
+            let ratio = paired_ratio(&runs, contender, Contender::Baseline);
+            assert!((ratio - expected).abs() < 1e-9);
         }
     }
 }

@@ -1,7 +1,11 @@
 //! When a run must give up: the [`Phase`] a delivery run is in (running,
-//! or draining until an optional deadline), and [`Cancel`], a request's
-//! view of it. Once a deadline is set and has passed, no request starts and
-//! those in flight are abandoned.
+//! or draining until an optional deadline), [`Cancel`], a request's view of
+//! it, and [`Stop`], the public handle that sets the deadline of a
+//! [`Marketap::deliver_until`](crate::Marketap::deliver_until) run. Once a
+//! deadline is set and has passed, no request starts and those in flight
+//! are abandoned.
+
+use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::watch, time::Instant};
 
@@ -94,6 +98,69 @@ impl Cancel {
     }
 }
 
+/// Gives up on a delivery run in time: pass it to
+/// [`Marketap::deliver_until`](crate::Marketap::deliver_until), and call
+/// [`drain`](Self::drain) when the run must end (a Ctrl-C, a deploy).
+///
+/// Stopping the *input* is the caller's part: end the item stream, and the
+/// run sends what it already took. `Stop` bounds how long that may take:
+/// once the deadline passes, no request starts, and requests in flight are
+/// abandoned; their items come back in their outcomes with
+/// [`Error::Cancelled`](crate::Error::Cancelled) (`attempts == 0` if they
+/// never went on the wire). Clones share one deadline.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use futures::{StreamExt, stream};
+/// use marketap_ext::{Event, Marketap, Stop};
+///
+/// # async fn run(client: Marketap, events: Vec<Event>) {
+/// let stop = Stop::new();
+/// let on_signal = stop.clone();
+/// tokio::spawn(async move {
+///     let _ = tokio::signal::ctrl_c().await;
+///     on_signal.drain(Duration::from_secs(10));
+/// });
+/// let mut outcomes = std::pin::pin!(client.deliver_until(stream::iter(events), &stop));
+/// while let Some(outcome) = outcomes.next().await {
+///     println!("{} items from offset {}: {:?}", outcome.items(), outcome.offset, outcome.result.is_ok());
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Stop {
+    phase: Arc<watch::Sender<Phase>>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stop {
+    /// A handle with no deadline yet.
+    pub fn new() -> Self {
+        Self {
+            phase: Arc::new(watch::Sender::new(Phase::Running)),
+        }
+    }
+
+    /// Gives the run's requests `within` from now to finish. A later call
+    /// can shorten the deadline, never lengthen it; `Duration::ZERO` gives
+    /// up at once, `Duration::MAX` never.
+    pub fn drain(&self, within: Duration) {
+        let deadline = Instant::now().checked_add(within);
+        self.phase
+            .send_modify(|phase| *phase = phase.drain(deadline));
+    }
+
+    /// What the run's requests watch.
+    pub(crate) fn cancel(&self) -> Cancel {
+        Cancel::new(self.phase.subscribe())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -130,6 +197,21 @@ mod tests {
         let mut never = Cancel::never();
         let waited = tokio::time::timeout(Duration::from_secs(3600), never.cancelled());
         assert!(waited.await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_sets_a_deadline_that_only_shortens() {
+        let stop = Stop::default();
+        let mut cancel = stop.cancel();
+        assert!(!cancel.is_cancelled());
+        stop.drain(Duration::MAX);
+        assert!(!cancel.is_cancelled());
+        let start = Instant::now();
+        stop.clone().drain(Duration::from_secs(5));
+        stop.drain(Duration::from_secs(60));
+        cancel.cancelled().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert!(stop.cancel().is_cancelled());
     }
 
     #[tokio::test(start_paused = true)]

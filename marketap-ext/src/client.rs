@@ -14,7 +14,7 @@ use std::{
 use futures::{Stream, StreamExt, future, stream};
 
 use crate::{
-    cancel::Cancel,
+    cancel::{Cancel, Stop},
     config::{BatchConfig, Config, Connection},
     dead_letter::DeadLetter,
     delivery::Delivery,
@@ -192,6 +192,25 @@ impl Marketap {
         S: Stream<Item = T>,
     {
         let delivery = Arc::new(Delivery::new(self.inner.clone(), Cancel::never()));
+        deliver_on(delivery, self.inner.batch, items)
+    }
+
+    /// [`deliver`](Self::deliver), with a deadline the caller can set while
+    /// it runs: after [`Stop::drain`]'s deadline no request starts and
+    /// those in flight are abandoned, each yielding its outcome with its
+    /// items and [`Error::Cancelled`]. To stop early, end the item stream
+    /// too (stop reading); the run then sends what it already took, until
+    /// the deadline.
+    pub fn deliver_until<T, S>(
+        &self,
+        items: S,
+        stop: &Stop,
+    ) -> impl Stream<Item = RequestOutcome<T>> + use<T, S>
+    where
+        T: Item,
+        S: Stream<Item = T>,
+    {
+        let delivery = Arc::new(Delivery::new(self.inner.clone(), stop.cancel()));
         deliver_on(delivery, self.inner.batch, items)
     }
 

@@ -1,6 +1,8 @@
 //! The dead-letter file: requests whose items were finally not delivered,
 //! one JSON object per line (NDJSON), each holding the request body in the
-//! API's own shape, so a later run can [`read`] them and
+//! API's own shape. A [`Writer`] appends them (the ingestor's
+//! `dead_letter_path` and importers of your own use the same one), and a
+//! later run can [`read`] them and
 //! [`Marketap::resend`](crate::Marketap::resend) them.
 //!
 //! A line looks like
@@ -222,47 +224,68 @@ fn append_whole(file: &mut impl LetterFile, line: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Appends dead letters to a file, opening it on first use.
-pub(crate) struct DeadLetterWriter {
+/// Appends dead letters to a file, one per line, creating it (readable by
+/// its owner only) on the first letter, so a run where nothing fails leaves
+/// no file. A letter is written whole or not at all.
+///
+/// ```no_run
+/// use marketap_ext::dead_letter::{DeadLetter, Writer};
+/// # fn run(failed: marketap_ext::FailedBatch<marketap_ext::Event>) -> std::io::Result<()> {
+/// let mut writer = Writer::new("failed.ndjson");
+/// writer.append(&DeadLetter::new(&failed.into())?)?;
+/// writer.sync()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Writer {
     path: PathBuf,
     file: Option<File>,
+    letters: u64,
 }
 
-impl DeadLetterWriter {
-    pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path, file: None }
-    }
-
-    /// Appends one letter; whether it was written. A failure is logged:
-    /// the items still reach the caller another way.
-    pub(crate) fn append(&mut self, undelivered: &Undelivered) -> bool {
-        let written = self.write(undelivered);
-        if let Err(error) = &written {
-            tracing::error!(
-                path = %self.path.display(),
-                items = undelivered.len(),
-                %error,
-                "could not write the dead-letter file"
-            );
+impl Writer {
+    /// A writer appending to `path`. Nothing is opened yet.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            file: None,
+            letters: 0,
         }
-        written.is_ok()
     }
 
-    fn write(&mut self, undelivered: &Undelivered) -> io::Result<()> {
-        let mut line = serde_json::to_vec(&DeadLetter::new(undelivered)?)?;
+    /// The file it appends to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many letters this writer has appended.
+    pub fn letters(&self) -> u64 {
+        self.letters
+    }
+
+    /// Appends one letter, whole or not at all: after a failed write the
+    /// file is cut back to its last complete line. The line is in the
+    /// kernel's hands when this returns (it survives the process being
+    /// killed); [`sync`](Self::sync) makes it durable.
+    pub fn append(&mut self, letter: &DeadLetter) -> io::Result<()> {
+        let mut line = serde_json::to_vec(letter)?;
         line.push(b'\n');
-        if self.file.is_none() {
-            self.file = Some(open_private(&self.path)?);
-        }
-        append_whole(self.file.as_mut().expect("opened above"), &line)
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(open_private(&self.path)?),
+        };
+        append_whole(file, &line)?;
+        self.letters += 1;
+        Ok(())
     }
 
-    /// Makes what was written durable.
-    pub(crate) fn sync(&mut self) {
-        if let Some(file) = &mut self.file
-            && let Err(error) = file.sync()
-        {
-            tracing::error!(path = %self.path.display(), %error, "could not sync the dead-letter file");
+    /// Makes what was written durable (nothing to do before the first
+    /// letter).
+    pub fn sync(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(file) => LetterFile::sync(file),
+            None => Ok(()),
         }
     }
 }
@@ -353,6 +376,32 @@ mod tests {
             error: Error::Cancelled,
             attempts: 0,
         })
+    }
+
+    #[test]
+    fn the_writer_creates_its_file_on_the_first_letter_private_to_its_owner() {
+        let path = std::env::temp_dir().join(format!("marketap-writer-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut writer = Writer::new(&path);
+        writer.sync().unwrap();
+        assert!(!path.exists(), "no letter, no file");
+        let first = DeadLetter::new(&letter(2)).unwrap();
+        writer.append(&first).unwrap();
+        writer
+            .append(&DeadLetter::new(&letter(1)).unwrap())
+            .unwrap();
+        writer.sync().unwrap();
+        assert_eq!((writer.letters(), writer.path()), (2, path.as_path()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let letters: Vec<_> = read(&path).unwrap().map(Result::unwrap).collect();
+        assert_eq!(letters.len(), 2);
+        assert_eq!(letters[0], first);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -64,10 +64,11 @@ pub enum Error {
     Transport(#[source] reqwest::Error),
 
     /// Given up before the server accepted it: the ingestor's shutdown
-    /// deadline passed while the request was in flight or still queued.
+    /// deadline, or the deadline of a [`Stop`](crate::Stop), passed while
+    /// the request was in flight or still queued.
     /// With `attempts == 0` (see [`FailedBatch`](crate::FailedBatch)) it
     /// never went on the wire; otherwise it may have reached the server.
-    #[error("not delivered: the shutdown deadline passed first")]
+    #[error("not delivered: the shutdown or stop deadline passed first")]
     Cancelled,
 
     /// Neither an HTTP status nor a transport failure: the request could not

@@ -268,6 +268,14 @@ pub enum Undelivered {
     Deletions(FailedBatch<UserDeletion>),
 }
 
+impl<T: Item> From<FailedBatch<T>> for Undelivered {
+    /// The failed batch under its kind's variant, e.g. for a
+    /// [`DeadLetter`](crate::dead_letter::DeadLetter).
+    fn from(batch: FailedBatch<T>) -> Self {
+        T::undelivered(batch)
+    }
+}
+
 /// What every kind's failed batch can say of itself.
 pub(crate) trait AnyFailedBatch {
     fn len(&self) -> usize;

@@ -9,7 +9,8 @@
 //! - Batch calls ([`Marketap::send_events`], [`Marketap::update_profiles`],
 //!   [`Marketap::update_devices`], [`Marketap::delete_users`],
 //!   [`Marketap::send_stream`], and [`Marketap::deliver`] for an outcome
-//!   per request) split any number of items into requests of at most
+//!   per request, [`Marketap::deliver_until`] with a [`Stop`] to end it in
+//!   time) split any number of items into requests of at most
 //!   1,000, keep a bounded number in flight, retry what is worth retrying
 //!   ([`RetryConfig`]) and report every item that was not accepted
 //!   ([`BatchReport`]).
@@ -67,6 +68,7 @@ mod throttle;
 pub mod timestamp;
 mod typed;
 
+pub use cancel::Stop;
 pub use client::Marketap;
 pub use commerce::{Coupon, Product};
 pub use config::{

@@ -14,9 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::{StreamExt, stream};
 use marketap_ext::{
     BatchConfig, Config, EnqueueError, Error, Ingestor, IngestorConfig, Marketap, Operation,
-    RetryConfig, dead_letter,
+    RetryConfig, Stop, dead_letter,
 };
 use support::{Reply, TestServer, event, ids, undelivered_ids};
 use tokio::time::timeout;
@@ -261,6 +262,80 @@ async fn a_server_that_never_answers_cannot_hold_shutdown_past_its_deadline() {
         "requests were in flight at the deadline"
     );
     println!("shutdown with a stalled server returned in {elapsed:?}, {N} items reported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_delivery_gives_up_at_its_deadline_and_hands_every_item_back() {
+    const N: usize = 1_000;
+    // The first two requests are accepted; the server never answers the rest.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let server = TestServer::start(move |_| {
+        if answered.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::accepted()
+        } else {
+            Reply::Stall
+        }
+    })
+    .await;
+    let client = client(
+        &server,
+        Duration::from_secs(120),
+        BatchConfig {
+            max_batch_size: 100,
+            max_in_flight: 2,
+            ..BatchConfig::default()
+        },
+    );
+    let stop = Stop::new();
+    let mut outcomes = std::pin::pin!(client.deliver_until(stream::iter((0..N).map(event)), &stop));
+    let mut accepted = Vec::new();
+    while accepted.len() < 2 {
+        let outcome = timeout(LIMIT, outcomes.next())
+            .await
+            .expect("bounded")
+            .unwrap();
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        accepted.push(outcome.offset);
+    }
+    // Let the next requests reach the stalled server, then give up on them.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    stop.drain(Duration::from_millis(300));
+    let mut seen = vec![0; N];
+    for offset in &accepted {
+        (*offset as usize..*offset as usize + 100).for_each(|i| seen[i] += 1);
+    }
+    let (mut on_the_wire, mut never_sent) = (0, 0);
+    while let Some(outcome) = timeout(LIMIT, outcomes.next()).await.expect("bounded") {
+        let failed = outcome
+            .result
+            .expect_err("nothing is accepted after the stall");
+        assert!(
+            matches!(failed.error, Error::Cancelled),
+            "{:?}",
+            failed.error
+        );
+        if failed.attempts == 0 {
+            never_sent += 1;
+        } else {
+            on_the_wire += 1;
+        }
+        for (i, item) in failed.items.iter().enumerate() {
+            assert_eq!(item.properties()["id"], outcome.offset + i as u64);
+            seen[outcome.offset as usize + i] += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+    assert!(
+        seen.iter().all(|&n| n == 1),
+        "every item accepted or handed back, once"
+    );
+    assert!(on_the_wire >= 1, "a request was in flight at the deadline");
+    assert!(never_sent >= 1, "later requests never started");
+    println!(
+        "stopped in {elapsed:?}: {on_the_wire} requests abandoned in flight, {never_sent} never sent"
+    );
 }
 
 #[tokio::test]

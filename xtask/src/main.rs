@@ -25,8 +25,9 @@ usage: cargo xtask <command>
 commands:
   merge   merge openapi/sources/*.json and openapi/overlay.json into openapi/marketap.json
   check   exit 1 with a diff if openapi/marketap.json is not what `merge` would write
-  bench   build marketap-bench in release mode and run it (throughput, CPU, memory, enqueue
-          latency against a loopback sink); `cargo xtask bench --help` lists its options
+  bench   build marketap-cli and marketap-bench in release mode and run the benchmark
+          (throughput, CPU, memory, enqueue latency against a loopback sink);
+          `cargo xtask bench --help` lists its options
   help    print this message
 ";
 
@@ -64,10 +65,26 @@ fn merge() -> Result<ExitCode, MergeError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cargo xtask bench [args]`: `cargo run --release -p marketap-bench -- args`, from the
+/// `cargo xtask bench [args]`: `cargo build --release -p marketap-cli` (its `cli` contender
+/// runs the `marketap` binary), then `cargo run --release -p marketap-bench -- args`, from the
 /// repository root, with its exit code. Release, or the figures mean nothing.
 fn bench(args: &[&str]) -> Result<ExitCode, MergeError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = std::process::Command::new(&cargo)
+        .current_dir(spec_io::repo_root())
+        .args(["build", "--release", "--package", "marketap-cli"])
+        .status();
+    match built {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            eprintln!("error: building marketap-cli failed: {status}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => {
+            eprintln!("error: cannot run cargo: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let status = std::process::Command::new(cargo)
         .current_dir(spec_io::repo_root())
         .args(["run", "--release", "--package", "marketap-bench", "--"])

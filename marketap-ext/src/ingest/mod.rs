@@ -39,7 +39,7 @@ use self::{
 use crate::{
     cancel::{Cancel, Phase},
     config::Connection,
-    dead_letter::DeadLetterWriter,
+    dead_letter::Writer,
     delivery::Delivery,
     error::ValidationError,
     item::{Device, Event, UserProfile},
@@ -215,7 +215,7 @@ impl Ingestor {
             failures: Failures::new(
                 counters.clone(),
                 config.on_failure,
-                config.dead_letter_path.map(DeadLetterWriter::new),
+                config.dead_letter_path.map(Writer::new),
                 config.max_retained,
             ),
             counters,

@@ -18,7 +18,10 @@ use std::{
 };
 
 use crate::{
-    dead_letter::DeadLetterWriter, delivery::panic_message, error::Error, kind::Undelivered,
+    dead_letter::{DeadLetter, Writer},
+    delivery::panic_message,
+    error::Error,
+    kind::Undelivered,
 };
 
 /// A callback for undelivered items.
@@ -154,7 +157,7 @@ struct Kept {
 pub(super) struct Failures {
     counters: Arc<Counters>,
     on_failure: Option<FailureCallback>,
-    dead_letter: Option<Mutex<DeadLetterWriter>>,
+    dead_letter: Option<Mutex<Writer>>,
     kept: Mutex<Kept>,
     max_retained: usize,
     /// No handle is left, so nobody can take a report.
@@ -166,7 +169,7 @@ impl Failures {
     pub(super) fn new(
         counters: Arc<Counters>,
         on_failure: Option<FailureCallback>,
-        dead_letter: Option<DeadLetterWriter>,
+        dead_letter: Option<Writer>,
         max_retained: usize,
     ) -> Self {
         Self {
@@ -248,22 +251,36 @@ impl Failures {
     }
 
     /// Appends to the dead-letter file, if one is set; whether it worked.
+    /// A failure is logged: the items still reach the caller another way.
     fn write_dead_letter(&self, undelivered: &Undelivered) -> bool {
         self.dead_letter.as_ref().is_some_and(|writer| {
-            writer
+            let mut writer = writer
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .append(undelivered)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let written = DeadLetter::new(undelivered)
+                .map_err(std::io::Error::from)
+                .and_then(|letter| writer.append(&letter));
+            if let Err(error) = &written {
+                tracing::error!(
+                    path = %writer.path().display(),
+                    items = undelivered.len(),
+                    %error,
+                    "could not write the dead-letter file"
+                );
+            }
+            written.is_ok()
         })
     }
 
     /// Makes the dead-letter file durable.
     pub(super) fn sync_dead_letters(&self) {
         if let Some(writer) = &self.dead_letter {
-            writer
+            let mut writer = writer
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .sync();
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Err(error) = writer.sync() {
+                tracing::error!(path = %writer.path().display(), %error, "could not sync the dead-letter file");
+            }
         }
     }
 

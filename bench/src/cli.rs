@@ -1,0 +1,131 @@
+//! The `cli` contender: the `marketap` binary importing a prebuilt NDJSON
+//! file of the benchmark's events into the sink. The file is written (once
+//! per size, streamed, in the API's wire shape) before the clock starts;
+//! the clock covers the whole process, from spawn to exit. Its CPU time is
+//! what this process's reaped children used (`cutime + cstime`), and its
+//! peak RSS is the child's `VmHWM`, read while it runs.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use crate::{
+    BoxError,
+    contenders::{BATCH, IN_FLIGHT, ext_event},
+    events::{self, API_KEY, PROJECT_ID},
+    measure::{self, Memory},
+    report::RunResult,
+    sink::{SinkClient, loopback_url},
+};
+
+/// Where the inputs are kept between runs: removed by the orchestrator.
+pub fn input_dir() -> PathBuf {
+    std::env::temp_dir().join("marketap-bench-cli")
+}
+
+/// The `marketap` binary, built beside this one (`cargo xtask bench` builds
+/// both in release mode).
+fn binary() -> Result<PathBuf, BoxError> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(format!("marketap{}", std::env::consts::EXE_SUFFIX));
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: build it with `cargo build --release -p marketap-cli` (`cargo xtask \
+             bench` does)",
+            path.display()
+        )
+        .into())
+    }
+}
+
+/// The NDJSON file of the first `n` events, written now if it is not there.
+fn input(n: usize) -> Result<PathBuf, BoxError> {
+    let dir = input_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("events-{n}.ndjson"));
+    if !path.exists() {
+        let partial = dir.join(format!("events-{n}.ndjson.partial"));
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
+        for spec in events::generate(n) {
+            serde_json::to_writer(&mut out, &ext_event(spec))?;
+            out.write_all(b"\n")?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&partial, &path)?;
+    }
+    Ok(path)
+}
+
+/// Imports `n` events with `marketap` into the sink at `url`, and measures
+/// it. Fails unless the CLI exits 0 and the sink counts exactly `n` items.
+pub fn run(n: usize, url: &str) -> Result<RunResult, BoxError> {
+    let url = loopback_url(url)?;
+    let binary = binary()?;
+    let input = input(n)?;
+    let checkpoint = input_dir().join(format!("checkpoint-{}", std::process::id()));
+    let sink_runtime = crate::runtime()?;
+    let sink = SinkClient::new(&url)?;
+    sink_runtime.block_on(sink.reset())?;
+
+    let cpu_before = measure::children_cpu();
+    let started = Instant::now();
+    let mut child = Command::new(&binary)
+        .args(["import", "events"])
+        .arg(&input)
+        .args(["--quiet", "--output", "json", "--restart", "--checkpoint"])
+        .arg(&checkpoint)
+        .args([
+            "--batch-size",
+            &BATCH.to_string(),
+            "--in-flight",
+            &IN_FLIGHT.to_string(),
+        ])
+        .env("MARKETAP_API_KEY", API_KEY)
+        .env("MARKETAP_PROJECT_ID", PROJECT_ID)
+        .env("MARKETAP_BASE_URL", &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let peak_kib =
+        measure::watch_peak_rss(child.id(), || child.try_wait().ok().flatten().is_some());
+    let output = child.wait_with_output()?;
+    let wall = started.elapsed();
+    let cpu = measure::children_cpu().saturating_sub(cpu_before);
+    let _ = std::fs::remove_file(&checkpoint);
+    if !output.status.success() {
+        return Err(format!(
+            "marketap exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        )
+        .into());
+    }
+    let stats = sink_runtime.block_on(sink.stats())?;
+    stats.expect_items(n)?;
+    Ok(RunResult {
+        contender: "cli".to_owned(),
+        n: n as u64,
+        wall_secs: wall.as_secs_f64(),
+        cpu_secs: cpu.as_secs_f64(),
+        memory: Memory {
+            peak_rss_kib: peak_kib,
+            input_rss_kib: 0,
+            peak_after_input_kib: peak_kib,
+            // The input is a file, not memory: nothing to be "over".
+            peak_reset: false,
+        },
+        sink: stats,
+    })
+}
+
+/// Removes the prebuilt inputs.
+pub fn clean_up() {
+    let _ = std::fs::remove_dir_all(input_dir());
+}

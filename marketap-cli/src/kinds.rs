@@ -1,0 +1,251 @@
+//! Everything kind-specific about reading, in one trait: [`Kind`] says, for
+//! events, profiles, devices and deletions, how one NDJSON line (or one id
+//! per line) and one CSV row become the library's item, and which CSV
+//! columns are fields. Each item then goes through the library's own
+//! `from_raw` (or `UserDeletion::new`), so the command line checks exactly
+//! what the library checks, the reserved names included.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use marketap_ext::{
+    Device, Event, Item, UserDeletion, UserProfile, ValidationError, api::types,
+    timestamp::Timestamp,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    records::LineError,
+    table::{CellType, Row},
+};
+
+/// What a CSV column that is not one of a kind's fields becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherColumns {
+    /// A property (events, profiles).
+    Properties,
+    /// Nothing (deletions read one column).
+    Ignored,
+    /// An error (devices have no properties).
+    Refused,
+}
+
+/// One kind of item, as the command line reads it.
+pub trait Kind: Item {
+    /// The plural, as the command line says it: `events`.
+    const LABEL: &'static str;
+    /// The wire fields a CSV column can hold.
+    const FIELDS: &'static [&'static str];
+    /// The fields a CSV header must have.
+    const REQUIRED: &'static [&'static str];
+    /// What other columns become.
+    const OTHERS: OtherColumns;
+    /// The fields read as a type other than a string.
+    const FIELD_TYPES: &'static [(&'static str, CellType)] = &[];
+
+    /// The item on one line (the wire shape as JSON; for deletions, an id).
+    fn from_line(line: &str, zone: Option<&Tz>) -> Result<Self, LineError>;
+
+    /// The item in one CSV row.
+    fn from_row(row: &Row<'_>, zone: Option<&Tz>) -> Result<Self, LineError>;
+}
+
+/// An event line, as the API takes it: unknown fields are errors, so a
+/// misspelt field is never dropped silently.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventLine {
+    user_id: String,
+    event_name: String,
+    #[serde(default)]
+    properties: Map<String, Value>,
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileLine {
+    user_id: String,
+    #[serde(default)]
+    properties: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceLine {
+    device: DeviceFields,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceFields {
+    token: String,
+    platform: String,
+    #[serde(default)]
+    opt_in: Option<bool>,
+}
+
+impl Kind for Event {
+    const LABEL: &'static str = "events";
+    const FIELDS: &'static [&'static str] = &["user_id", "event_name", "timestamp"];
+    const REQUIRED: &'static [&'static str] = &["user_id", "event_name"];
+    const OTHERS: OtherColumns = OtherColumns::Properties;
+
+    fn from_line(line: &str, zone: Option<&Tz>) -> Result<Self, LineError> {
+        let line: EventLine = parse_json(line, Self::LABEL)?;
+        let raw = types::CreateEventReq {
+            user_id: line.user_id,
+            event_name: line.event_name,
+            properties: line.properties,
+            timestamp: timestamp(line.timestamp.as_deref(), zone)?,
+        };
+        Event::from_raw(raw).map_err(LineError::from)
+    }
+
+    fn from_row(row: &Row<'_>, zone: Option<&Tz>) -> Result<Self, LineError> {
+        let raw = types::CreateEventReq {
+            user_id: row.field("user_id").unwrap_or_default().to_owned(),
+            event_name: row.field("event_name").unwrap_or_default().to_owned(),
+            properties: row.properties()?,
+            timestamp: timestamp(row.field("timestamp"), zone)?,
+        };
+        Event::from_raw(raw).map_err(LineError::from)
+    }
+}
+
+impl Kind for UserProfile {
+    const LABEL: &'static str = "profiles";
+    const FIELDS: &'static [&'static str] = &["user_id"];
+    const REQUIRED: &'static [&'static str] = &["user_id"];
+    const OTHERS: OtherColumns = OtherColumns::Properties;
+
+    fn from_line(line: &str, _zone: Option<&Tz>) -> Result<Self, LineError> {
+        let line: ProfileLine = parse_json(line, Self::LABEL)?;
+        let raw = types::BulkUserProfile {
+            user_id: line.user_id,
+            properties: line.properties,
+        };
+        UserProfile::from_raw(raw).map_err(LineError::from)
+    }
+
+    fn from_row(row: &Row<'_>, _zone: Option<&Tz>) -> Result<Self, LineError> {
+        let raw = types::BulkUserProfile {
+            user_id: row.field("user_id").unwrap_or_default().to_owned(),
+            properties: row.properties()?,
+        };
+        UserProfile::from_raw(raw).map_err(LineError::from)
+    }
+}
+
+impl Kind for Device {
+    const LABEL: &'static str = "devices";
+    const FIELDS: &'static [&'static str] =
+        &["token", "platform", "opt_in", "user_id", "timestamp"];
+    const REQUIRED: &'static [&'static str] = &["token", "platform"];
+    const OTHERS: OtherColumns = OtherColumns::Refused;
+    const FIELD_TYPES: &'static [(&'static str, CellType)] = &[("opt_in", CellType::Bool)];
+
+    fn from_line(line: &str, zone: Option<&Tz>) -> Result<Self, LineError> {
+        let line: DeviceLine = parse_json(line, Self::LABEL)?;
+        let raw = types::UpdateDeviceProfileReq {
+            device: types::ClientDevice {
+                token: line.device.token,
+                platform: line.device.platform,
+                opt_in: line.device.opt_in,
+            },
+            user_id: line.user_id,
+            timestamp: timestamp(line.timestamp.as_deref(), zone)?,
+        };
+        Device::from_raw(raw).map_err(LineError::from)
+    }
+
+    fn from_row(row: &Row<'_>, zone: Option<&Tz>) -> Result<Self, LineError> {
+        let opt_in = match row.typed_field("opt_in")? {
+            Some(Value::Bool(opt_in)) => Some(opt_in),
+            _ => None,
+        };
+        let raw = types::UpdateDeviceProfileReq {
+            device: types::ClientDevice {
+                token: row.field("token").unwrap_or_default().to_owned(),
+                platform: row.field("platform").unwrap_or_default().to_owned(),
+                opt_in,
+            },
+            user_id: row.field("user_id").map(str::to_owned),
+            timestamp: timestamp(row.field("timestamp"), zone)?,
+        };
+        Device::from_raw(raw).map_err(LineError::from)
+    }
+}
+
+impl Kind for UserDeletion {
+    const LABEL: &'static str = "users";
+    const FIELDS: &'static [&'static str] = &["user_id"];
+    const REQUIRED: &'static [&'static str] = &["user_id"];
+    const OTHERS: OtherColumns = OtherColumns::Ignored;
+
+    fn from_line(line: &str, _zone: Option<&Tz>) -> Result<Self, LineError> {
+        UserDeletion::new(line.trim()).map_err(LineError::from)
+    }
+
+    fn from_row(row: &Row<'_>, _zone: Option<&Tz>) -> Result<Self, LineError> {
+        UserDeletion::new(row.field("user_id").unwrap_or_default()).map_err(LineError::from)
+    }
+}
+
+/// A line's JSON as `T`, with the line's own kind of failure.
+fn parse_json<'a, T: Deserialize<'a>>(line: &'a str, kind: &'static str) -> Result<T, LineError> {
+    match line.trim_start().as_bytes().first() {
+        Some(b'{') => {}
+        Some(b'[') => return Err(LineError::NotAnObject { found: "an array" }),
+        Some(b'"') => return Err(LineError::NotAnObject { found: "a string" }),
+        Some(b'0'..=b'9' | b'-') => return Err(LineError::NotAnObject { found: "a number" }),
+        Some(b't' | b'f') if serde_json::from_str::<bool>(line.trim()).is_ok() => {
+            return Err(LineError::NotAnObject { found: "a boolean" });
+        }
+        Some(b'n') if line.trim() == "null" => {
+            return Err(LineError::NotAnObject { found: "null" });
+        }
+        _ => {}
+    }
+    serde_json::from_str(line).map_err(|error| {
+        let column = error.column();
+        let message = error.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(message, _)| message)
+            .to_owned();
+        if error.is_data() {
+            LineError::Shape {
+                kind,
+                message,
+                column,
+            }
+        } else {
+            LineError::NotJson { message, column }
+        }
+    })
+}
+
+/// A `timestamp` value: with an offset, or in `zone` when given.
+fn timestamp(value: Option<&str>, zone: Option<&Tz>) -> Result<Option<DateTime<Utc>>, LineError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let parsed = match zone {
+        Some(zone) => Timestamp::parse_in(value, zone),
+        None => Timestamp::parse(value),
+    };
+    parsed
+        .map(|timestamp| Some(timestamp.into_datetime()))
+        .map_err(|source| {
+            LineError::from(ValidationError::Timestamp {
+                field: "timestamp",
+                source,
+            })
+        })
+}

@@ -1,0 +1,272 @@
+//! `marketap`: the command line for Marketap. Bulk import of events,
+//! profiles and devices from NDJSON or CSV (gzip or not) with resume,
+//! validation without sending, deletion of users with a confirmation, and
+//! resend of dead letters. It is built on `marketap-ext`'s public API only.
+//!
+//! - [`args`]: the command line; [`error`]: what stops a command, and the
+//!   exit codes.
+//! - [`input`]: opening the input; [`records`]: reading it record by
+//!   record; [`kinds`]: what each kind of item reads; [`table`]: CSV
+//!   columns.
+//! - [`send`]: reading and sending with a checkpoint ([`checkpoint`],
+//!   [`tracker`]), progress ([`progress`]), signals ([`signals`]) and the
+//!   [`summary`].
+//! - [`validate`], [`confirm`] (for `delete users`), [`resend`].
+
+#![warn(missing_docs)]
+
+mod args;
+mod checkpoint;
+mod confirm;
+mod credentials;
+mod error;
+mod input;
+mod kinds;
+mod progress;
+mod records;
+mod resend;
+mod send;
+mod signals;
+mod summary;
+mod table;
+mod tracker;
+mod validate;
+
+use std::process::ExitCode;
+
+use chrono_tz::Tz;
+use clap::Parser;
+use marketap_ext::{BatchConfig, Device, Event, UserDeletion, UserProfile};
+
+use crate::{
+    args::{Cli, Command, InputArgs, ItemArgs, ItemKind, SendArgs},
+    checkpoint::Start,
+    credentials::Sending,
+    error::{CliError, Exit},
+    input::{Content, Input},
+    kinds::Kind,
+    records::{Next, Records},
+    table::Mapping,
+};
+
+/// The reader thread allocates every item and the sending task frees it:
+/// glibc's allocator takes a lock for each such free, mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("marketap: error: {error}");
+            Exit::Usage.into()
+        }
+    }
+}
+
+/// Runs the command; its exit code.
+fn run(cli: &Cli) -> Result<u8, CliError> {
+    match &cli.command {
+        Command::Validate { kind, input, items } => {
+            let (mapping, zone) = item_options(input, items)?;
+            let mut opened = Input::open(&input.file, "validate")?;
+            let content = opened.content(input.format, false);
+            let reader = opened.take_reader();
+            let label = opened.label.as_str();
+            let report = match kind {
+                ItemKind::Events => validate::run(
+                    Records::<Event>::new(reader, content, &mapping, zone, 1, label)?,
+                    label,
+                ),
+                ItemKind::Profiles => validate::run(
+                    Records::<UserProfile>::new(reader, content, &mapping, zone, 1, label)?,
+                    label,
+                ),
+                ItemKind::Devices => validate::run(
+                    Records::<Device>::new(reader, content, &mapping, zone, 1, label)?,
+                    label,
+                ),
+            };
+            report.print(cli.output);
+            Ok(report.exit_code)
+        }
+        Command::Import {
+            kind,
+            input,
+            items,
+            send,
+        } => {
+            let (mapping, zone) = item_options(input, items)?;
+            let client = credentials::client(&send.credentials, sending(send))?;
+            let mut opened = Input::open(&input.file, "import")?;
+            let content = opened.content(input.format, false);
+            let job = Plan {
+                cli,
+                send,
+                client,
+                mapping,
+                zone,
+                content,
+            };
+            match kind {
+                ItemKind::Events => job.run::<Event>("import events", opened),
+                ItemKind::Profiles => job.run::<UserProfile>("import profiles", opened),
+                ItemKind::Devices => job.run::<Device>("import devices", opened),
+            }
+        }
+        Command::Delete {
+            what: _,
+            input,
+            send,
+            yes,
+        } => {
+            let mapping = Mapping::parse(&input.columns, &[])?;
+            let client = credentials::client(&send.credentials, sending(send))?;
+            let command = "delete users";
+            if !yes {
+                if input.file == "-" {
+                    return Err(CliError::Unconfirmed {
+                        reason: "the ids come from stdin, so they cannot be counted first and \
+                                 stdin cannot answer; pass --yes to confirm",
+                    });
+                }
+                confirm::can_ask()?;
+                let mut counting = Input::open(&input.file, "delete")?;
+                let content = counting.content(input.format, true);
+                let (_, start) = send::checkpoint(&counting, send, command)?;
+                if start != Start::Complete {
+                    let reader = counting.take_reader();
+                    let records = Records::<UserDeletion>::new(
+                        reader,
+                        content,
+                        &mapping,
+                        None,
+                        start.line(),
+                        &counting.label,
+                    )?;
+                    let (count, rejected) = count(records);
+                    if !confirm::deletion(count, client.project_id(), &counting.label, rejected)? {
+                        eprintln!("marketap: declined: nothing was deleted");
+                        return Ok(Exit::Partial.code());
+                    }
+                }
+            }
+            let mut opened = Input::open(&input.file, "delete")?;
+            let content = opened.content(input.format, true);
+            let job = Plan {
+                cli,
+                send,
+                client,
+                mapping,
+                zone: None,
+                content,
+            };
+            job.run::<UserDeletion>(command, opened)
+        }
+        Command::Resend {
+            file,
+            dead_letter,
+            credentials,
+            in_flight,
+        } => {
+            let client = credentials::client(credentials, Sending::default())?;
+            let remaining = dead_letter.clone().unwrap_or_else(|| {
+                let mut name = file.as_os_str().to_owned();
+                name.push(".remaining.ndjson");
+                name.into()
+            });
+            let summary =
+                runtime()?.block_on(resend::run(file.clone(), remaining, client, *in_flight))?;
+            summary.print(cli.output);
+            Ok(summary.exit_code)
+        }
+    }
+}
+
+/// What a sending command needs besides its input.
+struct Plan<'a> {
+    cli: &'a Cli,
+    send: &'a SendArgs,
+    client: marketap_ext::Marketap,
+    mapping: Mapping,
+    zone: Option<Tz>,
+    content: Content,
+}
+
+impl Plan<'_> {
+    /// Sends `input` as items of `T`, printing the summary.
+    fn run<T: Kind>(self, command: &str, mut input: Input) -> Result<u8, CliError> {
+        let (checkpoint, start) = send::checkpoint(&input, self.send, command)?;
+        let reader = input.take_reader();
+        let records = Records::<T>::new(
+            reader,
+            self.content,
+            &self.mapping,
+            self.zone,
+            start.line(),
+            &input.label,
+        )?;
+        let job = send::Job {
+            command,
+            input,
+            args: self.send,
+            client: self.client,
+            quiet: self.cli.quiet,
+        };
+        let summary = runtime()?.block_on(send::run(job, records, checkpoint, start))?;
+        summary.print(self.cli.output);
+        Ok(summary.exit_code)
+    }
+}
+
+/// Counts the valid and the invalid records.
+fn count<T: Kind>(mut records: Records<T>) -> (u64, u64) {
+    let (mut valid, mut invalid) = (0, 0);
+    loop {
+        match records.next() {
+            Next::Item(..) => valid += 1,
+            Next::Reject(_) => invalid += 1,
+            Next::End | Next::Failed { .. } => return (valid, invalid),
+        }
+    }
+}
+
+/// The `--column`, `--type` and `--timezone` options, read.
+fn item_options(input: &InputArgs, items: &ItemArgs) -> Result<(Mapping, Option<Tz>), CliError> {
+    let mapping = Mapping::parse(&input.columns, &items.types)?;
+    let zone = items
+        .timezone
+        .as_deref()
+        .map(|name| {
+            name.parse::<Tz>().map_err(|_| {
+                CliError::option(
+                    "--timezone",
+                    name,
+                    "not a time zone; use an IANA name such as Asia/Seoul or UTC",
+                )
+            })
+        })
+        .transpose()?;
+    Ok((mapping, zone))
+}
+
+/// How `send` asks requests to be cut and retried.
+fn sending(send: &SendArgs) -> Sending {
+    Sending {
+        batch: BatchConfig {
+            max_batch_size: send.batch_size,
+            max_in_flight: send.in_flight,
+            ..BatchConfig::default()
+        },
+        max_attempts: Some(send.max_attempts),
+    }
+}
+
+/// The runtime every sending command runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::file("the async runtime", e))
+}

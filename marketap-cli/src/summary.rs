@@ -1,0 +1,139 @@
+//! What a command did, printed at the end: a few lines for people, or one
+//! JSON object (`--output json`) for scripts, with the exit code it ends
+//! with.
+
+use std::{io::Write, path::PathBuf};
+
+use serde::Serialize;
+
+use crate::{args::Output, error::Exit};
+
+/// The end of `import`, `delete` or `resend`.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    /// The command, e.g. `import events`.
+    pub command: String,
+    /// The input as given, or `stdin`.
+    pub input: String,
+    /// The line this run started from, when it resumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from_line: Option<u64>,
+    /// The checkpoint said the input was done before: nothing was sent.
+    pub already_complete: bool,
+    /// Valid items read.
+    pub items: u64,
+    /// Items the server accepted.
+    pub accepted: u64,
+    /// Lines that were not items (in the rejects file).
+    pub rejected: u64,
+    /// Items in requests that finally failed (in the dead-letter file).
+    pub failed: u64,
+    /// Items read but not delivered (interrupted, or after a 401): a rerun
+    /// sends them.
+    pub not_sent: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Retries over all requests.
+    pub retries: u64,
+    /// The rejects file, if anything was written to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejects_file: Option<PathBuf>,
+    /// The dead-letter file, if anything was written to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_file: Option<PathBuf>,
+    /// The checkpoint file, if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_file: Option<PathBuf>,
+    /// The line the checkpoint holds: a rerun starts there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_line: Option<u64>,
+    /// Why the run stopped before the end of its input, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Wall-clock seconds.
+    pub elapsed_secs: f64,
+    /// Items read per second.
+    pub items_per_sec: f64,
+    /// The exit code.
+    pub exit_code: u8,
+}
+
+impl Summary {
+    /// Prints it to stdout as `output` says.
+    pub fn print(&self, output: Output) {
+        let mut out = std::io::stdout().lock();
+        let _ = match output {
+            Output::Json => writeln!(
+                out,
+                "{}",
+                serde_json::to_string(self).expect("a summary serialises")
+            ),
+            Output::Text => out.write_all(self.text().as_bytes()),
+        };
+    }
+
+    /// The lines for people.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        let mut line = |s: String| {
+            text.push_str(&s);
+            text.push('\n');
+        };
+        if self.already_complete {
+            line(format!(
+                "{}: {} was imported completely before (checkpoint {}); nothing sent. Pass \
+                 --restart to import it again.",
+                self.command,
+                self.input,
+                self.checkpoint_file
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            ));
+            return text;
+        }
+        let resumed = self
+            .resumed_from_line
+            .map_or_else(String::new, |l| format!(", resumed from line {l}"));
+        line(format!(
+            "{} {}{resumed}: {} accepted, {} rejected, {} failed, {} not sent, in {} requests \
+             ({} retries), {:.1} s, {:.0} items/s",
+            self.command,
+            self.input,
+            self.accepted,
+            self.rejected,
+            self.failed,
+            self.not_sent,
+            self.requests,
+            self.retries,
+            self.elapsed_secs,
+            self.items_per_sec,
+        ));
+        if let Some(stopped) = &self.stopped {
+            line(format!("stopped early: {stopped}"));
+        }
+        if let Some(path) = &self.rejects_file {
+            line(format!(
+                "rejected lines: {} (line, error and raw line)",
+                path.display()
+            ));
+        }
+        if let Some(path) = &self.dead_letter_file {
+            line(format!(
+                "failed requests: {} (send them again with `marketap resend {}`)",
+                path.display(),
+                path.display()
+            ));
+        }
+        if let (Some(path), Some(at)) = (&self.checkpoint_file, self.checkpoint_line) {
+            line(format!("checkpoint: {} (line {at})", path.display()));
+        }
+        line(format!("exit code {}", self.exit_code));
+        text
+    }
+
+    /// Sets the exit code from what happened.
+    pub fn exit(&mut self, exit: Exit) -> Exit {
+        self.exit_code = exit.code();
+        exit
+    }
+}

@@ -1,0 +1,598 @@
+//! `marketap import`, `delete users` and `resend`, run as the real binary
+//! against a loopback server: NDJSON and CSV (gzip, renamed and typed
+//! columns, naive timestamps with and without `--timezone`), the rejects
+//! file, dead letters and their resend, the 401 exit code, credentials, and
+//! the deletion's confirmation.
+
+mod support;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use support::{KEY, Server, event_line, gzip, marketap, run, run_with, temp_dir, write};
+
+#[test]
+fn ndjson_events_go_out_in_the_wire_shape_and_a_finished_file_is_not_sent_twice() {
+    let dir = temp_dir("ndjson");
+    let server = Server::accepting();
+    let mut text: String = (0..2500).map(|i| event_line(i) + "\n").collect();
+    text.insert(0, '\n'); // a blank first line is skipped, not rejected
+    let input = write(&dir, "events.ndjson", &text);
+    let file = input.to_str().unwrap();
+
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["import", "events", file, "--output", "json"],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["accepted"], 2500);
+    assert_eq!(summary["rejected"], 0);
+    assert_eq!(summary["requests"], 3);
+    assert_eq!(summary["checkpoint_line"], 2502);
+    let requests = server.requests();
+    assert!(requests.iter().all(|r| r.path == "/v1/api/events"
+        && r.query == "project_id=proj"
+        && r.auth.as_deref() == Some(&format!("Bearer {KEY}"))));
+    let mut items = server.items();
+    items.sort_by_key(|item| item["properties"]["n"].as_u64());
+    assert_eq!(items.len(), 2500);
+    assert_eq!(
+        items[7],
+        json!({"user_id": "u7", "event_name": "mkt_page_view", "properties": {"n": 7}, "timestamp": "2025-01-17T05:39:22Z"})
+    );
+
+    let again = run(marketap(&dir, Some(&server), &["import", "events", file]));
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(
+        again.stdout.contains("imported completely before"),
+        "{again:?}"
+    );
+    assert_eq!(server.requests().len(), 3, "nothing sent twice");
+
+    let restarted = run(marketap(
+        &dir,
+        Some(&server),
+        &["import", "events", file, "--restart", "-q"],
+    ));
+    assert_eq!(restarted.code, Some(0), "{restarted:?}");
+    assert_eq!(server.items().len(), 5000);
+}
+
+#[test]
+fn gzip_csv_with_renamed_and_typed_columns() {
+    let dir = temp_dir("csv");
+    let server = Server::accepting();
+    let csv = "\u{feff}member_no,event_name,price,is_member,tags,timestamp,note\n\
+               m-1,mkt_page_view,19.5,yes,\"[\"\"a\"\",1]\",2025-01-17T14:39:22+09:00,hello\n\
+               m-2,mkt_login,,no,,,\n";
+    // gzip is found by its first bytes, not by the name; CSV by the first byte.
+    let input = write(&dir, "export.dat", gzip(csv.as_bytes()));
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            input.to_str().unwrap(),
+            "--column",
+            "user_id=member_no",
+            "--type",
+            "price=number",
+            "--type",
+            "is_member=bool",
+            "--type",
+            "tags=json",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.json()["accepted"], 2);
+    assert_eq!(
+        server.items(),
+        vec![
+            json!({
+                "user_id": "m-1", "event_name": "mkt_page_view",
+                "properties": {"price": 19.5, "is_member": true, "tags": ["a", 1], "note": "hello"},
+                "timestamp": "2025-01-17T05:39:22Z"
+            }),
+            // Empty cells are left out.
+            json!({"user_id": "m-2", "event_name": "mkt_login", "properties": {"is_member": false}}),
+        ]
+    );
+}
+
+#[test]
+fn naive_timestamps_need_a_zone_and_a_dst_gap_is_an_error() {
+    let dir = temp_dir("zone");
+    let server = Server::accepting();
+    let csv = "user_id,event_name,timestamp\n\
+               u1,mkt_login,2025-01-17 14:39:22\n\
+               u2,mkt_login,2025-03-09T02:30:00\n";
+    let input = write(&dir, "logins.csv", csv);
+    let file = input.to_str().unwrap();
+
+    // Without a zone, both lines are refused, naming line and column.
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["import", "events", file, "--output", "json"],
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.json()["rejected"], 2);
+    assert!(server.requests().is_empty());
+    let rejects = std::fs::read_to_string(dir.join("logins.csv.rejects.ndjson")).unwrap();
+    let first: Value = serde_json::from_str(rejects.lines().next().unwrap()).unwrap();
+    assert_eq!(first["line"], 2);
+    assert_eq!(first["column"], "timestamp");
+    assert_eq!(first["kind"], "timestamp without offset");
+    assert!(
+        first["error"].as_str().unwrap().contains("--timezone"),
+        "{first}"
+    );
+
+    // Seoul has no DST: both are read there.
+    let seoul = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            file,
+            "--restart",
+            "--timezone",
+            "Asia/Seoul",
+            "-q",
+        ],
+    ));
+    assert_eq!(seoul.code, Some(0), "{seoul:?}");
+    let stamps: Vec<Value> = server
+        .items()
+        .iter()
+        .map(|e| e["timestamp"].clone())
+        .collect();
+    assert_eq!(
+        stamps,
+        [json!("2025-01-17T05:39:22Z"), json!("2025-03-08T17:30:00Z")]
+    );
+
+    // New York skips 02:30 on 2025-03-09: an error, never a guess.
+    let new_york = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            file,
+            "--restart",
+            "--timezone",
+            "America/New_York",
+            "-q",
+        ],
+    ));
+    assert_eq!(new_york.code, Some(1), "{new_york:?}");
+    let rejects = std::fs::read_to_string(dir.join("logins.csv.rejects.ndjson")).unwrap();
+    assert_eq!(rejects.lines().count(), 1, "{rejects}");
+    assert!(
+        rejects.contains(r#""line":3"#) && rejects.contains("does not exist"),
+        "{rejects}"
+    );
+
+    // The same holds for NDJSON.
+    let ndjson = write(
+        &dir,
+        "naive.ndjson",
+        r#"{"user_id":"u1","event_name":"mkt_login","timestamp":"2025-01-17T14:39:22"}"#,
+    );
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            ndjson.to_str().unwrap(),
+            "--timezone",
+            "Asia/Seoul",
+            "-q",
+        ],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        server.items().last().unwrap()["timestamp"],
+        "2025-01-17T05:39:22Z"
+    );
+}
+
+#[test]
+fn invalid_lines_go_to_the_rejects_file_and_the_rest_is_sent() {
+    let dir = temp_dir("rejects");
+    let server = Server::accepting();
+    let text = [
+        event_line(1),
+        "{not json".to_owned(),
+        event_line(3),
+        r#"{"user_id":"u4","event_name":"mkt_purchase","properties":{"mkt_revenu":10}}"#.to_owned(),
+        r#"{"user_id":"u5","event_name":"x","extra":1}"#.to_owned(),
+    ]
+    .join("\n");
+    let input = write(&dir, "mixed.ndjson", text);
+    let rejects = dir.join("bad.ndjson");
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            input.to_str().unwrap(),
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stdout.contains("2 accepted, 3 rejected"), "{out:?}");
+    assert!(
+        out.stdout.contains(rejects.to_str().unwrap()),
+        "the summary names the file"
+    );
+    assert_eq!(server.items().len(), 2);
+    let lines: Vec<Value> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        (lines[0]["line"].as_u64(), lines[0]["kind"].as_str()),
+        (Some(2), Some("not JSON"))
+    );
+    assert_eq!(lines[0]["raw"], "{not json");
+    assert_eq!(lines[1]["line"], 4);
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean \"mkt_revenue\""),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2]["line"], 5);
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `extra`"),
+        "{}",
+        lines[2]
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&rejects).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "it holds the input's data");
+    }
+
+    // --max-errors stops reading.
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            input.to_str().unwrap(),
+            "--restart",
+            "--max-errors",
+            "1",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["rejected"], 1);
+    assert_eq!(summary["accepted"], 1);
+    assert!(
+        summary["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("--max-errors"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_401_stops_the_run_with_exit_code_3() {
+    let dir = temp_dir("unauthorized");
+    let server = Server::start(|_| (401, Duration::ZERO));
+    let text: String = (0..5000).map(|i| event_line(i) + "\n").collect();
+    let input = write(&dir, "events.ndjson", text);
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            input.to_str().unwrap(),
+            "--batch-size",
+            "100",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(
+        out.stderr.contains("API key or project was not accepted"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.contains(KEY) && !out.stdout.contains(KEY),
+        "the key is never shown"
+    );
+    assert_eq!(server.requests().len(), 1, "the first 401 stops everything");
+    let summary = out.json();
+    assert_eq!(summary["accepted"], 0);
+    assert_eq!(summary["checkpoint_line"], 1);
+    assert!(
+        !dir.join("events.ndjson.dead-letter.ndjson").exists(),
+        "a wrong key is not a dead letter"
+    );
+}
+
+#[test]
+fn failed_requests_become_dead_letters_that_resend_delivers() {
+    let dir = temp_dir("dead-letters");
+    let refuse = Arc::new(AtomicBool::new(true));
+    let server = {
+        let refuse = refuse.clone();
+        Server::start(move |_| {
+            let status = if refuse.load(Ordering::SeqCst) {
+                400
+            } else {
+                202
+            };
+            (status, Duration::ZERO)
+        })
+    };
+    let text: String = (0..250).map(|i| event_line(i) + "\n").collect();
+    let input = write(&dir, "events.ndjson", text);
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            input.to_str().unwrap(),
+            "--batch-size",
+            "100",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["failed"], 250);
+    let letters = dir.join("events.ndjson.dead-letter.ndjson");
+    assert_eq!(summary["dead_letter_file"], letters.to_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&letters).unwrap().lines().count(),
+        3
+    );
+    assert_eq!(
+        summary["checkpoint_line"], 251,
+        "dead-lettered lines are done"
+    );
+
+    // Still refused: the letters go to the remaining file, untouched input.
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["resend", letters.to_str().unwrap(), "--output", "json"],
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let remaining = dir.join("events.ndjson.dead-letter.ndjson.remaining.ndjson");
+    assert_eq!(out.json()["dead_letter_file"], remaining.to_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&remaining).unwrap().lines().count(),
+        3
+    );
+
+    refuse.store(false, Ordering::SeqCst);
+    let before = server.items().len();
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["resend", letters.to_str().unwrap(), "--output", "json"],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.json()["accepted"], 250);
+    let mut resent: Vec<u64> = server.items()[before..]
+        .iter()
+        .map(|e| e["properties"]["n"].as_u64().unwrap())
+        .collect();
+    resent.sort_unstable();
+    assert_eq!(resent, (0..250).collect::<Vec<u64>>());
+}
+
+#[test]
+fn profiles_and_devices_go_to_their_endpoints() {
+    let dir = temp_dir("kinds");
+    let server = Server::accepting();
+    let profiles = write(
+        &dir,
+        "profiles.jsonl",
+        r#"{"user_id":"u1","properties":{"mkt_email":"a@example.com","mkt_email_opt_in":true}}"#,
+    );
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["import", "profiles", profiles.to_str().unwrap(), "-q"],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let devices = write(
+        &dir,
+        "devices.csv",
+        "token,platform,opt_in,user_id\nfcm-1,ANDROID,true,u1\napns-2,IOS,,\n",
+    );
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["import", "devices", devices.to_str().unwrap(), "-q"],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let requests = server.requests();
+    assert_eq!(requests[0].path, "/v1/api/profile/user");
+    assert_eq!(requests[1].path, "/v1/api/profile/user/device/bulk");
+    assert_eq!(
+        requests[1].items(),
+        vec![
+            json!({"device": {"token": "fcm-1", "platform": "ANDROID", "opt_in": true}, "user_id": "u1"}),
+            json!({"device": {"token": "apns-2", "platform": "IOS"}}),
+        ]
+    );
+    // Devices have no properties: another column is refused, naming it.
+    let extra = write(&dir, "devices2.csv", "token,platform,color\nt,IOS,red\n");
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["import", "devices", extra.to_str().unwrap()],
+    ));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("`color`"), "{out:?}");
+}
+
+#[test]
+fn credentials_come_from_the_environment_or_a_key_file() {
+    let dir = temp_dir("credentials");
+    let server = Server::accepting();
+    let input = write(&dir, "events.ndjson", event_line(1));
+    let file = input.to_str().unwrap();
+
+    let out = run(marketap(&dir, None, &["import", "events", file]));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("MARKETAP_API_KEY") && out.stderr.contains("--api-key-file"),
+        "{out:?}"
+    );
+
+    let key = write(&dir, "key.txt", format!("{KEY}\n"));
+    let mut command = marketap(
+        &dir,
+        None,
+        &[
+            "import",
+            "events",
+            file,
+            "--api-key-file",
+            key.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    command.env("MARKETAP_BASE_URL", server.url());
+    let out = run(command);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("MARKETAP_PROJECT_ID") && out.stderr.contains("--project"),
+        "{out:?}"
+    );
+
+    let mut command = marketap(
+        &dir,
+        None,
+        &[
+            "import",
+            "events",
+            file,
+            "--api-key-file",
+            key.to_str().unwrap(),
+            "--project",
+            "proj",
+            "-q",
+        ],
+    );
+    command.env("MARKETAP_BASE_URL", server.url());
+    let out = run(command);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        server.requests()[0].auth.as_deref(),
+        Some("Bearer test-key")
+    );
+}
+
+#[test]
+fn deleting_users_asks_first_unless_yes() {
+    let dir = temp_dir("delete");
+    let server = Server::accepting();
+    let ids = write(&dir, "ids.txt", "u1\n\nu2\n u3 \n");
+    let file = ids.to_str().unwrap();
+
+    // No terminal to ask on: refused, nothing sent.
+    let out = run(marketap(&dir, Some(&server), &["delete", "users", file]));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--yes"), "{out:?}");
+    let out = run_with(
+        marketap(&dir, Some(&server), &["delete", "users", "-"]),
+        Some(b"u1\n"),
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(server.requests().is_empty());
+
+    // A terminal: `script` gives the command one, and types the answer.
+    let answer = |reply: &[u8], args: &str| {
+        let command_line = format!("{} delete users {args}", env!("CARGO_BIN_EXE_marketap"));
+        let mut script = std::process::Command::new("script");
+        script
+            .args(["-qec", &command_line, "/dev/null"])
+            .current_dir(&dir)
+            .env("MARKETAP_API_KEY", KEY)
+            .env("MARKETAP_PROJECT_ID", "proj")
+            .env("MARKETAP_BASE_URL", server.url());
+        run_with(script, Some(reply))
+    };
+    let declined = answer(b"no\n", file);
+    assert_eq!(declined.code, Some(1), "{declined:?}");
+    assert!(
+        declined
+            .stdout
+            .contains("deletion of 3 users of project proj"),
+        "{declined:?}"
+    );
+    assert!(declined.stdout.contains("cannot be undone"), "{declined:?}");
+    assert!(server.requests().is_empty(), "declined: nothing sent");
+
+    let confirmed = answer(b"yes\n", file);
+    assert_eq!(confirmed.code, Some(0), "{confirmed:?}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].path, "/v1/api/profile/user/deletion-job/bulk");
+    assert_eq!(
+        requests[0].items(),
+        vec![json!("u1"), json!("u2"), json!("u3")]
+    );
+
+    // --yes: no question; a CSV column works too.
+    let members = write(&dir, "members.csv", "name,member_no\nKim,m-9\n");
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "delete",
+            "users",
+            members.to_str().unwrap(),
+            "--column",
+            "user_id=member_no",
+            "--yes",
+            "-q",
+        ],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let last = server.requests().pop().unwrap();
+    assert_eq!(last.path, "/v1/api/profile/user/deletion-job");
+    assert_eq!(last.body, br#"{"user_id":"m-9"}"#);
+}

@@ -1,0 +1,200 @@
+//! Resume: an import killed with SIGKILL partway and run again delivers
+//! every line at least once, skips none, and sends at most one in-flight
+//! window twice; Ctrl-C drains the requests in flight within the deadline,
+//! writes the checkpoint and exits 130.
+
+mod support;
+
+use std::{
+    path::Path,
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+use support::{Request, Server, event_line, marketap, run, temp_dir, write};
+
+/// The `n` of each event a request carried.
+fn numbers(request: &Request) -> Vec<usize> {
+    #[derive(Deserialize)]
+    struct Body {
+        events: Vec<Event>,
+    }
+    #[derive(Deserialize)]
+    struct Event {
+        properties: Properties,
+    }
+    #[derive(Deserialize)]
+    struct Properties {
+        n: usize,
+    }
+    let body: Body = serde_json::from_slice(&request.body).unwrap();
+    body.events.into_iter().map(|e| e.properties.n).collect()
+}
+
+/// How many times the server saw each of the `n` lines.
+fn seen(server: &Server, n: usize) -> Vec<u32> {
+    let mut seen = vec![0; n];
+    for request in server.requests() {
+        for i in numbers(&request) {
+            seen[i] += 1;
+        }
+    }
+    seen
+}
+
+fn input(dir: &Path, n: usize) -> String {
+    let text: String = (0..n).map(|i| event_line(i) + "\n").collect();
+    write(dir, "events.ndjson", text)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the server has `requests` requests, while `child` runs.
+fn wait_for(server: &Server, requests: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.requests().len() < requests {
+        assert!(child.try_wait().unwrap().is_none(), "it ended too soon");
+        assert!(Instant::now() < deadline, "the server saw too few requests");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn killed_partway_then_run_again_every_line_arrives_and_at_most_one_window_twice() {
+    const N: usize = 200_000;
+    const WINDOW: usize = 4 * 1000; // --in-flight 4 x --batch-size 1000, the defaults
+    let dir = temp_dir("kill");
+    let server = Server::start(|_| (202, Duration::from_millis(40)));
+    let file = input(&dir, N);
+    let args = ["import", "events", file.as_str(), "-q", "--output", "json"];
+
+    let mut child = marketap(&dir, Some(&server), &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&server, 60, &mut child);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = server.requests().len();
+    let checkpoint: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("events.ndjson.checkpoint")).unwrap(),
+    )
+    .unwrap();
+    let line = checkpoint["line"].as_u64().unwrap();
+    assert!(line > 1 && line <= N as u64, "{checkpoint}");
+
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["resumed_from_line"], line);
+    assert_eq!(summary["accepted"].as_u64(), Some(N as u64 + 1 - line));
+
+    let seen = seen(&server, N);
+    let missing = seen.iter().filter(|&&count| count == 0).count();
+    let duplicates: u32 = seen.iter().map(|&count| count.saturating_sub(1)).sum();
+    println!(
+        "kill and resume: killed after {before} requests had reached the server; resumed from \
+         line {line}; {missing} lines missing, {duplicates} lines sent twice (bound: one \
+         in-flight window, {WINDOW})"
+    );
+    assert_eq!(missing, 0, "no line is skipped");
+    assert!(duplicates as usize <= WINDOW, "{duplicates} duplicates");
+}
+
+/// Sends SIGINT to `child`, as Ctrl-C does.
+fn interrupt(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn ctrl_c_drains_the_requests_in_flight_writes_the_checkpoint_and_exits_130() {
+    const N: usize = 20_000;
+    let dir = temp_dir("ctrl-c");
+    let server = Server::start(|_| (202, Duration::from_millis(300)));
+    let file = input(&dir, N);
+    let args = [
+        "import",
+        "events",
+        file.as_str(),
+        "--output",
+        "json",
+        "--batch-size",
+        "500",
+    ];
+
+    let mut child = marketap(&dir, Some(&server), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&server, 3, &mut child);
+    let interrupted = Instant::now();
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let took = interrupted.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: reading stopped"), "{stderr}");
+    assert!(took < Duration::from_secs(5), "drained in {took:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["stopped"], "interrupted");
+    // The requests in flight were answered within the deadline: accepted.
+    let accepted = summary["accepted"].as_u64().unwrap();
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["checkpoint_line"].as_u64(), Some(accepted + 1));
+    assert!(accepted >= 500 && accepted < N as u64, "{summary}");
+
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let seen = seen(&server, N);
+    assert!(
+        seen.iter().all(|&count| count == 1),
+        "each line once: drained, not abandoned"
+    );
+}
+
+#[test]
+fn the_drain_deadline_gives_up_on_a_server_that_does_not_answer() {
+    const N: usize = 5_000;
+    let dir = temp_dir("drain-deadline");
+    let server = Server::start(|_| (202, Duration::from_secs(30)));
+    let file = input(&dir, N);
+    let args = [
+        "import",
+        "events",
+        file.as_str(),
+        "--output",
+        "json",
+        "--batch-size",
+        "500",
+        "--drain-timeout",
+        "0.3",
+    ];
+    let mut child = marketap(&dir, Some(&server), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&server, 1, &mut child);
+    let interrupted = Instant::now();
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let took = interrupted.elapsed();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(took < Duration::from_secs(3), "gave up in {took:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["accepted"], 0);
+    assert!(summary["not_sent"].as_u64().unwrap() >= 500, "{summary}");
+    assert_eq!(summary["checkpoint_line"], 1, "nothing is done");
+    assert!(
+        !dir.join("events.ndjson.dead-letter.ndjson").exists(),
+        "abandoned is not failed"
+    );
+}
