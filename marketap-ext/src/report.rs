@@ -239,9 +239,9 @@ mod tests {
         );
         assert!(report.to_string().contains("2 failed in 1 request"));
         assert!(
-            report
-                .to_string()
-                .ends_with("first failure: not delivered: the shutdown deadline passed first")
+            report.to_string().ends_with(
+                "first failure: not delivered: the shutdown or stop deadline passed first"
+            )
         );
         let failed: Vec<_> = report.failed_items_iter().map(|(item, _)| *item).collect();
         assert_eq!(failed, [1, 2]);

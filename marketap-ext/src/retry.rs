@@ -409,6 +409,14 @@ mod tests {
             );
         }
         assert!(RetryConfig::default().validate().is_ok());
+        let at_the_bounds = RetryConfig {
+            max_attempts: MAX_ATTEMPTS,
+            initial_backoff: MAX_BACKOFF,
+            max_backoff: MAX_BACKOFF,
+            max_retry_after: MAX_RETRY_AFTER,
+            max_throttled_wait: MAX_THROTTLED_WAIT,
+        };
+        assert!(at_the_bounds.validate().is_ok(), "{at_the_bounds:?}");
         assert!(!RetryConfig::disabled().is_enabled());
         assert!(RetryConfig::default().is_enabled());
     }

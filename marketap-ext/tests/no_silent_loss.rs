@@ -542,3 +542,64 @@ async fn a_caller_finding_no_room_gets_partial_batches_sent() {
     }
     ingestor.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_full_batch_goes_at_once_and_a_partial_one_waits_for_the_interval() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let ingestor = client(&server, batch(10, 2))
+        .ingestor(IngestorConfig {
+            flush_interval: Duration::from_secs(60),
+            ..IngestorConfig::default()
+        })
+        .unwrap();
+    for id in 0..13 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let started = Instant::now();
+    while received(&server).len() < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a full batch waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received(&server).len(), 10, "the partial batch waits");
+    ingestor.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(received(&server).len(), 13);
+}
+
+#[test]
+fn when_the_runtime_stops_queued_items_are_handed_back_and_in_flight_ones_counted() {
+    let (seen, callback) = recorder();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ingestor = runtime.block_on(async {
+        let server = TestServer::start(|_| Reply::Stall).await;
+        let ingestor = client(&server, batch(10, 1))
+            .ingestor(IngestorConfig::default().on_failure(callback))
+            .unwrap();
+        for id in 0..30 {
+            ingestor.track(event(id)).await.unwrap();
+        }
+        // One batch in flight against the stalled server, two waiting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (ingestor, server)
+    });
+    drop(runtime);
+    let (ingestor, _server) = ingestor;
+    let handed: usize = seen.lock().unwrap().iter().map(Undelivered::len).sum();
+    assert_eq!(handed, 20, "queued batches are handed back");
+    let metrics = ingestor.metrics();
+    assert_eq!(
+        (metrics.failed, metrics.unreported),
+        (30, 10),
+        "{metrics:?}"
+    );
+    assert!(matches!(
+        ingestor.try_track(event(99)),
+        Err(EnqueueError::Stopped(_))
+    ));
+}

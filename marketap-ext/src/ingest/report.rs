@@ -407,6 +407,14 @@ mod tests {
     }
 
     #[test]
+    fn lost_items_count_as_failed_and_unreported() {
+        let counters = Counters::default();
+        counters.lost(7);
+        let metrics = counters.snapshot();
+        assert_eq!((metrics.failed, metrics.unreported), (7, 7));
+    }
+
+    #[test]
     fn counters_move_items_from_queued_through_in_flight() {
         let counters = Counters::default();
         counters.enqueued(10);

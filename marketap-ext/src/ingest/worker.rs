@@ -179,14 +179,14 @@ impl Worker {
                 }
             }
             // Request tasks catch panics where the items can still be
-            // handed back; one that escapes is counted and logged.
+            // handed back; the items of one that ends anyway were counted
+            // and logged by its guard.
             Err(join_error) => {
                 let why = match join_error.try_into_panic() {
                     Ok(panic) => panic_message(&*panic),
                     Err(join_error) => join_error.to_string(),
                 };
-                tracing::error!(items, %why, "marketap ingestor: a request task ended abnormally; its items are lost");
-                self.shared.counters.lost(items);
+                tracing::error!(items, %why, "marketap ingestor: a request task ended abnormally");
             }
         }
     }
@@ -241,11 +241,37 @@ impl Drop for Worker {
     }
 }
 
+/// Counts and logs the items of a request task that ends before its
+/// outcome: the runtime shut down, or a panic escaped. The items are gone
+/// with the task; this is the trace they leave.
+struct Abandoned<'a> {
+    shared: &'a Shared,
+    items: usize,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        let Self { shared, items } = *self;
+        tracing::error!(
+            items,
+            "marketap ingestor: a request was abandoned before its outcome (the runtime shut down, or a panic); its items are lost"
+        );
+        shared.intake.release(items);
+        shared.counters.finished(items, true, false, 0);
+        shared.counters.lost(items);
+    }
+}
+
 /// One batch's requests: sends `batch` in `slot`, counts each request,
 /// and hands failures over. Returns whether the server said 401.
 async fn request(shared: Arc<Shared>, slot: Slot, batch: Box<dyn Batch>) -> bool {
     let items = batch.len();
+    let abandoned = Abandoned {
+        shared: &shared,
+        items,
+    };
     let outcomes = batch.send(&shared.delivery, slot).await;
+    std::mem::forget(abandoned);
     shared.intake.release(items);
     let mut unauthorized = false;
     for outcome in outcomes {
