@@ -183,3 +183,52 @@ async fn the_ingestor_reports_throttling_in_its_metrics() {
     assert!(metrics.throttle_wait > Duration::ZERO);
     assert!((1..=4).contains(&metrics.concurrency_limit), "{metrics:?}");
 }
+
+#[tokio::test]
+async fn only_an_item_too_large_alone_fails_and_with_its_own_error() {
+    let server = TestServer::start(|request: &Request| {
+        if request.body.len() > 2_000 {
+            Reply::status(413)
+        } else {
+            Reply::accepted()
+        }
+    })
+    .await;
+    let huge = marketap_ext::Event::builder("user-big", "mkt_page_view")
+        .property("id", 999)
+        .property("blob", "x".repeat(5_000))
+        .build()
+        .unwrap();
+    let events = (0..5).map(event).chain([huge]).chain((5..10).map(event));
+    let report = timeout(LIMIT, client(&server, 1).send_events(events))
+        .await
+        .expect("bounded");
+    assert_eq!(report.accepted, 10, "{report}");
+    assert_eq!(report.failed.len(), 1);
+    let failed = &report.failed[0];
+    assert_eq!(failed.items.len(), 1);
+    assert_eq!(failed.items[0].properties()["id"], 999);
+    assert!(matches!(
+        failed.error,
+        marketap_ext::Error::Status { status: 413, .. }
+    ));
+    assert!(report.splits >= 1);
+    let received: HashSet<u64> = server.requests().iter().flat_map(ids).collect();
+    assert!((0..10).all(|id| received.contains(&id)));
+}
+
+#[tokio::test]
+async fn without_throttling_the_limit_grows_to_max_in_flight() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let ingestor = client(&server, 3)
+        .ingestor(marketap_ext::IngestorConfig::default())
+        .unwrap();
+    assert_eq!(ingestor.metrics().concurrency_limit, 1, "a slow start");
+    for id in 0..6000 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    timeout(LIMIT, ingestor.shutdown(Duration::from_secs(30)))
+        .await
+        .expect("bounded");
+    assert_eq!(ingestor.metrics().concurrency_limit, 3);
+}
