@@ -326,6 +326,93 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Device, Event, Platform, UserDeletion, UserProfile};
+
+    /// The real length of the body `items` make.
+    fn real_bytes<T: Item>(items: Vec<T>) -> usize {
+        serde_json::to_vec(&T::into_body(items)).unwrap().len()
+    }
+
+    fn event(id: usize, padding: usize) -> Event {
+        Event::builder(format!("u{id}"), "e")
+            .property("pad", "x".repeat(padding))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn body_bytes_are_exact_for_every_bulk_kind() {
+        let events: Vec<Event> = (0..7).map(|i| event(i, i * 13)).collect();
+        assert_eq!(body_bytes(&events), real_bytes(events));
+        let profiles: Vec<UserProfile> = (0..3)
+            .map(|i| {
+                UserProfile::builder(format!("p{i}"))
+                    .property("a", i)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(body_bytes(&profiles), real_bytes(profiles));
+        let devices = vec![Device::builder("t", Platform::Ios).build().unwrap()];
+        assert_eq!(body_bytes(&devices), real_bytes(devices));
+        let deletions: Vec<UserDeletion> = ["a", "b\"c"]
+            .map(|id| UserDeletion::new(id).unwrap())
+            .into();
+        assert_eq!(body_bytes(&deletions), real_bytes(deletions));
+        let empty: Vec<Event> = Vec::new();
+        assert_eq!(body_bytes(&empty), "{\"events\":[]}".len());
+    }
+
+    #[test]
+    fn cutting_by_bytes_keeps_order_fills_each_request_and_sets_aside_what_cannot_fit() {
+        fastrand::seed(7);
+        for round in 0..50 {
+            let max = 400 + fastrand::usize(..600);
+            let sizes: Vec<usize> = (0..40).map(|_| fastrand::usize(..500)).collect();
+            let items: Vec<Event> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| event(i, *s))
+                .collect();
+            let alone: Vec<usize> = items
+                .iter()
+                .map(|e| body_bytes(std::slice::from_ref(e)))
+                .collect();
+            let runs = cut_by_bytes(items, max);
+            let mut next = 0;
+            for (index, (offset, run)) in runs.iter().enumerate() {
+                assert_eq!(*offset, next, "round {round}: runs are consecutive");
+                match run {
+                    Ok(piece) => {
+                        assert!(!piece.is_empty());
+                        let bytes = real_bytes(piece.clone());
+                        assert!(bytes <= max, "round {round}: {bytes} > {max}");
+                        // Full: the next item, when it could fit alone, would not fit here.
+                        let after = offset + piece.len();
+                        if let Some((_, Ok(_))) = runs.get(index + 1) {
+                            let with_next = bytes + 1 + alone[after] - (body_bytes::<Event>(&[]));
+                            assert!(with_next > max, "round {round}: a request was cut early");
+                        }
+                        next = after;
+                    }
+                    Err(failed) => {
+                        assert_eq!(failed.items.len(), 1);
+                        assert!(
+                            alone[*offset] > max,
+                            "round {round}: {} fits",
+                            alone[*offset]
+                        );
+                        assert!(matches!(
+                            failed.error,
+                            Error::Validation(ValidationError::TooLarge { .. })
+                        ));
+                        next = offset + 1;
+                    }
+                }
+            }
+            assert_eq!(next, 40, "round {round}: every item is in a run");
+        }
+    }
 
     #[test]
     fn panic_messages_are_read_from_str_and_string_payloads() {

@@ -232,3 +232,62 @@ async fn without_throttling_the_limit_grows_to_max_in_flight() {
         .expect("bounded");
     assert_eq!(ingestor.metrics().concurrency_limit, 3);
 }
+
+#[tokio::test]
+async fn split_requests_report_where_their_items_were() {
+    use futures::StreamExt;
+    let server = TestServer::start(|request: &Request| {
+        if request.body.len() > 20_000 {
+            Reply::status(413)
+        } else {
+            Reply::accepted()
+        }
+    })
+    .await;
+    let mut outcomes: Vec<_> = client(&server, 2)
+        .deliver(futures::stream::iter((0..2500).map(event)))
+        .collect()
+        .await;
+    outcomes.sort_by_key(|outcome| outcome.offset);
+    let mut next = 0;
+    for outcome in &outcomes {
+        assert_eq!(outcome.offset, next, "requests cover the input in order");
+        let accepted = outcome.result.as_ref().expect("every piece accepted");
+        next += accepted.items as u64;
+    }
+    assert_eq!(next, 2500);
+    assert!(outcomes.len() > 3, "the batches were split");
+}
+
+#[tokio::test]
+async fn one_request_calls_refuse_a_body_over_the_byte_limit() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let client = Marketap::new(
+        Config::new("test-key", "proj")
+            .with_base_url(server.url())
+            .with_batch(BatchConfig {
+                max_request_bytes: 64 * 1024,
+                ..BatchConfig::default()
+            }),
+    )
+    .unwrap();
+    let events: Vec<_> = (0..1000).map(event).collect();
+    let failed = client.send_batch(events).await.unwrap_err();
+    assert!(
+        matches!(
+            failed.error,
+            marketap_ext::Error::Validation(marketap_ext::ValidationError::TooLarge {
+                max: 65536,
+                ..
+            })
+        ),
+        "{:?}",
+        failed.error
+    );
+    assert_eq!((failed.items.len(), failed.attempts), (1000, 0));
+    assert!(server.requests().is_empty());
+    // Under the limit, it goes as one request.
+    let fits: Vec<_> = (0..100).map(event).collect();
+    assert_eq!(client.send_batch(fits).await.unwrap(), 100);
+    assert_eq!(server.requests().len(), 1);
+}
