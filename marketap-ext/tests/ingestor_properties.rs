@@ -225,6 +225,9 @@ async fn run(setup: Setup) -> Result<(), TestCaseError> {
                 max_attempts: 2,
                 initial_backoff: Duration::from_millis(1),
                 max_backoff: Duration::from_millis(2),
+                // Throttled attempts do not count against `max_attempts`;
+                // this bounds them instead (ten minutes by default).
+                max_throttled_wait: Duration::from_millis(300),
                 ..RetryConfig::default()
             }),
     )
@@ -386,6 +389,32 @@ proptest! {
             .unwrap();
         runtime.block_on(run(setup))?;
     }
+}
+
+/// A case CI's random seed found: a server that throttles every request
+/// kept one request retrying for the default ten minutes of throttled
+/// time, so `flush` was not bounded. The test's retry policy bounds it.
+#[test]
+fn a_server_that_throttles_forever_leaves_every_case_bounded() {
+    let counter = UNREPORTED.with(|u| {
+        u.store(0, Ordering::SeqCst);
+        u.clone()
+    });
+    let _log = tracing::subscriber::set_default(UnreportedLog(counter));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let setup = Setup {
+        ops: vec![Op::Track(1), Op::Flush],
+        answers: vec![Answer::TooMany],
+        batch_size: 1,
+        in_flight: 1,
+        capacity: 3,
+        max_retained: 37,
+        callback: true,
+    };
+    runtime.block_on(run(setup)).unwrap();
 }
 
 #[test]
