@@ -73,9 +73,9 @@ pub fn run(n: usize, url: &str) -> Result<RunResult, BoxError> {
     let sink = SinkClient::new(&url)?;
     sink_runtime.block_on(sink.reset())?;
 
-    let cpu_before = measure::children_cpu();
+    let cpu_before = measure::children_usage()?.cpu;
     let started = Instant::now();
-    let mut child = Command::new(&binary)
+    let child = Command::new(&binary)
         .args(["import", "events"])
         .arg(&input)
         .args(["--quiet", "--output", "json", "--restart", "--checkpoint"])
@@ -93,11 +93,11 @@ pub fn run(n: usize, url: &str) -> Result<RunResult, BoxError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let peak_kib =
-        measure::watch_peak_rss(child.id(), || child.try_wait().ok().flatten().is_some());
     let output = child.wait_with_output()?;
     let wall = started.elapsed();
-    let cpu = measure::children_cpu().saturating_sub(cpu_before);
+    // This process (one `run`) has no other child: the largest is marketap.
+    let usage = measure::children_usage()?;
+    let (cpu, peak_kib) = (usage.cpu.saturating_sub(cpu_before), usage.peak_rss_kib);
     let _ = std::fs::remove_file(&checkpoint);
     if !output.status.success() {
         return Err(format!(

@@ -1,6 +1,7 @@
-//! Readings from `/proc`: CPU time of the whole process (and of its
-//! children), resident memory (now, at its peak, the peak since the input
-//! was built, and a child's peak), and a description of the machine.
+//! Readings from `/proc`: CPU time of the whole process, resident memory
+//! (now, at its peak, and the peak since the input was built), and a
+//! description of the machine; and from `getrusage`, what a child process
+//! used (its CPU time and exact peak RSS).
 
 use std::{
     collections::BTreeMap,
@@ -8,7 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::sys::{
+    resource::{UsageWho, getrusage},
+    time::TimeVal,
+};
 use serde::{Deserialize, Serialize};
+
+use crate::BoxError;
 
 const KIB_PER_MIB: f64 = 1024.0;
 
@@ -103,42 +110,33 @@ fn stat_ticks() -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU time of this process's children that have been waited for
-/// (`cutime + cstime`, fields 16 and 17 of `/proc/self/stat`), to 10 ms.
-pub fn children_cpu() -> Duration {
-    let ticks = || -> Option<u64> {
-        let stat = fs::read_to_string("/proc/self/stat").ok()?;
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let mut fields = rest.split_whitespace().skip(13);
-        let cutime: u64 = fields.next()?.parse().ok()?;
-        let cstime: u64 = fields.next()?.parse().ok()?;
-        Some(cutime + cstime)
+/// What this process's children that have been waited for used, from
+/// `getrusage(RUSAGE_CHILDREN)`.
+pub struct ChildrenUsage {
+    /// User and system CPU time, all children together.
+    pub cpu: Duration,
+    /// The peak RSS of the largest child, KiB: exact, as the kernel kept
+    /// it until the child exited (a reading of `VmHWM` while it runs can
+    /// miss a peak in its last moments).
+    pub peak_rss_kib: u64,
+}
+
+pub fn children_usage() -> Result<ChildrenUsage, BoxError> {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let time = |t: TimeVal| {
+        Duration::from_secs(t.tv_sec().max(0) as u64)
+            + Duration::from_micros(t.tv_usec().max(0) as u64)
     };
-    Duration::from_millis(ticks().unwrap_or(0) * 1000 / TICKS_PER_SECOND)
+    Ok(ChildrenUsage {
+        cpu: time(usage.user_time()) + time(usage.system_time()),
+        peak_rss_kib: usage.max_rss().max(0) as u64,
+    })
 }
 
-/// The peak RSS (`VmHWM`) of process `pid` in KiB, read every 5 ms until
-/// `done` says it has ended: the last reading before it exits.
-pub fn watch_peak_rss(pid: u32, mut done: impl FnMut() -> bool) -> u64 {
-    let path = format!("/proc/{pid}/status");
-    let mut peak = 0;
-    loop {
-        peak = peak.max(status_kib_of(&path, "VmHWM"));
-        if done() {
-            return peak;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A line of `/proc/self/status` in KiB, e.g. `VmRSS` or `VmHWM`.
+/// A line of `/proc/self/status` in KiB, e.g. `VmRSS` or `VmHWM`; 0 if it
+/// cannot be read.
 pub fn status_kib(key: &str) -> u64 {
-    status_kib_of("/proc/self/status", key)
-}
-
-/// A line of a `/proc/<pid>/status` file in KiB; 0 if it cannot be read.
-fn status_kib_of(path: &str, key: &str) -> u64 {
-    fs::read_to_string(path)
+    fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {
