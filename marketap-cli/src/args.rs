@@ -86,6 +86,9 @@ pub enum Command {
         /// Letters sent at once.
         #[arg(long, default_value_t = 4, value_name = "N")]
         in_flight: usize,
+        /// Send `mkt_` names as they are, unchecked against Marketap's reserved names and types.
+        #[arg(long)]
+        no_reserved_check: bool,
     },
 }
 
@@ -134,6 +137,10 @@ pub struct ItemArgs {
     /// timestamp is an error; a local time a DST change skips or repeats always is.
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
+    /// Take `mkt_` names as they are, unchecked against Marketap's reserved names and types
+    /// (for a name Marketap reserves that this tool does not know yet). Every other check runs.
+    #[arg(long)]
+    pub no_reserved_check: bool,
 }
 
 /// Where the key and project come from.

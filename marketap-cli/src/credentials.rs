@@ -17,6 +17,8 @@ pub struct Sending {
     pub batch: BatchConfig,
     /// Attempts per request.
     pub max_attempts: Option<u32>,
+    /// Letters are resent without the reserved check.
+    pub skip_reserved_check: bool,
 }
 
 /// A client for `credentials`, sending as `sending` says.
@@ -40,7 +42,9 @@ pub fn client(credentials: &CredentialArgs, sending: Sending) -> Result<Marketap
             env: "MARKETAP_PROJECT_ID",
             flag: "--project ID",
         })?;
-    let mut config = Config::new(key, project).with_batch(sending.batch);
+    let mut config = Config::new(key, project)
+        .with_batch(sending.batch)
+        .with_reserved_check(!sending.skip_reserved_check);
     if let Some(max_attempts) = sending.max_attempts {
         config = config.with_retry(RetryConfig {
             max_attempts,

@@ -2,14 +2,15 @@
 //! events, profiles, devices and deletions, how one NDJSON line (or one id
 //! per line) and one CSV row become the library's item, and which CSV
 //! columns are fields. Each item then goes through the library's own
-//! `from_raw` (or `UserDeletion::new`), so the command line checks exactly
-//! what the library checks, the reserved names included.
+//! builder (or `UserDeletion::new`), so the command line checks exactly
+//! what the library checks, the reserved names included unless
+//! `--no-reserved-check` says otherwise ([`Reading`]).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use marketap_ext::{
-    Device, Event, Item, UserDeletion, UserProfile, ValidationError, api::types,
-    timestamp::Timestamp,
+    Device, Event, EventBuilder, Item, UserDeletion, UserProfile, UserProfileBuilder,
+    ValidationError, api::types, timestamp::Timestamp,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -30,6 +31,46 @@ pub enum OtherColumns {
     Refused,
 }
 
+/// How lines become items, as the options say.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// The zone of timestamps without an offset (`--timezone`).
+    pub zone: Option<Tz>,
+    /// Whether `mkt_` names are checked (off with `--no-reserved-check`).
+    pub reserved_check: bool,
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Self {
+            zone: None,
+            reserved_check: true,
+        }
+    }
+}
+
+impl Reading {
+    fn event(&self, raw: types::CreateEventReq) -> Result<Event, LineError> {
+        let builder = EventBuilder::from(raw);
+        let builder = if self.reserved_check {
+            builder
+        } else {
+            builder.skip_reserved_check()
+        };
+        builder.build().map_err(LineError::from)
+    }
+
+    fn profile(&self, raw: types::BulkUserProfile) -> Result<UserProfile, LineError> {
+        let builder = UserProfileBuilder::from(raw);
+        let builder = if self.reserved_check {
+            builder
+        } else {
+            builder.skip_reserved_check()
+        };
+        builder.build().map_err(LineError::from)
+    }
+}
+
 /// One kind of item, as the command line reads it.
 pub trait Kind: Item {
     /// The plural, as the command line says it: `events`.
@@ -44,10 +85,10 @@ pub trait Kind: Item {
     const FIELD_TYPES: &'static [(&'static str, CellType)] = &[];
 
     /// The item on one line (the wire shape as JSON; for deletions, an id).
-    fn from_line(line: &str, zone: Option<&Tz>) -> Result<Self, LineError>;
+    fn from_line(line: &str, reading: &Reading) -> Result<Self, LineError>;
 
     /// The item in one CSV row.
-    fn from_row(row: &Row<'_>, zone: Option<&Tz>) -> Result<Self, LineError>;
+    fn from_row(row: &Row<'_>, reading: &Reading) -> Result<Self, LineError>;
 }
 
 /// An event line, as the API takes it: unknown fields are errors, so a
@@ -96,25 +137,25 @@ impl Kind for Event {
     const REQUIRED: &'static [&'static str] = &["user_id", "event_name"];
     const OTHERS: OtherColumns = OtherColumns::Properties;
 
-    fn from_line(line: &str, zone: Option<&Tz>) -> Result<Self, LineError> {
+    fn from_line(line: &str, reading: &Reading) -> Result<Self, LineError> {
         let line: EventLine = parse_json(line, Self::LABEL)?;
         let raw = types::CreateEventReq {
             user_id: line.user_id,
             event_name: line.event_name,
             properties: line.properties,
-            timestamp: timestamp(line.timestamp.as_deref(), zone)?,
+            timestamp: timestamp(line.timestamp.as_deref(), reading.zone.as_ref())?,
         };
-        Event::from_raw(raw).map_err(LineError::from)
+        reading.event(raw)
     }
 
-    fn from_row(row: &Row<'_>, zone: Option<&Tz>) -> Result<Self, LineError> {
+    fn from_row(row: &Row<'_>, reading: &Reading) -> Result<Self, LineError> {
         let raw = types::CreateEventReq {
             user_id: row.field("user_id").unwrap_or_default().to_owned(),
             event_name: row.field("event_name").unwrap_or_default().to_owned(),
             properties: row.properties()?,
-            timestamp: timestamp(row.field("timestamp"), zone)?,
+            timestamp: timestamp(row.field("timestamp"), reading.zone.as_ref())?,
         };
-        Event::from_raw(raw).map_err(LineError::from)
+        reading.event(raw)
     }
 }
 
@@ -124,21 +165,21 @@ impl Kind for UserProfile {
     const REQUIRED: &'static [&'static str] = &["user_id"];
     const OTHERS: OtherColumns = OtherColumns::Properties;
 
-    fn from_line(line: &str, _zone: Option<&Tz>) -> Result<Self, LineError> {
+    fn from_line(line: &str, reading: &Reading) -> Result<Self, LineError> {
         let line: ProfileLine = parse_json(line, Self::LABEL)?;
         let raw = types::BulkUserProfile {
             user_id: line.user_id,
             properties: line.properties,
         };
-        UserProfile::from_raw(raw).map_err(LineError::from)
+        reading.profile(raw)
     }
 
-    fn from_row(row: &Row<'_>, _zone: Option<&Tz>) -> Result<Self, LineError> {
+    fn from_row(row: &Row<'_>, reading: &Reading) -> Result<Self, LineError> {
         let raw = types::BulkUserProfile {
             user_id: row.field("user_id").unwrap_or_default().to_owned(),
             properties: row.properties()?,
         };
-        UserProfile::from_raw(raw).map_err(LineError::from)
+        reading.profile(raw)
     }
 }
 
@@ -150,7 +191,7 @@ impl Kind for Device {
     const OTHERS: OtherColumns = OtherColumns::Refused;
     const FIELD_TYPES: &'static [(&'static str, CellType)] = &[("opt_in", CellType::Bool)];
 
-    fn from_line(line: &str, zone: Option<&Tz>) -> Result<Self, LineError> {
+    fn from_line(line: &str, reading: &Reading) -> Result<Self, LineError> {
         let line: DeviceLine = parse_json(line, Self::LABEL)?;
         let raw = types::UpdateDeviceProfileReq {
             device: types::ClientDevice {
@@ -159,12 +200,12 @@ impl Kind for Device {
                 opt_in: line.device.opt_in,
             },
             user_id: line.user_id,
-            timestamp: timestamp(line.timestamp.as_deref(), zone)?,
+            timestamp: timestamp(line.timestamp.as_deref(), reading.zone.as_ref())?,
         };
         Device::from_raw(raw).map_err(LineError::from)
     }
 
-    fn from_row(row: &Row<'_>, zone: Option<&Tz>) -> Result<Self, LineError> {
+    fn from_row(row: &Row<'_>, reading: &Reading) -> Result<Self, LineError> {
         let opt_in = match row.typed_field("opt_in")? {
             Some(Value::Bool(opt_in)) => Some(opt_in),
             _ => None,
@@ -176,7 +217,7 @@ impl Kind for Device {
                 opt_in,
             },
             user_id: row.field("user_id").map(str::to_owned),
-            timestamp: timestamp(row.field("timestamp"), zone)?,
+            timestamp: timestamp(row.field("timestamp"), reading.zone.as_ref())?,
         };
         Device::from_raw(raw).map_err(LineError::from)
     }
@@ -188,11 +229,11 @@ impl Kind for UserDeletion {
     const REQUIRED: &'static [&'static str] = &["user_id"];
     const OTHERS: OtherColumns = OtherColumns::Ignored;
 
-    fn from_line(line: &str, _zone: Option<&Tz>) -> Result<Self, LineError> {
+    fn from_line(line: &str, _: &Reading) -> Result<Self, LineError> {
         UserDeletion::new(line.trim()).map_err(LineError::from)
     }
 
-    fn from_row(row: &Row<'_>, _zone: Option<&Tz>) -> Result<Self, LineError> {
+    fn from_row(row: &Row<'_>, _: &Reading) -> Result<Self, LineError> {
         UserDeletion::new(row.field("user_id").unwrap_or_default()).map_err(LineError::from)
     }
 }

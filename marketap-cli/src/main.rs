@@ -44,7 +44,7 @@ use crate::{
     credentials::Sending,
     error::{CliError, Exit},
     input::{Content, Input},
-    kinds::Kind,
+    kinds::{Kind, Reading},
     records::{Next, Records},
     table::Mapping,
 };
@@ -71,22 +71,22 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate { kind, input, items } => {
-            let (mapping, zone) = item_options(input, items)?;
+            let (mapping, reading) = item_options(input, items)?;
             let mut opened = Input::open(&input.file, "validate")?;
             let content = opened.content(input.format, false);
             let reader = opened.take_reader();
             let label = opened.label.as_str();
             let report = match kind {
                 ItemKind::Events => validate::run(
-                    Records::<Event>::new(reader, content, &mapping, zone, 1, label)?,
+                    Records::<Event>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
                 ),
                 ItemKind::Profiles => validate::run(
-                    Records::<UserProfile>::new(reader, content, &mapping, zone, 1, label)?,
+                    Records::<UserProfile>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
                 ),
                 ItemKind::Devices => validate::run(
-                    Records::<Device>::new(reader, content, &mapping, zone, 1, label)?,
+                    Records::<Device>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
                 ),
             };
@@ -99,7 +99,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             items,
             send,
         } => {
-            let (mapping, zone) = item_options(input, items)?;
+            let (mapping, reading) = item_options(input, items)?;
             let client = credentials::client(&send.credentials, sending(send))?;
             let mut opened = Input::open(&input.file, "import")?;
             let content = opened.content(input.format, false);
@@ -108,7 +108,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 send,
                 client,
                 mapping,
-                zone,
+                reading,
                 content,
             };
             match kind {
@@ -143,7 +143,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                         reader,
                         content,
                         &mapping,
-                        None,
+                        Reading::default(),
                         start.line(),
                         &counting.label,
                     )?;
@@ -161,7 +161,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 send,
                 client,
                 mapping,
-                zone: None,
+                reading: Reading::default(),
                 content,
             };
             job.run::<UserDeletion>(command, opened)
@@ -171,8 +171,13 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             dead_letter,
             credentials,
             in_flight,
+            no_reserved_check,
         } => {
-            let client = credentials::client(credentials, Sending::default())?;
+            let sending = Sending {
+                skip_reserved_check: *no_reserved_check,
+                ..Sending::default()
+            };
+            let client = credentials::client(credentials, sending)?;
             let remaining = dead_letter.clone().unwrap_or_else(|| {
                 let mut name = file.as_os_str().to_owned();
                 name.push(".remaining.ndjson");
@@ -192,7 +197,7 @@ struct Plan<'a> {
     send: &'a SendArgs,
     client: marketap_ext::Marketap,
     mapping: Mapping,
-    zone: Option<Tz>,
+    reading: Reading,
     content: Content,
 }
 
@@ -205,7 +210,7 @@ impl Plan<'_> {
             reader,
             self.content,
             &self.mapping,
-            self.zone,
+            self.reading,
             start.line(),
             &input.label,
         )?;
@@ -234,8 +239,8 @@ fn count<T: Kind>(mut records: Records<T>) -> (u64, u64) {
     }
 }
 
-/// The `--column`, `--type` and `--timezone` options, read.
-fn item_options(input: &InputArgs, items: &ItemArgs) -> Result<(Mapping, Option<Tz>), CliError> {
+/// The `--column`, `--type`, `--timezone` and `--no-reserved-check` options, read.
+fn item_options(input: &InputArgs, items: &ItemArgs) -> Result<(Mapping, Reading), CliError> {
     let mapping = Mapping::parse(&input.columns, &items.types)?;
     let zone = items
         .timezone
@@ -250,7 +255,11 @@ fn item_options(input: &InputArgs, items: &ItemArgs) -> Result<(Mapping, Option<
             })
         })
         .transpose()?;
-    Ok((mapping, zone))
+    let reading = Reading {
+        zone,
+        reserved_check: !items.no_reserved_check,
+    };
+    Ok((mapping, reading))
 }
 
 /// How `send` asks requests to be cut and retried.
@@ -262,6 +271,7 @@ fn sending(send: &SendArgs) -> Sending {
             ..BatchConfig::default()
         },
         max_attempts: Some(send.max_attempts),
+        ..Sending::default()
     }
 }
 

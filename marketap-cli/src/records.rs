@@ -6,7 +6,6 @@
 
 use std::{io::BufRead, marker::PhantomData};
 
-use chrono_tz::Tz;
 use csv::ByteRecord;
 use marketap_ext::{MAX_ITEM_BYTES, ValidationError, timestamp::TimestampError};
 use serde::Serialize;
@@ -14,7 +13,7 @@ use serde::Serialize;
 use crate::{
     error::CliError,
     input::{Content, describe_read_error},
-    kinds::Kind,
+    kinds::{Kind, Reading},
     table::{Layout, Mapping, Row},
 };
 
@@ -223,7 +222,7 @@ pub enum Next<T> {
 /// The records of an input, as items of `T`.
 pub struct Records<T> {
     source: Source,
-    zone: Option<Tz>,
+    reading: Reading,
     /// Records starting before this line are skipped (a resume).
     start_line: u64,
     kind: PhantomData<fn() -> T>,
@@ -249,7 +248,7 @@ impl<T: Kind> Records<T> {
         reader: Box<dyn BufRead + Send>,
         content: Content,
         mapping: &Mapping,
-        zone: Option<Tz>,
+        reading: Reading,
         start_line: u64,
         label: &str,
     ) -> Result<Self, CliError> {
@@ -303,7 +302,7 @@ impl<T: Kind> Records<T> {
         };
         Ok(Self {
             source,
-            zone,
+            reading,
             start_line,
             kind: PhantomData,
         })
@@ -320,7 +319,7 @@ impl<T: Kind> Records<T> {
     /// The next record: an item, a reject, the end, or a read failure.
     pub fn next(&mut self) -> Next<T> {
         loop {
-            let zone = self.zone.as_ref();
+            let reading = &self.reading;
             match &mut self.source {
                 Source::Lines {
                     reader,
@@ -371,7 +370,7 @@ impl<T: Kind> Records<T> {
                             });
                         }
                     };
-                    return match T::from_line(text, zone) {
+                    return match T::from_line(text, reading) {
                         Ok(item) => Next::Item(*line, item),
                         Err(error) => reject(error),
                     };
@@ -410,7 +409,7 @@ impl<T: Kind> Records<T> {
                     if line < self.start_line {
                         continue;
                     }
-                    return match csv_item::<T>(record, layout, zone) {
+                    return match csv_item::<T>(record, layout, reading) {
                         Ok(item) => Next::Item(line, item),
                         Err(error) => {
                             let column = match &error {
@@ -450,7 +449,7 @@ impl<T: Kind> Records<T> {
 fn csv_item<T: Kind>(
     record: &ByteRecord,
     layout: &Layout,
-    zone: Option<&Tz>,
+    reading: &Reading,
 ) -> Result<T, LineError> {
     let bytes = record.as_slice().len();
     if bytes > MAX_LINE {
@@ -481,7 +480,7 @@ fn csv_item<T: Kind>(
             layout,
             cells: &cells,
         },
-        zone,
+        reading,
     )
 }
 

@@ -596,3 +596,64 @@ fn deleting_users_asks_first_unless_yes() {
     assert_eq!(last.path, "/v1/api/profile/user/deletion-job");
     assert_eq!(last.body, br#"{"user_id":"m-9"}"#);
 }
+
+#[test]
+fn no_reserved_check_takes_unknown_mkt_names_as_they_are() {
+    let dir = temp_dir("no-reserved-check");
+    let server = Server::accepting();
+    let line = r#"{"user_id":"u1","event_name":"mkt_purchase","properties":{"mkt_new_field":1}}"#;
+    let input = write(&dir, "events.ndjson", format!("{line}\n"));
+    let file = input.to_str().unwrap();
+
+    // By default the unknown reserved name is a problem of its line.
+    let out = run(marketap(&dir, None, &["validate", "events", file]));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stdout.contains("mkt_new_field"), "{out:?}");
+    let out = run(marketap(
+        &dir,
+        None,
+        &["validate", "events", file, "--no-reserved-check"],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    // Import sends it unchanged; every other check still runs.
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["import", "events", file, "--no-reserved-check", "-q"],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(server.items()[0]["properties"]["mkt_new_field"], 1);
+    let blank = write(&dir, "blank.ndjson", r#"{"user_id":" ","event_name":"e"}"#);
+    let out = run(marketap(
+        &dir,
+        None,
+        &[
+            "validate",
+            "events",
+            blank.to_str().unwrap(),
+            "--no-reserved-check",
+        ],
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+
+    // Resend: a letter holding the name is refused unless the check is off.
+    let letters = write(
+        &dir,
+        "letters.ndjson",
+        format!(
+            "{{\"operation\":\"collect_bulk_user_events\",\"error\":\"HTTP 503\",\"status\":503,\"attempts\":5,\"body\":{{\"events\":[{line}]}}}}\n"
+        ),
+    );
+    let letters = letters.to_str().unwrap();
+    let out = run(marketap(&dir, Some(&server), &["resend", letters, "-q"]));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(server.items().len(), 1, "nothing more sent");
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["resend", letters, "--no-reserved-check", "-q"],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(server.items().len(), 2);
+}

@@ -148,6 +148,20 @@ pub struct EventBuilder {
     reserved_check: bool,
 }
 
+/// Starts from an event in the wire type (read from a file, say), so that
+/// the builder's switches apply before it is checked:
+/// `EventBuilder::from(raw).skip_reserved_check().build()`.
+/// [`Event::from_raw`] is `EventBuilder::from(raw).build()`.
+impl From<types::CreateEventReq> for EventBuilder {
+    fn from(raw: types::CreateEventReq) -> Self {
+        Self {
+            raw,
+            error: None,
+            reserved_check: true,
+        }
+    }
+}
+
 impl Event {
     /// Wraps a wire value that was validated before (it came out of an
     /// item of this kind).
@@ -193,9 +207,8 @@ impl Event {
         reserved_check: bool,
     ) -> Result<Self, ValidationError> {
         EventBuilder {
-            raw,
-            error: None,
             reserved_check,
+            ..EventBuilder::from(raw)
         }
         .build()
     }
@@ -298,6 +311,20 @@ pub struct UserProfileBuilder {
     reserved_check: bool,
 }
 
+/// Starts from a profile in the wire type, so that the builder's switches
+/// apply before it is checked:
+/// `UserProfileBuilder::from(raw).skip_reserved_check().build()`.
+/// [`UserProfile::from_raw`] is `UserProfileBuilder::from(raw).build()`.
+impl From<types::BulkUserProfile> for UserProfileBuilder {
+    fn from(raw: types::BulkUserProfile) -> Self {
+        Self {
+            raw,
+            error: None,
+            reserved_check: true,
+        }
+    }
+}
+
 impl UserProfile {
     /// Wraps a wire value that was validated before (it came out of an
     /// item of this kind).
@@ -335,9 +362,8 @@ impl UserProfile {
         reserved_check: bool,
     ) -> Result<Self, ValidationError> {
         UserProfileBuilder {
-            raw,
-            error: None,
             reserved_check,
+            ..UserProfileBuilder::from(raw)
         }
         .build()
     }

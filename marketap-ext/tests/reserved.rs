@@ -6,7 +6,8 @@
 mod support;
 
 use marketap_ext::{
-    Config, Error, Event, Marketap, Product, TrackEvent, UserProfile, ValidationError,
+    Config, Error, Event, EventBuilder, Marketap, Product, TrackEvent, UserProfile,
+    UserProfileBuilder, ValidationError,
     api::types,
     dead_letter::DeadLetter,
     taxonomy::{Scope, ValueType},
@@ -526,6 +527,51 @@ fn each_wrong_use_passes_with_the_check_skipped() {
             .build(),
         Err(ValidationError::NonFiniteNumber { .. })
     ));
+}
+
+#[test]
+fn an_item_in_the_wire_type_can_skip_the_check_through_its_builder() {
+    let raw = types::CreateEventReq {
+        user_id: "u1".into(),
+        event_name: "mkt_purchase".into(),
+        properties: json!({ "mkt_new_field": 1 }).as_object().unwrap().clone(),
+        timestamp: None,
+    };
+    assert!(Event::from_raw(raw.clone()).is_err());
+    assert!(
+        EventBuilder::from(raw.clone()).build().is_err(),
+        "on by default"
+    );
+    let event = EventBuilder::from(raw)
+        .skip_reserved_check()
+        .build()
+        .unwrap();
+    assert_eq!(event.properties()["mkt_new_field"], 1);
+
+    let raw = types::BulkUserProfile {
+        user_id: "u1".into(),
+        properties: json!({ "mkt_date_of_birth": "1990-05-17" })
+            .as_object()
+            .unwrap()
+            .clone(),
+    };
+    assert!(UserProfile::from_raw(raw.clone()).is_err());
+    assert!(UserProfileBuilder::from(raw.clone()).build().is_err());
+    UserProfileBuilder::from(raw)
+        .skip_reserved_check()
+        .build()
+        .unwrap();
+    // Only the reserved check is skipped.
+    let blank = types::BulkUserProfile {
+        user_id: " ".into(),
+        properties: Default::default(),
+    };
+    assert!(
+        UserProfileBuilder::from(blank)
+            .skip_reserved_check()
+            .build()
+            .is_err()
+    );
 }
 
 #[test]
