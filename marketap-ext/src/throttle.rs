@@ -185,8 +185,10 @@ impl Window {
                 self.successes = 0;
                 return false;
             }
-            self.ceiling = self.limit + 1;
-            self.limit + 1
+            // Probe one above; if it holds, it is the new ceiling.
+            let probe = self.limit + 1;
+            self.ceiling = probe;
+            probe
         };
         if self.slow_start && next > self.ceiling {
             self.slow_start = false;
@@ -249,9 +251,7 @@ impl Throttle {
         };
         let mut paused = lock(&self.paused_until);
         let slot = paused.entry(operation).or_insert(until);
-        if *slot < until {
-            *slot = until;
-        }
+        *slot = (*slot).max(until);
         tracing::info!(
             operation = operation.as_str(),
             ?wait,
@@ -269,11 +269,8 @@ impl Throttle {
         stats: &Stats,
     ) -> bool {
         let started = Instant::now();
-        loop {
-            let until = self.next_turn(operation, items);
-            let Some(until) = until.filter(|until| *until > Instant::now()) else {
-                break;
-            };
+        // A turn already past sleeps not at all; the next look decides.
+        while let Some(until) = self.next_turn(operation, items) {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return false,
@@ -290,12 +287,12 @@ impl Throttle {
     /// When the next attempt may start, if not now. A rate cap's cell is
     /// taken when this returns `None`.
     fn next_turn(&self, operation: Operation, items: usize) -> Option<Instant> {
+        let now = Instant::now();
         if let Some(until) = lock(&self.paused_until).get(&operation).copied()
-            && until > Instant::now()
+            && until > now
         {
             return Some(until);
         }
-        let now = Instant::now();
         let later = |limiter: &DefaultDirectRateLimiter, n: usize| {
             let n =
                 NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
@@ -445,8 +442,10 @@ mod tests {
         let throttle = Throttle::new(RateLimit::default());
         let stats = Stats::default();
         let mut cancel = Cancel::never();
+        throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(1));
+        // A longer pause extends a shorter one; a shorter one never
+        // shortens a longer one.
         throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(2));
-        // A shorter pause never shortens a longer one.
         throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(1));
         let started = Instant::now();
         assert!(
@@ -463,6 +462,25 @@ mod tests {
             .wait_turn(Operation::UpdateBulkUserProfiles, 10, &mut cancel, &stats)
             .await;
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_until_its_instant_and_not_after() {
+        let throttle = Throttle::new(RateLimit::default());
+        let operation = Operation::CollectBulkUserEvents;
+        throttle.pause(operation, Duration::from_secs(1));
+        let until = throttle.next_turn(operation, 1).expect("paused");
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(throttle.next_turn(operation, 1), Some(until));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(Instant::now(), until);
+        assert_eq!(
+            throttle.next_turn(operation, 1),
+            None,
+            "ended at its instant"
+        );
+        throttle.pause(operation, Duration::ZERO);
+        assert_eq!(throttle.next_turn(operation, 1), None);
     }
 
     #[tokio::test(start_paused = true)]
