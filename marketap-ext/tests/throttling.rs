@@ -290,4 +290,26 @@ async fn one_request_calls_refuse_a_body_over_the_byte_limit() {
     let fits: Vec<_> = (0..100).map(event).collect();
     assert_eq!(client.send_batch(fits).await.unwrap(), 100);
     assert_eq!(server.requests().len(), 1);
+
+    // The limit is inclusive: a body of exactly that many bytes goes.
+    let limited = |max_request_bytes| {
+        Marketap::new(
+            Config::new("test-key", "proj")
+                .with_base_url(server.url())
+                .with_batch(BatchConfig {
+                    max_request_bytes,
+                    ..BatchConfig::default()
+                }),
+        )
+        .unwrap()
+    };
+    let events = || (0..1000).map(event).collect::<Vec<_>>();
+    limited(4 << 20).send_batch(events()).await.unwrap();
+    let exact = server.requests()[1].body.len();
+    assert!(exact > 65536, "over the smallest limit allowed");
+    assert_eq!(limited(exact).send_batch(events()).await.unwrap(), 1000);
+    assert_eq!(server.requests()[2].body.len(), exact);
+    let failed = limited(exact - 1).send_batch(events()).await.unwrap_err();
+    assert_eq!(failed.attempts, 0, "{:?}", failed.error);
+    assert_eq!(server.requests().len(), 3);
 }
