@@ -402,10 +402,12 @@ mod tests {
                             "round {round}: {} fits",
                             alone[*offset]
                         );
-                        assert!(matches!(
-                            failed.error,
-                            Error::Validation(ValidationError::TooLarge { .. })
-                        ));
+                        let Error::Validation(ValidationError::TooLarge { bytes, max: m, .. }) =
+                            failed.error
+                        else {
+                            panic!("round {round}: {:?}", failed.error);
+                        };
+                        assert_eq!((bytes, m), (alone[*offset], max), "round {round}");
                         next = offset + 1;
                     }
                 }
