@@ -262,15 +262,18 @@ async fn split_requests_report_where_their_items_were() {
 #[tokio::test]
 async fn one_request_calls_refuse_a_body_over_the_byte_limit() {
     let server = TestServer::start(|_| Reply::accepted()).await;
-    let client = Marketap::new(
-        Config::new("test-key", "proj")
-            .with_base_url(server.url())
-            .with_batch(BatchConfig {
-                max_request_bytes: 64 * 1024,
-                ..BatchConfig::default()
-            }),
-    )
-    .unwrap();
+    let limited = |max_request_bytes| {
+        Marketap::new(
+            Config::new("test-key", "proj")
+                .with_base_url(server.url())
+                .with_batch(BatchConfig {
+                    max_request_bytes,
+                    ..BatchConfig::default()
+                }),
+        )
+        .unwrap()
+    };
+    let client = limited(64 * 1024);
     let events: Vec<_> = (0..1000).map(event).collect();
     let failed = client.send_batch(events).await.unwrap_err();
     assert!(
@@ -292,17 +295,6 @@ async fn one_request_calls_refuse_a_body_over_the_byte_limit() {
     assert_eq!(server.requests().len(), 1);
 
     // The limit is inclusive: a body of exactly that many bytes goes.
-    let limited = |max_request_bytes| {
-        Marketap::new(
-            Config::new("test-key", "proj")
-                .with_base_url(server.url())
-                .with_batch(BatchConfig {
-                    max_request_bytes,
-                    ..BatchConfig::default()
-                }),
-        )
-        .unwrap()
-    };
     let events = || (0..1000).map(event).collect::<Vec<_>>();
     limited(4 << 20).send_batch(events()).await.unwrap();
     let exact = server.requests()[1].body.len();
