@@ -8,7 +8,6 @@
 use std::{
     fmt,
     sync::{Arc, atomic::Ordering::Relaxed},
-    time::Duration,
 };
 
 use futures::{Stream, StreamExt, future, stream};
@@ -169,7 +168,7 @@ impl Marketap {
             .await;
         let stats = delivery.stats();
         report.throttled = stats.throttled.load(Relaxed) as usize;
-        report.throttle_wait = Duration::from_micros(stats.waited_micros.load(Relaxed));
+        report.throttle_wait = stats.total_wait();
         report.splits = stats.splits.load(Relaxed) as usize;
         report
     }

@@ -156,12 +156,7 @@ impl Delivery {
         let bytes = body_bytes(&items);
         let max = self.max_bytes::<T>();
         if bytes > max {
-            let error = ValidationError::TooLarge {
-                field: T::FIELD.to_owned(),
-                bytes,
-                max,
-            };
-            return Err(unsent(items, error.into()));
+            return Err(unsent(items, too_large::<T>(bytes, max)));
         }
         let Some(slot) = self.slot().await else {
             return Err(unsent(items, Error::Cancelled));
@@ -249,18 +244,32 @@ fn unsent<T>(items: Vec<T>, error: Error) -> FailedBatch<T> {
     }
 }
 
+/// A body of `bytes`, over the limit of `max`.
+fn too_large<T: Item>(bytes: usize, max: usize) -> Error {
+    ValidationError::TooLarge {
+        field: T::FIELD.to_owned(),
+        bytes,
+        max,
+    }
+    .into()
+}
+
+/// The bytes of an empty bulk body: `{"<field>":[]}`.
+fn envelope_bytes<T: Item>() -> usize {
+    T::FIELD.len() + 7
+}
+
 /// The bytes of a bulk body holding `items`: `{"<field>":[a,b,...]}`.
 fn body_bytes<T: Item>(items: &[T]) -> usize {
-    let envelope = T::FIELD.len() + 7;
     let commas = items.len().saturating_sub(1);
-    envelope + commas + items.iter().map(T::wire_bytes).sum::<usize>()
+    envelope_bytes::<T>() + commas + items.iter().map(T::wire_bytes).sum::<usize>()
 }
 
 /// `items` cut into runs of consecutive items whose bodies fit in
 /// `max_bytes`, each with the offset of its first item. An item that does
 /// not fit alone is handed back on its own, with a validation error.
 fn cut_by_bytes<T: Item>(items: Vec<T>, max_bytes: usize) -> Vec<Run<T>> {
-    let envelope = T::FIELD.len() + 7;
+    let envelope = envelope_bytes::<T>();
     if body_bytes(&items) <= max_bytes {
         return vec![(0, Ok(items))];
     }
@@ -274,23 +283,20 @@ fn cut_by_bytes<T: Item>(items: Vec<T>, max_bytes: usize) -> Vec<Run<T>> {
             if !current.is_empty() {
                 pieces.push((start, Ok(std::mem::take(&mut current))));
             }
-            let error = ValidationError::TooLarge {
-                field: T::FIELD.to_owned(),
-                bytes: envelope + bytes,
-                max: max_bytes,
-            };
-            pieces.push((index, Err(unsent(vec![item], error.into()))));
+            let error = too_large::<T>(envelope + bytes, max_bytes);
+            pieces.push((index, Err(unsent(vec![item], error))));
             current_bytes = envelope;
             start = index + 1;
             continue;
         }
-        let comma = usize::from(!current.is_empty());
+        let mut comma = usize::from(!current.is_empty());
         if current_bytes + comma + bytes > max_bytes {
             pieces.push((start, Ok(std::mem::take(&mut current))));
             current_bytes = envelope;
             start = index;
+            comma = 0;
         }
-        current_bytes += usize::from(!current.is_empty()) + bytes;
+        current_bytes += comma + bytes;
         current.push(item);
     }
     if !current.is_empty() {

@@ -208,7 +208,7 @@ pub(crate) struct Stats {
     /// Responses 429 and 503.
     pub throttled: AtomicU64,
     /// Time requests spent waiting on throttling, in microseconds.
-    pub waited_micros: AtomicU64,
+    waited_micros: AtomicU64,
     /// Requests split in two after a 413.
     pub splits: AtomicU64,
 }
@@ -217,6 +217,11 @@ impl Stats {
     pub(crate) fn waited(&self, wait: Duration) {
         self.waited_micros
             .fetch_add(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The time waited so far, summed over requests.
+    pub(crate) fn total_wait(&self) -> Duration {
+        Duration::from_micros(self.waited_micros.load(Relaxed))
     }
 }
 

@@ -299,7 +299,7 @@ impl Ingestor {
         Metrics {
             concurrency_limit: delivery.concurrency_limit() as u64,
             throttled: stats.throttled.load(Relaxed),
-            throttle_wait: Duration::from_micros(stats.waited_micros.load(Relaxed)),
+            throttle_wait: stats.total_wait(),
             splits: stats.splits.load(Relaxed),
             ..shared.counters.snapshot()
         }
