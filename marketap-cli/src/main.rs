@@ -72,8 +72,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate { kind, input, items } => {
             let (mapping, reading) = item_options(input, items)?;
-            let mut opened = Input::open(&input.file, "validate")?;
-            let content = opened.content(input.format, false);
+            let (mut opened, content) = open(input, "validate", false)?;
             let reader = opened.take_reader();
             let label = opened.label.as_str();
             let report = match kind {
@@ -101,15 +100,13 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         } => {
             let (mapping, reading) = item_options(input, items)?;
             let client = credentials::client(&send.credentials, sending(send))?;
-            let mut opened = Input::open(&input.file, "import")?;
-            let content = opened.content(input.format, false);
+            let opened = open(input, "import", false)?;
             let job = Plan {
                 cli,
                 send,
                 client,
                 mapping,
                 reading,
-                content,
             };
             match kind {
                 ItemKind::Events => job.run::<Event>("import events", opened),
@@ -134,8 +131,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                     });
                 }
                 confirm::can_ask()?;
-                let mut counting = Input::open(&input.file, "delete")?;
-                let content = counting.content(input.format, true);
+                let (mut counting, content) = open(input, "delete", true)?;
                 let (_, start) = send::checkpoint(&counting, send, command)?;
                 if start != Start::Complete {
                     let reader = counting.take_reader();
@@ -154,17 +150,14 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                     }
                 }
             }
-            let mut opened = Input::open(&input.file, "delete")?;
-            let content = opened.content(input.format, true);
             let job = Plan {
                 cli,
                 send,
                 client,
                 mapping,
                 reading: Reading::default(),
-                content,
             };
-            job.run::<UserDeletion>(command, opened)
+            job.run::<UserDeletion>(command, open(input, "delete", true)?)
         }
         Command::Resend {
             file,
@@ -198,17 +191,21 @@ struct Plan<'a> {
     client: marketap_ext::Marketap,
     mapping: Mapping,
     reading: Reading,
-    content: Content,
 }
 
 impl Plan<'_> {
-    /// Sends `input` as items of `T`, printing the summary.
-    fn run<T: Kind>(self, command: &str, mut input: Input) -> Result<u8, CliError> {
+    /// Sends `input`, read as `content`, as items of `T`, printing the
+    /// summary.
+    fn run<T: Kind>(
+        self,
+        command: &str,
+        (mut input, content): (Input, Content),
+    ) -> Result<u8, CliError> {
         let (checkpoint, start) = send::checkpoint(&input, self.send, command)?;
         let reader = input.take_reader();
         let records = Records::<T>::new(
             reader,
-            self.content,
+            content,
             &self.mapping,
             self.reading,
             start.line(),
@@ -225,6 +222,14 @@ impl Plan<'_> {
         summary.print(self.cli.output);
         Ok(summary.exit_code)
     }
+}
+
+/// Opens the input for a command that will `verb` it, and the format to
+/// read it as (`ids`: one id per line unless it says otherwise).
+fn open(input: &InputArgs, verb: &'static str, ids: bool) -> Result<(Input, Content), CliError> {
+    let mut opened = Input::open(&input.file, verb)?;
+    let content = opened.content(input.format, ids);
+    Ok((opened, content))
 }
 
 /// Counts the valid and the invalid records.
