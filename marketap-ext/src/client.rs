@@ -13,14 +13,14 @@ use std::{
 use futures::{Stream, StreamExt, future, stream};
 
 use crate::{
-    cancel::{Cancel, Stop},
     config::{BatchConfig, Config, Connection},
     dead_letter::DeadLetter,
     delivery::Delivery,
+    delivery::cancel::{Cancel, Stop},
     error::{Error, ValidationError},
     ingest::{Ingestor, IngestorConfig},
-    item::{Device, Event, EventBuilder, UserDeletion, UserProfile, UserProfileBuilder},
-    kind::Item,
+    model::item::{Device, Event, EventBuilder, UserDeletion, UserProfile, UserProfileBuilder},
+    model::kind::Item,
     report::{BatchReport, FailedBatch, RequestOutcome},
 };
 

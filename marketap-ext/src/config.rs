@@ -9,9 +9,9 @@ use std::{borrow::Cow, fmt, time::Duration};
 use reqwest::Url;
 
 use crate::{
+    delivery::retry::RetryConfig,
+    delivery::throttle::{RateLimit, Throttle},
     error::{ValidationError, require_non_empty},
-    retry::RetryConfig,
-    throttle::{RateLimit, Throttle},
 };
 
 /// Marketap's production server.

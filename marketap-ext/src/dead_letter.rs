@@ -24,12 +24,12 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cancel::Cancel,
     config::Connection,
     delivery::Delivery,
+    delivery::cancel::Cancel,
     error::{Error, ValidationError},
-    item::{Device, Event, UserDeletion, UserProfile},
-    kind::{Item, Operation, Undelivered},
+    model::item::{Device, Event, UserDeletion, UserProfile},
+    model::kind::{Item, Operation, Undelivered},
 };
 
 /// One failed request, as written to the dead-letter file.

@@ -48,49 +48,40 @@
 
 #![warn(missing_docs)]
 
-mod cancel;
 mod client;
-mod commerce;
 mod config;
 pub mod dead_letter;
 mod delivery;
 mod echo;
 mod error;
 mod ingest;
-mod item;
-mod kind;
-mod properties;
+mod model;
 mod report;
-mod reserved;
-mod retry;
-pub mod taxonomy;
-mod throttle;
-pub mod timestamp;
-mod typed;
 
-pub use cancel::Stop;
 pub use client::Marketap;
-pub use commerce::{Coupon, Product};
 pub use config::{
     ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH_SIZE,
     USER_AGENT,
 };
+pub use delivery::cancel::Stop;
+pub use delivery::retry::RetryConfig;
+pub use delivery::throttle::RateLimit;
 pub use error::{Error, ValidationError};
 pub use ingest::{
     EnqueueError, FailureCallback, Ingestor, IngestorConfig, Metrics, ShutdownReport,
 };
-pub use item::{
+pub use marketap_api as api;
+pub use model::commerce::{Coupon, Product};
+pub use model::item::{
     Device, DeviceBuilder, Event, EventBuilder, Platform, UserDeletion, UserProfile,
     UserProfileBuilder,
 };
-pub use kind::{Item, Operation, Undelivered};
-pub use marketap_api as api;
-pub use properties::{MAX_DEPTH, MAX_ITEM_BYTES};
+pub use model::kind::{Item, Operation, Undelivered};
+pub use model::properties::{MAX_DEPTH, MAX_ITEM_BYTES};
+pub use model::timestamp::{IntoTimestamp, Timestamp};
+pub use model::typed::{TrackEvent, TrackingPlan};
+pub use model::{taxonomy, timestamp};
 pub use report::{Accepted, BatchError, BatchReport, FailedBatch, RequestOutcome};
-pub use retry::RetryConfig;
-pub use throttle::RateLimit;
-pub use timestamp::{IntoTimestamp, Timestamp};
-pub use typed::{TrackEvent, TrackingPlan};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -2,7 +2,7 @@
 //! ([`RequestOutcome`]: [`Accepted`], or a [`FailedBatch`] holding its
 //! items and the reason), and a batch call's [`BatchReport`]. A failed
 //! request of any kind, as the ingestor reports it, is
-//! [`Undelivered`](crate::Undelivered), in [`crate::kind`].
+//! [`Undelivered`](crate::Undelivered), in [`crate::model::kind`].
 
 use std::fmt;
 

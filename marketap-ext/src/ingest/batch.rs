@@ -8,11 +8,11 @@ use futures::{FutureExt, future::BoxFuture};
 
 use crate::{
     delivery::Delivery,
+    delivery::throttle::Slot,
     error::Error,
-    kind::Item,
-    kind::Undelivered,
+    model::kind::Item,
+    model::kind::Undelivered,
     report::{Accepted, FailedBatch},
-    throttle::Slot,
 };
 
 /// Items of one kind, in the order they were enqueued.

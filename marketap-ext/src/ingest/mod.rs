@@ -37,13 +37,13 @@ use self::{
     worker::Shared,
 };
 use crate::{
-    cancel::{Cancel, Phase},
     config::Connection,
     dead_letter::Writer,
     delivery::Delivery,
+    delivery::cancel::{Cancel, Phase},
     error::ValidationError,
-    item::{Device, Event, UserProfile},
-    kind::{Item, Undelivered},
+    model::item::{Device, Event, UserProfile},
+    model::kind::{Item, Undelivered},
 };
 
 const MAX_CAPACITY: usize = 10_000_000;

@@ -21,7 +21,7 @@ use crate::{
     dead_letter::{DeadLetter, Writer},
     delivery::panic_message,
     error::Error,
-    kind::Undelivered,
+    model::kind::Undelivered,
 };
 
 /// A callback for undelivered items.

@@ -29,10 +29,10 @@ use super::{
     report::{Counters, Failures},
 };
 use crate::{
-    cancel::Phase,
+    delivery::cancel::Phase,
+    delivery::throttle::Slot,
     delivery::{Delivery, panic_message},
     error::Error,
-    throttle::Slot,
 };
 
 /// What the ingestor's handles, its worker and its request tasks share.

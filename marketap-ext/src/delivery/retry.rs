@@ -14,10 +14,10 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::{
-    cancel::Cancel,
+    delivery::cancel::Cancel,
+    delivery::throttle::{Concurrency, Slot, Stats, Throttle},
     error::{ApiResult, Error, ValidationError},
-    kind::Operation,
-    throttle::{Concurrency, Slot, Stats, Throttle},
+    model::kind::Operation,
 };
 
 const MAX_ATTEMPTS: u32 = 20;

@@ -29,7 +29,7 @@ use governor::{
 };
 use tokio::{sync::Notify, time::Instant};
 
-use crate::{cancel::Cancel, kind::Operation};
+use crate::{delivery::cancel::Cancel, model::kind::Operation};
 
 /// An optional cap on how fast the client sends, across all its batch calls
 /// and ingestors. Off by default: the client adapts to 429s and 503s on its
@@ -491,7 +491,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pause_gives_way_to_the_deadline() {
         let throttle = Throttle::new(RateLimit::default());
-        let (phase, watching) = tokio::sync::watch::channel(crate::cancel::Phase::Running);
+        let (phase, watching) =
+            tokio::sync::watch::channel(crate::delivery::cancel::Phase::Running);
         let mut cancel = Cancel::new(watching);
         throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(60));
         let deadline = Instant::now() + Duration::from_secs(1);

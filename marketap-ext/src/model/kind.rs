@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, ValidationError},
-    item::{Device, Event, UserDeletion, UserProfile},
+    model::item::{Device, Event, UserDeletion, UserProfile},
     report::FailedBatch,
 };
 
@@ -249,7 +249,7 @@ impl sealed::Kind for UserDeletion {
     }
 
     fn wire_bytes(&self) -> usize {
-        crate::properties::json_len(self.user_id())
+        crate::model::properties::json_len(self.user_id())
     }
 }
 

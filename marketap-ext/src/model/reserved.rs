@@ -14,9 +14,11 @@ use serde_json::{Map, Value};
 use crate::{
     echo::echo,
     error::ValidationError,
-    properties::json_type,
-    taxonomy::{RESERVED_PREFIX, Scope, ValueType, event, is_reserved, sdk_event, user_property},
-    timestamp::Timestamp,
+    model::properties::json_type,
+    model::taxonomy::{
+        RESERVED_PREFIX, Scope, ValueType, event, is_reserved, sdk_event, user_property,
+    },
+    model::timestamp::Timestamp,
 };
 
 /// Names Marketap's SDKs renamed: where, the old name, the new one.

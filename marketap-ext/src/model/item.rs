@@ -1,7 +1,7 @@
 //! The four kinds of item the API takes, each a validated wrapper around
 //! its generated wire type: [`Event`], [`UserProfile`], [`Device`] and
 //! [`UserDeletion`]; their builders; and [`Platform`]. What the delivery
-//! engine needs of each kind is in [`crate::kind`].
+//! engine needs of each kind is in [`crate::model::kind`].
 //!
 //! Validation happens in `build()`: once you hold an item, it can go on the
 //! wire. That includes the reserved check ([`crate::taxonomy`]): each
@@ -18,9 +18,10 @@ use serde_json::{Map, Value};
 
 use crate::{
     error::{ValidationError, require_id},
-    properties, reserved,
-    timestamp::{IntoTimestamp, Timestamp, check_wire},
-    typed::TrackEvent,
+    model::properties,
+    model::reserved,
+    model::timestamp::{IntoTimestamp, Timestamp, check_wire},
+    model::typed::TrackEvent,
 };
 
 /// `property`, `properties` and `skip_reserved_check` for a builder whose

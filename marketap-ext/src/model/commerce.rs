@@ -8,9 +8,9 @@ use chrono::NaiveDate;
 use serde::{Serialize, Serializer, ser::SerializeStruct};
 
 use crate::{
-    item::{Event, EventBuilder, UserProfileBuilder},
-    taxonomy::{coupon_field, event, event_property, item_field, user_property},
-    timestamp::Timestamp,
+    model::item::{Event, EventBuilder, UserProfileBuilder},
+    model::taxonomy::{coupon_field, event, event_property, item_field, user_property},
+    model::timestamp::Timestamp,
 };
 
 /// The reserved fields set on a product or coupon, in the order they were set; setting one

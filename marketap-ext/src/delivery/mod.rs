@@ -8,8 +8,18 @@
 //! - it stops every request after the first 401 (the key or project is
 //!   wrong for all of them) and starts nothing once its deadline has
 //!   passed;
-//! - it retries through [`retry`](crate::retry), and hands the items of any
-//!   request that fails back, a panic included.
+//! - it retries through [`retry`], and hands the items of any request that
+//!   fails back, a panic included.
+//!
+//! Beside the engine: [`retry`] (one request's attempts and backoff),
+//! [`throttle`] (concurrency, the server's limits and the optional rate
+//! cap) and [`cancel`] (when a run must give up, and the public [`Stop`]).
+//!
+//! [`Stop`]: cancel::Stop
+
+pub(crate) mod cancel;
+pub(crate) mod retry;
+pub(crate) mod throttle;
 
 use std::{
     any::Any,
@@ -24,13 +34,13 @@ use std::{
 use futures::FutureExt;
 
 use crate::{
-    cancel::Cancel,
     config::{Connection, MAX_BATCH_SIZE},
+    delivery::cancel::Cancel,
+    delivery::retry::{self, Pace},
+    delivery::throttle::{Concurrency, Slot, Stats},
     error::{Error, ValidationError},
-    kind::Item,
+    model::kind::Item,
     report::{Accepted, FailedBatch},
-    retry::{self, Pace},
-    throttle::{Concurrency, Slot, Stats},
 };
 
 /// How one request of a batch ended: the offset of its first item in the

@@ -1,0 +1,17 @@
+//! What is sent: the four validated items ([`item`]) and the kind-specific
+//! glue the engine uses ([`kind`]), the JSON that goes into `properties`
+//! ([`properties`]), timestamps ([`timestamp`]), Marketap's reserved names
+//! ([`taxonomy`]) and their check ([`reserved`]), the typed commerce model
+//! ([`commerce`]) and typed events of your own ([`typed`]).
+//!
+//! Nothing here touches the network: an item that exists is one the API
+//! can take.
+
+pub(crate) mod commerce;
+pub(crate) mod item;
+pub(crate) mod kind;
+pub(crate) mod properties;
+pub(crate) mod reserved;
+pub mod taxonomy;
+pub mod timestamp;
+pub(crate) mod typed;
