@@ -160,10 +160,7 @@ pub fn latency(n: usize, url: &str) -> Result<LatencyResult, BoxError> {
             sink.reset().await?;
             // Room for every event: `track()` never waits for space.
             let capacity = n.max(1);
-            let ingestor = client.ingestor(IngestorConfig {
-                capacity,
-                ..IngestorConfig::default()
-            })?;
+            let ingestor = client.ingestor(IngestorConfig::default().with_capacity(capacity))?;
             let mut nanos = Vec::with_capacity(n);
             for event in events {
                 let start = Instant::now();
@@ -205,7 +202,7 @@ pub fn refused(n: usize, url: &str) -> Result<RefusedResult, BoxError> {
             let input = InputMark::take();
             let clock = Clock::start();
             let config = IngestorConfig::default();
-            let (capacity, max_retained) = (config.capacity, config.max_retained);
+            let (capacity, max_retained) = (config.capacity(), config.max_retained());
             let ingestor = client.ingestor(config)?;
             for spec in events::generate(n) {
                 ingestor.track(ext_event(spec)).await?;
@@ -368,10 +365,8 @@ impl Prepared {
                 events,
                 capacity,
             } => {
-                let ingestor = client.ingestor(IngestorConfig {
-                    capacity,
-                    ..IngestorConfig::default()
-                })?;
+                let ingestor =
+                    client.ingestor(IngestorConfig::default().with_capacity(capacity))?;
                 for event in events {
                     ingestor.track(event).await?;
                 }
@@ -394,11 +389,11 @@ fn http_client() -> reqwest::Result<reqwest::Client> {
 fn ext_client(url: &str) -> Result<Marketap, BoxError> {
     let config = Config::new(API_KEY, PROJECT_ID)
         .with_base_url(url)
-        .with_batch(BatchConfig {
-            max_batch_size: BATCH,
-            max_in_flight: IN_FLIGHT,
-            ..BatchConfig::default()
-        });
+        .with_batch(
+            BatchConfig::default()
+                .with_max_batch_size(BATCH)
+                .with_max_in_flight(IN_FLIGHT),
+        );
     Ok(Marketap::new(config)?)
 }
 

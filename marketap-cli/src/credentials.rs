@@ -6,12 +6,12 @@
 
 use std::{path::Path, time::Duration};
 
-use marketap_ext::{BatchConfig, Config, Marketap, RetryConfig};
+use marketap_ext::{BatchConfig, Config, ConfigError, Marketap, RetryConfig};
 
 use crate::{args::CredentialArgs, error::CliError};
 
 /// How requests are cut and retried.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Sending {
     /// Batch size and requests in flight.
     pub batch: BatchConfig,
@@ -21,41 +21,46 @@ pub struct Sending {
     pub skip_reserved_check: bool,
 }
 
-/// A client for `credentials`, sending as `sending` says.
+/// A client for `credentials`, sending as `sending` says. The flags stand
+/// in for their variables; everything else is read as
+/// [`Config::from_lookup`] reads it.
 pub fn client(credentials: &CredentialArgs, sending: Sending) -> Result<Marketap, CliError> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let key = match &credentials.api_key_file {
-        Some(path) => read_key(path)?,
-        None => env("MARKETAP_API_KEY").ok_or(CliError::MissingCredential {
+    let key_file = credentials
+        .api_key_file
+        .as_deref()
+        .map(read_key)
+        .transpose()?;
+    let project = credentials.project.clone().filter(|p| !p.trim().is_empty());
+    let lookup = |name: &str| match name {
+        "MARKETAP_API_KEY" if key_file.is_some() => key_file.clone(),
+        "MARKETAP_PROJECT_ID" if project.is_some() => project.clone(),
+        _ => std::env::var(name).ok(),
+    };
+    let mut config = Config::from_lookup(lookup).map_err(|error| match error {
+        ConfigError::MissingEnv {
+            name: "MARKETAP_API_KEY",
+        } => CliError::MissingCredential {
             what: "API key",
             env: "MARKETAP_API_KEY",
             flag: "--api-key-file FILE",
-        })?,
-    };
-    let project = credentials
-        .project
-        .clone()
-        .filter(|p| !p.trim().is_empty())
-        .or_else(|| env("MARKETAP_PROJECT_ID"))
-        .ok_or(CliError::MissingCredential {
+        },
+        ConfigError::MissingEnv {
+            name: "MARKETAP_PROJECT_ID",
+        } => CliError::MissingCredential {
             what: "project id",
             env: "MARKETAP_PROJECT_ID",
             flag: "--project ID",
-        })?;
-    let mut config = Config::new(key, project)
+        },
+        other => CliError::Config(other),
+    })?;
+    config = config
         .with_batch(sending.batch)
-        .with_reserved_check(!sending.skip_reserved_check);
+        .with_reserved_check(!sending.skip_reserved_check)
+        // A request of 1,000 items can take a while on a slow link.
+        .with_request_timeout(Duration::from_secs(60));
     if let Some(max_attempts) = sending.max_attempts {
-        config = config.with_retry(RetryConfig {
-            max_attempts,
-            ..RetryConfig::default()
-        });
+        config = config.with_retry(RetryConfig::default().with_max_attempts(max_attempts));
     }
-    if let Some(url) = env("MARKETAP_BASE_URL") {
-        config = config.with_base_url(url);
-    }
-    // A request of 1,000 items can take a while on a slow link.
-    config = config.with_request_timeout(Duration::from_secs(60));
     Ok(Marketap::new(config)?)
 }
 

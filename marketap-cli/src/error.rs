@@ -46,7 +46,7 @@ impl From<Exit> for ExitCode {
 #[non_exhaustive]
 pub enum CliError {
     /// The input (or another named file) cannot be opened or read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -101,8 +101,8 @@ pub enum CliError {
     },
 
     /// The client refused its configuration (the key is never shown).
-    #[error("invalid configuration: {0}")]
-    Config(#[from] marketap_ext::ValidationError),
+    #[error("invalid configuration")]
+    Config(#[from] marketap_ext::ConfigError),
 
     /// An option's value cannot be used.
     #[error("{option} `{value}`: {reason}")]

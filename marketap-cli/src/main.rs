@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("marketap: error: {error}");
+            eprintln!("marketap: error: {}", marketap_ext::ErrorChain(&error));
             Exit::Usage.into()
         }
     }
@@ -270,11 +270,9 @@ fn item_options(input: &InputArgs, items: &ItemArgs) -> Result<(Mapping, Reading
 /// How `send` asks requests to be cut and retried.
 fn sending(send: &SendArgs) -> Sending {
     Sending {
-        batch: BatchConfig {
-            max_batch_size: send.batch_size,
-            max_in_flight: send.in_flight,
-            ..BatchConfig::default()
-        },
+        batch: BatchConfig::default()
+            .with_max_batch_size(send.batch_size)
+            .with_max_in_flight(send.in_flight),
         max_attempts: Some(send.max_attempts),
         ..Sending::default()
     }

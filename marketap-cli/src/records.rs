@@ -7,7 +7,7 @@
 use std::{io::BufRead, marker::PhantomData};
 
 use csv::ByteRecord;
-use marketap_ext::{MAX_ITEM_BYTES, ValidationError, timestamp::TimestampError};
+use marketap_ext::{ErrorChain, MAX_ITEM_BYTES, ValidationError, timestamp::TimestampError};
 use serde::Serialize;
 
 use crate::{
@@ -85,13 +85,19 @@ pub enum LineError {
     /// A CSV row the csv reader refused.
     #[error("invalid CSV: {0}")]
     Csv(String),
-    /// The library's check refused the item.
-    #[error("{error}{}", hint(error))]
+    /// The library's check refused the item. The message holds its whole
+    /// chain (a timestamp's reason included), for the rejects file.
+    #[error("{}{}", ErrorChain(error), hint(error))]
     Item {
         /// The library's error.
-        #[from]
         error: ValidationError,
     },
+}
+
+impl From<ValidationError> for LineError {
+    fn from(error: ValidationError) -> Self {
+        LineError::Item { error }
+    }
 }
 
 /// What to do about a timestamp without an offset.

@@ -4,6 +4,20 @@
 //! generated client reachable through [`Marketap::raw`]. The work is done
 //! elsewhere: the [`delivery`](crate::delivery) engine sends, the ingestor
 //! queues, the dead-letter file stores.
+//!
+//! # What the calls return
+//!
+//! One pattern: a call that may send **many requests** returns a
+//! [`BatchReport`] (or a stream of [`RequestOutcome`]s), because some
+//! requests can fail while others succeed, and every failed item must come
+//! back; a call that sends **one request** returns a `Result`. Both are
+//! `#[must_use]`. The two calls that differ say why:
+//! - [`Marketap::delete_users`] takes plain ids and checks every one before
+//!   sending anything, so a bad id fails the whole call
+//!   (`Err(ValidationError)`): a privacy request is not sent half-done.
+//! - [`Marketap::delete_user`] and [`Marketap::resend`] send one request
+//!   and have no items of their own to hand back, so they fail with the
+//!   [`Error`] alone.
 
 use std::{
     fmt,
@@ -17,7 +31,7 @@ use crate::{
     dead_letter::DeadLetter,
     delivery::Delivery,
     delivery::cancel::{Cancel, Stop},
-    error::{Error, ValidationError},
+    error::{ConfigError, Error, ValidationError},
     ingest::{Ingestor, IngestorConfig},
     model::item::{Device, Event, EventBuilder, UserDeletion, UserProfile, UserProfileBuilder},
     model::kind::Item,
@@ -59,7 +73,7 @@ impl fmt::Debug for Marketap {
 impl Marketap {
     /// A client for `config`. Every setting is checked here; nothing is
     /// sent.
-    pub fn new(config: Config) -> Result<Self, ValidationError> {
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
         Ok(Self {
             inner: Arc::new(config.connect()?),
         })
@@ -67,7 +81,7 @@ impl Marketap {
 
     /// A client from `MARKETAP_API_KEY`, `MARKETAP_PROJECT_ID` and,
     /// optionally, `MARKETAP_BASE_URL`.
-    pub fn from_env() -> Result<Self, ValidationError> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         Self::new(Config::from_env()?)
     }
 
@@ -118,7 +132,8 @@ impl Marketap {
 
     /// Requests deletion of users' profiles. One id goes to the
     /// single-deletion endpoint, several to the bulk one. Every id is
-    /// checked before anything is sent; an empty list is an error.
+    /// checked before anything is sent; an empty list is an error. The
+    /// report holds what the server did not accept.
     pub async fn delete_users<I>(
         &self,
         user_ids: I,
@@ -137,7 +152,7 @@ impl Marketap {
         Ok(self.send_stream(stream::iter(deletions)).await)
     }
 
-    /// Requests deletion of one user's profile.
+    /// Requests deletion of one user's profile: one request, so a `Result`.
     pub async fn delete_user(&self, user_id: impl Into<String>) -> Result<(), Error> {
         let deletion = UserDeletion::new(user_id)?;
         self.send_batch(vec![deletion])
@@ -160,7 +175,7 @@ impl Marketap {
     /// [`deliver`](Self::deliver) for how.
     pub async fn send_stream<T: Item>(&self, items: impl Stream<Item = T>) -> BatchReport<T> {
         let delivery = Arc::new(Delivery::new(self.inner.clone(), Cancel::never()));
-        let mut report = deliver_on(delivery.clone(), self.inner.batch, items)
+        let mut report = deliver_on(delivery.clone(), self.inner.batch.clone(), items)
             .fold(BatchReport::default(), |mut report, outcome| {
                 report.record(outcome.result);
                 future::ready(report)
@@ -185,13 +200,14 @@ impl Marketap {
     /// ([`RequestOutcome::offset`]); outcomes may come out of order. After
     /// a 401 the key or project is wrong for every request, so the rest are
     /// not sent: their items come back with the same error.
+    #[must_use = "streams do nothing unless polled"]
     pub fn deliver<T, S>(&self, items: S) -> impl Stream<Item = RequestOutcome<T>> + use<T, S>
     where
         T: Item,
         S: Stream<Item = T>,
     {
         let delivery = Arc::new(Delivery::new(self.inner.clone(), Cancel::never()));
-        deliver_on(delivery, self.inner.batch, items)
+        deliver_on(delivery, self.inner.batch.clone(), items)
     }
 
     /// [`deliver`](Self::deliver), with a deadline the caller can set while
@@ -200,6 +216,7 @@ impl Marketap {
     /// items and [`Error::Cancelled`]. To stop early, end the item stream
     /// too (stop reading); the run then sends what it already took, until
     /// the deadline.
+    #[must_use = "streams do nothing unless polled"]
     pub fn deliver_until<T, S>(
         &self,
         items: S,
@@ -210,7 +227,7 @@ impl Marketap {
         S: Stream<Item = T>,
     {
         let delivery = Arc::new(Delivery::new(self.inner.clone(), stop.cancel()));
-        deliver_on(delivery, self.inner.batch, items)
+        deliver_on(delivery, self.inner.batch.clone(), items)
     }
 
     /// Sends a dead letter's items again, as one request (with retries).
@@ -222,7 +239,7 @@ impl Marketap {
     }
 
     /// Starts an [`Ingestor`] on the current Tokio runtime.
-    pub fn ingestor(&self, config: IngestorConfig) -> Result<Ingestor, ValidationError> {
+    pub fn ingestor(&self, config: IngestorConfig) -> Result<Ingestor, ConfigError> {
         Ingestor::start(self.inner.clone(), config)
     }
 }
@@ -239,7 +256,7 @@ where
 {
     let mut next_offset = 0;
     items
-        .chunks(batch.max_batch_size)
+        .chunks(batch.max_batch_size())
         .map(move |chunk| {
             let offset = next_offset;
             next_offset += chunk.len() as u64;
@@ -256,6 +273,6 @@ where
                 )
             }
         })
-        .buffer_unordered(batch.max_in_flight)
+        .buffer_unordered(batch.max_in_flight())
         .flatten()
 }

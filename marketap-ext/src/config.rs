@@ -1,8 +1,13 @@
 //! Client configuration: the API key (a secret that never prints), the
 //! project, where to send, timeouts, the retry and batching settings, and
 //! whether the client's builders run the reserved check.
-//! [`Config::validate`] turns it into what the client runs on, or a
-//! [`ValidationError`] naming the setting.
+//! `Config::connect` turns it into what the client runs on, or a
+//! [`ConfigError`] naming the setting.
+//!
+//! Settings are built with `with_*` setters over private fields, so a
+//! later version can add one without breaking any caller. A setter takes
+//! any value; every value is checked, with an error naming the setting,
+//! when the client or ingestor is built.
 
 use std::{borrow::Cow, fmt, time::Duration};
 
@@ -11,7 +16,7 @@ use reqwest::Url;
 use crate::{
     delivery::retry::RetryConfig,
     delivery::throttle::{RateLimit, Throttle},
-    error::{ValidationError, require_non_empty},
+    error::{ConfigError, ErrorChain},
 };
 
 /// Marketap's production server.
@@ -75,18 +80,18 @@ impl From<&str> for ApiKey {
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// How the batch calls and the ingestor cut and send requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// ```
+/// use marketap_ext::BatchConfig;
+///
+/// let batch = BatchConfig::default().with_max_batch_size(500).with_max_in_flight(8);
+/// assert_eq!((batch.max_batch_size(), batch.max_in_flight()), (500, 8));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchConfig {
-    /// Items per request: 1 to [`MAX_BATCH_SIZE`]. Default 1,000.
-    pub max_batch_size: usize,
-    /// Requests in flight at once, at most: 1 to 64. Default 4. The client
-    /// starts with one and grows towards it while the server keeps up.
-    pub max_in_flight: usize,
-    /// Bytes of JSON per request body, at most: 64 KiB to 64 MiB. Default
-    /// [`DEFAULT_MAX_REQUEST_BYTES`]. Requests are cut by whichever of this
-    /// and `max_batch_size` comes first; an item larger than this alone is
-    /// a validation error before sending.
-    pub max_request_bytes: usize,
+    max_batch_size: usize,
+    max_in_flight: usize,
+    max_request_bytes: usize,
 }
 
 impl Default for BatchConfig {
@@ -100,23 +105,60 @@ impl Default for BatchConfig {
 }
 
 impl BatchConfig {
-    pub(crate) fn validate(&self) -> Result<(), ValidationError> {
+    /// Items per request: 1 to [`MAX_BATCH_SIZE`]. Default 1,000.
+    pub fn with_max_batch_size(mut self, items: usize) -> Self {
+        self.max_batch_size = items;
+        self
+    }
+
+    /// Requests in flight at once, at most: 1 to 64. Default 4. The client
+    /// starts with one and grows towards it while the server keeps up.
+    pub fn with_max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests;
+        self
+    }
+
+    /// Bytes of JSON per request body, at most: 64 KiB to 64 MiB. Default
+    /// [`DEFAULT_MAX_REQUEST_BYTES`]. Requests are cut by whichever of this
+    /// and [`max_batch_size`](Self::with_max_batch_size) comes first; an
+    /// item larger than this alone fails before sending.
+    pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// Items per request, at most.
+    pub fn max_batch_size(&self) -> usize {
+        self.max_batch_size
+    }
+
+    /// Requests in flight at once, at most.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// Bytes of JSON per request body, at most.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_BATCH_SIZE).contains(&self.max_batch_size) {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "batch.max_batch_size",
                 self.max_batch_size,
                 format!("must be 1 to {MAX_BATCH_SIZE}, the API's limit per request"),
             ));
         }
         if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "batch.max_in_flight",
                 self.max_in_flight,
                 format!("must be 1 to {MAX_IN_FLIGHT}"),
             ));
         }
         if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes) {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "batch.max_request_bytes",
                 self.max_request_bytes,
                 format!("must be {MIN_REQUEST_BYTES} to {MAX_REQUEST_BYTES}"),
@@ -148,7 +190,7 @@ pub(crate) struct Connection {
 ///
 /// let config = Config::new("my-api-key", "my-project")
 ///     .with_request_timeout(Duration::from_secs(10))
-///     .with_retry(RetryConfig { max_attempts: 5, ..RetryConfig::default() });
+///     .with_retry(RetryConfig::default().with_max_attempts(5));
 /// assert_eq!(format!("{:?}", config.api_key()), "ApiKey(***)");
 /// ```
 #[derive(Clone)]
@@ -206,19 +248,31 @@ impl Config {
     /// Reads `MARKETAP_API_KEY`, `MARKETAP_PROJECT_ID` and, optionally,
     /// `MARKETAP_BASE_URL`. A missing or empty required variable is an error
     /// naming it.
-    pub fn from_env() -> Result<Self, ValidationError> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// [`from_env`](Self::from_env) over any lookup, so tests need not touch
-    /// the process environment.
-    pub(crate) fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ValidationError> {
+    /// [`from_env`](Self::from_env) over any lookup: a secret store, a
+    /// configuration file, or a map in a test. `lookup` is asked for each
+    /// variable's name.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use marketap_ext::Config;
+    ///
+    /// let secrets = HashMap::from([
+    ///     ("MARKETAP_API_KEY", "key-from-vault"),
+    ///     ("MARKETAP_PROJECT_ID", "my-project"),
+    /// ]);
+    /// let config = Config::from_lookup(|name| secrets.get(name).map(|v| v.to_string()))?;
+    /// assert_eq!(config.project_id(), "my-project");
+    /// # Ok::<(), marketap_ext::ConfigError>(())
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let required = |name: &'static str| {
             lookup(name)
                 .filter(|value| !value.trim().is_empty())
-                .ok_or(ValidationError::MissingEnv { name })
+                .ok_or(ConfigError::MissingEnv { name })
         };
         let mut config = Self::new(
             required("MARKETAP_API_KEY")?,
@@ -326,6 +380,11 @@ impl Config {
         &self.batch
     }
 
+    /// The cap on requests and items per second.
+    pub fn rate_limit(&self) -> &RateLimit {
+        &self.rate_limit
+    }
+
     /// Whether the client's builders run the reserved check.
     pub fn reserved_check(&self) -> bool {
         self.reserved_check
@@ -333,33 +392,40 @@ impl Config {
 
     /// Checks every setting and builds what the client runs on. Nothing is
     /// sent.
-    pub(crate) fn connect(&self) -> Result<Connection, ValidationError> {
+    pub(crate) fn connect(&self) -> Result<Connection, ConfigError> {
         Ok(Connection {
             api: self.build_api()?,
             project_id: self.project_id.clone(),
-            retry: self.retry,
-            batch: self.batch,
-            throttle: Throttle::new(self.rate_limit),
+            retry: self.retry.clone(),
+            batch: self.batch.clone(),
+            throttle: Throttle::new(&self.rate_limit),
             reserved_check: self.reserved_check,
         })
     }
 
     /// Checks every setting and builds the generated client.
-    fn build_api(&self) -> Result<marketap_api::Client, ValidationError> {
-        require_non_empty("project_id", &self.project_id)?;
+    fn build_api(&self) -> Result<marketap_api::Client, ConfigError> {
+        if self.project_id.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "project_id",
+                &self.project_id,
+                "must not be empty",
+            ));
+        }
         let auth = marketap_api::Auth::bearer(self.api_key.expose())
             .ok()
             .filter(|_| !self.api_key.expose().trim().is_empty())
-            .ok_or(ValidationError::InvalidApiKey)?;
+            .ok_or(ConfigError::InvalidApiKey)?;
         let base_url = self.checked_base_url()?;
         self.retry.validate()?;
         self.batch.validate()?;
+        self.rate_limit.validate()?;
         for (field, timeout) in [
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
         ] {
             if timeout.is_zero() || timeout > MAX_TIMEOUT {
-                return Err(ValidationError::config(
+                return Err(ConfigError::invalid(
                     field,
                     format!("{timeout:?}"),
                     format!("must be more than zero and at most {MAX_TIMEOUT:?}"),
@@ -374,17 +440,18 @@ impl Config {
                 .timeout(self.request_timeout)
                 .user_agent(USER_AGENT)
                 .build()
-                .map_err(|e| ValidationError::config("http_client", "default", e.to_string()))?,
+                .map_err(|e| {
+                    ConfigError::invalid("http_client", "default", ErrorChain(&e).to_string())
+                })?,
         };
         Ok(marketap_api::Client::new_with_client(&base_url, http, auth))
     }
 
     /// The base URL without a trailing slash, if it is absolute, `http(s)`,
     /// and not plain `http` to a remote host without an explicit opt-in.
-    fn checked_base_url(&self) -> Result<String, ValidationError> {
+    fn checked_base_url(&self) -> Result<String, ConfigError> {
         let raw = self.base_url.trim_end_matches('/');
-        let invalid =
-            |reason: &str| ValidationError::config("base_url", redact_userinfo(raw), reason);
+        let invalid = |reason: &str| ConfigError::invalid("base_url", redact_userinfo(raw), reason);
         let url = Url::parse(raw)
             .map_err(|e| invalid(&format!("{e} (expected e.g. {DEFAULT_BASE_URL})")))?;
         if url.query().is_some() || url.fragment().is_some() {
@@ -490,7 +557,7 @@ mod tests {
             ),
         ] {
             let error = Config::from_lookup(lookup(vars)).unwrap_err();
-            assert_eq!(error, ValidationError::MissingEnv { name: missing });
+            assert_eq!(error, ConfigError::MissingEnv { name: missing });
             assert!(error.to_string().contains(missing));
         }
     }

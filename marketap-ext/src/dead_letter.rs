@@ -27,13 +27,14 @@ use crate::{
     config::Connection,
     delivery::Delivery,
     delivery::cancel::Cancel,
-    error::{Error, ValidationError},
+    error::{Error, ErrorChain, ValidationError},
     model::item::{Device, Event, UserDeletion, UserProfile},
     model::kind::{Item, Operation, Undelivered},
 };
 
 /// One failed request, as written to the dead-letter file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// The operation that takes the items.
     pub operation: Operation,
@@ -56,7 +57,7 @@ impl DeadLetter {
         body.insert(batch.field().to_owned(), batch.items_json()?);
         Ok(Self {
             operation: batch.operation(),
-            error: batch.error().to_string(),
+            error: ErrorChain(batch.error()).to_string(),
             status: batch.error().status(),
             attempts: batch.attempts(),
             body: body.into(),

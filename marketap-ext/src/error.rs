@@ -1,7 +1,12 @@
-//! The crate's errors: [`Error`] for anything a call can fail with, and
+//! The crate's errors: [`Error`] for anything a call can fail with,
 //! [`ValidationError`] for bad input caught before anything goes on the
-//! wire; how one attempt's outcome is classified (by HTTP status, never by
-//! the body's shape), and which failures are worth another attempt.
+//! wire, and [`ConfigError`] for a client or ingestor that cannot be set up;
+//! how one attempt's outcome is classified (by HTTP status, never by the
+//! body's shape), and which failures are worth another attempt.
+//!
+//! Each cause is said once: `Display` says what happened at this level and
+//! [`source`](std::error::Error::source) gives the cause. To print a whole
+//! chain on one line, use [`ErrorChain`].
 //!
 //! No variant ever holds the API key: validation of the key reports that it
 //! is invalid without echoing it, and transport errors carry the URL (which
@@ -55,12 +60,14 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
 
-    /// The request timed out (connect or whole-request timeout).
-    #[error("request timed out: {0}")]
+    /// The request timed out (connect or whole-request timeout). The
+    /// cause is the [`source`](std::error::Error::source).
+    #[error("request timed out")]
     Timeout(#[source] reqwest::Error),
 
-    /// The request could not be sent or its response not read.
-    #[error("transport error: {0}")]
+    /// The request could not be sent or its response not read. The cause
+    /// is the [`source`](std::error::Error::source).
+    #[error("transport error")]
     Transport(#[source] reqwest::Error),
 
     /// Given up before the server accepted it: the ingestor's shutdown
@@ -120,8 +127,9 @@ impl Error {
     }
 }
 
-/// How one attempt ended, as the generated client reports it.
-pub(crate) type ApiResult = Result<ResponseValue<()>, marketap_api::Error<IngestionResponse>>;
+/// How one attempt ended, as the generated client reports it. `pub` only so
+/// the sealed [`Item`](crate::Item) trait can name it; this module is private.
+pub type ApiResult = Result<ResponseValue<()>, marketap_api::Error<IngestionResponse>>;
 
 impl Error {
     /// The outcome of one attempt, classified by HTTP status: any 2xx is
@@ -262,12 +270,49 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ERROR_BODY)]).into_owned()
 }
 
+/// The API's `code` and `message` for a 400 or 401, the message through
+/// [`echo`]: it comes from the server (or a proxy), and must not put a
+/// newline or a terminal escape into a log line.
 fn describe(code: Option<i64>, message: Option<&str>) -> String {
-    match (code, message) {
+    match (code, message.map(echo)) {
         (None, None) => String::new(),
         (Some(code), None) => format!(": code {code}"),
         (None, Some(message)) => format!(": {message}"),
         (Some(code), Some(message)) => format!(": code {code}: {message}"),
+    }
+}
+
+/// Shows an error and every cause under it on one line, separated by `: `,
+/// for logs and terminals. The crate's errors say each cause once
+/// (`Display` for this level, `source()` for the cause), so printing one
+/// with `{}` alone shows only its own level.
+///
+/// ```
+/// use marketap_ext::{ErrorChain, ValidationError, Timestamp};
+///
+/// let error = Timestamp::parse("2024-11-02 14:03").unwrap_err();
+/// let error = ValidationError::Timestamp { field: "timestamp", source: error };
+/// assert_eq!(error.to_string(), "invalid `timestamp`");
+/// assert!(ErrorChain(&error).to_string().starts_with("invalid `timestamp`: "));
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 
@@ -336,32 +381,15 @@ pub enum ValidationError {
         max: usize,
     },
 
-    /// A timestamp that is invalid, out of range or has no offset.
-    #[error("invalid `{field}`: {source}")]
+    /// A timestamp that is invalid, out of range or has no offset; what is
+    /// wrong with it is the [`source`](std::error::Error::source).
+    #[error("invalid `{field}`")]
     Timestamp {
         /// The field, e.g. `timestamp`.
         field: &'static str,
         /// What is wrong with it.
         #[source]
         source: TimestampError,
-    },
-
-    /// A configuration value is unusable.
-    #[error("invalid `{field}` \"{value}\": {reason}")]
-    Config {
-        /// The setting, e.g. `base_url` or `retry.max_attempts`.
-        field: &'static str,
-        /// The value given, cut to 100 characters, control characters escaped.
-        value: String,
-        /// Why it is rejected.
-        reason: String,
-    },
-
-    /// A required environment variable is unset or empty.
-    #[error("environment variable {name} is not set or is empty")]
-    MissingEnv {
-        /// The variable's name.
-        name: &'static str,
     },
 
     /// An id holds a control character (NUL, a newline, an escape...).
@@ -425,11 +453,65 @@ pub enum ValidationError {
         name: &'static str,
     },
 
+    /// Two [`TrackEvent`](crate::TrackEvent) types share one event name
+    /// with different properties in one [`TrackingPlan`](crate::TrackingPlan).
+    #[error(
+        "`TrackEvent::NAME` \"{name}\": two event types share this name with different properties"
+    )]
+    ConflictingEvent {
+        /// The event name.
+        name: String,
+    },
+}
+
+/// A client or ingestor that cannot be set up: a setting out of range, a
+/// missing environment variable, an unusable API key, or no Tokio runtime
+/// to run on. Nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting is unusable.
+    #[error("invalid `{field}` \"{value}\": {reason}")]
+    Invalid {
+        /// The setting, e.g. `base_url` or `retry.max_attempts`.
+        field: &'static str,
+        /// The value given, cut to 100 characters, control characters escaped.
+        value: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+
+    /// A required environment variable is unset or empty.
+    #[error("environment variable {name} is not set or is empty")]
+    MissingEnv {
+        /// The variable's name.
+        name: &'static str,
+    },
+
     /// The API key cannot go into an HTTP header. The key is not shown.
     #[error(
         "`api_key` is not a valid HTTP header value (empty, or holds a control character such as a newline); the key is not shown"
     )]
     InvalidApiKey,
+
+    /// An [`Ingestor`](crate::Ingestor) was started outside a Tokio
+    /// runtime; it needs one to run its background task on.
+    #[error("an Ingestor must be started inside a Tokio runtime")]
+    NoRuntime,
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(
+        field: &'static str,
+        value: impl ToString,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            field,
+            value: echo(&value.to_string()),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl ValidationError {
@@ -437,18 +519,6 @@ impl ValidationError {
         ValidationError::Empty {
             field,
             value: echo(value),
-        }
-    }
-
-    pub(crate) fn config(
-        field: &'static str,
-        value: impl ToString,
-        reason: impl Into<String>,
-    ) -> Self {
-        ValidationError::Config {
-            field,
-            value: echo(&value.to_string()),
-            reason: reason.into(),
         }
     }
 }
@@ -634,10 +704,315 @@ mod tests {
             error.to_string(),
             r#"`user_id` must not be empty (got "\n\t")"#
         );
-        let error = ValidationError::config("base_url", "https://a\u{1b}b", "no");
+        let error = ConfigError::invalid("base_url", "https://a\u{1b}b", "no");
         assert_eq!(
             error.to_string(),
             r#"invalid `base_url` "https://a\u{1b}b": no"#
         );
+    }
+}
+
+/// Every error the crate shows, walked along its `source()` chain: no
+/// level repeats what its cause says. Each enum is listed through a `match`
+/// with no wildcard, so a new variant does not compile until it is here.
+#[cfg(test)]
+mod chain_tests {
+    use std::error::Error as StdError;
+
+    use super::*;
+    use crate::{
+        EnqueueError, Timestamp,
+        model::timestamp::TimestampError,
+        report::{BatchError, BatchReport, FailedBatch},
+    };
+
+    fn error_name(error: &Error) -> &'static str {
+        match error {
+            Error::Validation(_) => "Validation",
+            Error::Unauthorized { .. } => "Unauthorized",
+            Error::BadRequest { .. } => "BadRequest",
+            Error::Status { .. } => "Status",
+            Error::Timeout(_) => "Timeout",
+            Error::Transport(_) => "Transport",
+            Error::Cancelled => "Cancelled",
+            Error::Protocol { .. } => "Protocol",
+            Error::Panicked { .. } => "Panicked",
+        }
+    }
+    const ERRORS: usize = 9;
+
+    fn validation_name(error: &ValidationError) -> &'static str {
+        match error {
+            ValidationError::Empty { .. } => "Empty",
+            ValidationError::NotAnObject { .. } => "NotAnObject",
+            ValidationError::NonFiniteNumber { .. } => "NonFiniteNumber",
+            ValidationError::TooLarge { .. } => "TooLarge",
+            ValidationError::Unserializable { .. } => "Unserializable",
+            ValidationError::TooManyItems { .. } => "TooManyItems",
+            ValidationError::Timestamp { .. } => "Timestamp",
+            ValidationError::ControlCharacter { .. } => "ControlCharacter",
+            ValidationError::TooDeep { .. } => "TooDeep",
+            ValidationError::NotReserved { .. } => "NotReserved",
+            ValidationError::WrongType { .. } => "WrongType",
+            ValidationError::SdkOnlyEvent { .. } => "SdkOnlyEvent",
+            ValidationError::ConflictingEvent { .. } => "ConflictingEvent",
+        }
+    }
+    const VALIDATION_ERRORS: usize = 13;
+
+    fn config_name(error: &ConfigError) -> &'static str {
+        match error {
+            ConfigError::Invalid { .. } => "Invalid",
+            ConfigError::MissingEnv { .. } => "MissingEnv",
+            ConfigError::InvalidApiKey => "InvalidApiKey",
+            ConfigError::NoRuntime => "NoRuntime",
+        }
+    }
+    const CONFIG_ERRORS: usize = 4;
+
+    fn timestamp_name(error: &TimestampError) -> &'static str {
+        match error {
+            TimestampError::MissingOffset { .. } => "MissingOffset",
+            TimestampError::Invalid { .. } => "Invalid",
+            TimestampError::OutOfRange { .. } => "OutOfRange",
+            TimestampError::LeapSecond { .. } => "LeapSecond",
+            TimestampError::NonexistentLocalTime { .. } => "NonexistentLocalTime",
+            TimestampError::AmbiguousLocalTime { .. } => "AmbiguousLocalTime",
+        }
+    }
+    const TIMESTAMP_ERRORS: usize = 6;
+
+    fn enqueue_name(error: &EnqueueError<u8>) -> &'static str {
+        match error {
+            EnqueueError::Full(_) => "Full",
+            EnqueueError::Closed(_) => "Closed",
+            EnqueueError::Unauthorized(_) => "Unauthorized",
+            EnqueueError::Stopped(_) => "Stopped",
+        }
+    }
+    const ENQUEUE_ERRORS: usize = 4;
+
+    /// Walks `error`'s chain: each level's message must be non-empty and
+    /// must not hold its cause's message, and no message may appear twice.
+    fn assert_said_once(what: &str, error: &(dyn StdError + 'static)) {
+        let mut seen = Vec::new();
+        let mut level: Option<&(dyn StdError + 'static)> = Some(error);
+        while let Some(current) = level {
+            let message = current.to_string();
+            assert!(!message.is_empty(), "{what}: an empty message in the chain");
+            if let Some(cause) = current.source() {
+                let cause = cause.to_string();
+                assert!(
+                    !message.contains(&cause),
+                    "{what}: {message:?} repeats its cause {cause:?}"
+                );
+            }
+            assert!(
+                !seen.contains(&message),
+                "{what}: {message:?} appears twice in the chain"
+            );
+            seen.push(message);
+            level = current.source();
+        }
+    }
+
+    fn timestamp_errors() -> Vec<TimestampError> {
+        let zone = chrono_tz::Europe::Berlin;
+        vec![
+            Timestamp::parse("2024-11-02T14:03:00").unwrap_err(),
+            Timestamp::parse("yesterday").unwrap_err(),
+            Timestamp::from_unix_seconds(i64::MAX).unwrap_err(),
+            Timestamp::parse("2016-12-31T23:59:60Z").unwrap_err(),
+            Timestamp::parse_in("2024-03-31T02:30:00", &zone).unwrap_err(),
+            Timestamp::parse_in("2024-10-27T02:30:00", &zone).unwrap_err(),
+        ]
+    }
+
+    fn validation_errors() -> Vec<ValidationError> {
+        let field = || "properties.x".to_owned();
+        let mut errors = vec![
+            ValidationError::empty("user_id", " "),
+            ValidationError::NotAnObject {
+                field: field(),
+                found: "array",
+                value: "[]".into(),
+            },
+            ValidationError::NonFiniteNumber {
+                field: field(),
+                value: "NaN".into(),
+            },
+            ValidationError::TooLarge {
+                field: field(),
+                bytes: 2,
+                max: 1,
+            },
+            ValidationError::Unserializable {
+                field: field(),
+                reason: "no".into(),
+            },
+            ValidationError::TooManyItems {
+                field: "events",
+                count: 1001,
+                max: 1000,
+            },
+            ValidationError::ControlCharacter {
+                field: "user_id",
+                value: r"\n".into(),
+            },
+            ValidationError::TooDeep {
+                field: field(),
+                max: 64,
+            },
+            ValidationError::NotReserved {
+                field: "event_name".into(),
+                name: "mkt_logn".into(),
+                scope: Scope::EventName,
+                suggestion: Some("mkt_login"),
+                reserved_as: None,
+            },
+            ValidationError::WrongType {
+                field: "properties.mkt_revenue".into(),
+                expected: ValueType::Number,
+                found: "string",
+                value: "\"1\"".into(),
+            },
+            ValidationError::SdkOnlyEvent {
+                name: "mkt_app_open",
+            },
+            ValidationError::ConflictingEvent { name: "e".into() },
+        ];
+        errors.extend(
+            timestamp_errors()
+                .into_iter()
+                .map(|source| ValidationError::Timestamp {
+                    field: "timestamp",
+                    source,
+                }),
+        );
+        errors
+    }
+
+    /// A real transport error (a refused connection) and a real timeout
+    /// (a listener that never answers), both on loopback.
+    async fn reqwest_errors() -> (reqwest::Error, reqwest::Error) {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused_at = closed.local_addr().unwrap();
+        drop(closed);
+        let refused = reqwest::Client::new()
+            .get(format!("http://{refused_at}/"))
+            .send()
+            .await
+            .unwrap_err();
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let timed_out = reqwest::Client::builder()
+            .timeout(Duration::from_millis(50))
+            .build()
+            .unwrap()
+            .get(format!("http://{}/", silent.local_addr().unwrap()))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(timed_out.is_timeout(), "{timed_out:?}");
+        (refused, timed_out)
+    }
+
+    #[tokio::test]
+    async fn every_error_says_each_cause_once() {
+        let (refused, timed_out) = reqwest_errors().await;
+        let errors = vec![
+            Error::Validation(validation_errors().swap_remove(12)),
+            Error::from_status(401, None, "denied\n\u{1b}[31m".into(), None),
+            Error::from_status(400, None, "bad".into(), None),
+            Error::from_status(503, None, "busy".into(), None),
+            Error::Timeout(timed_out),
+            Error::Transport(refused),
+            Error::Cancelled,
+            Error::Protocol {
+                reason: "odd".into(),
+            },
+            Error::Panicked {
+                message: "boom".into(),
+            },
+        ];
+        let mut names: Vec<_> = errors.iter().map(error_name).collect();
+        names.dedup();
+        assert_eq!(names.len(), ERRORS, "one of each Error variant");
+        for error in &errors {
+            assert_said_once(error_name(error), error);
+        }
+        assert!(
+            ErrorChain(&errors[5]).to_string().starts_with("transport error: "),
+            "the chain shows the cause: {}",
+            ErrorChain(&errors[5])
+        );
+
+        let validation = validation_errors();
+        let mut names: Vec<_> = validation.iter().map(validation_name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VALIDATION_ERRORS, "one of each ValidationError variant");
+        for error in &validation {
+            assert_said_once(validation_name(error), error);
+        }
+
+        let timestamps = timestamp_errors();
+        let mut names: Vec<_> = timestamps.iter().map(timestamp_name).collect();
+        names.dedup();
+        assert_eq!(names.len(), TIMESTAMP_ERRORS, "one of each TimestampError: {names:?}");
+        for error in &timestamps {
+            assert_said_once(timestamp_name(error), error);
+        }
+
+        let config = [
+            ConfigError::invalid("base_url", "x", "no"),
+            ConfigError::MissingEnv {
+                name: "MARKETAP_API_KEY",
+            },
+            ConfigError::InvalidApiKey,
+            ConfigError::NoRuntime,
+        ];
+        assert_eq!(config.len(), CONFIG_ERRORS);
+        for error in &config {
+            assert_said_once(config_name(error), error);
+        }
+
+        let enqueue = [
+            EnqueueError::Full(1u8),
+            EnqueueError::Closed(1),
+            EnqueueError::Unauthorized(1),
+            EnqueueError::Stopped(1),
+        ];
+        assert_eq!(enqueue.len(), ENQUEUE_ERRORS);
+        for error in &enqueue {
+            assert_said_once(enqueue_name(error), error);
+        }
+
+        let failed = FailedBatch {
+            items: vec![1u8, 2],
+            error: Error::Transport(reqwest_errors().await.0),
+            attempts: 3,
+        };
+        assert_said_once("FailedBatch", &failed);
+        assert_eq!(failed.to_string(), "2 items not delivered after 3 attempts");
+        let mut report = BatchReport::<u8>::default();
+        report.record(Err(failed));
+        let error = BatchError(report);
+        assert_said_once("BatchError", &error);
+        assert!(error.source().is_some(), "the first failure is the cause");
+    }
+
+    #[test]
+    fn server_text_in_400_and_401_messages_is_escaped() {
+        let error = Error::from_status(401, None, "no\nINFO forged\u{1b}[2K".into(), None);
+        assert_eq!(
+            error.to_string(),
+            r"unauthorized (401): no\nINFO forged\u{1b}[2K"
+        );
+        let documented = IngestionResponse {
+            code: Some(3),
+            message: Some("bad\r\nline".into()),
+        };
+        let error = Error::from_status(400, Some(documented), String::new(), None);
+        assert_eq!(error.to_string(), r"bad request (400): code 3: bad\r\nline");
     }
 }

@@ -66,7 +66,7 @@ pub use config::{
 pub use delivery::cancel::Stop;
 pub use delivery::retry::RetryConfig;
 pub use delivery::throttle::RateLimit;
-pub use error::{Error, ValidationError};
+pub use error::{ConfigError, Error, ErrorChain, ValidationError};
 pub use ingest::{
     EnqueueError, FailureCallback, Ingestor, IngestorConfig, Metrics, ShutdownReport,
 };

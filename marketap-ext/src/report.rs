@@ -2,14 +2,18 @@
 //! ([`RequestOutcome`]: [`Accepted`], or a [`FailedBatch`] holding its
 //! items and the reason), and a batch call's [`BatchReport`]. A failed
 //! request of any kind, as the ingestor reports it, is
-//! [`Undelivered`](crate::Undelivered), in [`crate::model::kind`].
+//! [`Undelivered`](crate::Undelivered).
+//!
+//! Each is `#[non_exhaustive]`: fields can be read, and a later version may
+//! add some, so they are not built outside this crate.
 
 use std::fmt;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorChain};
 
 /// A request the server accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Accepted {
     /// Items in the request.
     pub items: usize,
@@ -20,6 +24,8 @@ pub struct Accepted {
 /// How one request of [`Marketap::deliver`](crate::Marketap::deliver)
 /// ended.
 #[derive(Debug)]
+#[non_exhaustive]
+#[must_use = "a request may have failed; its items are in `result`"]
 pub struct RequestOutcome<T> {
     /// Where the request's first item was in the input (0 for the first
     /// item). A request holds the next items of the input, in order.
@@ -39,7 +45,13 @@ impl<T> RequestOutcome<T> {
 }
 
 /// One request that finally failed, with its items handed back in order.
+///
+/// An error (where `T: Debug`), so `send_batch(..).await?` works in a
+/// function returning `Box<dyn Error>`: it says how many items failed, and
+/// its [`source`](std::error::Error::source) is the reason.
 #[derive(Debug)]
+#[non_exhaustive]
+#[must_use = "its items were not delivered"]
 pub struct FailedBatch<T> {
     /// The items of the request, as sent.
     pub items: Vec<T>,
@@ -50,8 +62,56 @@ pub struct FailedBatch<T> {
     pub attempts: u32,
 }
 
-/// What a batch call did.
+impl<T> fmt::Display for FailedBatch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let items = self.items.len();
+        write!(
+            f,
+            "{items} item{} not delivered",
+            if items == 1 { "" } else { "s" }
+        )?;
+        match self.attempts {
+            0 => f.write_str(" (never sent)"),
+            1 => f.write_str(" after 1 attempt"),
+            n => write!(f, " after {n} attempts"),
+        }
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for FailedBatch<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// What a batch call did. Items the server did not accept are in
+/// [`failed`](Self::failed); [`into_result`](Self::into_result) turns the
+/// report into a `Result` for `?`.
+///
+/// It is `#[must_use]`: dropping it unread is a warning, since that would
+/// ignore every failure silently.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # async fn run(client: marketap_ext::Marketap, event: marketap_ext::Event) {
+/// client.send_events([event]).await; // error: unused `BatchReport` that must be used
+/// # }
+/// ```
+///
+/// The same call, with the report read, compiles:
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// # async fn run(client: marketap_ext::Marketap, event: marketap_ext::Event) {
+/// let report = client.send_events([event]).await;
+/// if !report.is_success() {
+///     eprintln!("{report}");
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
+#[non_exhaustive]
+#[must_use = "some items may have failed; look at `failed`, or call `into_result()`"]
 pub struct BatchReport<T> {
     /// Requests sent (each counted once, however many attempts it took).
     pub requests: usize,
@@ -131,7 +191,19 @@ impl<T> BatchReport<T> {
 }
 
 impl<T> fmt::Display for BatchReport<T> {
+    /// The counts, then the first failure with its causes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.summary(f)?;
+        if let Some(first) = self.failed.first() {
+            write!(f, "; first failure: {}", ErrorChain(&first.error))?;
+        }
+        Ok(())
+    }
+}
+
+impl<T> BatchReport<T> {
+    /// The counts, without the first failure.
+    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} accepted, {} failed in {} request{} ({} retries)",
@@ -158,21 +230,20 @@ impl<T> fmt::Display for BatchReport<T> {
                 if self.splits == 1 { "" } else { "s" }
             )?;
         }
-        if let Some(first) = self.failed.first() {
-            write!(f, "; first failure: {}", first.error)?;
-        }
         Ok(())
     }
 }
 
 /// A batch call in which some items were not accepted. Holds the whole
-/// report, failed items included.
+/// report, failed items included. Its `Display` gives the counts; its
+/// [`source`](std::error::Error::source) is the first failure.
 #[derive(Debug)]
 pub struct BatchError<T>(pub BatchReport<T>);
 
 impl<T> fmt::Display for BatchError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not every item was accepted: {}", self.0)
+        f.write_str("not every item was accepted: ")?;
+        self.0.summary(f)
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use httpmock::{Method::POST, MockServer};
 use marketap_ext::{
-    BatchConfig, Config, Device, Error, Event, Marketap, Platform, RetryConfig, UserProfile,
-    ValidationError,
+    BatchConfig, Config, ConfigError, Device, Error, Event, Marketap, Platform, RetryConfig,
+    UserProfile, ValidationError,
 };
 use serde_json::json;
 use support::{Reply, TestServer};
@@ -28,10 +28,7 @@ fn client_with(base_url: &str, batch: BatchConfig) -> Marketap {
         Config::new(KEY, PROJECT)
             .with_base_url(base_url)
             .with_batch(batch)
-            .with_retry(RetryConfig {
-                initial_backoff: Duration::from_millis(1),
-                ..RetryConfig::default()
-            }),
+            .with_retry(RetryConfig::default().with_initial_backoff(Duration::from_millis(1))),
     )
     .unwrap()
 }
@@ -239,11 +236,9 @@ async fn batch_size_can_be_lowered_and_streams_are_sent_lazily() {
     let server = TestServer::start(|_| Reply::accepted()).await;
     let client = client_with(
         &server.url(),
-        BatchConfig {
-            max_batch_size: 100,
-            max_in_flight: 2,
-            ..BatchConfig::default()
-        },
+        BatchConfig::default()
+            .with_max_batch_size(100)
+            .with_max_in_flight(2),
     );
     let stream = futures::stream::iter(0..1050).map(|i| {
         Event::builder(format!("user-{i}"), "mkt_page_view")
@@ -271,11 +266,9 @@ async fn deliver_yields_each_request_with_where_its_items_were() {
     .await;
     let client = client_with(
         &server.url(),
-        BatchConfig {
-            max_batch_size: 1000,
-            max_in_flight: 4,
-            ..BatchConfig::default()
-        },
+        BatchConfig::default()
+            .with_max_batch_size(1000)
+            .with_max_in_flight(4),
     );
     let mut outcomes: Vec<_> = client
         .deliver(futures::stream::iter(events(5500)))
@@ -313,11 +306,9 @@ async fn no_more_than_max_in_flight_requests_at_once() {
     let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(40))).await;
     let client = client_with(
         &server.url(),
-        BatchConfig {
-            max_batch_size: 10,
-            max_in_flight: 3,
-            ..BatchConfig::default()
-        },
+        BatchConfig::default()
+            .with_max_batch_size(10)
+            .with_max_in_flight(3),
     );
 
     let report = client.send_events(events(200)).await;
@@ -364,11 +355,9 @@ async fn unauthorized_is_reported_with_code_and_message_and_stops_the_rest() {
     let server = TestServer::start(|_| Reply::error(401, 1001, "invalid api key")).await;
     let client = client_with(
         &server.url(),
-        BatchConfig {
-            max_batch_size: 10,
-            max_in_flight: 1,
-            ..BatchConfig::default()
-        },
+        BatchConfig::default()
+            .with_max_batch_size(10)
+            .with_max_in_flight(1),
     );
     let report = client.send_events(events(45)).await;
     assert_eq!(
@@ -442,7 +431,7 @@ async fn the_key_is_never_printed() {
     for text in printed {
         assert!(!text.contains(KEY), "key printed in: {text}");
     }
-    assert!(matches!(invalid_key, ValidationError::InvalidApiKey));
+    assert!(matches!(invalid_key, ConfigError::InvalidApiKey));
     assert!(matches!(transport.failed[0].error, Error::Transport(_)));
 }
 

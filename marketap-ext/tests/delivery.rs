@@ -30,12 +30,12 @@ fn client(server: &TestServer, request_timeout: Duration, batch: BatchConfig) ->
             .with_base_url(server.url())
             .with_request_timeout(request_timeout)
             .with_batch(batch)
-            .with_retry(RetryConfig {
-                max_attempts: 5,
-                initial_backoff: Duration::from_millis(2),
-                max_backoff: Duration::from_millis(20),
-                ..RetryConfig::default()
-            }),
+            .with_retry(
+                RetryConfig::default()
+                    .with_max_attempts(5)
+                    .with_initial_backoff(Duration::from_millis(2))
+                    .with_max_backoff(Duration::from_millis(20)),
+            ),
     )
     .unwrap()
 }
@@ -89,20 +89,18 @@ async fn a_hundred_thousand_events_under_faults_lose_none() {
     let client = client(
         &server,
         Duration::from_millis(100),
-        BatchConfig {
-            max_batch_size: 500,
-            max_in_flight: 4,
-            ..BatchConfig::default()
-        },
+        BatchConfig::default()
+            .with_max_batch_size(500)
+            .with_max_in_flight(4),
     );
     let ingestor = client
         .ingestor(
-            IngestorConfig {
-                capacity: 20_000,
-                flush_interval: Duration::from_millis(50),
-                ..IngestorConfig::default()
-            }
-            .on_failure(move |undelivered| callback_failed.lock().unwrap().push(undelivered)),
+            IngestorConfig::default()
+                .with_capacity(20_000)
+                .with_flush_interval(Duration::from_millis(50))
+                .with_on_failure(move |undelivered| {
+                    callback_failed.lock().unwrap().push(undelivered)
+                }),
         )
         .unwrap();
 
@@ -180,11 +178,11 @@ async fn shutting_down_at_once_delivers_or_reports_everything() {
     let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(5))).await;
     let client = client(&server, Duration::from_secs(5), BatchConfig::default());
     let ingestor = client
-        .ingestor(IngestorConfig {
-            capacity: N,
-            flush_interval: Duration::from_secs(3600),
-            ..Default::default()
-        })
+        .ingestor(
+            IngestorConfig::default()
+                .with_capacity(N)
+                .with_flush_interval(Duration::from_secs(3600)),
+        )
         .unwrap();
     for id in 0..N {
         ingestor.try_track(event(id)).unwrap();
@@ -216,11 +214,9 @@ async fn a_server_that_never_answers_cannot_hold_shutdown_past_its_deadline() {
     let client = client(
         &server,
         Duration::from_secs(120),
-        BatchConfig {
-            max_batch_size: 1000,
-            max_in_flight: 2,
-            ..BatchConfig::default()
-        },
+        BatchConfig::default()
+            .with_max_batch_size(1000)
+            .with_max_in_flight(2),
     );
     let ingestor = client.ingestor(IngestorConfig::default()).unwrap();
     for id in 0..N {
@@ -280,11 +276,9 @@ async fn a_stopped_delivery_gives_up_at_its_deadline_and_hands_every_item_back()
     let client = client(
         &server,
         Duration::from_secs(120),
-        BatchConfig {
-            max_batch_size: 100,
-            max_in_flight: 2,
-            ..BatchConfig::default()
-        },
+        BatchConfig::default()
+            .with_max_batch_size(100)
+            .with_max_in_flight(2),
     );
     let stop = Stop::new();
     let mut outcomes = std::pin::pin!(client.deliver_until(stream::iter((0..N).map(event)), &stop));
@@ -343,10 +337,7 @@ async fn flush_waits_for_everything_queued_before_it() {
     let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(20))).await;
     let client = client(&server, Duration::from_secs(5), BatchConfig::default());
     let ingestor = client
-        .ingestor(IngestorConfig {
-            flush_interval: Duration::from_secs(3600),
-            ..Default::default()
-        })
+        .ingestor(IngestorConfig::default().with_flush_interval(Duration::from_secs(3600)))
         .unwrap();
     for id in 0..2_500 {
         ingestor.track(event(id)).await.unwrap();
@@ -378,17 +369,12 @@ async fn a_full_queue_pushes_back_and_hands_items_back() {
     let client = client(
         &server,
         Duration::from_secs(5),
-        BatchConfig {
-            max_batch_size: 1,
-            max_in_flight: 1,
-            ..BatchConfig::default()
-        },
+        BatchConfig::default()
+            .with_max_batch_size(1)
+            .with_max_in_flight(1),
     );
     let ingestor = client
-        .ingestor(IngestorConfig {
-            capacity: 2,
-            ..Default::default()
-        })
+        .ingestor(IngestorConfig::default().with_capacity(2))
         .unwrap();
 
     // One item in flight, one waiting for the slot, two in the queue: full.
@@ -438,11 +424,9 @@ async fn failures_reach_the_callback_and_the_dead_letter_file_and_can_be_resent(
     let client = client(&refusing, Duration::from_secs(5), BatchConfig::default());
     let ingestor: Ingestor = client
         .ingestor(
-            IngestorConfig {
-                dead_letter_path: Some(path.clone()),
-                ..Default::default()
-            }
-            .on_failure(move |undelivered| sender.send(undelivered).unwrap()),
+            IngestorConfig::default()
+                .with_dead_letter_path(path.clone())
+                .with_on_failure(move |undelivered| sender.send(undelivered).unwrap()),
         )
         .unwrap();
     for id in 0..3 {
@@ -498,13 +482,13 @@ async fn retries_follow_retry_after_and_stop_at_the_limit() {
     let client = Marketap::new(
         Config::new("k", "p")
             .with_base_url(server.url())
-            .with_retry(RetryConfig {
-                max_attempts: 2,
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(10),
-                max_throttled_wait: Duration::from_millis(300),
-                ..RetryConfig::default()
-            }),
+            .with_retry(
+                RetryConfig::default()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(1))
+                    .with_max_backoff(Duration::from_millis(10))
+                    .with_max_throttled_wait(Duration::from_millis(300)),
+            ),
     )
     .unwrap();
     let report = timeout(LIMIT, client.send_events((0..3).map(event)))

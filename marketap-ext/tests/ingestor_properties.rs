@@ -249,32 +249,30 @@ async fn run(setup: Setup) -> Result<(), TestCaseError> {
         Config::new("test-key", "proj")
             .with_base_url(server.url())
             .with_request_timeout(Duration::from_millis(80))
-            .with_batch(BatchConfig {
-                max_batch_size: setup.batch_size,
-                max_in_flight: setup.in_flight,
-                ..BatchConfig::default()
-            })
-            .with_retry(RetryConfig {
-                max_attempts: 2,
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(2),
-                // Throttled attempts do not count against `max_attempts`;
-                // this bounds them instead (ten minutes by default).
-                max_throttled_wait: Duration::from_millis(300),
-                ..RetryConfig::default()
-            }),
+            .with_batch(
+                BatchConfig::default()
+                    .with_max_batch_size(setup.batch_size)
+                    .with_max_in_flight(setup.in_flight),
+            )
+            .with_retry(
+                RetryConfig::default()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(1))
+                    .with_max_backoff(Duration::from_millis(2))
+                    // Throttled attempts do not count against `max_attempts`;
+                    // this bounds them instead (ten minutes by default).
+                    .with_max_throttled_wait(Duration::from_millis(300)),
+            ),
     )
     .unwrap();
-    let mut config = IngestorConfig {
-        capacity: setup.capacity,
-        max_retained: setup.max_retained,
-        flush_interval: Duration::from_millis(20),
-        ..IngestorConfig::default()
-    };
+    let mut config = IngestorConfig::default()
+        .with_capacity(setup.capacity)
+        .with_max_retained(setup.max_retained)
+        .with_flush_interval(Duration::from_millis(20));
     if setup.callback {
         let ledger = ledger.clone();
-        config =
-            config.on_failure(move |undelivered| ledger.lock().unwrap().hand_back(&undelivered));
+        config = config
+            .with_on_failure(move |undelivered| ledger.lock().unwrap().hand_back(&undelivered));
     }
     let mut ingestor: Option<Ingestor> = Some(client.ingestor(config).unwrap());
     let mut offered = 0u64;

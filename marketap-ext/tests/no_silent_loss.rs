@@ -29,22 +29,20 @@ fn client(server: &TestServer, batch: BatchConfig) -> Marketap {
             .with_base_url(server.url())
             .with_request_timeout(Duration::from_secs(5))
             .with_batch(batch)
-            .with_retry(RetryConfig {
-                max_attempts: 3,
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(5),
-                ..RetryConfig::default()
-            }),
+            .with_retry(
+                RetryConfig::default()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(1))
+                    .with_max_backoff(Duration::from_millis(5)),
+            ),
     )
     .unwrap()
 }
 
 fn batch(max_batch_size: usize, max_in_flight: usize) -> BatchConfig {
-    BatchConfig {
-        max_batch_size,
-        max_in_flight,
-        ..BatchConfig::default()
-    }
+    BatchConfig::default()
+        .with_max_batch_size(max_batch_size)
+        .with_max_in_flight(max_in_flight)
 }
 
 fn received(server: &TestServer) -> Vec<u64> {
@@ -76,7 +74,7 @@ async fn a_panicking_callback_does_not_stop_delivery() {
     .await;
     let ingestor = client(&server, batch(10, 1))
         .ingestor(
-            IngestorConfig::default().on_failure(|_| panic!("a bug in the caller's callback")),
+            IngestorConfig::default().with_on_failure(|_| panic!("a bug in the caller's callback")),
         )
         .unwrap();
 
@@ -106,7 +104,7 @@ async fn failures_after_the_last_handle_is_dropped_reach_on_failure() {
             .await;
     let (seen, callback) = recorder();
     let ingestor = client(&server, batch(10, 2))
-        .ingestor(IngestorConfig::default().on_failure(callback))
+        .ingestor(IngestorConfig::default().with_on_failure(callback))
         .unwrap();
     for id in 0..25 {
         ingestor.track(event(id)).await.unwrap();
@@ -178,7 +176,7 @@ async fn failures_kept_for_the_report_are_bounded_and_the_rest_counted() {
     assert_eq!(metrics.failed, N as u64, "every item counted as failed");
     let kept = report.undelivered_items();
     assert!(
-        kept <= IngestorConfig::default().max_retained,
+        kept <= IngestorConfig::default().max_retained(),
         "{kept} failed items retained for the report"
     );
     assert_eq!(kept, 10_000, "the bound is filled, not undershot");
@@ -225,7 +223,7 @@ async fn after_a_401_the_ingestor_stops_sending_and_refuses_new_items() {
     let server = TestServer::start(|_| Reply::error(401, 1001, "invalid api key")).await;
     let (seen, callback) = recorder();
     let ingestor = client(&server, batch(10, 1))
-        .ingestor(IngestorConfig::default().on_failure(callback))
+        .ingestor(IngestorConfig::default().with_on_failure(callback))
         .unwrap();
     for id in 0..50 {
         ingestor.track(event(id)).await.unwrap();
@@ -310,10 +308,7 @@ async fn no_request_starts_after_the_deadline() {
     for round in 0..40 {
         let before = server.requests().len();
         let ingestor = client
-            .ingestor(IngestorConfig {
-                flush_interval: Duration::from_secs(3600),
-                ..IngestorConfig::default()
-            })
+            .ingestor(IngestorConfig::default().with_flush_interval(Duration::from_secs(3600)))
             .unwrap();
         // Three full batches may start at once; the partial one waits for
         // the flush interval, so only shutdown can send it.
@@ -353,11 +348,11 @@ async fn no_request_starts_after_the_deadline() {
 async fn a_capacity_below_the_batch_size_does_not_stall() {
     let server = TestServer::start(|_| Reply::accepted()).await;
     let ingestor = client(&server, batch(1000, 2))
-        .ingestor(IngestorConfig {
-            capacity: 5,
-            flush_interval: Duration::from_secs(60),
-            ..IngestorConfig::default()
-        })
+        .ingestor(
+            IngestorConfig::default()
+                .with_capacity(5)
+                .with_flush_interval(Duration::from_secs(60)),
+        )
         .unwrap();
     timeout(Duration::from_secs(10), async {
         for id in 0..40 {
@@ -391,10 +386,7 @@ async fn dead_letters_are_private_and_read_back_however_deeply_nested() {
     let server = TestServer::start(|_| Reply::error(400, 1, "refused")).await;
     let path = temp_path("deep");
     let ingestor = client(&server, batch(10, 1))
-        .ingestor(IngestorConfig {
-            dead_letter_path: Some(path.clone()),
-            ..IngestorConfig::default()
-        })
+        .ingestor(IngestorConfig::default().with_dead_letter_path(path.clone()))
         .unwrap();
     // The properties object is level 1: 63 more levels inside it is the most.
     let deepest = Event::builder("u", "e")
@@ -517,11 +509,11 @@ fn ids_with_control_characters_are_refused() {
 async fn a_caller_finding_no_room_gets_partial_batches_sent() {
     let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(300))).await;
     let ingestor = client(&server, batch(8, 2))
-        .ingestor(IngestorConfig {
-            capacity: 10,
-            flush_interval: Duration::from_secs(60),
-            ..IngestorConfig::default()
-        })
+        .ingestor(
+            IngestorConfig::default()
+                .with_capacity(10)
+                .with_flush_interval(Duration::from_secs(60)),
+        )
         .unwrap();
     // Eight fill a batch; two wait in a partial one; the eleventh finds no
     // room, which must send the partial batch, not leave it for a minute.
@@ -547,10 +539,7 @@ async fn a_caller_finding_no_room_gets_partial_batches_sent() {
 async fn a_full_batch_goes_at_once_and_a_partial_one_waits_for_the_interval() {
     let server = TestServer::start(|_| Reply::accepted()).await;
     let ingestor = client(&server, batch(10, 2))
-        .ingestor(IngestorConfig {
-            flush_interval: Duration::from_secs(60),
-            ..IngestorConfig::default()
-        })
+        .ingestor(IngestorConfig::default().with_flush_interval(Duration::from_secs(60)))
         .unwrap();
     for id in 0..13 {
         ingestor.track(event(id)).await.unwrap();
@@ -579,7 +568,7 @@ fn when_the_runtime_stops_queued_items_are_handed_back_and_in_flight_ones_counte
     let ingestor = runtime.block_on(async {
         let server = TestServer::start(|_| Reply::Stall).await;
         let ingestor = client(&server, batch(10, 1))
-            .ingestor(IngestorConfig::default().on_failure(callback))
+            .ingestor(IngestorConfig::default().with_on_failure(callback))
             .unwrap();
         for id in 0..30 {
             ingestor.track(event(id)).await.unwrap();

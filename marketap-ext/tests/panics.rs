@@ -50,11 +50,11 @@ fn client(server: &TestServer) -> Marketap {
     Marketap::new(
         Config::new("test-key", "proj")
             .with_base_url(server.url())
-            .with_batch(BatchConfig {
-                max_batch_size: 10,
-                max_in_flight: 1,
-                ..BatchConfig::default()
-            })
+            .with_batch(
+                BatchConfig::default()
+                    .with_max_batch_size(10)
+                    .with_max_in_flight(1),
+            )
             .with_retry(RetryConfig::disabled()),
     )
     .unwrap()
@@ -78,7 +78,7 @@ async fn in_the_ingestor() {
     let seen = std::sync::Arc::new(Mutex::new(Vec::<Undelivered>::new()));
     let sink = seen.clone();
     let ingestor = client(&server)
-        .ingestor(IngestorConfig::default().on_failure(move |u| sink.lock().unwrap().push(u)))
+        .ingestor(IngestorConfig::default().with_on_failure(move |u| sink.lock().unwrap().push(u)))
         .unwrap();
     ARMED.store(true, Ordering::SeqCst);
     for id in 0..10 {

@@ -72,15 +72,12 @@ fn client(server: &TestServer, max_in_flight: usize) -> Marketap {
     Marketap::new(
         Config::new("test-key", "proj")
             .with_base_url(server.url())
-            .with_batch(BatchConfig {
-                max_in_flight,
-                ..BatchConfig::default()
-            })
-            .with_retry(RetryConfig {
-                initial_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_secs(2),
-                ..RetryConfig::default()
-            }),
+            .with_batch(BatchConfig::default().with_max_in_flight(max_in_flight))
+            .with_retry(
+                RetryConfig::default()
+                    .with_initial_backoff(Duration::from_millis(50))
+                    .with_max_backoff(Duration::from_secs(2)),
+            ),
     )
     .unwrap()
 }
@@ -266,10 +263,7 @@ async fn one_request_calls_refuse_a_body_over_the_byte_limit() {
         Marketap::new(
             Config::new("test-key", "proj")
                 .with_base_url(server.url())
-                .with_batch(BatchConfig {
-                    max_request_bytes,
-                    ..BatchConfig::default()
-                }),
+                .with_batch(BatchConfig::default().with_max_request_bytes(max_request_bytes)),
         )
         .unwrap()
     };

@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use marketap_ext::{
-    BatchConfig, Config, Device, Error, Event, IngestorConfig, Marketap, Platform, RetryConfig,
-    UserProfile, ValidationError, timestamp::TimestampError,
+    BatchConfig, Config, ConfigError, Device, Error, ErrorChain, Event, IngestorConfig, Marketap,
+    Platform, RetryConfig, UserProfile, ValidationError, timestamp::TimestampError,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -23,18 +23,21 @@ struct Item {
 /// must mention.
 struct Case {
     what: &'static str,
-    error: ValidationError,
+    error: Box<dyn std::error::Error>,
     mentions: &'static [&'static str],
 }
 
-fn case(
+/// A case whose error is a [`ValidationError`] (bad input) or a
+/// [`ConfigError`] (a bad setting); its whole chain must mention each of
+/// `mentions`.
+fn case<E: std::error::Error + 'static>(
     what: &'static str,
-    result: Result<impl std::fmt::Debug, ValidationError>,
+    result: Result<impl std::fmt::Debug, E>,
     mentions: &'static [&'static str],
 ) -> Case {
     Case {
         what,
-        error: result.expect_err(what),
+        error: Box::new(result.expect_err(what)),
         mentions,
     }
 }
@@ -182,45 +185,47 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
         ),
         case(
             "zero batch size",
-            Marketap::new(config(&server).with_batch(BatchConfig {
-                max_batch_size: 0,
-                max_in_flight: 4,
-                ..BatchConfig::default()
-            })),
+            Marketap::new(
+                config(&server).with_batch(
+                    BatchConfig::default()
+                        .with_max_batch_size(0)
+                        .with_max_in_flight(4),
+                ),
+            ),
             &["batch.max_batch_size", "0"],
         ),
         case(
             "batch size over the API limit",
-            Marketap::new(config(&server).with_batch(BatchConfig {
-                max_batch_size: 5000,
-                max_in_flight: 4,
-                ..BatchConfig::default()
-            })),
+            Marketap::new(
+                config(&server).with_batch(
+                    BatchConfig::default()
+                        .with_max_batch_size(5000)
+                        .with_max_in_flight(4),
+                ),
+            ),
             &["batch.max_batch_size", "5000", "1000"],
         ),
         case(
             "zero requests in flight",
-            Marketap::new(config(&server).with_batch(BatchConfig {
-                max_batch_size: 10,
-                max_in_flight: 0,
-                ..BatchConfig::default()
-            })),
+            Marketap::new(
+                config(&server).with_batch(
+                    BatchConfig::default()
+                        .with_max_batch_size(10)
+                        .with_max_in_flight(0),
+                ),
+            ),
             &["batch.max_in_flight"],
         ),
         case(
             "zero attempts",
-            Marketap::new(config(&server).with_retry(RetryConfig {
-                max_attempts: 0,
-                ..RetryConfig::default()
-            })),
+            Marketap::new(config(&server).with_retry(RetryConfig::default().with_max_attempts(0))),
             &["retry.max_attempts", "0"],
         ),
         case(
             "absurd attempts",
-            Marketap::new(config(&server).with_retry(RetryConfig {
-                max_attempts: 1_000_000,
-                ..RetryConfig::default()
-            })),
+            Marketap::new(
+                config(&server).with_retry(RetryConfig::default().with_max_attempts(1_000_000)),
+            ),
             &["retry.max_attempts", "1000000"],
         ),
         case(
@@ -235,18 +240,12 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
         ),
         case(
             "zero queue capacity",
-            client.ingestor(IngestorConfig {
-                capacity: 0,
-                ..Default::default()
-            }),
+            client.ingestor(IngestorConfig::default().with_capacity(0)),
             &["ingestor.capacity", "0"],
         ),
         case(
             "zero flush interval",
-            client.ingestor(IngestorConfig {
-                flush_interval: Duration::ZERO,
-                ..Default::default()
-            }),
+            client.ingestor(IngestorConfig::default().with_flush_interval(Duration::ZERO)),
             &["ingestor.flush_interval"],
         ),
         case(
@@ -292,7 +291,7 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
         mentions,
     } in &cases
     {
-        let message = error.to_string();
+        let message = ErrorChain(error.as_ref()).to_string();
         println!("{what}: {message}");
         for needle in *mentions {
             assert!(
@@ -313,21 +312,25 @@ async fn bad_input_gets_a_typed_error_naming_the_field_and_nothing_is_sent() {
     }
 
     // The typed variants, for a few that callers match on.
+    let validation = |i: usize| cases[i].error.downcast_ref::<ValidationError>().unwrap();
     assert!(matches!(
-        cases[7].error,
+        validation(7),
         ValidationError::NonFiniteNumber { .. }
     ));
     assert!(
-        matches!(cases[10].error, ValidationError::TooLarge { bytes, max: 1_048_576, .. } if bytes > 10_000_000)
+        matches!(validation(10), ValidationError::TooLarge { bytes, max: 1_048_576, .. } if *bytes > 10_000_000)
     );
     assert!(matches!(
-        &cases[12].error,
+        validation(12),
         ValidationError::Timestamp {
             field: "timestamp",
             source: TimestampError::MissingOffset { .. }
         }
     ));
-    assert!(matches!(cases[20].error, ValidationError::InvalidApiKey));
+    assert!(matches!(
+        cases[20].error.downcast_ref::<ConfigError>(),
+        Some(ConfigError::InvalidApiKey)
+    ));
 
     // One call that sends exactly one request refuses over 1,000 items and
     // hands them all back.

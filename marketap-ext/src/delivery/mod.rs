@@ -66,7 +66,7 @@ impl Delivery {
     /// `cancel`.
     pub(crate) fn new(connection: Arc<Connection>, cancel: Cancel) -> Self {
         Self {
-            concurrency: Concurrency::new(connection.batch.max_in_flight),
+            concurrency: Concurrency::new(connection.batch.max_in_flight()),
             connection,
             unauthorized: OnceLock::new(),
             cancel,
@@ -179,7 +179,7 @@ impl Delivery {
     fn max_bytes<T: Item>(&self) -> usize {
         self.connection
             .throttle
-            .max_bytes(T::OPERATION, self.connection.batch.max_request_bytes)
+            .max_bytes(T::OPERATION, self.connection.batch.max_request_bytes())
     }
 
     /// One request in `slot`, with retries.

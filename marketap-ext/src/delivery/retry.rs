@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::{
     delivery::cancel::Cancel,
     delivery::throttle::{Concurrency, Slot, Stats, Throttle},
-    error::{ApiResult, Error, ValidationError},
+    error::{ApiResult, ConfigError, Error, ErrorChain},
     model::kind::Operation,
 };
 
@@ -41,20 +41,24 @@ const MAX_THROTTLED_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// do not count against `max_attempts`. A request that is only ever
 /// throttled keeps trying, slower and slower, for `max_throttled_wait`, so
 /// a long backfill slows down instead of failing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// ```
+/// use std::time::Duration;
+/// use marketap_ext::RetryConfig;
+///
+/// let retry = RetryConfig::default()
+///     .with_max_attempts(3)
+///     .with_max_backoff(Duration::from_secs(2));
+/// assert_eq!(retry.max_attempts(), 3);
+/// assert!(!RetryConfig::disabled().is_enabled());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryConfig {
-    /// Attempts in all, the first included: 1 to 20. `1` turns retries off.
-    /// Default 5.
-    pub max_attempts: u32,
-    /// Upper bound of the first wait. Default 200 ms.
-    pub initial_backoff: Duration,
-    /// Upper bound of any drawn wait: at most 5 minutes. Default 10 s.
-    pub max_backoff: Duration,
-    /// The longest `Retry-After` honoured: at most 1 hour. Default 60 s.
-    pub max_retry_after: Duration,
-    /// How long a throttled request keeps trying, from its first 429 or
-    /// 503: at most 24 hours. Default 10 minutes.
-    pub max_throttled_wait: Duration,
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    max_retry_after: Duration,
+    max_throttled_wait: Duration,
 }
 
 impl Default for RetryConfig {
@@ -83,37 +87,94 @@ impl RetryConfig {
         self.max_attempts > 1
     }
 
-    pub(crate) fn validate(&self) -> Result<(), ValidationError> {
+    /// Attempts in all, the first included: 1 to 20. `1` turns retries off.
+    /// Default 5.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Upper bound of the first wait: at most `max_backoff`. Default 200 ms.
+    pub fn with_initial_backoff(mut self, wait: Duration) -> Self {
+        self.initial_backoff = wait;
+        self
+    }
+
+    /// Upper bound of any drawn wait: at most 5 minutes. Default 10 s.
+    pub fn with_max_backoff(mut self, wait: Duration) -> Self {
+        self.max_backoff = wait;
+        self
+    }
+
+    /// The longest `Retry-After` honoured: at most 1 hour. Default 60 s.
+    pub fn with_max_retry_after(mut self, wait: Duration) -> Self {
+        self.max_retry_after = wait;
+        self
+    }
+
+    /// How long a throttled request keeps trying, from its first 429 or
+    /// 503: at most 24 hours. Default 10 minutes.
+    pub fn with_max_throttled_wait(mut self, wait: Duration) -> Self {
+        self.max_throttled_wait = wait;
+        self
+    }
+
+    /// Attempts in all, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Upper bound of the first wait.
+    pub fn initial_backoff(&self) -> Duration {
+        self.initial_backoff
+    }
+
+    /// Upper bound of any drawn wait.
+    pub fn max_backoff(&self) -> Duration {
+        self.max_backoff
+    }
+
+    /// The longest `Retry-After` honoured.
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+
+    /// How long a throttled request keeps trying.
+    pub fn max_throttled_wait(&self) -> Duration {
+        self.max_throttled_wait
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "retry.max_attempts",
                 self.max_attempts,
                 format!("must be 1 (no retries) to {MAX_ATTEMPTS}"),
             ));
         }
         if self.max_backoff > MAX_BACKOFF {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "retry.max_backoff",
                 format!("{:?}", self.max_backoff),
                 format!("must be at most {MAX_BACKOFF:?}"),
             ));
         }
         if self.initial_backoff > self.max_backoff {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "retry.initial_backoff",
                 format!("{:?}", self.initial_backoff),
                 format!("must not exceed retry.max_backoff ({:?})", self.max_backoff),
             ));
         }
         if self.max_throttled_wait > MAX_THROTTLED_WAIT {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "retry.max_throttled_wait",
                 format!("{:?}", self.max_throttled_wait),
                 format!("must be at most {MAX_THROTTLED_WAIT:?}"),
             ));
         }
         if self.max_retry_after > MAX_RETRY_AFTER {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "retry.max_retry_after",
                 format!("{:?}", self.max_retry_after),
                 format!("must be at most {MAX_RETRY_AFTER:?}"),
@@ -239,10 +300,10 @@ where
             config.next_delay(counted, &error)
         };
         let Some(delay) = delay else {
-            span.in_scope(|| tracing::warn!(status = error.status(), %error, "request failed"));
+            span.in_scope(|| tracing::warn!(status = error.status(), error = %ErrorChain(&error), "request failed"));
             return Err(error);
         };
-        span.in_scope(|| tracing::info!(status = error.status(), %error, ?delay, "retrying"));
+        span.in_scope(|| tracing::info!(status = error.status(), error = %ErrorChain(&error), ?delay, "retrying"));
         tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(error),
@@ -269,12 +330,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_exponentially_within_jittered_bounds() {
-        let config = RetryConfig {
-            max_attempts: 10,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(1000),
-            ..RetryConfig::default()
-        };
+        let config = RetryConfig::default()
+            .with_max_attempts(10)
+            .with_initial_backoff(Duration::from_millis(100))
+            .with_max_backoff(Duration::from_millis(1000));
         for (failed, bound_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (9, 1000)] {
             let delays: Vec<_> = (0..200)
                 .map(|_| config.next_delay(failed, &status(500, None)).unwrap())
@@ -298,11 +357,9 @@ mod tests {
 
     #[test]
     fn retry_after_is_honoured_exactly_up_to_its_own_cap() {
-        let config = RetryConfig {
-            max_backoff: Duration::from_secs(5),
-            max_retry_after: Duration::from_secs(60),
-            ..RetryConfig::default()
-        };
+        let config = RetryConfig::default()
+            .with_max_backoff(Duration::from_secs(5))
+            .with_max_retry_after(Duration::from_secs(60));
         let after = |secs| status(429, Some(Duration::from_secs(secs)));
         // Longer than max_backoff, and still honoured: the server asked.
         assert_eq!(
@@ -320,10 +377,7 @@ mod tests {
 
     #[test]
     fn attempts_stop_at_the_limit_and_at_errors_not_worth_retrying() {
-        let config = RetryConfig {
-            max_attempts: 3,
-            ..RetryConfig::default()
-        };
+        let config = RetryConfig::default().with_max_attempts(3);
         assert!(config.next_delay(1, &status(500, None)).is_some());
         assert!(config.next_delay(2, &status(502, None)).is_some());
         assert_eq!(config.next_delay(3, &status(500, None)), None);
@@ -341,13 +395,11 @@ mod tests {
 
     #[test]
     fn throttled_requests_wait_at_least_what_the_server_asked_within_a_budget() {
-        let config = RetryConfig {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            max_retry_after: Duration::from_secs(60),
-            max_throttled_wait: Duration::from_secs(30),
-            ..RetryConfig::default()
-        };
+        let config = RetryConfig::default()
+            .with_initial_backoff(Duration::from_millis(100))
+            .with_max_backoff(Duration::from_secs(1))
+            .with_max_retry_after(Duration::from_secs(60))
+            .with_max_throttled_wait(Duration::from_secs(30));
         let asked = |secs| status(429, Some(Duration::from_secs(secs)));
         for throttles in 1..40 {
             let delay = config
@@ -377,45 +429,26 @@ mod tests {
     #[test]
     fn config_bounds_are_checked() {
         let bad = [
-            RetryConfig {
-                max_attempts: 0,
-                ..RetryConfig::default()
-            },
-            RetryConfig {
-                max_attempts: 21,
-                ..RetryConfig::default()
-            },
-            RetryConfig {
-                max_backoff: Duration::from_secs(3600),
-                ..RetryConfig::default()
-            },
-            RetryConfig {
-                initial_backoff: Duration::from_secs(20),
-                ..RetryConfig::default()
-            },
-            RetryConfig {
-                max_retry_after: Duration::from_secs(3601),
-                ..RetryConfig::default()
-            },
-            RetryConfig {
-                max_throttled_wait: Duration::from_secs(24 * 3600 + 1),
-                ..RetryConfig::default()
-            },
+            RetryConfig::default().with_max_attempts(0),
+            RetryConfig::default().with_max_attempts(21),
+            RetryConfig::default().with_max_backoff(Duration::from_secs(3600)),
+            RetryConfig::default().with_initial_backoff(Duration::from_secs(20)),
+            RetryConfig::default().with_max_retry_after(Duration::from_secs(3601)),
+            RetryConfig::default().with_max_throttled_wait(Duration::from_secs(24 * 3600 + 1)),
         ];
         for config in bad {
             assert!(
-                matches!(config.validate(), Err(ValidationError::Config { .. })),
+                matches!(config.validate(), Err(ConfigError::Invalid { .. })),
                 "{config:?}"
             );
         }
         assert!(RetryConfig::default().validate().is_ok());
-        let at_the_bounds = RetryConfig {
-            max_attempts: MAX_ATTEMPTS,
-            initial_backoff: MAX_BACKOFF,
-            max_backoff: MAX_BACKOFF,
-            max_retry_after: MAX_RETRY_AFTER,
-            max_throttled_wait: MAX_THROTTLED_WAIT,
-        };
+        let at_the_bounds = RetryConfig::default()
+            .with_max_attempts(MAX_ATTEMPTS)
+            .with_initial_backoff(MAX_BACKOFF)
+            .with_max_backoff(MAX_BACKOFF)
+            .with_max_retry_after(MAX_RETRY_AFTER)
+            .with_max_throttled_wait(MAX_THROTTLED_WAIT);
         assert!(at_the_bounds.validate().is_ok(), "{at_the_bounds:?}");
         assert!(!RetryConfig::disabled().is_enabled());
         assert!(RetryConfig::default().is_enabled());

@@ -29,17 +29,66 @@ use governor::{
 };
 use tokio::{sync::Notify, time::Instant};
 
-use crate::{delivery::cancel::Cancel, model::kind::Operation};
+use crate::{delivery::cancel::Cancel, error::ConfigError, model::kind::Operation};
 
 /// An optional cap on how fast the client sends, across all its batch calls
 /// and ingestors. Off by default: the client adapts to 429s and 503s on its
 /// own; set a cap when you know the server's limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// ```
+/// use marketap_ext::{Config, RateLimit};
+///
+/// let config = Config::new("key", "project")
+///     .with_rate_limit(RateLimit::default().with_max_requests_per_second(20));
+/// assert_eq!(config.rate_limit().max_requests_per_second(), Some(20));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Requests per second, at most. Default none.
-    pub max_requests_per_second: Option<NonZeroU32>,
-    /// Items per second, at most. Default none.
-    pub max_items_per_second: Option<NonZeroU32>,
+    max_requests_per_second: Option<u32>,
+    max_items_per_second: Option<u32>,
+}
+
+impl RateLimit {
+    /// Requests per second, at most: 1 or more. Default none.
+    pub fn with_max_requests_per_second(mut self, per_second: u32) -> Self {
+        self.max_requests_per_second = Some(per_second);
+        self
+    }
+
+    /// Items per second, at most: 1 or more. Default none.
+    pub fn with_max_items_per_second(mut self, per_second: u32) -> Self {
+        self.max_items_per_second = Some(per_second);
+        self
+    }
+
+    /// Requests per second, at most, if capped.
+    pub fn max_requests_per_second(&self) -> Option<u32> {
+        self.max_requests_per_second
+    }
+
+    /// Items per second, at most, if capped.
+    pub fn max_items_per_second(&self) -> Option<u32> {
+        self.max_items_per_second
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for (field, cap) in [
+            (
+                "rate_limit.max_requests_per_second",
+                self.max_requests_per_second,
+            ),
+            ("rate_limit.max_items_per_second", self.max_items_per_second),
+        ] {
+            if cap == Some(0) {
+                return Err(ConfigError::invalid(
+                    field,
+                    0,
+                    "must be at least 1 (leave it unset for no cap)",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// After a refusal, successes in a row before the limit may probe above
@@ -237,9 +286,12 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
-    pub(crate) fn new(rate: RateLimit) -> Self {
-        let limiter = |per_second: Option<NonZeroU32>| {
-            per_second.map(|n| RateLimiter::direct(Quota::per_second(n)))
+    /// The throttle for a checked `rate` (a cap of 0 is no cap).
+    pub(crate) fn new(rate: &RateLimit) -> Self {
+        let limiter = |per_second: Option<u32>| {
+            per_second
+                .and_then(NonZeroU32::new)
+                .map(|n| RateLimiter::direct(Quota::per_second(n)))
         };
         Self {
             paused_until: Mutex::default(),
@@ -444,7 +496,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retry_after_pauses_every_request_to_that_operation() {
-        let throttle = Throttle::new(RateLimit::default());
+        let throttle = Throttle::new(&RateLimit::default());
         let stats = Stats::default();
         let mut cancel = Cancel::never();
         throttle.pause(Operation::CollectBulkUserEvents, Duration::from_secs(1));
@@ -471,7 +523,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_until_its_instant_and_not_after() {
-        let throttle = Throttle::new(RateLimit::default());
+        let throttle = Throttle::new(&RateLimit::default());
         let operation = Operation::CollectBulkUserEvents;
         throttle.pause(operation, Duration::from_secs(1));
         let until = throttle.next_turn(operation, 1).expect("paused");
@@ -490,7 +542,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_gives_way_to_the_deadline() {
-        let throttle = Throttle::new(RateLimit::default());
+        let throttle = Throttle::new(&RateLimit::default());
         let (phase, watching) =
             tokio::sync::watch::channel(crate::delivery::cancel::Phase::Running);
         let mut cancel = Cancel::new(watching);
@@ -511,7 +563,7 @@ mod tests {
 
     #[test]
     fn a_413_teaches_a_smaller_body_for_that_operation_only() {
-        let throttle = Throttle::new(RateLimit::default());
+        let throttle = Throttle::new(&RateLimit::default());
         let events = Operation::CollectBulkUserEvents;
         assert_eq!(throttle.max_bytes(events, 4096), 4096);
         throttle.refused_size(events, 3000);
@@ -531,10 +583,7 @@ mod tests {
 
     #[test]
     fn a_rate_cap_lets_a_burst_through_then_asks_to_wait() {
-        let throttle = Throttle::new(RateLimit {
-            max_requests_per_second: NonZeroU32::new(5),
-            max_items_per_second: None,
-        });
+        let throttle = Throttle::new(&RateLimit::default().with_max_requests_per_second(5));
         let events = Operation::CollectBulkUserEvents;
         for _ in 0..5 {
             assert_eq!(throttle.next_turn(events, 1000), None);
@@ -546,20 +595,14 @@ mod tests {
             "{wait:?}"
         );
 
-        let items = Throttle::new(RateLimit {
-            max_requests_per_second: None,
-            max_items_per_second: NonZeroU32::new(1500),
-        });
+        let items = Throttle::new(&RateLimit::default().with_max_items_per_second(1500));
         assert_eq!(items.next_turn(events, 1000), None);
         assert!(
             items.next_turn(events, 1000).is_some(),
             "1,000 more items wait"
         );
         // More items than a second allows waits for a full bucket, not forever.
-        let huge = Throttle::new(RateLimit {
-            max_requests_per_second: None,
-            max_items_per_second: NonZeroU32::new(100),
-        });
+        let huge = Throttle::new(&RateLimit::default().with_max_items_per_second(100));
         assert_eq!(huge.next_turn(events, 1000), None);
         assert!(huge.next_turn(events, 1000).is_some());
     }

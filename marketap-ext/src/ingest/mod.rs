@@ -5,7 +5,7 @@
 //! - [`intake`]: the queue, its capacity and its closing.
 //! - [`worker`]: the background task that takes batches and starts their
 //!   requests, and the state the ingestor's parts share.
-//! - [`report`]: where failed items go ([`on_failure`](IngestorConfig::on_failure),
+//! - [`report`]: where failed items go ([`on_failure`](IngestorConfig::with_on_failure),
 //!   a report, the dead-letter file, or the error log) and the metrics.
 //! - [`batch`]: a request's worth of one kind, behind a trait object.
 //!
@@ -41,7 +41,7 @@ use crate::{
     dead_letter::Writer,
     delivery::Delivery,
     delivery::cancel::{Cancel, Phase},
-    error::ValidationError,
+    error::ConfigError,
     model::item::{Device, Event, UserProfile},
     model::kind::{Item, Undelivered},
 };
@@ -51,28 +51,24 @@ const MAX_CAPACITY: usize = 10_000_000;
 /// Settings of an [`Ingestor`]. Batch size and concurrency come from the
 /// client's [`BatchConfig`](crate::BatchConfig), retries from its
 /// [`RetryConfig`](crate::RetryConfig).
+///
+/// ```
+/// use std::time::Duration;
+/// use marketap_ext::IngestorConfig;
+///
+/// let config = IngestorConfig::default()
+///     .with_capacity(50_000)
+///     .with_flush_interval(Duration::from_millis(500))
+///     .with_dead_letter_path("marketap-dead-letters.ndjson");
+/// assert_eq!(config.capacity(), 50_000);
+/// ```
 #[derive(Clone)]
 pub struct IngestorConfig {
-    /// Items held at once, queued or in requests not yet finished, before
-    /// `track` waits: 1 to 10,000,000. Default 10,000. This bounds the
-    /// ingestor's memory whatever the server does.
-    pub capacity: usize,
-    /// A partial batch is sent once it is this old: 1 ms to 1 hour.
-    /// Default 2 s.
-    pub flush_interval: Duration,
-    /// Failed items kept for the next [`Ingestor::flush`] or
-    /// [`Ingestor::shutdown`] when no `on_failure` is set: 0 to 10,000,000.
-    /// Default 10,000. Past it, failures are counted as
-    /// [`Metrics::unreported`] and logged (they are in the dead-letter
-    /// file, when one is set), so memory stays bounded when every request
-    /// fails.
-    pub max_retained: usize,
-    /// Where to append every request that finally fails, one per line, for
-    /// a later run to resend (see [`crate::dead_letter`]). Default none.
-    pub dead_letter_path: Option<PathBuf>,
-    /// Called with every request that finally fails; see
-    /// [`on_failure`](Self::on_failure). Default none.
-    pub on_failure: Option<FailureCallback>,
+    capacity: usize,
+    flush_interval: Duration,
+    max_retained: usize,
+    dead_letter_path: Option<PathBuf>,
+    on_failure: Option<FailureCallback>,
 }
 
 impl Default for IngestorConfig {
@@ -100,26 +96,82 @@ impl fmt::Debug for IngestorConfig {
 }
 
 impl IngestorConfig {
+    /// Items held at once, queued or in requests not yet finished, before
+    /// `track` waits: 1 to 10,000,000. Default 10,000. This bounds the
+    /// ingestor's memory whatever the server does.
+    pub fn with_capacity(mut self, items: usize) -> Self {
+        self.capacity = items;
+        self
+    }
+
+    /// A partial batch is sent once it is this old: 1 ms to 1 hour.
+    /// Default 2 s.
+    pub fn with_flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Failed items kept for the next [`Ingestor::flush`] or
+    /// [`Ingestor::shutdown`] when no `on_failure` is set: 0 to 10,000,000.
+    /// Default 10,000. Past it, failures are counted as
+    /// [`Metrics::unreported`] and logged (they are in the dead-letter
+    /// file, when one is set), so memory stays bounded when every request
+    /// fails.
+    pub fn with_max_retained(mut self, items: usize) -> Self {
+        self.max_retained = items;
+        self
+    }
+
+    /// Appends every request that finally fails to this file, one per line,
+    /// for a later run to resend (see [`crate::dead_letter`]). Default none.
+    pub fn with_dead_letter_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dead_letter_path = Some(path.into());
+        self
+    }
+
+    /// Items held at once before `track` waits.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How old a partial batch gets before it is sent.
+    pub fn flush_interval(&self) -> Duration {
+        self.flush_interval
+    }
+
+    /// Failed items kept for the next report.
+    pub fn max_retained(&self) -> usize {
+        self.max_retained
+    }
+
+    /// The dead-letter file, if one is set.
+    pub fn dead_letter_path(&self) -> Option<&std::path::Path> {
+        self.dead_letter_path.as_deref()
+    }
+
     /// Calls `callback` with every request that finally fails, for the
     /// ingestor's whole life, shutdown and drop included; reports then hold
     /// none. It runs on the ingestor's request tasks, possibly several at
     /// once: keep it quick (send into a channel of your own). A panic in it
     /// is caught and logged, and delivery goes on.
-    pub fn on_failure(mut self, callback: impl Fn(Undelivered) + Send + Sync + 'static) -> Self {
+    pub fn with_on_failure(
+        mut self,
+        callback: impl Fn(Undelivered) + Send + Sync + 'static,
+    ) -> Self {
         self.on_failure = Some(Arc::new(callback));
         self
     }
 
-    fn validate(&self) -> Result<(), ValidationError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_CAPACITY).contains(&self.capacity) {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "ingestor.capacity",
                 self.capacity,
                 format!("must be 1 to {MAX_CAPACITY}"),
             ));
         }
         if self.max_retained > MAX_CAPACITY {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "ingestor.max_retained",
                 self.max_retained,
                 format!("must be 0 to {MAX_CAPACITY}"),
@@ -128,7 +180,7 @@ impl IngestorConfig {
         if self.flush_interval < Duration::from_millis(1)
             || self.flush_interval > Duration::from_secs(3600)
         {
-            return Err(ValidationError::config(
+            return Err(ConfigError::invalid(
                 "ingestor.flush_interval",
                 format!("{:?}", self.flush_interval),
                 "must be 1 ms to 1 hour",
@@ -198,20 +250,14 @@ impl Ingestor {
     pub(crate) fn start(
         connection: Arc<Connection>,
         config: IngestorConfig,
-    ) -> Result<Self, ValidationError> {
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            ValidationError::config(
-                "ingestor",
-                "no runtime",
-                "must be started inside a Tokio runtime",
-            )
-        })?;
-        let batch = connection.batch;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let batch = &connection.batch;
         let counters = Arc::new(Counters::default());
         let (phase, watching) = tokio::sync::watch::channel(Phase::Running);
         let shared = Arc::new(Shared {
-            intake: Intake::new(config.capacity, batch.max_batch_size, counters.clone()),
+            intake: Intake::new(config.capacity, batch.max_batch_size(), counters.clone()),
             failures: Failures::new(
                 counters.clone(),
                 config.on_failure,
@@ -377,11 +423,9 @@ mod tests {
 
     #[test]
     fn the_config_prints_its_settings_not_the_callback() {
-        let config = IngestorConfig {
-            capacity: 123,
-            ..IngestorConfig::default()
-        }
-        .on_failure(|_| {});
+        let config = IngestorConfig::default()
+            .with_capacity(123)
+            .with_on_failure(|_| {});
         let printed = format!("{config:?}");
         for part in [
             "capacity: 123",

@@ -8,7 +8,7 @@
 
 use std::{fmt::Debug, future::Future};
 
-use marketap_api::{Client, ResponseValue, types};
+use marketap_api::{Client, types};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -66,7 +66,7 @@ impl<T: sealed::Kind + Serialize + Debug + Clone + Send + Sync + 'static> Item f
 pub(crate) mod sealed {
     use super::*;
 
-    pub type ApiResult = Result<ResponseValue<()>, marketap_api::Error<types::IngestionResponse>>;
+    pub use crate::error::ApiResult;
 
     /// The kind-specific part of [`Item`](super::Item).
     pub trait Kind: Sized {

@@ -65,11 +65,9 @@ impl TrackingPlan {
             }
         })?;
         match self.events.get(E::NAME) {
-            Some(existing) if *existing != schema => Err(ValidationError::config(
-                "TrackEvent::NAME",
-                E::NAME,
-                "two event types share this name with different properties",
-            )),
+            Some(existing) if *existing != schema => Err(ValidationError::ConflictingEvent {
+                name: crate::echo::echo(E::NAME),
+            }),
             _ => {
                 self.events.insert(E::NAME, schema);
                 Ok(self)
