@@ -941,7 +941,9 @@ mod chain_tests {
             assert_said_once(error_name(error), error);
         }
         assert!(
-            ErrorChain(&errors[5]).to_string().starts_with("transport error: "),
+            ErrorChain(&errors[5])
+                .to_string()
+                .starts_with("transport error: "),
             "the chain shows the cause: {}",
             ErrorChain(&errors[5])
         );
@@ -950,7 +952,11 @@ mod chain_tests {
         let mut names: Vec<_> = validation.iter().map(validation_name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), VALIDATION_ERRORS, "one of each ValidationError variant");
+        assert_eq!(
+            names.len(),
+            VALIDATION_ERRORS,
+            "one of each ValidationError variant"
+        );
         for error in &validation {
             assert_said_once(validation_name(error), error);
         }
@@ -958,7 +964,11 @@ mod chain_tests {
         let timestamps = timestamp_errors();
         let mut names: Vec<_> = timestamps.iter().map(timestamp_name).collect();
         names.dedup();
-        assert_eq!(names.len(), TIMESTAMP_ERRORS, "one of each TimestampError: {names:?}");
+        assert_eq!(
+            names.len(),
+            TIMESTAMP_ERRORS,
+            "one of each TimestampError: {names:?}"
+        );
         for error in &timestamps {
             assert_said_once(timestamp_name(error), error);
         }

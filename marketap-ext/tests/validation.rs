@@ -405,7 +405,7 @@ fn raw_items_with_a_timestamp_the_wire_cannot_carry_are_refused() {
         "{error:?}"
     );
     assert_eq!(
-        error.to_string(),
+        ErrorChain(&error).to_string(),
         "invalid `timestamp`: timestamp out of range: +10000-01-01T00:00:00Z; \
          the API takes years 0000 to 9999 in UTC"
     );
