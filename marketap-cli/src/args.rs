@@ -186,6 +186,10 @@ pub struct SendArgs {
     /// Attempts per request, retries included.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_attempts: u32,
+    /// Fail a request the server refuses with 400 whole, instead of splitting
+    /// it to find the items refused (so only those go to the dead letters).
+    #[arg(long)]
+    pub no_isolate: bool,
     /// On Ctrl-C, how long requests in flight may take to finish, in seconds.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub drain_timeout: f64,

@@ -272,7 +272,8 @@ fn sending(send: &SendArgs) -> Sending {
     Sending {
         batch: BatchConfig::default()
             .with_max_batch_size(send.batch_size)
-            .with_max_in_flight(send.in_flight),
+            .with_max_in_flight(send.in_flight)
+            .with_isolate_bad_requests(!send.no_isolate),
         max_attempts: Some(send.max_attempts),
         ..Sending::default()
     }

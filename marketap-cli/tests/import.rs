@@ -371,6 +371,7 @@ fn failed_requests_become_dead_letters_that_resend_delivers() {
             input.to_str().unwrap(),
             "--batch-size",
             "100",
+            "--no-isolate",
             "--output",
             "json",
         ],

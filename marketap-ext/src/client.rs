@@ -185,6 +185,8 @@ impl Marketap {
         report.throttled = stats.throttled.load(Relaxed) as usize;
         report.throttle_wait = stats.total_wait();
         report.splits = stats.splits.load(Relaxed) as usize;
+        report.isolated = stats.isolated.load(Relaxed) as usize;
+        report.isolation_requests = stats.isolation_requests.load(Relaxed) as usize;
         report
     }
 

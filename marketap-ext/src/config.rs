@@ -92,7 +92,15 @@ pub struct BatchConfig {
     max_batch_size: usize,
     max_in_flight: usize,
     max_request_bytes: usize,
+    isolate_bad_requests: bool,
+    max_isolation_splits: usize,
 }
+
+/// The default [`BatchConfig::with_max_isolation_splits`]: enough to find
+/// six bad items among 1,000 (about 10 splits each), few enough that a
+/// request the server refuses whole costs at most 128 more requests.
+pub const DEFAULT_MAX_ISOLATION_SPLITS: usize = 64;
+const MAX_ISOLATION_SPLITS: usize = 2 * MAX_BATCH_SIZE;
 
 impl Default for BatchConfig {
     fn default() -> Self {
@@ -100,6 +108,8 @@ impl Default for BatchConfig {
             max_batch_size: MAX_BATCH_SIZE,
             max_in_flight: 4,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            isolate_bad_requests: true,
+            max_isolation_splits: DEFAULT_MAX_ISOLATION_SPLITS,
         }
     }
 }
@@ -125,6 +135,43 @@ impl BatchConfig {
     pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
         self.max_request_bytes = bytes;
         self
+    }
+
+    /// Whether a request of several items that the server refuses with 400
+    /// is split in halves, and each half sent, down to single items, so
+    /// only the items the server refuses on their own fail. On by default.
+    ///
+    /// Marketap answers a bulk request with one status for the whole body
+    /// and names no item, so one bad item would otherwise sink every item
+    /// of its request. Finding one bad item among 1,000 costs about 20 more
+    /// requests. A 400 for the whole request (a malformed envelope) cannot
+    /// be told apart from one for an item; [`with_max_isolation_splits`]
+    /// bounds what it costs.
+    ///
+    /// [`with_max_isolation_splits`]: Self::with_max_isolation_splits
+    pub fn with_isolate_bad_requests(mut self, on: bool) -> Self {
+        self.isolate_bad_requests = on;
+        self
+    }
+
+    /// Splits made to isolate refused items, at most, per request the
+    /// server refused with 400: 1 to 2,000. Default
+    /// [`DEFAULT_MAX_ISOLATION_SPLITS`]. Past it, the items still unsplit
+    /// fail together with their 400, marked
+    /// [`isolation_stopped`](crate::Error::isolation_stopped).
+    pub fn with_max_isolation_splits(mut self, splits: usize) -> Self {
+        self.max_isolation_splits = splits;
+        self
+    }
+
+    /// Whether a 400 for several items is split to isolate them.
+    pub fn isolate_bad_requests(&self) -> bool {
+        self.isolate_bad_requests
+    }
+
+    /// Splits to isolate refused items, at most, per refused request.
+    pub fn max_isolation_splits(&self) -> usize {
+        self.max_isolation_splits
     }
 
     /// Items per request, at most.
@@ -155,6 +202,15 @@ impl BatchConfig {
                 "batch.max_in_flight",
                 self.max_in_flight,
                 format!("must be 1 to {MAX_IN_FLIGHT}"),
+            ));
+        }
+        if !(1..=MAX_ISOLATION_SPLITS).contains(&self.max_isolation_splits) {
+            return Err(ConfigError::invalid(
+                "batch.max_isolation_splits",
+                self.max_isolation_splits,
+                format!(
+                    "must be 1 to {MAX_ISOLATION_SPLITS} (switch isolation off with with_isolate_bad_requests(false))"
+                ),
             ));
         }
         if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes) {

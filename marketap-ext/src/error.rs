@@ -33,6 +33,7 @@ pub enum Error {
 
     /// 401: the API key or project id was not accepted. Never retried.
     #[error("unauthorized (401){}", describe(*code, message.as_deref()))]
+    #[non_exhaustive]
     Unauthorized {
         /// The API's error `code`, when it sent one.
         code: Option<i64>,
@@ -40,17 +41,29 @@ pub enum Error {
         message: Option<String>,
     },
 
-    /// 400: the API rejected the request as invalid. Never retried.
-    #[error("bad request (400){}", describe(*code, message.as_deref()))]
+    /// 400: the API rejected the request as invalid. Never retried. A
+    /// request of several items is split to find the ones refused (see
+    /// [`BatchConfig::with_isolate_bad_requests`](crate::BatchConfig::with_isolate_bad_requests)),
+    /// so this usually holds one item.
+    #[error(
+        "bad request (400){}{}",
+        describe(*code, message.as_deref()),
+        if *isolation_stopped { "; not isolated further: the split limit per request was reached" } else { "" }
+    )]
+    #[non_exhaustive]
     BadRequest {
         /// The API's error `code`, when it sent one.
         code: Option<i64>,
         /// The API's error `message`, when it sent one.
         message: Option<String>,
+        /// The request held several items, and the client stopped splitting
+        /// it to isolate the refused ones: its split limit was reached.
+        isolation_stopped: bool,
     },
 
     /// Any status the API does not document (429, 5xx, ...).
     #[error("unexpected HTTP status {status}: {}", echo(body))]
+    #[non_exhaustive]
     Status {
         /// The HTTP status code.
         status: u16,
@@ -82,6 +95,7 @@ pub enum Error {
     /// be built, or a documented response could not be decoded. Never
     /// retried.
     #[error("protocol error (no HTTP status): {reason}")]
+    #[non_exhaustive]
     Protocol {
         /// What went wrong.
         reason: String,
@@ -91,6 +105,7 @@ pub enum Error {
     /// such as a `tracing` subscriber), or ended the ingestor's background
     /// task. The items were not delivered. Never retried.
     #[error("not delivered: a panic interrupted delivery: {message}")]
+    #[non_exhaustive]
     Panicked {
         /// The panic's message.
         message: String,
@@ -114,6 +129,19 @@ impl Error {
             Error::Unauthorized { code, .. } | Error::BadRequest { code, .. } => *code,
             _ => None,
         }
+    }
+
+    /// Whether this is a 400 for several items that the client stopped
+    /// splitting to isolate the refused ones (see
+    /// [`BatchConfig::with_max_isolation_splits`](crate::BatchConfig::with_max_isolation_splits)).
+    pub fn isolation_stopped(&self) -> bool {
+        matches!(
+            self,
+            Error::BadRequest {
+                isolation_stopped: true,
+                ..
+            }
+        )
     }
 
     /// The API's error `message` from a 400 or 401 body.
@@ -201,7 +229,11 @@ impl Error {
         };
         match status {
             401 => Error::Unauthorized { code, message },
-            400 => Error::BadRequest { code, message },
+            400 => Error::BadRequest {
+                code,
+                message,
+                isolation_stopped: false,
+            },
             _ => Error::Status {
                 status,
                 body,
@@ -595,7 +627,8 @@ mod tests {
             Error::from_status(400, None, "  \n".into(), None),
             Error::BadRequest {
                 code: None,
-                message: None
+                message: None,
+                isolation_stopped: false,
             }
         ));
         let documented = IngestionResponse {
@@ -604,7 +637,7 @@ mod tests {
         };
         assert!(matches!(
             Error::from_status(400, Some(documented), String::new(), None),
-            Error::BadRequest { code: Some(7), message: Some(m) } if m == "bad user_id"
+            Error::BadRequest { code: Some(7), message: Some(m), .. } if m == "bad user_id"
         ));
         let wait = Some(Duration::from_secs(3));
         assert!(matches!(
@@ -629,6 +662,7 @@ mod tests {
         let bad = Error::BadRequest {
             code: None,
             message: Some("no".into()),
+            isolation_stopped: false,
         };
         assert_eq!(
             (bad.status(), bad.to_string().as_str()),
@@ -637,8 +671,13 @@ mod tests {
         let code_only = Error::BadRequest {
             code: Some(3),
             message: None,
+            isolation_stopped: true,
         };
-        assert_eq!(code_only.to_string(), "bad request (400): code 3");
+        assert_eq!(
+            code_only.to_string(),
+            "bad request (400): code 3; not isolated further: the split limit per request was reached"
+        );
+        assert!(code_only.isolation_stopped() && !bad.isolation_stopped());
         let status = Error::Status {
             status: 418,
             body: "teapot".into(),

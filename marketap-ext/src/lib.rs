@@ -60,8 +60,8 @@ mod report;
 
 pub use client::Marketap;
 pub use config::{
-    ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH_SIZE,
-    USER_AGENT,
+    ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, DEFAULT_MAX_ISOLATION_SPLITS,
+    DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH_SIZE, USER_AGENT,
 };
 pub use delivery::cancel::Stop;
 pub use delivery::retry::RetryConfig;

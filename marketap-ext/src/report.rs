@@ -114,6 +114,8 @@ impl<T: fmt::Debug> std::error::Error for FailedBatch<T> {
 #[must_use = "some items may have failed; look at `failed`, or call `into_result()`"]
 pub struct BatchReport<T> {
     /// Requests sent (each counted once, however many attempts it took).
+    /// A request split in halves (see [`splits`](Self::splits)) is counted
+    /// by its halves: the server saw `requests + splits` requests.
     pub requests: usize,
     /// Items the server accepted.
     pub accepted: usize,
@@ -125,8 +127,14 @@ pub struct BatchReport<T> {
     /// cap, if set), summed over requests.
     pub throttle_wait: std::time::Duration,
     /// Requests split in two because the server refused them as too large
-    /// (413).
+    /// (413), or as invalid (400) to isolate the refused items.
     pub splits: usize,
+    /// Items the server refused on their own (400) once isolated; each is
+    /// a failed request of its own in [`failed`](Self::failed).
+    pub isolated: usize,
+    /// Requests sent to isolate the items a 400 refused: what isolation
+    /// cost (two a split).
+    pub isolation_requests: usize,
     /// Requests that finally failed, with their items.
     pub failed: Vec<FailedBatch<T>>,
 }
@@ -140,6 +148,8 @@ impl<T> Default for BatchReport<T> {
             throttled: 0,
             throttle_wait: std::time::Duration::ZERO,
             splits: 0,
+            isolated: 0,
+            isolation_requests: 0,
             failed: Vec::new(),
         }
     }
@@ -225,9 +235,18 @@ impl<T> BatchReport<T> {
         if self.splits > 0 {
             write!(
                 f,
-                "; {} split{} after 413",
+                "; {} split{} after 413 or 400",
                 self.splits,
                 if self.splits == 1 { "" } else { "s" }
+            )?;
+        }
+        if self.isolation_requests > 0 {
+            write!(
+                f,
+                "; {} item{} refused alone (400), isolated in {} more requests",
+                self.isolated,
+                if self.isolated == 1 { "" } else { "s" },
+                self.isolation_requests
             )?;
         }
         Ok(())
@@ -296,7 +315,7 @@ mod tests {
         report.splits = 1;
         assert_eq!(
             report.to_string(),
-            "10 accepted, 0 failed in 1 request (2 retries); throttled 2 times, 1.5s waited; 1 split after 413"
+            "10 accepted, 0 failed in 1 request (2 retries); throttled 2 times, 1.5s waited; 1 split after 413 or 400"
         );
         report.record(Err(FailedBatch {
             items: vec![1, 2],

@@ -264,11 +264,13 @@ async fn deliver_yields_each_request_with_where_its_items_were() {
         }
     })
     .await;
+    // Whole requests, not isolated items (tests/isolation.rs has those).
     let client = client_with(
         &server.url(),
         BatchConfig::default()
             .with_max_batch_size(1000)
-            .with_max_in_flight(4),
+            .with_max_in_flight(4)
+            .with_isolate_bad_requests(false),
     );
     let mut outcomes: Vec<_> = client
         .deliver(futures::stream::iter(events(5500)))
@@ -328,7 +330,12 @@ async fn a_rejected_request_hands_its_items_back_with_the_reason() {
         }
     })
     .await;
-    let client = client(&server.url());
+    // Isolation off: the whole request comes back (tests/isolation.rs has
+    // isolation on).
+    let client = client_with(
+        &server.url(),
+        BatchConfig::default().with_isolate_bad_requests(false),
+    );
 
     let report = client.send_events(events(2500)).await;
     assert_eq!(
@@ -366,7 +373,7 @@ async fn unauthorized_is_reported_with_code_and_message_and_stops_the_rest() {
     );
     for failed in &report.failed {
         assert!(
-            matches!(&failed.error, Error::Unauthorized { code: Some(1001), message: Some(m) } if m == "invalid api key")
+            matches!(&failed.error, Error::Unauthorized { code: Some(1001), message: Some(m), .. } if m == "invalid api key")
         );
     }
     assert_eq!(report.failed[0].attempts, 1, "401 is never retried");

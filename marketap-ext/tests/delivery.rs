@@ -86,9 +86,12 @@ async fn a_hundred_thousand_events_under_faults_lose_none() {
 
     let failed = Arc::new(Mutex::new(Vec::new()));
     let callback_failed = failed.clone();
+    // 500 ms: long enough that a prompt 400 is never mistaken for a stall
+    // on a busy machine (a timed-out 400 would be retried, and reach the
+    // server twice), short enough that the stalls stay cheap.
     let client = client(
         &server,
-        Duration::from_millis(100),
+        Duration::from_millis(500),
         BatchConfig::default()
             .with_max_batch_size(500)
             .with_max_in_flight(4),
@@ -421,7 +424,13 @@ async fn failures_reach_the_callback_and_the_dead_letter_file_and_can_be_resent(
     ));
     let _ = std::fs::remove_file(&path);
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let client = client(&refusing, Duration::from_secs(5), BatchConfig::default());
+    // The server refuses every request: one letter for the whole request,
+    // not one per item after isolation (tests/isolation.rs has that).
+    let client = client(
+        &refusing,
+        Duration::from_secs(5),
+        BatchConfig::default().with_isolate_bad_requests(false),
+    );
     let ingestor: Ingestor = client
         .ingestor(
             IngestorConfig::default()

@@ -93,7 +93,7 @@ async fn in_the_ingestor() {
         assert_eq!(seen.len(), 1);
         assert_eq!(undelivered_ids(&seen[0]), (0..10).collect::<Vec<u64>>());
         assert!(
-            matches!(seen[0].error(), Error::Panicked { message } if message.contains("subscriber bug")),
+            matches!(seen[0].error(), Error::Panicked { message, .. } if message.contains("subscriber bug")),
             "{:?}",
             seen[0].error()
         );

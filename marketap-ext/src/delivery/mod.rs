@@ -5,6 +5,9 @@
 //!   ([`Concurrency`]);
 //! - it cuts a batch by bytes as well as items, and splits a batch the
 //!   server refuses as too large (413) in halves, down to one item;
+//! - it splits a batch the server refuses as invalid (400) in halves too,
+//!   up to a number of splits per request, so only the items refused on
+//!   their own fail (the API names no item in its answer);
 //! - it stops every request after the first 401 (the key or project is
 //!   wrong for all of them) and starts nothing once its deadline has
 //!   passed;
@@ -114,42 +117,77 @@ impl Delivery {
     }
 
     /// Sends `items` in `slot`: one request, or, when the body would pass
-    /// the byte limit or the server refuses it as too large (413), several,
-    /// one after another, each of consecutive items. Yields each request's
-    /// outcome with the offset of its first item; failed items come back,
-    /// `attempts == 0` meaning they never went on the wire. An item too
-    /// large to send alone fails with its own error.
+    /// the byte limit or the server refuses it as too large (413) or as
+    /// invalid (400), several, one after another, each of consecutive
+    /// items. Yields each request's outcome with the offset of its first
+    /// item; failed items come back, `attempts == 0` meaning they never
+    /// went on the wire. An item too large to send alone, or refused alone,
+    /// fails with its own error.
     pub(crate) async fn send_in<T: Item>(&self, slot: Slot, items: Vec<T>) -> Vec<Piece<T>> {
         if let Some(error) = invalid_count::<T>(items.len()) {
             return vec![(0, Err(unsent(items, error.into())))];
         }
         let max_bytes = self.max_bytes::<T>();
         let mut outcomes = Vec::new();
-        let mut todo: VecDeque<(usize, Vec<T>)> = cut_by_bytes(items, max_bytes)
+        // Each run to send, with whether it is a half split off to isolate
+        // a 400.
+        let mut todo: VecDeque<(usize, Vec<T>, bool)> = cut_by_bytes(items, max_bytes)
             .into_iter()
             .filter_map(|(offset, piece)| match piece {
-                Ok(piece) => Some((offset, piece)),
+                Ok(piece) => Some((offset, piece, false)),
                 Err(too_large) => {
                     outcomes.push((offset, Err(too_large)));
                     None
                 }
             })
             .collect();
-        while let Some((offset, piece)) = todo.pop_front() {
+        let batch = &self.connection.batch;
+        let mut isolation_splits_left = batch.max_isolation_splits();
+        while let Some((offset, piece, isolating)) = todo.pop_front() {
             let count = piece.len();
-            match self.request(&slot, piece).await {
+            let halves = match self.request(&slot, piece).await {
                 Err(failed) if failed.error.status() == Some(413) && count > 1 => {
                     // Too large for the server: learn, and send the halves.
                     let bytes = body_bytes(&failed.items);
                     self.connection.throttle.refused_size(T::OPERATION, bytes);
-                    self.stats.splits.fetch_add(1, Relaxed);
-                    let mut first = failed.items;
-                    let second = first.split_off(count / 2);
-                    todo.push_front((offset + first.len(), second));
-                    todo.push_front((offset, first));
+                    (failed.items, isolating)
                 }
-                result => outcomes.push((offset, result)),
-            }
+                Err(failed)
+                    if failed.error.status() == Some(400)
+                        && count > 1
+                        && batch.isolate_bad_requests()
+                        && isolation_splits_left > 0 =>
+                {
+                    // Refused as invalid, with no item named: find the
+                    // refused items by sending the halves.
+                    isolation_splits_left -= 1;
+                    self.stats.isolation_requests.fetch_add(2, Relaxed);
+                    (failed.items, true)
+                }
+                Err(mut failed) if failed.error.status() == Some(400) => {
+                    if count > 1 && batch.isolate_bad_requests() {
+                        if let Error::BadRequest {
+                            isolation_stopped, ..
+                        } = &mut failed.error
+                        {
+                            *isolation_stopped = true;
+                        }
+                    } else if isolating {
+                        self.stats.isolated.fetch_add(1, Relaxed);
+                    }
+                    outcomes.push((offset, Err(failed)));
+                    continue;
+                }
+                result => {
+                    outcomes.push((offset, result));
+                    continue;
+                }
+            };
+            let (mut first, isolating) = halves;
+            self.stats.splits.fetch_add(1, Relaxed);
+            let second = first.split_off(count / 2);
+            todo.push_front((offset + first.len(), second, isolating));
+            todo.push_front((offset, first, isolating));
         }
         outcomes
     }

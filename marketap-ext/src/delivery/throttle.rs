@@ -251,15 +251,19 @@ impl Window {
     }
 }
 
-/// What throttling cost a run.
+/// What throttling, and the server's refusals, cost a run.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     /// Responses 429 and 503.
     pub throttled: AtomicU64,
     /// Time requests spent waiting on throttling, in microseconds.
     waited_micros: AtomicU64,
-    /// Requests split in two after a 413.
+    /// Requests split in two, after a 413 or to isolate a 400.
     pub splits: AtomicU64,
+    /// Requests sent to isolate the items a 400 refused (two a split).
+    pub isolation_requests: AtomicU64,
+    /// Items the server refused on their own, once isolated.
+    pub isolated: AtomicU64,
 }
 
 impl Stats {

@@ -347,6 +347,8 @@ impl Ingestor {
             throttled: stats.throttled.load(Relaxed),
             throttle_wait: stats.total_wait(),
             splits: stats.splits.load(Relaxed),
+            isolated: stats.isolated.load(Relaxed),
+            isolation_requests: stats.isolation_requests.load(Relaxed),
             ..shared.counters.snapshot()
         }
     }

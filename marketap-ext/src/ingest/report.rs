@@ -58,8 +58,12 @@ pub struct Metrics {
     /// cap, if set), summed over requests.
     pub throttle_wait: std::time::Duration,
     /// Requests split in two because the server refused them as too large
-    /// (413).
+    /// (413), or as invalid (400) to isolate the refused items.
     pub splits: u64,
+    /// Items the server refused on their own (400) once isolated.
+    pub isolated: u64,
+    /// Requests sent to isolate the items a 400 refused (two a split).
+    pub isolation_requests: u64,
 }
 
 /// The live counters behind [`Metrics`].
@@ -341,6 +345,7 @@ mod tests {
         Error::BadRequest {
             code: Some(1),
             message: None,
+            isolation_stopped: false,
         }
     }
 
