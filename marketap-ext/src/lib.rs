@@ -87,3 +87,11 @@ pub use report::{Accepted, BatchError, BatchReport, FailedBatch, RequestOutcome}
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// The Korean README's examples: the same code as the README's (`cargo xtask check` keeps the
+/// blocks byte-identical), compiled and run here too so neither file can hold code that no
+/// longer builds. Like the line above, this reads outside the crate's directory; only doctests
+/// read it, so building or packaging `marketap-ext` never does.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.ko.md")]
+struct ReadmeKoDoctests;

@@ -10,6 +10,7 @@
 
 mod merge;
 mod overlay;
+mod readme;
 mod spec_io;
 
 use std::process::ExitCode;
@@ -24,7 +25,11 @@ usage: cargo xtask <command>
 
 commands:
   merge   merge openapi/sources/*.json and openapi/overlay.json into openapi/marketap.json
-  check   exit 1 with a diff if openapi/marketap.json is not what `merge` would write
+  check   exit 1 with a diff if openapi/marketap.json is not what `merge` would write,
+          or if README.ko.md's headings or code blocks differ from README.md's
+  readme-sync
+          copy README.md's code blocks into README.ko.md (where the two have the same
+          headings and the same number of blocks under each); the prose stays as it is
   bench   build marketap-cli and marketap-bench in release mode and run the benchmark
           (throughput, CPU, memory, enqueue latency against a loopback sink);
           `cargo xtask bench --help` lists its options
@@ -37,6 +42,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["merge"] => merge(),
         ["check"] => check(),
+        ["readme-sync"] => readme_sync(),
         ["bench", args @ ..] => bench(args),
         // Further subcommands get an arm here.
         [] | ["help" | "--help" | "-h"] => {
@@ -102,13 +108,34 @@ fn bench(args: &[&str]) -> Result<ExitCode, MergeError> {
     })
 }
 
+/// `cargo xtask check`: the merged spec, then the Korean README. Both run, so one run shows
+/// every problem.
 fn check() -> Result<ExitCode, MergeError> {
+    let spec = check_spec()?;
+    let readme = readme::check(&spec_io::repo_root())?;
+    Ok(if spec && readme {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn readme_sync() -> Result<ExitCode, MergeError> {
+    Ok(if readme::sync(&spec_io::repo_root())? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Whether `openapi/marketap.json` is what `merge` would write; prints a diff when not.
+fn check_spec() -> Result<bool, MergeError> {
     let root = spec_io::repo_root();
     let fresh = spec_io::generate(&root)?.text;
     let committed = spec_io::read_output(&root)?;
     if committed.as_deref() == Some(fresh.as_str()) {
         println!("{OUTPUT} is up to date");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(true);
     }
     if committed.is_none() {
         println!("{OUTPUT} is missing");
@@ -120,5 +147,5 @@ fn check() -> Result<ExitCode, MergeError> {
     );
     print!("{}", diff.unified_diff().header(header.0, header.1));
     eprintln!("error: {OUTPUT} is out of date; run `cargo xtask merge` and commit the result");
-    Ok(ExitCode::FAILURE)
+    Ok(false)
 }
