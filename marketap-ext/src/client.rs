@@ -21,10 +21,12 @@
 
 use std::{
     fmt,
-    sync::{Arc, atomic::Ordering::Relaxed},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
 };
 
-use futures::{Stream, StreamExt, future, stream};
+use futures::{Stream, StreamExt, stream};
 
 use crate::{
     config::{BatchConfig, Config, Connection},
@@ -35,7 +37,7 @@ use crate::{
     ingest::{Ingestor, IngestorConfig},
     model::item::{Device, Event, EventBuilder, UserDeletion, UserProfile, UserProfileBuilder},
     model::kind::Item,
-    report::{BatchReport, FailedBatch, RequestOutcome},
+    report::{BatchReport, DeliveryStats, FailedBatch, RequestOutcome},
 };
 
 /// The Marketap client. Clones share one connection pool.
@@ -174,19 +176,12 @@ impl Marketap {
     /// Sends a stream of items of any length and returns one report: see
     /// [`deliver`](Self::deliver) for how.
     pub async fn send_stream<T: Item>(&self, items: impl Stream<Item = T>) -> BatchReport<T> {
-        let delivery = Arc::new(Delivery::new(self.inner.clone(), Cancel::never()));
-        let mut report = deliver_on(delivery.clone(), self.inner.batch.clone(), items)
-            .fold(BatchReport::default(), |mut report, outcome| {
-                report.record(outcome.result);
-                future::ready(report)
-            })
-            .await;
-        let stats = delivery.stats();
-        report.throttled = stats.throttled.load(Relaxed) as usize;
-        report.throttle_wait = stats.total_wait();
-        report.splits = stats.splits.load(Relaxed) as usize;
-        report.isolated = stats.isolated.load(Relaxed) as usize;
-        report.isolation_requests = stats.isolation_requests.load(Relaxed) as usize;
+        let mut outcomes = self.deliver(items);
+        let mut report = BatchReport::default();
+        while let Some(outcome) = outcomes.next().await {
+            report.record(outcome.result);
+        }
+        report.add_stats(outcomes.stats());
         report
     }
 
@@ -202,8 +197,13 @@ impl Marketap {
     /// ([`RequestOutcome::offset`]); outcomes may come out of order. After
     /// a 401 the key or project is wrong for every request, so the rest are
     /// not sent: their items come back with the same error.
-    #[must_use = "streams do nothing unless polled"]
-    pub fn deliver<T, S>(&self, items: S) -> impl Stream<Item = RequestOutcome<T>> + use<T, S>
+    ///
+    /// The stream's [`stats`](Deliveries::stats) say what throttling and
+    /// the server's refusals cost the run so far.
+    pub fn deliver<T, S>(
+        &self,
+        items: S,
+    ) -> Deliveries<impl Stream<Item = RequestOutcome<T>> + use<T, S>>
     where
         T: Item,
         S: Stream<Item = T>,
@@ -218,12 +218,11 @@ impl Marketap {
     /// items and [`Error::Cancelled`]. To stop early, end the item stream
     /// too (stop reading); the run then sends what it already took, until
     /// the deadline.
-    #[must_use = "streams do nothing unless polled"]
     pub fn deliver_until<T, S>(
         &self,
         items: S,
         stop: &Stop,
-    ) -> impl Stream<Item = RequestOutcome<T>> + use<T, S>
+    ) -> Deliveries<impl Stream<Item = RequestOutcome<T>> + use<T, S>>
     where
         T: Item,
         S: Stream<Item = T>,
@@ -246,18 +245,55 @@ impl Marketap {
     }
 }
 
+/// The outcomes of [`Marketap::deliver`] or [`Marketap::deliver_until`],
+/// one per request as it ends, and what the run cost so far.
+#[must_use = "streams do nothing unless polled"]
+pub struct Deliveries<St> {
+    outcomes: Pin<Box<St>>,
+    delivery: Arc<Delivery>,
+}
+
+impl<St> Deliveries<St> {
+    /// What throttling and the server's refusals cost the run so far: read
+    /// it once the stream has ended for the whole run's figures.
+    pub fn stats(&self) -> DeliveryStats {
+        self.delivery.stats().snapshot()
+    }
+}
+
+impl<St: Stream> Stream for Deliveries<St> {
+    type Item = St::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<St::Item>> {
+        self.outcomes.as_mut().poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.outcomes.size_hint()
+    }
+}
+
+impl<St> fmt::Debug for Deliveries<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deliveries")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 /// [`Marketap::deliver`] on a given run.
 fn deliver_on<T, S>(
     delivery: Arc<Delivery>,
     batch: BatchConfig,
     items: S,
-) -> impl Stream<Item = RequestOutcome<T>>
+) -> Deliveries<impl Stream<Item = RequestOutcome<T>>>
 where
     T: Item,
     S: Stream<Item = T>,
 {
+    let run = delivery.clone();
     let mut next_offset = 0;
-    items
+    let outcomes = items
         .chunks(batch.max_batch_size())
         .map(move |chunk| {
             let offset = next_offset;
@@ -276,5 +312,9 @@ where
             }
         })
         .buffer_unordered(batch.max_in_flight())
-        .flatten()
+        .flatten();
+    Deliveries {
+        outcomes: Box::pin(outcomes),
+        delivery: run,
+    }
 }

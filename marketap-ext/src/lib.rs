@@ -58,7 +58,7 @@ mod ingest;
 mod model;
 mod report;
 
-pub use client::Marketap;
+pub use client::{Deliveries, Marketap};
 pub use config::{
     ApiKey, BatchConfig, Config, DEFAULT_BASE_URL, DEFAULT_MAX_ISOLATION_SPLITS,
     DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH_SIZE, USER_AGENT,
@@ -81,7 +81,7 @@ pub use model::properties::{MAX_DEPTH, MAX_ITEM_BYTES};
 pub use model::timestamp::{IntoTimestamp, Timestamp};
 pub use model::typed::{TrackEvent, TrackingPlan};
 pub use model::{taxonomy, timestamp};
-pub use report::{Accepted, BatchError, BatchReport, FailedBatch, RequestOutcome};
+pub use report::{Accepted, BatchError, BatchReport, DeliveryStats, FailedBatch, RequestOutcome};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -84,6 +84,27 @@ impl<T: fmt::Debug> std::error::Error for FailedBatch<T> {
     }
 }
 
+/// What throttling and the server's refusals cost a run of requests: a
+/// batch call's (in its [`BatchReport`]) or a
+/// [`deliver`](crate::Marketap::deliver) stream's
+/// ([`Deliveries::stats`](crate::Deliveries::stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryStats {
+    /// Responses that throttled (429 and 503), over all attempts.
+    pub throttled: u64,
+    /// Time requests spent waiting because of throttling (and the rate
+    /// cap, if set), summed over requests.
+    pub throttle_wait: std::time::Duration,
+    /// Requests split in two because the server refused them as too large
+    /// (413), or as invalid (400) to isolate the refused items.
+    pub splits: u64,
+    /// Items the server refused on their own (400) once isolated.
+    pub isolated: u64,
+    /// Requests sent to isolate the items a 400 refused (two a split).
+    pub isolation_requests: u64,
+}
+
 /// What a batch call did. Items the server did not accept are in
 /// [`failed`](Self::failed); [`into_result`](Self::into_result) turns the
 /// report into a `Result` for `?`.
@@ -181,6 +202,15 @@ impl<T> BatchReport<T> {
         } else {
             Err(BatchError(self))
         }
+    }
+
+    /// Adds what the run's throttling and splits cost.
+    pub(crate) fn add_stats(&mut self, stats: DeliveryStats) {
+        self.throttled = stats.throttled as usize;
+        self.throttle_wait = stats.throttle_wait;
+        self.splits = stats.splits as usize;
+        self.isolated = stats.isolated as usize;
+        self.isolation_requests = stats.isolation_requests as usize;
     }
 
     /// Adds one request's outcome.

@@ -8,6 +8,7 @@ mod support;
 
 use std::{collections::HashMap, time::Duration};
 
+use futures::StreamExt;
 use marketap_ext::{
     BatchConfig, Config, Error, IngestorConfig, Marketap, RetryConfig, dead_letter,
 };
@@ -108,9 +109,14 @@ async fn items_refused_alone_keep_their_offsets_in_order() {
     let client = client(&server, BatchConfig::default().with_max_batch_size(20));
 
     let mut offsets = Vec::new();
-    let outcomes: Vec<_> =
-        futures::StreamExt::collect(client.deliver(futures::stream::iter((0..40).map(event))))
-            .await;
+    let mut deliveries = client.deliver(futures::stream::iter((0..40).map(event)));
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = deliveries.next().await {
+        outcomes.push(outcome);
+    }
+    let stats = deliveries.stats();
+    assert_eq!(stats.isolated, 2, "{stats:?}");
+    assert_eq!(stats.isolation_requests, 2 * stats.splits);
     for outcome in &outcomes {
         if let Err(failed) = &outcome.result {
             let ids: Vec<_> = failed

@@ -272,6 +272,17 @@ impl Stats {
             .fetch_add(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
+    /// The counters now.
+    pub(crate) fn snapshot(&self) -> crate::report::DeliveryStats {
+        crate::report::DeliveryStats {
+            throttled: self.throttled.load(Relaxed),
+            throttle_wait: self.total_wait(),
+            splits: self.splits.load(Relaxed),
+            isolated: self.isolated.load(Relaxed),
+            isolation_requests: self.isolation_requests.load(Relaxed),
+        }
+    }
+
     /// The time waited so far, summed over requests.
     pub(crate) fn total_wait(&self) -> Duration {
         Duration::from_micros(self.waited_micros.load(Relaxed))

@@ -18,12 +18,7 @@ mod intake;
 mod report;
 mod worker;
 
-use std::{
-    fmt,
-    path::PathBuf,
-    sync::{Arc, atomic::Ordering::Relaxed},
-    time::Duration,
-};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::oneshot, time::Instant};
 use tokio_util::task::TaskTracker;
@@ -341,14 +336,14 @@ impl Ingestor {
     pub fn metrics(&self) -> Metrics {
         let shared = self.shared();
         let delivery = &shared.delivery;
-        let stats = delivery.stats();
+        let stats = delivery.stats().snapshot();
         Metrics {
             concurrency_limit: delivery.concurrency_limit() as u64,
-            throttled: stats.throttled.load(Relaxed),
-            throttle_wait: stats.total_wait(),
-            splits: stats.splits.load(Relaxed),
-            isolated: stats.isolated.load(Relaxed),
-            isolation_requests: stats.isolation_requests.load(Relaxed),
+            throttled: stats.throttled,
+            throttle_wait: stats.throttle_wait,
+            splits: stats.splits,
+            isolated: stats.isolated,
+            isolation_requests: stats.isolation_requests,
             ..shared.counters.snapshot()
         }
     }
