@@ -49,6 +49,14 @@
 //! # Features
 //! - `rustls` (default): TLS through rustls.
 //! - `native-tls`: TLS through the platform's library (OpenSSL on Linux).
+//! - `custom-http-client`: no TLS of this crate's own, for when you pass your
+//!   own `reqwest::Client` to [`Config::with_http_client`] (TLS then comes
+//!   from your own reqwest features). Without a client of your own,
+//!   [`Marketap::new`] refuses an `https` base URL (the client this crate
+//!   would build could not speak it) instead of failing at the first request.
+//!
+//!   One of these three must be on: with none, the crate does not compile,
+//!   rather than build a client that cannot speak HTTPS.
 //! - `tracking-plan` (default): [`TrackEvent`], [`Event::typed`] and
 //!   [`TrackingPlan`], and `schemars::JsonSchema` on the wire types in
 //!   [`api::types`]. It pulls in `schemars`; without it
@@ -56,6 +64,16 @@
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(any(
+    feature = "rustls",
+    feature = "native-tls",
+    feature = "custom-http-client"
+)))]
+compile_error!(
+    "marketap-ext needs a TLS feature: `rustls` (the default) or `native-tls`; or \
+     `custom-http-client` if you pass your own reqwest::Client with Config::with_http_client"
+);
 
 mod client;
 mod config;
