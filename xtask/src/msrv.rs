@@ -311,7 +311,7 @@ pub fn run() -> Result<ExitCode, MsrvError> {
         failed = true;
         eprintln!(
             "error: these workspace members do not inherit the workspace lints, so clippy's \
-             incompatible_msrv does not guard them; add `[lints]\\nworkspace = true`: {}",
+             incompatible_msrv does not guard them (add `workspace = true` under `[lints]`): {}",
             no_lints.join(", ")
         );
     }
