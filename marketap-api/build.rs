@@ -1,6 +1,8 @@
 //! Generates the client from the merged spec (`openapi.json`, a link to
 //! `../openapi/marketap.json`) with progenitor, into `$OUT_DIR`.
 //!
+//! The `schemars` feature adds `schemars::JsonSchema` to the types' derives.
+//!
 //! `src/lib.rs` includes `codegen.rs` and `error_statuses.rs` (the error
 //! statuses the spec documents with a JSON body); with the `mock` feature
 //! it also includes `mock.rs`, progenitor's typed httpmock extension.
@@ -25,12 +27,14 @@ fn main() {
         // so a caller can retry a request or hand its items back on failure
         // without cloning them. The builder style takes the body by value.
         .with_interface(InterfaceStyle::Positional)
-        .with_derive("schemars::JsonSchema")
         .with_derive("PartialEq")
         // Every request gets its `Authorization` header from `crate::Auth`,
         // so a caller's own `reqwest::Client` can be used as it is.
         .with_inner_type(tokens("crate::Auth"))
         .with_pre_hook(tokens("crate::Auth::apply"));
+    if env::var_os("CARGO_FEATURE_SCHEMARS").is_some() {
+        settings.with_derive("schemars::JsonSchema");
+    }
 
     let out_dir = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let client = Generator::new(&settings)

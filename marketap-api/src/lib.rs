@@ -13,7 +13,8 @@
 //!   `request_bulk_user_profile_deletion`, `update_bulk_device_profiles`.
 //! - [`types`]: the request bodies and the error body
 //!   ([`types::IngestionResponse`], shared by every operation's 400 and
-//!   401). They derive `serde` and `schemars::JsonSchema`.
+//!   401). They derive `serde`, and `schemars::JsonSchema` with the
+//!   `schemars` feature (on by default).
 //! - With the `mock` feature, `mock::MockServerExt`: typed
 //!   [httpmock](https://docs.rs/httpmock) mocks for each operation.
 //!

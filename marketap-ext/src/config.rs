@@ -491,6 +491,14 @@ impl Config {
 
         let http = match &self.http_client {
             Some(client) => client.clone(),
+            None if !own_client_speaks(&base_url, TLS) => {
+                return Err(ConfigError::invalid(
+                    "http_client",
+                    "none",
+                    "this build has no TLS feature (only `custom-http-client`), so an https \
+                     base URL needs your own client: Config::with_http_client",
+                ));
+            }
             None => reqwest::Client::builder()
                 .connect_timeout(self.connect_timeout)
                 .timeout(self.request_timeout)
@@ -535,6 +543,18 @@ impl Config {
         }
         Ok(raw.to_owned())
     }
+}
+
+/// Whether this build has a TLS feature (`rustls` or `native-tls`); with only
+/// `custom-http-client`, it has none.
+const TLS: bool = cfg!(any(feature = "rustls", feature = "native-tls"));
+
+/// Whether the client this crate builds can reach `base_url` (checked: http or https):
+/// without TLS, only plain http.
+fn own_client_speaks(base_url: &str, tls: bool) -> bool {
+    tls || base_url
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http:"))
 }
 
 /// `url` with its userinfo (`user:password@`) shown as `***@`, for error messages and `Debug`.
@@ -616,6 +636,35 @@ mod tests {
             assert_eq!(error, ConfigError::MissingEnv { name: missing });
             assert!(error.to_string().contains(missing));
         }
+    }
+
+    #[test]
+    fn without_tls_only_plain_http_goes_without_a_client_of_your_own() {
+        assert!(own_client_speaks("https://event.marketap.io", true));
+        assert!(own_client_speaks("http://127.0.0.1:8080", true));
+        assert!(own_client_speaks("http://127.0.0.1:8080", false));
+        assert!(own_client_speaks("HTTP://127.0.0.1:8080", false));
+        assert!(!own_client_speaks("https://event.marketap.io", false));
+        assert!(!own_client_speaks("HTTPS://event.marketap.io", false));
+    }
+
+    /// Built with `--no-default-features --features custom-http-client` only.
+    #[cfg(not(any(feature = "rustls", feature = "native-tls")))]
+    #[test]
+    fn without_tls_an_https_client_needs_your_own_http_client() {
+        let error = Config::new("k", "p").connect().err().unwrap();
+        assert!(
+            error.to_string().contains("Config::with_http_client"),
+            "{error}"
+        );
+        let given = Config::new("k", "p").with_http_client(reqwest::Client::new());
+        assert!(given.connect().is_ok());
+        assert!(
+            Config::new("k", "p")
+                .with_base_url("http://127.0.0.1:9")
+                .connect()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -45,8 +45,35 @@
 //!
 //! Delivery is at least once: a request retried after a lost response may
 //! be counted twice, because the API has no de-duplication id.
+//!
+//! # Features
+//! - `rustls` (default): TLS through rustls.
+//! - `native-tls`: TLS through the platform's library (OpenSSL on Linux).
+//! - `custom-http-client`: no TLS of this crate's own, for when you pass your
+//!   own `reqwest::Client` to [`Config::with_http_client`] (TLS then comes
+//!   from your own reqwest features). Without a client of your own,
+//!   [`Marketap::new`] refuses an `https` base URL (the client this crate
+//!   would build could not speak it) instead of failing at the first request.
+//!
+//!   One of these three must be on: with none, the crate does not compile,
+//!   rather than build a client that cannot speak HTTPS.
+//! - `tracking-plan` (default): [`TrackEvent`], [`Event::typed`] and
+//!   [`TrackingPlan`], and `schemars::JsonSchema` on the wire types in
+//!   [`api::types`]. It pulls in `schemars`; without it
+//!   (`default-features = false, features = ["rustls"]`) the build is smaller.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(any(
+    feature = "rustls",
+    feature = "native-tls",
+    feature = "custom-http-client"
+)))]
+compile_error!(
+    "marketap-ext needs a TLS feature: `rustls` (the default) or `native-tls`; or \
+     `custom-http-client` if you pass your own reqwest::Client with Config::with_http_client"
+);
 
 mod client;
 mod config;
@@ -79,12 +106,15 @@ pub use model::item::{
 pub use model::kind::{Item, Operation, Undelivered};
 pub use model::properties::{MAX_DEPTH, MAX_ITEM_BYTES};
 pub use model::timestamp::{IntoTimestamp, Timestamp};
+#[cfg(feature = "tracking-plan")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracking-plan")))]
 pub use model::typed::{TrackEvent, TrackingPlan};
 pub use model::{taxonomy, timestamp};
 pub use report::{Accepted, BatchError, BatchReport, DeliveryStats, FailedBatch, RequestOutcome};
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (with the default
+/// features, which the README shows).
+#[cfg(all(doctest, feature = "tracking-plan"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 

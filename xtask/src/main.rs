@@ -9,6 +9,7 @@
 )]
 
 mod merge;
+mod msrv;
 mod overlay;
 mod readme;
 mod spec_io;
@@ -30,6 +31,9 @@ commands:
   readme-sync
           copy README.md's code blocks into README.ko.md (where the two have the same
           headings and the same number of blocks under each); the prose stays as it is
+  msrv    exit 1 listing every locked dependency whose rust-version is newer than ours
+          (the workspace's); CI runs it as a step of its own, beside clippy's
+          incompatible_msrv lint
   bench   build marketap-cli and marketap-bench in release mode and run the benchmark
           (throughput, CPU, memory, enqueue latency against a loopback sink);
           `cargo xtask bench --help` lists its options
@@ -39,11 +43,12 @@ commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let result = match args.as_slice() {
-        ["merge"] => merge(),
-        ["check"] => check(),
-        ["readme-sync"] => readme_sync(),
-        ["bench", args @ ..] => bench(args),
+    let result: Result<ExitCode, Box<dyn std::error::Error>> = match args.as_slice() {
+        ["merge"] => merge().map_err(Into::into),
+        ["check"] => check().map_err(Into::into),
+        ["readme-sync"] => readme_sync().map_err(Into::into),
+        ["msrv"] => msrv::run().map_err(Into::into),
+        ["bench", args @ ..] => bench(args).map_err(Into::into),
         // Further subcommands get an arm here.
         [] | ["help" | "--help" | "-h"] => {
             print!("{USAGE}");

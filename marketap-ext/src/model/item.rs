@@ -16,12 +16,13 @@ use marketap_api::types;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+#[cfg(feature = "tracking-plan")]
+use crate::model::typed::TrackEvent;
 use crate::{
     error::{ValidationError, require_id},
     model::properties,
     model::reserved,
     model::timestamp::{IntoTimestamp, Timestamp, check_wire},
-    model::typed::TrackEvent,
 };
 
 /// `property`, `properties` and `skip_reserved_check` for a builder whose
@@ -192,6 +193,8 @@ impl Event {
 
     /// An event from your own type: its name is `E::NAME` and its fields are
     /// the properties. See [`TrackEvent`].
+    #[cfg(feature = "tracking-plan")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracking-plan")))]
     pub fn typed<E: TrackEvent>(user_id: impl Into<String>, event: &E) -> EventBuilder {
         Self::builder(user_id, E::NAME).properties(event)
     }

@@ -14,4 +14,5 @@ pub(crate) mod properties;
 pub(crate) mod reserved;
 pub mod taxonomy;
 pub mod timestamp;
+#[cfg(feature = "tracking-plan")]
 pub(crate) mod typed;
