@@ -12,8 +12,8 @@ use std::time::Duration;
 use marketap_api::{ResponseValue, types::IngestionResponse};
 
 use crate::echo::echo;
+use crate::model::taxonomy::{Scope, ValueType};
 use crate::model::timestamp::TimestampError;
-use crate::taxonomy::{Scope, ValueType};
 
 /// Bodies of unexpected responses are kept up to this size.
 const MAX_ERROR_BODY: usize = 4096;

@@ -36,7 +36,7 @@ use futures::FutureExt;
 use crate::{
     config::{Connection, MAX_BATCH_SIZE},
     delivery::cancel::Cancel,
-    delivery::retry::{self, Pace},
+    delivery::retry::Pace,
     delivery::throttle::{Concurrency, Slot, Stats},
     error::{Error, ValidationError},
     model::kind::Item,

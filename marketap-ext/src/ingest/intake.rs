@@ -20,7 +20,7 @@ use super::{
     batch::{self, Batch},
     report::Counters,
 };
-use crate::kind::{Item, KINDS};
+use crate::model::kind::{Item, KINDS};
 
 /// An item the ingestor did not take, handed back.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -249,7 +249,7 @@ impl fmt::Display for Path<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::taxonomy::{coupon_field, event_property, item_field};
+    use crate::model::taxonomy::{coupon_field, event_property, item_field};
 
     #[test]
     fn edit_distance_counts_swaps_as_one() {
