@@ -55,6 +55,7 @@ mod delivery;
 mod echo;
 mod error;
 mod ingest;
+mod lock;
 mod model;
 mod report;
 

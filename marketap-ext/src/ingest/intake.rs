@@ -20,7 +20,10 @@ use super::{
     batch::{self, Batch},
     report::Counters,
 };
-use crate::model::kind::{Item, KINDS};
+use crate::{
+    lock::lock,
+    model::kind::{Item, KINDS},
+};
 
 /// An item the ingestor did not take, handed back.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -123,9 +126,7 @@ impl Intake {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock leaves consistent vectors behind.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Queues `item`, waiting for room while the queue is full.

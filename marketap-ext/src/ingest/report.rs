@@ -21,6 +21,7 @@ use crate::{
     dead_letter::{DeadLetter, Writer},
     delivery::panic_message,
     error::Error,
+    lock::lock,
     model::kind::Undelivered,
 };
 
@@ -184,9 +185,7 @@ impl Failures {
     }
 
     fn kept(&self) -> MutexGuard<'_, Kept> {
-        self.kept
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.kept)
     }
 
     /// Hands one failed request over: to the dead-letter file, then to
@@ -254,9 +253,7 @@ impl Failures {
     /// A failure is logged: the items still reach the caller another way.
     fn write_dead_letter(&self, undelivered: &Undelivered) -> bool {
         self.dead_letter.as_ref().is_some_and(|writer| {
-            let mut writer = writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut writer = lock(writer);
             let written = DeadLetter::new(undelivered)
                 .map_err(std::io::Error::from)
                 .and_then(|letter| writer.append(&letter));
@@ -275,9 +272,7 @@ impl Failures {
     /// Makes the dead-letter file durable.
     pub(super) fn sync_dead_letters(&self) {
         if let Some(writer) = &self.dead_letter {
-            let mut writer = writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut writer = lock(writer);
             if let Err(error) = writer.sync() {
                 tracing::error!(path = %writer.path().display(), %error, "could not sync the dead-letter file");
             }
