@@ -4,14 +4,18 @@
 //! dead-letter file that `resend` takes in turn; the file given is never
 //! changed. Lines that are not letters are reported and left where they
 //! are.
+//!
+//! The file is read on a blocking thread, a few letters ahead of the sends
+//! (a bounded channel), so a slow disk never stalls the requests in flight.
 
 use std::{cell::Cell, path::PathBuf, time::Instant};
 
 use futures::{StreamExt, stream};
 use marketap_ext::{
     Error, Marketap,
-    dead_letter::{self, DeadLetter, LetterError, Writer},
+    dead_letter::{self, DeadLetter, LetterError, Letters, Writer},
 };
+use tokio::sync::mpsc;
 
 use crate::{
     error::{CliError, Exit},
@@ -33,6 +37,26 @@ enum Sent {
     Accepted(usize),
     Failed(DeadLetter, Error),
     Unreadable(LetterError),
+    /// Read after the run stopped: not sent.
+    Halted(DeadLetter),
+}
+
+/// A letter as read: the letter, or the line that is not one.
+type Read = Result<DeadLetter, LetterError>;
+
+/// Reads `letters` on a blocking thread, at most `ahead` letters ahead of
+/// the receiver. The thread ends at the end of the file, or once the
+/// receiver is dropped.
+fn read_ahead(letters: Letters, ahead: usize) -> mpsc::Receiver<Read> {
+    let (read, receiver) = mpsc::channel(ahead);
+    tokio::task::spawn_blocking(move || {
+        for letter in letters {
+            if read.blocking_send(letter).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }
 
 /// Resends the letters of `file`; what still fails goes to `remaining`.
@@ -54,7 +78,8 @@ pub async fn run(
             verb: "resend",
         });
     }
-    let mut letters = dead_letter::read(&file).map_err(|e| CliError::file(&file, e))?;
+    let letters = dead_letter::read(&file).map_err(|e| CliError::file(&file, e))?;
+    let mut letters = read_ahead(letters, in_flight.max(1));
     let mut summary = Summary {
         command: "resend".to_owned(),
         input: label.clone(),
@@ -68,9 +93,12 @@ pub async fn run(
     let mut write_failure = None;
 
     {
-        let next_letters = stream::unfold(&mut letters, |letters| {
-            let next = if halt.get() { None } else { letters.next() };
-            async move { next.map(|letter| (letter, letters)) }
+        let halt = &halt;
+        let next_letters = stream::unfold(&mut letters, |letters| async move {
+            if halt.get() {
+                return None;
+            }
+            letters.recv().await.map(|letter| (letter, letters))
         });
         let mut sends = std::pin::pin!(
             next_letters
@@ -78,6 +106,8 @@ pub async fn run(
                     let client = client.clone();
                     async move {
                         match letter {
+                            // Received while the run was stopping.
+                            Ok(letter) if halt.get() => Sent::Halted(letter),
                             Ok(letter) => match client.resend(&letter).await {
                                 Ok(accepted) => Sent::Accepted(accepted),
                                 Err(error) => Sent::Failed(letter, error),
@@ -119,6 +149,12 @@ pub async fn run(
                             summary.rejected += 1;
                             eprintln!("marketap: {label}: {bad} (left in {label})");
                         }
+                        Sent::Halted(letter) => {
+                            summary.not_sent += items(&letter);
+                            if let Err(e) = out.append(&letter) {
+                                write_failure.get_or_insert(e.to_string());
+                            }
+                        }
                     }
                 }
                 () = signals.next() => {
@@ -132,7 +168,7 @@ pub async fn run(
         }
     }
     // Letters never sent go to the remaining file as they are.
-    for letter in letters {
+    while let Some(letter) = letters.recv().await {
         match letter {
             Ok(letter) => {
                 summary.not_sent += items(&letter);
@@ -172,4 +208,31 @@ pub async fn run(
     };
     summary.exit(exit);
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LETTER: &str = r#"{"operation":"collect_bulk_user_events","error":"x","status":400,"attempts":1,"body":{"events":[{"user_id":"u","event_name":"e"}]}}"#;
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("marketap-resend-{name}-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    // One thread: the reader must not need the runtime's worker to go on.
+    #[tokio::test(flavor = "current_thread")]
+    async fn letters_are_read_ahead_in_order_one_result_per_line() {
+        let path = file("order", &format!("{LETTER}\nnot a letter\n{LETTER}\n"));
+        let mut read = read_ahead(dead_letter::read(&path).unwrap(), 1);
+        let mut lines = Vec::new();
+        while let Some(letter) = read.recv().await {
+            lines.push(letter.map(|letter| items(&letter)).map_err(|bad| bad.line));
+        }
+        assert_eq!(lines, [Ok(1), Err(2), Ok(1)]);
+        std::fs::remove_file(&path).unwrap();
+    }
 }

@@ -243,6 +243,20 @@ pub struct Writer {
     path: PathBuf,
     file: Option<File>,
     letters: u64,
+    /// Test seam: runs before each letter is written, to make the disk slow.
+    #[cfg(test)]
+    before_write: Option<BeforeWrite>,
+}
+
+/// A test's hook run before each letter is written.
+#[cfg(test)]
+pub(crate) struct BeforeWrite(Box<dyn Fn() + Send + Sync>);
+
+#[cfg(test)]
+impl std::fmt::Debug for BeforeWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeWrite")
+    }
 }
 
 impl Writer {
@@ -252,7 +266,16 @@ impl Writer {
             path: path.into(),
             file: None,
             letters: 0,
+            #[cfg(test)]
+            before_write: None,
         }
+    }
+
+    /// Runs `hook` before each letter is written: a test's slow disk.
+    #[cfg(test)]
+    pub(crate) fn before_each_write(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.before_write = Some(BeforeWrite(Box::new(hook)));
+        self
     }
 
     /// The file it appends to.
@@ -276,6 +299,10 @@ impl Writer {
             Some(file) => file,
             None => self.file.insert(open_private(&self.path)?),
         };
+        #[cfg(test)]
+        if let Some(BeforeWrite(hook)) = &self.before_write {
+            hook();
+        }
         append_whole(file, &line)?;
         self.letters += 1;
         Ok(())

@@ -82,6 +82,7 @@ mod delivery;
 mod echo;
 mod error;
 mod ingest;
+mod lock;
 mod model;
 mod report;
 

@@ -18,7 +18,7 @@ use std::{
     collections::HashMap,
     num::NonZeroU32,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
@@ -29,7 +29,7 @@ use governor::{
 };
 use tokio::{sync::Notify, time::Instant};
 
-use crate::{delivery::cancel::Cancel, error::ConfigError, model::kind::Operation};
+use crate::{delivery::cancel::Cancel, error::ConfigError, lock::lock, model::kind::Operation};
 
 /// An optional cap on how fast the client sends, across all its batch calls
 /// and ingestors. Off by default: the client adapts to 429s and 503s on its
@@ -94,12 +94,6 @@ impl RateLimit {
 /// After a refusal, successes in a row before the limit may probe above
 /// the ceiling again, in windows (one window = `limit` successes).
 const PROBE_AFTER_WINDOWS: usize = 10;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// How many requests of one run may be in flight; see the module docs.
 #[derive(Debug)]

@@ -1,13 +1,13 @@
 //! Where enqueued items wait until the worker takes them.
 //!
 //! A caller takes one permit of `room` per item (the backpressure: permits
-//! come back when the item's request finishes, delivered or not), then
-//! pushes under a short lock into its kind's filling batch. A full batch
-//! moves to the `full` list as a whole, so enqueueing and taking cost O(1)
-//! per item however long the queue grows. The worker is woken when the
-//! first full batch is waiting, when a flush is asked for, and when a
-//! caller finds no room (so a capacity below the batch size never waits
-//! for the flush interval).
+//! come back when the item's request finishes, delivered or not, and its
+//! dead letter, if any, is written), then pushes under a short lock into
+//! its kind's filling batch. A full batch moves to the `full` list as a
+//! whole, so enqueueing and taking cost O(1) per item however long the
+//! queue grows. The worker is woken when the first full batch is waiting,
+//! when a flush is asked for, and when a caller finds no room (so a
+//! capacity below the batch size never waits for the flush interval).
 //!
 //! Closing is final and has a reason; it hands back everything still
 //! queued, and callers waiting for room get their item back at once.
@@ -20,7 +20,10 @@ use super::{
     batch::{self, Batch},
     report::Counters,
 };
-use crate::model::kind::{Item, KINDS};
+use crate::{
+    lock::lock,
+    model::kind::{Item, KINDS},
+};
 
 /// An item the ingestor did not take, handed back.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -85,8 +88,9 @@ pub(super) struct Taken {
 
 pub(super) struct Intake {
     state: Mutex<State>,
-    /// One permit per item the ingestor may still hold, queued or in flight.
-    room: Semaphore,
+    /// One permit per item the ingestor may still hold: queued, in flight,
+    /// or waiting for its dead letter to be written.
+    room: Arc<Semaphore>,
     wake: Notify,
     max_batch_size: usize,
     counters: Arc<Counters>,
@@ -114,7 +118,7 @@ impl Intake {
                 starved: false,
                 closed: None,
             }),
-            room: Semaphore::new(capacity),
+            room: Arc::new(Semaphore::new(capacity)),
             wake: Notify::new(),
             max_batch_size: max_batch_size.min(capacity),
             counters,
@@ -123,9 +127,7 @@ impl Intake {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock leaves consistent vectors behind.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Queues `item`, waiting for room while the queue is full.
@@ -251,6 +253,27 @@ impl Intake {
     /// Gives back the room of `items` whose request finished.
     pub(super) fn release(&self, items: usize) {
         self.room.add_permits(items);
+    }
+
+    /// The room of `items` whose request finished, given back when the
+    /// last clone is dropped: once their dead letters are written.
+    pub(super) fn held(&self, items: usize) -> Arc<Held> {
+        Arc::new(Held {
+            room: self.room.clone(),
+            items,
+        })
+    }
+}
+
+/// Room held for items until dropped; see [`Intake::held`].
+pub(super) struct Held {
+    room: Arc<Semaphore>,
+    items: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.room.add_permits(self.items);
     }
 }
 

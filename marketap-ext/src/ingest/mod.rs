@@ -7,6 +7,8 @@
 //!   requests, and the state the ingestor's parts share.
 //! - [`report`]: where failed items go ([`on_failure`](IngestorConfig::with_on_failure),
 //!   a report, the dead-letter file, or the error log) and the metrics.
+//! - [`letters`]: the thread that writes the dead-letter file, so no
+//!   runtime worker ever waits for the disk.
 //! - [`batch`]: a request's worth of one kind, behind a trait object.
 //!
 //! Nothing is dropped silently. A full queue makes [`Ingestor::track`] wait
@@ -15,7 +17,10 @@
 
 mod batch;
 mod intake;
+mod letters;
 mod report;
+#[cfg(test)]
+mod slow_disk;
 mod worker;
 
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
@@ -91,9 +96,10 @@ impl fmt::Debug for IngestorConfig {
 }
 
 impl IngestorConfig {
-    /// Items held at once, queued or in requests not yet finished, before
-    /// `track` waits: 1 to 10,000,000. Default 10,000. This bounds the
-    /// ingestor's memory whatever the server does.
+    /// Items held at once, queued, in requests not yet finished, or
+    /// waiting for their dead letters to be written, before `track` waits:
+    /// 1 to 10,000,000. Default 10,000. This bounds the ingestor's memory
+    /// whatever the server (or the disk) does.
     pub fn with_capacity(mut self, items: usize) -> Self {
         self.capacity = items;
         self
@@ -244,7 +250,18 @@ impl fmt::Debug for Ingestor {
 impl Ingestor {
     pub(crate) fn start(
         connection: Arc<Connection>,
+        mut config: IngestorConfig,
+    ) -> Result<Self, ConfigError> {
+        let dead_letter = config.dead_letter_path.take().map(Writer::new);
+        Self::launch(connection, config, dead_letter)
+    }
+
+    /// [`start`](Self::start) with the dead-letter writer given (a test's
+    /// slow disk), not made from `dead_letter_path`.
+    fn launch(
+        connection: Arc<Connection>,
         config: IngestorConfig,
+        dead_letter: Option<Writer>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
@@ -256,7 +273,7 @@ impl Ingestor {
             failures: Failures::new(
                 counters.clone(),
                 config.on_failure,
-                config.dead_letter_path.map(Writer::new),
+                dead_letter,
                 config.max_retained,
             ),
             counters,
@@ -365,7 +382,7 @@ impl Ingestor {
             .phase
             .send_modify(|phase| *phase = phase.drain(deadline));
         shared.tasks.wait().await;
-        shared.failures.sync_dead_letters();
+        shared.failures.sync_dead_letters().await;
         shared.failures.report()
     }
 }

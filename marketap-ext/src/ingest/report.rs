@@ -1,13 +1,16 @@
 //! Where the ingestor's failed items go, and what its reports hold.
 //!
-//! Every failed request is written to the dead-letter file when one is
-//! set, then handed to `on_failure` when one is set; otherwise it is kept
-//! for the next [`flush`](super::Ingestor::flush) or
+//! Every failed request is queued for the dead-letter file when one is
+//! set (written on a thread of its own, see [`letters`](super::letters)),
+//! and handed to `on_failure` when one is set; otherwise it is kept for
+//! the next [`flush`](super::Ingestor::flush) or
 //! [`shutdown`](super::Ingestor::shutdown), up to `max_retained` items.
-//! What nobody can take (past that bound, after the last handle is
-//! dropped, or given to an `on_failure` that panicked) is logged at error
-//! level and counted as [`Metrics::unreported`]: never gone without a
-//! trace. [`Counters`] are the ingestor's metrics.
+//! Both return only once the letters of what they waited for are written
+//! and synced. What nobody can take (past that bound, after the last
+//! handle is dropped, or given to an `on_failure` that panicked) is counted
+//! as [`Metrics::unreported`] and logged once its letter is written:
+//! at warning level when it is in the file, at error level when it is not.
+//! Never gone without a trace. [`Counters`] are the ingestor's metrics.
 
 use std::{
     panic::AssertUnwindSafe,
@@ -17,10 +20,14 @@ use std::{
     },
 };
 
+use tokio::sync::oneshot;
+
+use super::letters::Letters;
 use crate::{
     dead_letter::{DeadLetter, Writer},
     delivery::panic_message,
     error::Error,
+    lock::lock,
     model::kind::Undelivered,
 };
 
@@ -161,7 +168,7 @@ struct Kept {
 pub(super) struct Failures {
     counters: Arc<Counters>,
     on_failure: Option<FailureCallback>,
-    dead_letter: Option<Mutex<Writer>>,
+    dead_letter: Option<Letters>,
     kept: Mutex<Kept>,
     max_retained: usize,
     /// No handle is left, so nobody can take a report.
@@ -179,7 +186,7 @@ impl Failures {
         Self {
             counters,
             on_failure,
-            dead_letter: dead_letter.map(Mutex::new),
+            dead_letter: dead_letter.map(Letters::start),
             kept: Mutex::default(),
             max_retained,
             orphaned: AtomicBool::new(false),
@@ -188,32 +195,52 @@ impl Failures {
     }
 
     fn kept(&self) -> MutexGuard<'_, Kept> {
-        self.kept
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.kept)
     }
 
-    /// Hands one failed request over: to the dead-letter file, then to
-    /// `on_failure` or a report, or else to the error log.
-    pub(super) fn hand_over(&self, undelivered: Undelivered) {
+    /// Hands one failed request over: to the dead-letter file, and to
+    /// `on_failure` or a report, or else to the error log. Never waits for
+    /// the disk: the letter is queued, and `held` (the room its items take
+    /// in the ingestor) is dropped once it is written, or at once without
+    /// a dead-letter file.
+    pub(super) fn hand_over(&self, undelivered: Undelivered, held: impl Send + 'static) {
         let items = undelivered.len();
         self.counters.failed.fetch_add(items as u64, Relaxed);
         if matches!(undelivered.error(), Error::Cancelled) {
             self.deadline_passed.store(true, Relaxed);
         }
-        let dead_lettered = self.write_dead_letter(&undelivered);
+        // The letter is made before the items are given away.
+        let letter = self
+            .dead_letter
+            .as_ref()
+            .and_then(|letters| Some((letters, letter_of(&undelivered)?)));
+        let unreported = self.give(undelivered);
+        let Some((letters, letter)) = letter else {
+            if let Some(why) = unreported {
+                log_unreported(items, false, &why);
+            }
+            return;
+        };
+        let then = move |written| {
+            if let Some(why) = unreported {
+                log_unreported(items, written, &why);
+            }
+            drop(held);
+        };
+        letters.append(letter, items, Box::new(then));
+    }
+
+    /// Gives the items to `on_failure` or keeps them for a report; if
+    /// neither can take them, counts them as unreported and says why.
+    fn give(&self, undelivered: Undelivered) -> Option<String> {
+        let items = undelivered.len();
         if let Some(callback) = &self.on_failure {
             // The callback's panic is a bug of its own; delivery goes on.
             let called = std::panic::catch_unwind(AssertUnwindSafe(|| callback(undelivered)));
-            if let Err(panic) = called {
-                let panic = panic_message(&*panic);
-                self.unreported(
-                    items,
-                    dead_lettered,
-                    &format!("on_failure panicked: {panic}"),
-                );
-            }
-            return;
+            return called.err().map(|panic| {
+                self.counters.unreported.fetch_add(items as u64, Relaxed);
+                format!("on_failure panicked: {}", panic_message(&*panic))
+            });
         }
         if !self.orphaned.load(Relaxed) {
             let mut kept = self.kept();
@@ -221,7 +248,7 @@ impl Failures {
                 kept.items += items;
                 kept.batches.push(undelivered);
                 self.counters.retained.fetch_add(items as u64, Relaxed);
-                return;
+                return None;
             }
         }
         let why = if self.orphaned.load(Relaxed) {
@@ -229,62 +256,24 @@ impl Failures {
         } else {
             "the report already holds max_retained items"
         };
-        self.unreported(
-            items,
-            dead_lettered,
-            &format!("{why}; last error: {}", undelivered.error()),
-        );
+        self.counters.unreported.fetch_add(items as u64, Relaxed);
+        Some(format!("{why}; last error: {}", undelivered.error()))
     }
 
-    /// Counts and logs `items` failed items nobody can take.
-    fn unreported(&self, items: usize, dead_lettered: bool, why: &str) {
-        self.counters.unreported.fetch_add(items as u64, Relaxed);
-        if dead_lettered {
-            tracing::warn!(
-                items,
-                why,
-                "marketap ingestor: failed items not reported to the caller; they are in the dead-letter file"
-            );
-        } else {
-            tracing::error!(
-                items,
-                why,
-                "marketap ingestor: failed items dropped: not reported to the caller and no dead-letter file is set"
-            );
+    /// Makes the dead-letter file durable up to every letter handed over
+    /// so far, then wakes `waiters`: at once without a file. Never waits.
+    pub(super) fn sync_then(&self, waiters: Vec<oneshot::Sender<()>>) {
+        match &self.dead_letter {
+            Some(letters) => letters.sync(waiters),
+            None => drop(waiters),
         }
     }
 
-    /// Appends to the dead-letter file, if one is set; whether it worked.
-    /// A failure is logged: the items still reach the caller another way.
-    fn write_dead_letter(&self, undelivered: &Undelivered) -> bool {
-        self.dead_letter.as_ref().is_some_and(|writer| {
-            let mut writer = writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let written = DeadLetter::new(undelivered)
-                .map_err(std::io::Error::from)
-                .and_then(|letter| writer.append(&letter));
-            if let Err(error) = &written {
-                tracing::error!(
-                    path = %writer.path().display(),
-                    items = undelivered.len(),
-                    %error,
-                    "could not write the dead-letter file"
-                );
-            }
-            written.is_ok()
-        })
-    }
-
-    /// Makes the dead-letter file durable.
-    pub(super) fn sync_dead_letters(&self) {
-        if let Some(writer) = &self.dead_letter {
-            let mut writer = writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Err(error) = writer.sync() {
-                tracing::error!(path = %writer.path().display(), %error, "could not sync the dead-letter file");
-            }
+    /// Waits, without blocking, until every letter handed over so far is
+    /// written and synced.
+    pub(super) async fn sync_dead_letters(&self) {
+        if let Some(letters) = &self.dead_letter {
+            letters.synced().await;
         }
     }
 
@@ -301,9 +290,12 @@ impl Failures {
     pub(super) fn orphan(&self) {
         self.orphaned.store(true, Relaxed);
         for undelivered in self.take_kept() {
-            // Already in the dead-letter file, if one is set.
+            // In the dead-letter file (or on its way), if one is set.
             let dead_lettered = self.dead_letter.is_some();
-            self.unreported(
+            self.counters
+                .unreported
+                .fetch_add(undelivered.len() as u64, Relaxed);
+            log_unreported(
                 undelivered.len(),
                 dead_lettered,
                 &format!(
@@ -323,6 +315,33 @@ impl Failures {
             deadline_passed: self.deadline_passed.load(Relaxed),
             unreported: metrics.unreported,
         }
+    }
+}
+
+/// The dead letter of `undelivered`, or none if it cannot be made (logged).
+fn letter_of(undelivered: &Undelivered) -> Option<DeadLetter> {
+    DeadLetter::new(undelivered)
+        .inspect_err(|error| {
+            tracing::error!(items = undelivered.len(), %error, "could not write the dead-letter file");
+        })
+        .ok()
+}
+
+/// Logs `items` failed items nobody can take, saying whether they are in
+/// the dead-letter file.
+fn log_unreported(items: usize, dead_lettered: bool, why: &str) {
+    if dead_lettered {
+        tracing::warn!(
+            items,
+            why,
+            "marketap ingestor: failed items not reported to the caller; they are in the dead-letter file"
+        );
+    } else {
+        tracing::error!(
+            items,
+            why,
+            "marketap ingestor: failed items dropped: not reported to the caller and not in a dead-letter file"
+        );
     }
 }
 
@@ -354,7 +373,7 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let failures = Failures::new(counters.clone(), None, None, 25);
         for _ in 0..4 {
-            failures.hand_over(failed(10, refused()));
+            failures.hand_over(failed(10, refused()), ());
         }
         let metrics = counters.snapshot();
         assert_eq!(
@@ -367,7 +386,7 @@ mod tests {
         assert!(!report.deadline_passed);
         assert_eq!(counters.snapshot().retained, 0);
         // Taken: room again.
-        failures.hand_over(failed(10, Error::Cancelled));
+        failures.hand_over(failed(10, Error::Cancelled), ());
         let report = failures.report();
         assert_eq!(report.undelivered_items(), 10);
         assert!(report.deadline_passed);
@@ -386,7 +405,7 @@ mod tests {
         });
         let failures = Failures::new(counters.clone(), Some(callback), None, 100);
         for _ in 0..3 {
-            failures.hand_over(failed(3, refused()));
+            failures.hand_over(failed(3, refused()), ());
         }
         assert_eq!(calls.load(Relaxed), 3);
         let metrics = counters.snapshot();
@@ -401,9 +420,9 @@ mod tests {
     fn once_orphaned_nothing_is_kept() {
         let counters = Arc::new(Counters::default());
         let failures = Failures::new(counters.clone(), None, None, 100);
-        failures.hand_over(failed(5, refused()));
+        failures.hand_over(failed(5, refused()), ());
         failures.orphan();
-        failures.hand_over(failed(5, refused()));
+        failures.hand_over(failed(5, refused()), ());
         let metrics = counters.snapshot();
         assert_eq!(
             (metrics.failed, metrics.retained, metrics.unreported),

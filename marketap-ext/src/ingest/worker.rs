@@ -68,9 +68,9 @@ impl Shared {
     /// Hands back a batch that will never be sent, with `error`.
     fn fail_unsent(&self, batch: Box<dyn Batch>, error: Error) {
         let items = batch.len();
-        self.intake.release(items);
+        let held = self.intake.held(items);
         self.counters.finished(items, false, false, 0);
-        self.failures.hand_over(batch.fail(error));
+        self.failures.hand_over(batch.fail(error), held);
     }
 }
 
@@ -192,17 +192,21 @@ impl Worker {
     }
 
     /// Wakes flushes whose batches have all finished, once the dead-letter
-    /// file is on disk.
+    /// file is on disk: their letters were handed over before their
+    /// requests finished, so the sync asked for now comes after them.
     fn release_flush_waiters(&mut self) {
         let oldest = self.outstanding.keys().next().copied();
         let done = |last: u64| oldest.is_none_or(|oldest| oldest > last);
-        if !self.flush_waiters.iter().any(|(last, _)| done(*last)) {
-            return;
+        let released: Vec<_> = self
+            .flush_waiters
+            .extract_if(.., |(last, _)| done(*last))
+            .map(|(_, waiter)| waiter)
+            .collect();
+        if !released.is_empty() {
+            // Dropping the senders, after the sync, ends their wait just as
+            // a sent value would.
+            self.shared.failures.sync_then(released);
         }
-        self.shared.failures.sync_dead_letters();
-        self.flush_waiters.retain(|(last, _)| !done(*last));
-        // `retain` dropped the satisfied waiters' senders, which ends their
-        // wait just as a sent value would.
     }
 }
 
@@ -272,7 +276,9 @@ async fn request(shared: Arc<Shared>, slot: Slot, batch: Box<dyn Batch>) -> bool
     };
     let outcomes = batch.send(&shared.delivery, slot).await;
     std::mem::forget(abandoned);
-    shared.intake.release(items);
+    // The items keep their room until their dead letters are written, so
+    // what waits for the disk stays within the ingestor's capacity.
+    let held = shared.intake.held(items);
     let mut unauthorized = false;
     for outcome in outcomes {
         match outcome {
@@ -286,7 +292,7 @@ async fn request(shared: Arc<Shared>, slot: Slot, batch: Box<dyn Batch>) -> bool
                     .counters
                     .finished(undelivered.len(), true, false, undelivered.attempts());
                 unauthorized |= matches!(undelivered.error(), Error::Unauthorized { .. });
-                shared.failures.hand_over(undelivered);
+                shared.failures.hand_over(undelivered, held.clone());
             }
         }
     }
