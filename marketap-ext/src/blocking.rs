@@ -158,8 +158,8 @@ impl<E: fmt::Display, T> fmt::Display for Error<E, T> {
     /// The error inside, as it says itself: this level adds nothing.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InAsyncContext(refused) => refused.fmt(f),
-            Self::Call(error) => error.fmt(f),
+            Self::InAsyncContext(refused) => fmt::Display::fmt(refused, f),
+            Self::Call(error) => fmt::Display::fmt(error, f),
         }
     }
 }

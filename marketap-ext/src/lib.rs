@@ -22,7 +22,7 @@
 //!   every failed item goes to `on_failure` or a report (up to a bound,
 //!   past which it is logged and counted), and to a [`dead_letter`] file
 //!   when one is set; [`Ingestor::shutdown`] drains within a deadline.
-//! - `blocking` (feature `blocking`): the same client for code without an
+//! - [`blocking`] (feature `blocking`): the same client for code without an
 //!   async runtime, driven by a runtime thread of its own, as
 //!   `reqwest::blocking` is.
 //! - [`taxonomy`]: Marketap's reserved `mkt_` names and the type of each

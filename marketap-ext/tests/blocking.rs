@@ -140,8 +140,13 @@ fn assert_every_call_is_refused(client: &Marketap, server: &MockServer) {
         back.iter().map(Event::user_id).collect::<Vec<_>>(),
         ["u1", "u2"]
     );
-    let Err(Error::InAsyncContext(refused)) = client.delete_user("u9") else {
-        panic!("delete_user was not refused");
+    let refused = client.delete_user("u9").unwrap_err();
+    assert!(
+        refused.to_string().contains("inside an async context"),
+        "{refused}"
+    );
+    let Error::InAsyncContext(refused) = refused else {
+        panic!("delete_user was not refused: {refused:?}");
     };
     assert_eq!(refused.into_input(), "u9");
     let Err(Error::InAsyncContext(refused)) = client.delete_users(["u7", "u8"]) else {
