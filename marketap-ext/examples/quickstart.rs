@@ -14,34 +14,17 @@
 use std::{process::ExitCode, time::Duration};
 
 use chrono::NaiveDate;
-use marketap_api::mock::MockServerExt;
 use marketap_ext::{
-    Config, Device, Event, IngestorConfig, Marketap, Platform, Product, UserProfile,
+    Device, Event, IngestorConfig, Marketap, Platform, Product, UserProfile,
     taxonomy::{event, user_property::Gender},
 };
-use serde_json::json;
 
-const MOCK_KEY: &str = "quickstart-key";
-const MOCK_PROJECT: &str = "quickstart-project";
+mod support;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     // Keep the mock alive for the whole run.
-    let (config, mock) = match Config::from_env() {
-        Ok(config) => (config, None),
-        Err(why) => {
-            let server = start_mock();
-            println!(
-                "{why}, so this run uses an embedded mock server at {} \
-                 (set MARKETAP_API_KEY and MARKETAP_PROJECT_ID to use the real API).",
-                server.base_url()
-            );
-            (
-                Config::new(MOCK_KEY, MOCK_PROJECT).with_base_url(server.base_url()),
-                Some(server),
-            )
-        }
-    };
+    let (config, mock) = support::config_or_mock();
     let client = match Marketap::new(config) {
         Ok(client) => client,
         Err(error) => {
@@ -167,49 +150,4 @@ fn show<T>(what: &str, report: &marketap_ext::BatchReport<T>) -> bool {
     let verdict = if report.is_success() { "ok" } else { "FAILED" };
     println!("{what}: {report}: {verdict}");
     report.is_success()
-}
-
-/// A mock of all five operations that accepts requests carrying the mock
-/// key and project, and answers 401 otherwise.
-fn start_mock() -> httpmock::MockServer {
-    let server = httpmock::MockServer::start();
-    let bearer = format!("Bearer {MOCK_KEY}");
-    server.collect_bulk_user_events(|when, then| {
-        when.project_id(MOCK_PROJECT)
-            .into_inner()
-            .header("authorization", &bearer);
-        then.accepted();
-    });
-    server.update_bulk_user_profiles(|when, then| {
-        when.project_id(MOCK_PROJECT)
-            .into_inner()
-            .header("authorization", &bearer);
-        then.accepted();
-    });
-    server.update_bulk_device_profiles(|when, then| {
-        when.project_id(MOCK_PROJECT)
-            .into_inner()
-            .header("authorization", &bearer);
-        then.accepted();
-    });
-    server.request_user_profile_deletion(|when, then| {
-        when.project_id(MOCK_PROJECT)
-            .into_inner()
-            .header("authorization", &bearer);
-        then.accepted();
-    });
-    server.request_bulk_user_profile_deletion(|when, then| {
-        when.project_id(MOCK_PROJECT)
-            .into_inner()
-            .header("authorization", &bearer);
-        then.accepted();
-    });
-    // Anything else (a wrong key or project) is unauthorized. httpmock
-    // tries mocks in order, so this one is last.
-    server.mock(|_, then| {
-        then.status(401)
-            .header("content-type", "application/json")
-            .json_body(json!({ "code": 401, "message": "invalid api key or project" }));
-    });
-    server
 }

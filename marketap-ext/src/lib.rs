@@ -22,6 +22,9 @@
 //!   every failed item goes to `on_failure` or a report (up to a bound,
 //!   past which it is logged and counted), and to a [`dead_letter`] file
 //!   when one is set; [`Ingestor::shutdown`] drains within a deadline.
+//! - [`blocking`] (feature `blocking`): the same client for code without an
+//!   async runtime, driven by a runtime thread of its own, as
+//!   `reqwest::blocking` is.
 //! - [`taxonomy`]: Marketap's reserved `mkt_` names and the type of each
 //!   one's value. Builders check every `mkt_` name they are given against it
 //!   (on by default; [`Config::with_reserved_check`] and
@@ -75,6 +78,8 @@ compile_error!(
      `custom-http-client` if you pass your own reqwest::Client with Config::with_http_client"
 );
 
+#[cfg(any(feature = "blocking", doc))]
+pub mod blocking;
 mod client;
 mod config;
 pub mod dead_letter;

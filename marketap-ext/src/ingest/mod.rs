@@ -292,6 +292,15 @@ impl Ingestor {
         &self.handle.shared
     }
 
+    /// Ends once the worker and every request task have: after
+    /// [`shutdown`](Self::shutdown), or after the last clone's drop and its
+    /// drain. The blocking client's runtime thread waits for it.
+    #[cfg(any(feature = "blocking", doc))]
+    pub(crate) fn finished(&self) -> impl Future<Output = ()> + Send + 'static {
+        let tasks = self.shared().tasks.clone();
+        async move { tasks.wait().await }
+    }
+
     /// Queues an item of any kind. Waits only while the ingestor is at
     /// capacity (backpressure); hands the item back once it is shut down,
     /// or stopped after a 401.
