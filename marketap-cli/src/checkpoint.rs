@@ -58,6 +58,10 @@ impl Start {
 pub struct Checkpoint {
     path: PathBuf,
     saved: Saved,
+    /// The line the file on disk holds for this input, if it holds one.
+    on_disk: Option<u64>,
+    /// Why the last save failed, if it did.
+    failure: Option<String>,
 }
 
 impl Checkpoint {
@@ -90,7 +94,15 @@ impl Checkpoint {
             Err(e) => return Err(error(format!("{e}; pass --restart to start over"))),
         };
         let Some(text) = text else {
-            return Ok((Self { path, saved: fresh }, Start::Fresh));
+            return Ok((
+                Self {
+                    path,
+                    saved: fresh,
+                    on_disk: None,
+                    failure: None,
+                },
+                Start::Fresh,
+            ));
         };
         let saved: Saved = serde_json::from_str(&text).map_err(|e| {
             error(format!(
@@ -124,6 +136,8 @@ impl Checkpoint {
             Self {
                 path,
                 saved: Saved { line, ..fresh },
+                on_disk: Some(line),
+                failure: None,
             },
             start,
         ))
@@ -134,26 +148,55 @@ impl Checkpoint {
         &self.path
     }
 
-    /// The line saved last.
-    pub fn line(&self) -> u64 {
-        self.saved.line
+    /// The line the file on disk holds, if it holds one for this input:
+    /// where a rerun starts.
+    pub fn on_disk(&self) -> Option<u64> {
+        self.on_disk
+    }
+
+    /// Why the last save failed, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// The temp file a save writes first.
+    pub fn temp_path(&self) -> PathBuf {
+        let mut temp = self.path.as_os_str().to_owned();
+        temp.push(".tmp");
+        PathBuf::from(temp)
     }
 
     /// Records that everything before `line` is done (and, if `complete`,
-    /// everything): a temp file beside it, then a rename.
-    pub fn save(&mut self, line: u64, complete: bool) -> Result<(), CliError> {
-        self.saved.line = line;
-        self.saved.complete = complete;
-        let mut temp = self.path.as_os_str().to_owned();
-        temp.push(".tmp");
-        let temp = PathBuf::from(temp);
+    /// everything): a temp file beside it, then a rename. A failed save
+    /// leaves the file as it was and removes the temp file.
+    pub fn save(&mut self, line: u64, complete: bool) -> io::Result<()> {
+        let saved = Saved {
+            line,
+            complete,
+            ..self.saved.clone()
+        };
+        let temp = self.temp_path();
         let write = || -> io::Result<()> {
+            let mut text = serde_json::to_vec(&saved)?;
+            text.push(b'\n');
             let mut file = std::fs::File::create(&temp)?;
-            serde_json::to_writer(&mut file, &self.saved)?;
-            file.write_all(b"\n")?;
+            file.write_all(&text)?;
+            drop(file);
             std::fs::rename(&temp, &self.path)
         };
-        write().map_err(|e| CliError::file(&self.path, e))
+        match write() {
+            Ok(()) => {
+                self.saved = saved;
+                self.on_disk = Some(line);
+                self.failure = None;
+                Ok(())
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&temp);
+                self.failure = Some(error.to_string());
+                Err(error)
+            }
+        }
     }
 }
 

@@ -133,6 +133,18 @@ pub enum CliError {
         reason: String,
     },
 
+    /// A file the run would write cannot be written (found before the
+    /// first request).
+    #[error("cannot write the {what} {}: {source}; nothing was sent", path.display())]
+    Unwritable {
+        /// `checkpoint`, `rejects file` or `dead-letter file`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+
     /// A deletion that was not confirmed.
     #[error("refusing to delete without confirmation: {reason}")]
     Unconfirmed {

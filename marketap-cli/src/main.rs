@@ -24,6 +24,7 @@ mod input;
 mod kinds;
 mod progress;
 mod records;
+mod rejects;
 mod resend;
 mod send;
 mod signals;

@@ -97,14 +97,19 @@ pub fn run<T: Kind>(mut records: Records<T>, input: &str) -> Report {
 impl Report {
     /// Prints it to stdout.
     pub fn print(&self, output: Output) {
-        let mut out = std::io::stdout().lock();
+        crate::summary::print_whole(&self.printed(output));
+    }
+
+    /// What [`print`](Self::print) prints.
+    fn printed(&self, output: Output) -> Vec<u8> {
+        let mut out = Vec::new();
         if output == Output::Json {
             let _ = writeln!(
                 out,
                 "{}",
                 serde_json::to_string(self).expect("a report serialises")
             );
-            return;
+            return out;
         }
         let _ = writeln!(
             out,
@@ -134,5 +139,6 @@ impl Report {
                 let _ = writeln!(out, "  {place}: {}", problem.error);
             }
         }
+        out
     }
 }
