@@ -187,7 +187,7 @@ pub struct SendArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_attempts: u32,
     /// On Ctrl-C, how long requests in flight may take to finish, in seconds.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = seconds)]
     pub drain_timeout: f64,
 }
 
@@ -209,4 +209,29 @@ pub enum Output {
     Text,
     /// One JSON object.
     Json,
+}
+
+/// A number of seconds: finite and not negative (`NaN`, `inf` and `-1` are
+/// refused rather than read as "no deadline").
+fn seconds(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
+        _ => Err(format!(
+            "`{value}` is not a number of seconds (a finite number, 0 or more, e.g. 10 or 2.5)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_finite_and_not_negative() {
+        assert_eq!(seconds("2.5"), Ok(2.5));
+        assert_eq!(seconds("0"), Ok(0.0));
+        for bad in ["NaN", "nan", "inf", "-inf", "-1", "", "ten"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
 }

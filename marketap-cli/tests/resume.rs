@@ -198,3 +198,21 @@ fn the_drain_deadline_gives_up_on_a_server_that_does_not_answer() {
         "abandoned is not failed"
     );
 }
+
+#[test]
+fn a_drain_timeout_that_is_not_a_number_of_seconds_is_refused_before_sending() {
+    let dir = temp_dir("drain-nan");
+    let server = Server::accepting();
+    let file = input(&dir, 10);
+    for bad in ["NaN", "inf", "-1"] {
+        let option = format!("--drain-timeout={bad}");
+        let out = run(marketap(
+            &dir,
+            Some(&server),
+            &["import", "events", file.as_str(), &option],
+        ));
+        assert_eq!(out.code, Some(2), "{bad}: {out:?}");
+        assert!(out.stderr.contains("--drain-timeout"), "{bad}: {out:?}");
+    }
+    assert!(server.requests().is_empty());
+}
