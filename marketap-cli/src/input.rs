@@ -18,7 +18,7 @@ use std::{
 use flate2::bufread::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
-use crate::{args::Format, error::CliError};
+use crate::{args::Format, error::CliError, prefix::Newline};
 
 /// Bytes of the file's head that its identity hashes.
 const HEAD_BYTES: u64 = 64 * 1024;
@@ -51,6 +51,10 @@ pub struct Input {
     pub read_bytes: Arc<AtomicU64>,
     /// The file's identity; none for stdin.
     pub identity: Option<Identity>,
+    /// Whether it is gzip-compressed.
+    pub gzip: bool,
+    /// How its lines end, in its encoding.
+    pub newline: Newline,
 }
 
 /// What the first byte, or the name, says the content is.
@@ -115,7 +119,18 @@ impl Input {
             size,
             read_bytes,
             identity,
+            gzip,
+            newline: Newline::Byte,
         })
+    }
+
+    /// The file a checkpoint follows, and how its lines end: none for
+    /// stdin and for compressed input, whose offsets are not lines.
+    pub fn prefix_source(&self) -> Option<(&Path, Newline)> {
+        match &self.path {
+            Some(path) if !self.gzip => Some((path.as_path(), self.newline)),
+            _ => None,
+        }
     }
 
     /// The format to read: as asked, else from the name (`.csv`; `.ndjson`,

@@ -22,6 +22,7 @@ mod credentials;
 mod error;
 mod input;
 mod kinds;
+mod prefix;
 mod progress;
 mod records;
 mod rejects;

@@ -176,8 +176,14 @@ pub fn checkpoint(
     };
     let (checkpoint, start) = match path {
         Some((path, identity)) => {
-            let (checkpoint, start) =
-                Checkpoint::open(path, command, &input.label, identity, args.restart)?;
+            let (checkpoint, start) = Checkpoint::open(
+                path,
+                command,
+                &input.label,
+                identity,
+                args.restart,
+                input.prefix_source(),
+            )?;
             (Some(checkpoint), start)
         }
         None => (None, Start::Fresh),
