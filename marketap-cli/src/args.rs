@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::encoding::TextEncoding;
+
 /// The exit codes, as `--help` prints them.
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -120,6 +122,11 @@ pub struct InputArgs {
     /// byte].
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
+    /// The input's text encoding: `utf-8` (a byte-order mark allowed), `cp949` (Korean Excel's
+    /// CSV; `euc-kr` is the same), `utf-16le`, `utf-16be`, or `auto` (a byte-order mark, else
+    /// UTF-8 if the first 64 KiB are, else CP949).
+    #[arg(long, value_enum, default_value_t = TextEncoding::Utf8, value_name = "ENCODING", hide_possible_values = true)]
+    pub encoding: TextEncoding,
     /// Read a field or property from a CSV column of another name, e.g.
     /// `--column user_id=member_no` (repeatable).
     #[arg(long = "column", value_name = "FIELD=COLUMN")]

@@ -82,6 +82,17 @@ pub enum CliError {
         offset: usize,
     },
 
+    /// The input read as UTF-8 is not, and looks like another encoding.
+    #[error("{label} is not UTF-8 ({problem}): {hint}")]
+    Encoding {
+        /// The file, or `stdin`.
+        label: String,
+        /// What is not UTF-8 about it.
+        problem: String,
+        /// What it looks like, and the option that reads it.
+        hint: &'static str,
+    },
+
     /// A credential is missing.
     #[error("no {what}: set {env} or pass {flag}")]
     MissingCredential {

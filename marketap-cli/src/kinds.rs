@@ -38,6 +38,8 @@ pub struct Reading {
     pub zone: Option<Tz>,
     /// Whether `mkt_` names are checked (off with `--no-reserved-check`).
     pub reserved_check: bool,
+    /// The input's encoding, for messages (`UTF-8`, `CP949`...).
+    pub encoding: &'static str,
 }
 
 impl Default for Reading {
@@ -45,6 +47,7 @@ impl Default for Reading {
         Self {
             zone: None,
             reserved_check: true,
+            encoding: "UTF-8",
         }
     }
 }

@@ -19,6 +19,7 @@ mod args;
 mod checkpoint;
 mod confirm;
 mod credentials;
+mod encoding;
 mod error;
 mod input;
 mod kinds;
@@ -73,8 +74,9 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate { kind, input, items } => {
-            let (mapping, reading) = item_options(input, items)?;
+            let (mapping, mut reading) = item_options(input, items)?;
             let (mut opened, content) = open(input, "validate", false)?;
+            reading.encoding = opened.encoding.name();
             let reader = opened.take_reader();
             let label = opened.label.as_str();
             let report = match kind {
@@ -141,7 +143,10 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                         reader,
                         content,
                         &mapping,
-                        Reading::default(),
+                        Reading {
+                            encoding: counting.encoding.name(),
+                            ..Reading::default()
+                        },
                         start.line(),
                         &counting.label,
                     )?;
@@ -205,11 +210,15 @@ impl Plan<'_> {
     ) -> Result<u8, CliError> {
         let (checkpoint, start) = send::checkpoint(&input, self.send, command)?;
         let reader = input.take_reader();
+        let reading = Reading {
+            encoding: input.encoding.name(),
+            ..self.reading
+        };
         let records = Records::<T>::new(
             reader,
             content,
             &self.mapping,
-            self.reading,
+            reading,
             start.line(),
             &input.label,
         )?;
@@ -229,7 +238,7 @@ impl Plan<'_> {
 /// Opens the input for a command that will `verb` it, and the format to
 /// read it as (`ids`: one id per line unless it says otherwise).
 fn open(input: &InputArgs, verb: &'static str, ids: bool) -> Result<(Input, Content), CliError> {
-    let mut opened = Input::open(&input.file, verb)?;
+    let mut opened = Input::open(&input.file, verb, input.encoding)?;
     let content = opened.content(input.format, ids);
     Ok((opened, content))
 }
@@ -265,6 +274,7 @@ fn item_options(input: &InputArgs, items: &ItemArgs) -> Result<(Mapping, Reading
     let reading = Reading {
         zone,
         reserved_check: !items.no_reserved_check,
+        ..Reading::default()
     };
     Ok((mapping, reading))
 }

@@ -25,11 +25,14 @@ const MAX_RAW: usize = 16 * 1024;
 /// What is wrong with one line. It does not stop the run.
 #[derive(Debug, thiserror::Error)]
 pub enum LineError {
-    /// Not UTF-8.
-    #[error("not valid UTF-8 (byte {offset} of the line)")]
+    /// Not UTF-8, or (another `--encoding`) bytes that do not decode.
+    #[error("{}", not_text(encoding, *offset))]
     NotUtf8 {
-        /// Where the first invalid byte is.
+        /// Where the first invalid byte is (in the decoded line, for
+        /// another encoding).
         offset: usize,
+        /// The input's encoding.
+        encoding: &'static str,
     },
     /// Too long to be one item.
     #[error(
@@ -94,6 +97,18 @@ pub enum LineError {
     },
 }
 
+/// The message for bytes that are not text in `encoding`.
+fn not_text(encoding: &str, offset: usize) -> String {
+    if encoding == "UTF-8" {
+        format!(
+            "not valid UTF-8 (byte {offset} of the line); if the file is in another encoding, \
+             pass --encoding (cp949, utf-16le, utf-16be or auto)"
+        )
+    } else {
+        format!("bytes that are not valid {encoding} (at byte {offset} of the decoded line)")
+    }
+}
+
 /// What to do about a timestamp without an offset.
 fn hint(error: &ValidationError) -> &'static str {
     match error {
@@ -109,7 +124,8 @@ impl LineError {
     /// The kind of problem, for the counts `validate` prints.
     pub fn kind(&self) -> &'static str {
         match self {
-            LineError::NotUtf8 { .. } => "not UTF-8",
+            LineError::NotUtf8 { encoding, .. } if *encoding == "UTF-8" => "not UTF-8",
+            LineError::NotUtf8 { .. } => "not valid in its --encoding",
             LineError::TooLong { .. } => "line too long",
             LineError::NotJson { .. } => "not JSON",
             LineError::NotAnObject { .. } => "not a JSON object",
@@ -273,7 +289,17 @@ impl<T: Kind> Records<T> {
                     .map(|(i, name)| {
                         let name = std::str::from_utf8(name).map_err(|_| CliError::Header {
                             label: label.to_owned(),
-                            reason: format!("column {} is not valid UTF-8", i + 1),
+                            reason: format!(
+                                "column {} is not valid {}{}",
+                                i + 1,
+                                reading.encoding,
+                                if reading.encoding == "UTF-8" {
+                                    "; if the file is in another encoding, pass --encoding \
+                                     (cp949, utf-16le, utf-16be or auto)"
+                                } else {
+                                    ""
+                                }
+                            ),
                         })?;
                         Ok(name.trim_start_matches('\u{feff}').trim().to_owned())
                     })
@@ -367,6 +393,7 @@ impl<T: Kind> Records<T> {
                         Err(e) => {
                             return reject(LineError::NotUtf8 {
                                 offset: e.valid_up_to(),
+                                encoding: reading.encoding,
                             });
                         }
                     };
@@ -469,6 +496,7 @@ fn csv_item<T: Kind>(
     for field in record {
         let cell = std::str::from_utf8(field).map_err(|e| LineError::NotUtf8 {
             offset: offset + e.valid_up_to(),
+            encoding: reading.encoding,
         })?;
         offset += field.len() + 1;
         cells.push(cell);
