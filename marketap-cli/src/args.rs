@@ -144,6 +144,11 @@ pub struct ItemArgs {
     /// timestamp is an error; a local time a DST change skips or repeats always is.
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
+    /// How timestamps are written: `rfc3339` (ISO 8601), `unix` (seconds), `unix-ms`, or a
+    /// strftime pattern such as `%Y.%m.%d %H:%M` (for `2024.11.02 14:03`; without `%z`, the
+    /// times are read in --timezone).
+    #[arg(long, default_value = "rfc3339", value_name = "FORMAT")]
+    pub timestamp_format: String,
     /// Take `mkt_` names as they are, unchecked against Marketap's reserved names and types
     /// (for a name Marketap reserves that this tool does not know yet). Every other check runs.
     #[arg(long)]

@@ -32,6 +32,7 @@ mod send;
 mod signals;
 mod summary;
 mod table;
+mod timeformat;
 mod tracker;
 mod validate;
 
@@ -50,6 +51,7 @@ use crate::{
     kinds::{Kind, Reading},
     records::{Next, Records},
     table::Mapping,
+    timeformat::TimeFormat,
 };
 
 /// The reader thread allocates every item and the sending task frees it:
@@ -83,14 +85,17 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 ItemKind::Events => validate::run(
                     Records::<Event>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
+                    &reading,
                 ),
                 ItemKind::Profiles => validate::run(
                     Records::<UserProfile>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
+                    &reading,
                 ),
                 ItemKind::Devices => validate::run(
                     Records::<Device>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
+                    &reading,
                 ),
             };
             report.print(cli.output);
@@ -274,6 +279,7 @@ fn item_options(input: &InputArgs, items: &ItemArgs) -> Result<(Mapping, Reading
     let reading = Reading {
         zone,
         reserved_check: !items.no_reserved_check,
+        time: TimeFormat::parse(&items.timestamp_format)?,
         ..Reading::default()
     };
     Ok((mapping, reading))

@@ -85,6 +85,16 @@ pub enum LineError {
         /// Why.
         reason: String,
     },
+    /// A timestamp not in `--timestamp-format`.
+    #[error("timestamp \"{value}\" does not match --timestamp-format `{format}`: {reason}")]
+    TimestampFormat {
+        /// The value, cut to 100 characters, control characters escaped.
+        value: String,
+        /// The format tried.
+        format: &'static str,
+        /// chrono's reason.
+        reason: String,
+    },
     /// A CSV row the csv reader refused.
     #[error("invalid CSV: {0}")]
     Csv(String),
@@ -133,6 +143,7 @@ impl LineError {
             LineError::CellCount { .. } => "too many CSV cells",
             LineError::Cell { .. } => "cell not of its --type",
             LineError::Csv(_) => "invalid CSV",
+            LineError::TimestampFormat { .. } => "timestamp not in --timestamp-format",
             LineError::Item { error } => match error {
                 ValidationError::Empty { .. } => "empty required field",
                 ValidationError::ControlCharacter { .. } => "control character in an id",
@@ -157,8 +168,10 @@ impl LineError {
 
     /// The field or property at fault, to find its CSV column.
     fn field(&self) -> Option<&str> {
-        let LineError::Item { error } = self else {
-            return None;
+        let error = match self {
+            LineError::Item { error } => error,
+            LineError::TimestampFormat { .. } => return Some("timestamp"),
+            _ => return None,
         };
         let field = match error {
             ValidationError::Empty { field, .. }
