@@ -288,9 +288,14 @@ impl<T: Kind> Records<T> {
                 buffer: Vec::new(),
             },
             Content::Csv => {
+                // Records end at `\n` only, so that a CRLF file's line
+                // numbers count each line once (with CRLF as terminator the
+                // csv reader counts a record's `\n` with the next record's
+                // line); the `\r` left on the last cell is removed.
                 let mut reader = csv::ReaderBuilder::new()
                     .flexible(true)
                     .has_headers(true)
+                    .terminator(csv::Terminator::Any(b'\n'))
                     .from_reader(reader);
                 let header = reader.byte_headers().map_err(|e| CliError::Header {
                     label: label.to_owned(),
@@ -449,6 +454,10 @@ impl<T: Kind> Records<T> {
                     if line < self.start_line {
                         continue;
                     }
+                    // A blank line of a CRLF file: skipped, as a blank line is.
+                    if record.len() == 1 && record[0] == *b"\r" {
+                        continue;
+                    }
                     return match csv_item::<T>(record, layout, reading) {
                         Ok(item) => Next::Item(line, item),
                         Err(error) => {
@@ -506,7 +515,13 @@ fn csv_item<T: Kind>(
     }
     let mut cells = Vec::with_capacity(layout.width());
     let mut offset = 0;
-    for field in record {
+    let last = record.len().saturating_sub(1);
+    for (i, field) in record.iter().enumerate() {
+        let field = if i == last {
+            field.strip_suffix(b"\r").unwrap_or(field)
+        } else {
+            field
+        };
         let cell = std::str::from_utf8(field).map_err(|e| LineError::NotUtf8 {
             offset: offset + e.valid_up_to(),
             encoding: reading.encoding,
@@ -530,7 +545,14 @@ fn csv_raw(record: &ByteRecord) -> String {
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
-    let _ = writer.write_byte_record(record);
+    let last = record.len().saturating_sub(1);
+    let _ = writer.write_record(record.iter().enumerate().map(|(i, f)| {
+        if i == last {
+            f.strip_suffix(b"\r").unwrap_or(f)
+        } else {
+            f
+        }
+    }));
     let bytes = writer.into_inner().unwrap_or_default();
     String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(&bytes)).into_owned()
 }
