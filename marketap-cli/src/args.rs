@@ -14,12 +14,24 @@ Exit codes:
   0    everything was accepted (validate: every line is valid)
   1    some lines were rejected, some requests failed (see the dead-letter file), the input
        could not be read to its end, or a deletion was declined
-  2    usage or configuration error (bad option, missing credential, unreadable or empty input)
+  2    usage or configuration error (bad option, missing credential, unreadable or empty input,
+       a checkpoint, rejects or dead-letter path that cannot be written): nothing was sent
   3    unauthorized: the API key or project was not accepted (the run stops at the first 401)
   130  interrupted (Ctrl-C): requests in flight were drained and the checkpoint written
 
 Credentials: MARKETAP_API_KEY (or --api-key-file), MARKETAP_PROJECT_ID (or --project),
 and optionally MARKETAP_BASE_URL.";
+
+/// An example for `import` and `validate --help`: a Korean Excel export.
+pub const KOREAN_EXCEL: &str = "\
+Example: a CSV saved by Korean Excel (CP949) with Korean headers and times like
+`2024.11.02 14:03` in Seoul. Validate first (nothing is sent), then import:
+  marketap validate events 주문내역.csv --encoding cp949 \\
+      --column user_id=회원번호 --column event_name=이벤트 --column timestamp=주문일시 \\
+      --timestamp-format '%Y.%m.%d %H:%M' --timezone Asia/Seoul
+  marketap import events 주문내역.csv --encoding cp949 \\
+      --column user_id=회원번호 --column event_name=이벤트 --column timestamp=주문일시 \\
+      --timestamp-format '%Y.%m.%d %H:%M' --timezone Asia/Seoul";
 
 /// `marketap`: bulk import, validation, deletion and resend for Marketap.
 #[derive(Debug, Parser)]
@@ -41,6 +53,7 @@ pub struct Cli {
 pub enum Command {
     /// Send events, profiles or devices from an NDJSON or CSV file (or `-` for stdin), with
     /// resume.
+    #[command(after_help = KOREAN_EXCEL)]
     Import {
         /// What the file holds.
         #[arg(value_enum)]
@@ -53,6 +66,7 @@ pub enum Command {
         send: SendArgs,
     },
     /// Read and check a file as `import` would; nothing is sent and no credentials are needed.
+    #[command(after_help = KOREAN_EXCEL)]
     Validate {
         /// What the file holds.
         #[arg(value_enum)]

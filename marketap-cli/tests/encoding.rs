@@ -155,3 +155,20 @@ fn utf16_with_a_byte_order_mark_is_read_and_bad_bytes_are_rejected_lines() {
         "{report}"
     );
 }
+
+#[test]
+fn help_shows_a_korean_excel_export_read_and_imported() {
+    let dir = temp_dir("help");
+    for command in ["import", "validate"] {
+        let out = run(marketap(&dir, None, &[command, "--help"]));
+        assert_eq!(out.code, Some(0), "{out:?}");
+        for shown in [
+            "--encoding cp949",
+            "주문일시",
+            "'%Y.%m.%d %H:%M'",
+            "2024.11.02 14:03",
+        ] {
+            assert!(out.stdout.contains(shown), "{command}: {shown}: {out:?}");
+        }
+    }
+}
