@@ -231,6 +231,7 @@ pub fn render(
     runs: &[RunResult],
     big_runs: &[RunResult],
     cli_runs: &[RunResult],
+    cp949_runs: &[RunResult],
     refused: &[RefusedResult; 2],
     latency: &LatencyResult,
 ) -> String {
@@ -299,6 +300,20 @@ pub fn render(
         big_runs.len(),
         big.events_per_sec,
     );
+    if !cp949_runs.is_empty() {
+        let rates: Vec<f64> = cp949_runs.iter().map(RunResult::events_per_sec).collect();
+        let cli = row(Contender::Cli).events_per_sec;
+        let cp949 = median(&rates);
+        let _ = writeln!(
+            w,
+            "cli-cp949 events/s: {cp949:.0} (median of {} runs at N = {}; CP949 input with \
+             Korean product names, --encoding cp949; cli from UTF-8: {cli:.0} events/s, \
+             ratio {:.2})",
+            rates.len(),
+            settings.n,
+            cp949 / cli.max(1e-9),
+        );
+    }
     let cli_memory = settings.cli_rss_n.map(|n| CliMemory::of(n, cli_runs));
     for size in &cli_memory {
         let _ = writeln!(
