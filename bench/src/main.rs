@@ -288,8 +288,10 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
             &machine,
             &runs,
             &big_runs,
-            &cli_runs,
-            &cp949_runs,
+            report::CliRuns {
+                memory: &cli_runs,
+                cp949: &cp949_runs,
+            },
             &refused,
             &latency
         )

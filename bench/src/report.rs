@@ -223,6 +223,14 @@ fn mib_or_na(value: Option<f64>) -> String {
     )
 }
 
+/// The CLI's runs apart from the rounds.
+pub struct CliRuns<'a> {
+    /// At the two sizes of `--cli-rss-n`, for its memory.
+    pub memory: &'a [RunResult],
+    /// From the CP949 input, for `cli-cp949 events/s`.
+    pub cp949: &'a [RunResult],
+}
+
 /// The whole report: machine, table, memory and latency lines, targets,
 /// and the machine-readable lines last.
 pub fn render(
@@ -230,11 +238,14 @@ pub fn render(
     machine: &str,
     runs: &[RunResult],
     big_runs: &[RunResult],
-    cli_runs: &[RunResult],
-    cp949_runs: &[RunResult],
+    cli: CliRuns<'_>,
     refused: &[RefusedResult; 2],
     latency: &LatencyResult,
 ) -> String {
+    let CliRuns {
+        memory: cli_runs,
+        cp949: cp949_runs,
+    } = cli;
     let rows: Vec<Row> = Contender::ALL
         .into_iter()
         .map(|contender| Row::of(contender, runs))
