@@ -268,6 +268,7 @@ pub async fn run<T: Kind>(
     let mut progress = Progress::new(quiet, input.size);
     let mut tick = tokio::time::interval(TICK);
     let mut dead_letters = Writer::new(&dead_letter_path);
+    let dead_letters_existed = dead_letter_path.exists();
     let drain = Duration::try_from_secs_f64(args.drain_timeout).unwrap_or(Duration::MAX);
 
     let mut interrupted = false;
@@ -357,6 +358,14 @@ pub async fn run<T: Kind>(
         });
     if let Err(error) = dead_letters.sync() {
         eprintln!("marketap: {}: {error}", dead_letter_path.display());
+    }
+    // A first letter that did not fit is cut back to nothing: the file
+    // this run created goes too, so that it is whole or absent.
+    if dead_letters.letters() == 0
+        && !dead_letters_existed
+        && std::fs::metadata(&dead_letter_path).is_ok_and(|m| m.len() == 0)
+    {
+        let _ = std::fs::remove_file(&dead_letter_path);
     }
 
     summary.items = counts.items.load(Relaxed);

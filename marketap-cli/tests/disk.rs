@@ -228,3 +228,61 @@ fn an_unwritable_path_is_found_before_the_first_request() {
     }
     assert!(!dir.join("events.ndjson.checkpoint").exists());
 }
+
+#[test]
+fn a_dead_letter_that_does_not_fit_leaves_no_file_and_is_not_counted_as_failed() {
+    let dir = temp_dir("disk-full-letters");
+    let small = dir.join("small");
+    let tmpfs = match Tmpfs::mount(&small, "64k") {
+        Ok(tmpfs) => tmpfs,
+        Err(reason) => {
+            println!(
+                "skipped: cannot mount a tmpfs here ({reason}); run as root to test a full disk"
+            );
+            return;
+        }
+    };
+    // Room for the checkpoint (two pages while it is replaced), not for a
+    // letter of 100 events.
+    write(&small, "filler", vec![0_u8; 56 * 1024]);
+    let server = Server::start(|_| (500, Duration::ZERO));
+    let text: String = (0..300).map(|i| event_line(i) + "\n").collect();
+    let input = write(&dir, "events.ndjson", text);
+    let letters = small.join("dead.ndjson");
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            input.to_str().unwrap(),
+            "--checkpoint",
+            small.join("cp").to_str().unwrap(),
+            "--dead-letter",
+            letters.to_str().unwrap(),
+            "--batch-size",
+            "100",
+            "--in-flight",
+            "1",
+            "--max-attempts",
+            "1",
+            "--output",
+            "json",
+            "-q",
+        ],
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let summary = out.json();
+    println!("full disk, dead letters: {summary}");
+    assert!(!letters.exists(), "whole or absent: {summary}");
+    assert_eq!(summary["failed"], 0, "nothing failed is on disk: {summary}");
+    assert!(summary.get("dead_letter_file").is_none(), "{summary}");
+    assert!(summary["not_sent"].as_u64().unwrap() >= 100, "{summary}");
+    assert!(
+        summary["stopped"]
+            .as_str()
+            .is_some_and(|s| s.contains("could not write a dead letter")),
+        "{summary}"
+    );
+    drop(tmpfs);
+}
