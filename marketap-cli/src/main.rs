@@ -5,11 +5,12 @@
 //!
 //! - [`args`]: the command line; [`error`]: what stops a command, and the
 //!   exit codes.
-//! - [`input`]: opening the input; [`records`]: reading it record by
-//!   record; [`kinds`]: what each kind of item reads; [`table`]: CSV
-//!   columns.
-//! - [`send`]: reading and sending with a checkpoint ([`checkpoint`],
-//!   [`tracker`]), progress ([`progress`]), signals ([`signals`]) and the
+//! - [`input`]: opening the input, in its [`encoding`]; [`records`]:
+//!   reading it record by record; [`kinds`]: what each kind of item reads;
+//!   [`table`]: CSV columns; [`timeformat`]: how timestamps are written.
+//! - [`send`]: reading and sending with a checkpoint ([`checkpoint`], which
+//!   follows the input's [`prefix`], and [`tracker`]), the [`rejects`]
+//!   file, progress ([`progress`]), signals ([`signals`]) and the
 //!   [`summary`].
 //! - [`validate`], [`confirm`] (for `delete users`), [`resend`].
 
