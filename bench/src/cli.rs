@@ -4,6 +4,10 @@
 //! the clock covers the whole process, from spawn to exit. Its CPU time is
 //! what this process's reaped children used (`cutime + cstime`), and its
 //! peak RSS is the child's `VmHWM`, read while it runs.
+//!
+//! `cli-cp949` imports the same events with Korean product names, written
+//! in CP949 (as Korean Excel saves text), with `--encoding cp949`: what
+//! decoding costs, where UTF-8 input is read as it is.
 
 use std::{
     fs::File,
@@ -44,15 +48,53 @@ fn binary() -> Result<PathBuf, BoxError> {
     }
 }
 
-/// The NDJSON file of the first `n` events, written now if it is not there.
-fn input(n: usize) -> Result<PathBuf, BoxError> {
+/// The products' names in Korean, for the CP949 input.
+const KOREAN: [(&str, &str); 8] = [
+    ("Organic Cotton T-Shirt", "유기농 면 티셔츠"),
+    (
+        "Wireless Noise-Cancelling Headphones",
+        "무선 노이즈캔슬링 헤드폰",
+    ),
+    ("Ceramic Pour-Over Coffee Set", "세라믹 핸드드립 커피 세트"),
+    ("Vitamin C Brightening Serum", "비타민C 브라이트닝 세럼"),
+    ("Trail Running Shoes", "트레일 러닝화"),
+    (
+        "Stainless Steel Water Bottle 750ml",
+        "스테인리스 물병 750ml",
+    ),
+    ("Hardcover Notebook, Dotted", "하드커버 도트 노트"),
+    ("Kids' Wooden Building Blocks", "어린이 원목 블록"),
+];
+
+/// The NDJSON file of the first `n` events, written now if it is not
+/// there: UTF-8, or (`cp949`) CP949 with Korean product names.
+fn input(n: usize, cp949: bool) -> Result<PathBuf, BoxError> {
     let dir = input_dir();
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("events-{n}.ndjson"));
+    let name = if cp949 {
+        format!("events-{n}.cp949.ndjson")
+    } else {
+        format!("events-{n}.ndjson")
+    };
+    let path = dir.join(&name);
     if !path.exists() {
-        let partial = dir.join(format!("events-{n}.ndjson.partial"));
+        let partial = dir.join(format!("{name}.partial"));
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
-        for spec in events::generate(n) {
+        for mut spec in events::generate(n) {
+            if cp949 {
+                spec.product_name = KOREAN
+                    .iter()
+                    .find(|(english, _)| *english == spec.product_name)
+                    .map_or(spec.product_name, |(_, korean)| korean);
+                let mut line = serde_json::to_string(&ext_event(spec))?;
+                line.push('\n');
+                let (bytes, _, unmappable) = encoding_rs::EUC_KR.encode(&line);
+                if unmappable {
+                    return Err("a product name has no CP949 form".into());
+                }
+                out.write_all(&bytes)?;
+                continue;
+            }
             serde_json::to_writer(&mut out, &ext_event(spec))?;
             out.write_all(b"\n")?;
         }
@@ -62,12 +104,14 @@ fn input(n: usize) -> Result<PathBuf, BoxError> {
     Ok(path)
 }
 
-/// Imports `n` events with `marketap` into the sink at `url`, and measures
-/// it. Fails unless the CLI exits 0 and the sink counts exactly `n` items.
-pub fn run(n: usize, url: &str) -> Result<RunResult, BoxError> {
+/// Imports `n` events with `marketap` into the sink at `url` (from the
+/// CP949 input if `cp949`), and measures it. Fails unless the CLI exits 0
+/// and the sink counts exactly `n` items.
+pub fn run(n: usize, url: &str, cp949: bool) -> Result<RunResult, BoxError> {
     let url = loopback_url(url)?;
     let binary = binary()?;
-    let input = input(n)?;
+    let input = input(n, cp949)?;
+    let encoding = if cp949 { "cp949" } else { "utf-8" };
     let checkpoint = input_dir().join(format!("checkpoint-{}", std::process::id()));
     let sink_runtime = crate::runtime()?;
     let sink = SinkClient::new(&url)?;
@@ -78,6 +122,7 @@ pub fn run(n: usize, url: &str) -> Result<RunResult, BoxError> {
     let child = Command::new(&binary)
         .args(["import", "events"])
         .arg(&input)
+        .args(["--encoding", encoding])
         .args(["--quiet", "--output", "json", "--restart", "--checkpoint"])
         .arg(&checkpoint)
         .args([
@@ -110,7 +155,7 @@ pub fn run(n: usize, url: &str) -> Result<RunResult, BoxError> {
     let stats = sink_runtime.block_on(sink.stats())?;
     stats.expect_items(n)?;
     Ok(RunResult {
-        contender: "cli".to_owned(),
+        contender: if cp949 { "cli-cp949" } else { "cli" }.to_owned(),
         n: n as u64,
         wall_secs: wall.as_secs_f64(),
         cpu_secs: cpu.as_secs_f64(),

@@ -56,6 +56,9 @@ pub enum Contender {
     /// The `marketap` command line importing a prebuilt NDJSON file (see
     /// [`crate::cli`]); compared with `ext`, not the baseline.
     Cli,
+    /// The same, from a CP949 file with Korean product names read with
+    /// `--encoding cp949`: its own figure, run apart from the rounds.
+    CliCp949,
 }
 
 impl Contender {
@@ -76,6 +79,7 @@ impl Contender {
             Self::Ingestor => "ingestor",
             Self::IngestorBurst => "ingestor-burst",
             Self::Cli => "cli",
+            Self::CliCp949 => "cli-cp949",
         }
     }
 
@@ -84,7 +88,7 @@ impl Contender {
     /// for `cli`, which is held to [`CLI_TARGET`] of `ext` instead.
     pub fn ratio_target(self) -> Option<f64> {
         match self {
-            Self::Baseline | Self::Cli => None,
+            Self::Baseline | Self::Cli | Self::CliCp949 => None,
             Self::Raw | Self::Ext | Self::Ingestor => Some(0.95),
             Self::IngestorBurst => Some(0.9),
         }
@@ -97,7 +101,10 @@ impl Contender {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.name() == name)
+        Self::ALL
+            .into_iter()
+            .chain([Self::CliCp949])
+            .find(|c| c.name() == name)
     }
 }
 
@@ -114,8 +121,8 @@ pub const CLI_TARGET: f64 = 0.6;
 /// Sends `n` events to the sink at `url` as `contender`, and measures it.
 /// Fails unless the sink counts exactly `n` items.
 pub fn run(contender: Contender, n: usize, url: &str) -> Result<RunResult, BoxError> {
-    if contender == Contender::Cli {
-        return crate::cli::run(n, url);
+    if matches!(contender, Contender::Cli | Contender::CliCp949) {
+        return crate::cli::run(n, url, contender == Contender::CliCp949);
     }
     let runtime = crate::runtime()?;
     let measured = measure_run(contender, n, url.to_owned());
@@ -308,7 +315,9 @@ impl Prepared {
                 events: specs.map(ext_event).collect(),
                 capacity: INGESTOR_CAPACITY,
             },
-            Contender::Cli => unreachable!("run() hands cli to crate::cli"),
+            Contender::Cli | Contender::CliCp949 => {
+                unreachable!("run() hands cli to crate::cli")
+            }
             Contender::IngestorBurst => Self::Ingestor {
                 client: ext_client(url)?,
                 events: specs.map(ext_event).collect(),

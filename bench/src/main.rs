@@ -250,6 +250,14 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
             cli_runs.push(result);
         }
     }
+    // CP949 decoding, a figure of its own: the same events with Korean
+    // product names, in CP949.
+    let mut cp949_runs = Vec::new();
+    for _ in 0..settings.rounds.min(3) {
+        let result = run(Contender::CliCp949, settings.n)?;
+        eprintln!("cli-cp949, N = {}: {}", settings.n, result.summary());
+        cp949_runs.push(result);
+    }
     cli::clean_up();
     drop(sink);
 
@@ -276,7 +284,16 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
     print!(
         "{}",
         report::render(
-            &settings, &machine, &runs, &big_runs, &cli_runs, &refused, &latency
+            &settings,
+            &machine,
+            &runs,
+            &big_runs,
+            report::CliRuns {
+                memory: &cli_runs,
+                cp949: &cp949_runs,
+            },
+            &refused,
+            &latency
         )
     );
     Ok(())

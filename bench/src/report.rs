@@ -223,6 +223,14 @@ fn mib_or_na(value: Option<f64>) -> String {
     )
 }
 
+/// The CLI's runs apart from the rounds.
+pub struct CliRuns<'a> {
+    /// At the two sizes of `--cli-rss-n`, for its memory.
+    pub memory: &'a [RunResult],
+    /// From the CP949 input, for `cli-cp949 events/s`.
+    pub cp949: &'a [RunResult],
+}
+
 /// The whole report: machine, table, memory and latency lines, targets,
 /// and the machine-readable lines last.
 pub fn render(
@@ -230,10 +238,14 @@ pub fn render(
     machine: &str,
     runs: &[RunResult],
     big_runs: &[RunResult],
-    cli_runs: &[RunResult],
+    cli: CliRuns<'_>,
     refused: &[RefusedResult; 2],
     latency: &LatencyResult,
 ) -> String {
+    let CliRuns {
+        memory: cli_runs,
+        cp949: cp949_runs,
+    } = cli;
     let rows: Vec<Row> = Contender::ALL
         .into_iter()
         .map(|contender| Row::of(contender, runs))
@@ -299,6 +311,20 @@ pub fn render(
         big_runs.len(),
         big.events_per_sec,
     );
+    if !cp949_runs.is_empty() {
+        let rates: Vec<f64> = cp949_runs.iter().map(RunResult::events_per_sec).collect();
+        let cli = row(Contender::Cli).events_per_sec;
+        let cp949 = median(&rates);
+        let _ = writeln!(
+            w,
+            "cli-cp949 events/s: {cp949:.0} (median of {} runs at N = {}; CP949 input with \
+             Korean product names, --encoding cp949; cli from UTF-8: {cli:.0} events/s, \
+             ratio {:.2})",
+            rates.len(),
+            settings.n,
+            cp949 / cli.max(1e-9),
+        );
+    }
     let cli_memory = settings.cli_rss_n.map(|n| CliMemory::of(n, cli_runs));
     for size in &cli_memory {
         let _ = writeln!(

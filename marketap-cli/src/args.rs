@@ -6,18 +6,32 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::encoding::TextEncoding;
+
 /// The exit codes, as `--help` prints them.
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0    everything was accepted (validate: every line is valid)
   1    some lines were rejected, some requests failed (see the dead-letter file), the input
        could not be read to its end, or a deletion was declined
-  2    usage or configuration error (bad option, missing credential, unreadable or empty input)
+  2    usage or configuration error (bad option, missing credential, unreadable or empty input,
+       a checkpoint, rejects or dead-letter path that cannot be written): nothing was sent
   3    unauthorized: the API key or project was not accepted (the run stops at the first 401)
   130  interrupted (Ctrl-C): requests in flight were drained and the checkpoint written
 
 Credentials: MARKETAP_API_KEY (or --api-key-file), MARKETAP_PROJECT_ID (or --project),
 and optionally MARKETAP_BASE_URL.";
+
+/// An example for `import` and `validate --help`: a Korean Excel export.
+pub const KOREAN_EXCEL: &str = "\
+Example: a CSV saved by Korean Excel (CP949) with Korean headers and times like
+`2024.11.02 14:03` in Seoul. Validate first (nothing is sent), then import:
+  marketap validate events 주문내역.csv --encoding cp949 \\
+      --column user_id=회원번호 --column event_name=이벤트 --column timestamp=주문일시 \\
+      --timestamp-format '%Y.%m.%d %H:%M' --timezone Asia/Seoul
+  marketap import events 주문내역.csv --encoding cp949 \\
+      --column user_id=회원번호 --column event_name=이벤트 --column timestamp=주문일시 \\
+      --timestamp-format '%Y.%m.%d %H:%M' --timezone Asia/Seoul";
 
 /// `marketap`: bulk import, validation, deletion and resend for Marketap.
 #[derive(Debug, Parser)]
@@ -39,6 +53,7 @@ pub struct Cli {
 pub enum Command {
     /// Send events, profiles or devices from an NDJSON or CSV file (or `-` for stdin), with
     /// resume.
+    #[command(after_help = KOREAN_EXCEL)]
     Import {
         /// What the file holds.
         #[arg(value_enum)]
@@ -51,6 +66,7 @@ pub enum Command {
         send: SendArgs,
     },
     /// Read and check a file as `import` would; nothing is sent and no credentials are needed.
+    #[command(after_help = KOREAN_EXCEL)]
     Validate {
         /// What the file holds.
         #[arg(value_enum)]
@@ -120,6 +136,11 @@ pub struct InputArgs {
     /// byte].
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
+    /// The input's text encoding: `utf-8` (a byte-order mark allowed), `cp949` (Korean Excel's
+    /// CSV; `euc-kr` is the same), `utf-16le`, `utf-16be`, or `auto` (a byte-order mark, else
+    /// UTF-8 if the first 64 KiB are, else CP949).
+    #[arg(long, value_enum, default_value_t = TextEncoding::Utf8, value_name = "ENCODING", hide_possible_values = true)]
+    pub encoding: TextEncoding,
     /// Read a field or property from a CSV column of another name, e.g.
     /// `--column user_id=member_no` (repeatable).
     #[arg(long = "column", value_name = "FIELD=COLUMN")]
@@ -137,6 +158,11 @@ pub struct ItemArgs {
     /// timestamp is an error; a local time a DST change skips or repeats always is.
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
+    /// How timestamps are written: `rfc3339` (ISO 8601), `unix` (seconds), `unix-ms`, or a
+    /// strftime pattern such as `%Y.%m.%d %H:%M` (for `2024.11.02 14:03`; without `%z`, the
+    /// times are read in --timezone).
+    #[arg(long, default_value = "rfc3339", value_name = "FORMAT")]
+    pub timestamp_format: String,
     /// Take `mkt_` names as they are, unchecked against Marketap's reserved names and types
     /// (for a name Marketap reserves that this tool does not know yet). Every other check runs.
     #[arg(long)]
@@ -191,7 +217,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub no_isolate: bool,
     /// On Ctrl-C, how long requests in flight may take to finish, in seconds.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = seconds)]
     pub drain_timeout: f64,
 }
 
@@ -213,4 +239,29 @@ pub enum Output {
     Text,
     /// One JSON object.
     Json,
+}
+
+/// A number of seconds: finite and not negative (`NaN`, `inf` and `-1` are
+/// refused rather than read as "no deadline").
+fn seconds(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
+        _ => Err(format!(
+            "`{value}` is not a number of seconds (a finite number, 0 or more, e.g. 10 or 2.5)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_finite_and_not_negative() {
+        assert_eq!(seconds("2.5"), Ok(2.5));
+        assert_eq!(seconds("0"), Ok(0.0));
+        for bad in ["NaN", "nan", "inf", "-inf", "-1", "", "ten"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
 }

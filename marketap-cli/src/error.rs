@@ -82,6 +82,17 @@ pub enum CliError {
         offset: usize,
     },
 
+    /// The input read as UTF-8 is not, and looks like another encoding.
+    #[error("{label} is not UTF-8 ({problem}): {hint}")]
+    Encoding {
+        /// The file, or `stdin`.
+        label: String,
+        /// What is not UTF-8 about it.
+        problem: String,
+        /// What it looks like, and the option that reads it.
+        hint: &'static str,
+    },
+
     /// A credential is missing.
     #[error("no {what}: set {env} or pass {flag}")]
     MissingCredential {
@@ -131,6 +142,18 @@ pub enum CliError {
         path: PathBuf,
         /// Why; says what to do.
         reason: String,
+    },
+
+    /// A file the run would write cannot be written (found before the
+    /// first request).
+    #[error("cannot write the {what} {}: {source}; nothing was sent", path.display())]
+    Unwritable {
+        /// `checkpoint`, `rejects file` or `dead-letter file`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
     },
 
     /// A deletion that was not confirmed.

@@ -18,7 +18,12 @@ use std::{
 use flate2::bufread::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
-use crate::{args::Format, error::CliError};
+use crate::{
+    args::Format,
+    encoding::{Resolved, SNIFF, TextEncoding, first_invalid, hint},
+    error::CliError,
+    prefix::Newline,
+};
 
 /// Bytes of the file's head that its identity hashes.
 const HEAD_BYTES: u64 = 64 * 1024;
@@ -51,6 +56,10 @@ pub struct Input {
     pub read_bytes: Arc<AtomicU64>,
     /// The file's identity; none for stdin.
     pub identity: Option<Identity>,
+    /// Whether it is gzip-compressed.
+    pub gzip: bool,
+    /// The encoding it is read in.
+    pub encoding: Resolved,
 }
 
 /// What the first byte, or the name, says the content is.
@@ -63,9 +72,10 @@ pub enum Content {
 }
 
 impl Input {
-    /// Opens `spec` (a path, or `-` for stdin) for a command that will
-    /// `verb` it. Refuses a directory, an empty input and a binary one.
-    pub fn open(spec: &str, verb: &'static str) -> Result<Self, CliError> {
+    /// Opens `spec` (a path, or `-` for stdin) in `encoding` for a command
+    /// that will `verb` it. Refuses a directory, an empty input and a
+    /// binary one, and one read as UTF-8 that looks like another encoding.
+    pub fn open(spec: &str, verb: &'static str, encoding: TextEncoding) -> Result<Self, CliError> {
         let read_bytes = Arc::new(AtomicU64::new(0));
         let (label, path, raw, size, identity): (_, _, Box<dyn Read + Send>, _, _) = if spec == "-"
         {
@@ -101,6 +111,28 @@ impl Input {
         } else {
             Box::new(buffered)
         };
+        let head = reader.fill_buf().map_err(|e| read_error(&label, e))?;
+        let head = &head[..head.len().min(SNIFF)];
+        let encoding = Resolved::new(encoding, head);
+        if encoding.is_utf8() {
+            let nul = head.iter().position(|&b| b == 0);
+            if let Some(hint) = hint(head) {
+                let problem = match (nul, first_invalid(head)) {
+                    (Some(_), _) => Some("it holds NUL bytes".to_owned()),
+                    (None, Some(offset)) => Some(format!("byte {offset} is not valid UTF-8")),
+                    (None, None) => None,
+                };
+                if let Some(problem) = problem {
+                    return Err(CliError::Encoding {
+                        label,
+                        problem,
+                        hint,
+                    });
+                }
+            }
+        } else {
+            reader = encoding.reader(reader);
+        }
         let content = reader.fill_buf().map_err(|e| read_error(&label, e))?;
         if content.is_empty() {
             return Err(CliError::Empty { label, verb });
@@ -115,7 +147,18 @@ impl Input {
             size,
             read_bytes,
             identity,
+            gzip,
+            encoding,
         })
+    }
+
+    /// The file a checkpoint follows, and how its lines end: none for
+    /// stdin and for compressed input, whose offsets are not lines.
+    pub fn prefix_source(&self) -> Option<(&Path, Newline)> {
+        match &self.path {
+            Some(path) if !self.gzip => Some((path.as_path(), self.encoding.newline())),
+            _ => None,
+        }
     }
 
     /// The format to read: as asked, else from the name (`.csv`; `.ndjson`,

@@ -9,15 +9,15 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use marketap_ext::{
-    Device, Event, EventBuilder, Item, UserDeletion, UserProfile, UserProfileBuilder,
-    ValidationError, api::types, timestamp::Timestamp,
+    Device, Event, EventBuilder, Item, UserDeletion, UserProfile, UserProfileBuilder, api::types,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value};
 
 use crate::{
     records::LineError,
     table::{CellType, Row},
+    timeformat::TimeFormat,
 };
 
 /// What a CSV column that is not one of a kind's fields becomes.
@@ -38,6 +38,10 @@ pub struct Reading {
     pub zone: Option<Tz>,
     /// Whether `mkt_` names are checked (off with `--no-reserved-check`).
     pub reserved_check: bool,
+    /// The input's encoding, for messages (`UTF-8`, `CP949`...).
+    pub encoding: &'static str,
+    /// How `timestamp` values are read (`--timestamp-format`).
+    pub time: TimeFormat,
 }
 
 impl Default for Reading {
@@ -45,6 +49,8 @@ impl Default for Reading {
         Self {
             zone: None,
             reserved_check: true,
+            encoding: "UTF-8",
+            time: TimeFormat::Rfc3339,
         }
     }
 }
@@ -100,7 +106,7 @@ struct EventLine {
     event_name: String,
     #[serde(default)]
     properties: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_number")]
     timestamp: Option<String>,
 }
 
@@ -118,7 +124,7 @@ struct DeviceLine {
     device: DeviceFields,
     #[serde(default)]
     user_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_number")]
     timestamp: Option<String>,
 }
 
@@ -143,7 +149,7 @@ impl Kind for Event {
             user_id: line.user_id,
             event_name: line.event_name,
             properties: line.properties,
-            timestamp: timestamp(line.timestamp.as_deref(), reading.zone.as_ref())?,
+            timestamp: timestamp(line.timestamp.as_deref(), reading)?,
         };
         reading.event(raw)
     }
@@ -153,7 +159,7 @@ impl Kind for Event {
             user_id: row.field("user_id").unwrap_or_default().to_owned(),
             event_name: row.field("event_name").unwrap_or_default().to_owned(),
             properties: row.properties()?,
-            timestamp: timestamp(row.field("timestamp"), reading.zone.as_ref())?,
+            timestamp: timestamp(row.field("timestamp"), reading)?,
         };
         reading.event(raw)
     }
@@ -200,7 +206,7 @@ impl Kind for Device {
                 opt_in: line.device.opt_in,
             },
             user_id: line.user_id,
-            timestamp: timestamp(line.timestamp.as_deref(), reading.zone.as_ref())?,
+            timestamp: timestamp(line.timestamp.as_deref(), reading)?,
         };
         Device::from_raw(raw).map_err(LineError::from)
     }
@@ -217,7 +223,7 @@ impl Kind for Device {
                 opt_in,
             },
             user_id: row.field("user_id").map(str::to_owned),
-            timestamp: timestamp(row.field("timestamp"), reading.zone.as_ref())?,
+            timestamp: timestamp(row.field("timestamp"), reading)?,
         };
         Device::from_raw(raw).map_err(LineError::from)
     }
@@ -272,21 +278,45 @@ fn parse_json<'a, T: Deserialize<'a>>(line: &'a str, kind: &'static str) -> Resu
     })
 }
 
-/// A `timestamp` value: with an offset, or in `zone` when given.
-fn timestamp(value: Option<&str>, zone: Option<&Tz>) -> Result<Option<DateTime<Utc>>, LineError> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let parsed = match zone {
-        Some(zone) => Timestamp::parse_in(value, zone),
-        None => Timestamp::parse(value),
-    };
-    parsed
-        .map(|timestamp| Some(timestamp.into_datetime()))
-        .map_err(|source| {
-            LineError::from(ValidationError::Timestamp {
-                field: "timestamp",
-                source,
-            })
-        })
+/// A `timestamp` value, read as `--timestamp-format` says.
+fn timestamp(value: Option<&str>, reading: &Reading) -> Result<Option<DateTime<Utc>>, LineError> {
+    value
+        .map(|value| reading.time.read(value, reading.zone.as_ref()))
+        .transpose()
+}
+
+/// A JSON string, or a number (a Unix time) as its text.
+fn text_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    struct Text;
+    impl<'de> de::Visitor<'de> for Text {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a timestamp: a string, or a number of seconds or milliseconds")
+        }
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(Some(value.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Text)
+        }
+    }
+    deserializer.deserialize_option(Text)
 }

@@ -5,11 +5,12 @@
 //!
 //! - [`args`]: the command line; [`error`]: what stops a command, and the
 //!   exit codes.
-//! - [`input`]: opening the input; [`records`]: reading it record by
-//!   record; [`kinds`]: what each kind of item reads; [`table`]: CSV
-//!   columns.
-//! - [`send`]: reading and sending with a checkpoint ([`checkpoint`],
-//!   [`tracker`]), progress ([`progress`]), signals ([`signals`]) and the
+//! - [`input`]: opening the input, in its [`encoding`]; [`records`]:
+//!   reading it record by record; [`kinds`]: what each kind of item reads;
+//!   [`table`]: CSV columns; [`timeformat`]: how timestamps are written.
+//! - [`send`]: reading and sending with a checkpoint ([`checkpoint`], which
+//!   follows the input's [`prefix`], and [`tracker`]), the [`rejects`]
+//!   file, progress ([`progress`]), signals ([`signals`]) and the
 //!   [`summary`].
 //! - [`validate`], [`confirm`] (for `delete users`), [`resend`].
 
@@ -19,16 +20,20 @@ mod args;
 mod checkpoint;
 mod confirm;
 mod credentials;
+mod encoding;
 mod error;
 mod input;
 mod kinds;
+mod prefix;
 mod progress;
 mod records;
+mod rejects;
 mod resend;
 mod send;
 mod signals;
 mod summary;
 mod table;
+mod timeformat;
 mod tracker;
 mod validate;
 
@@ -47,6 +52,7 @@ use crate::{
     kinds::{Kind, Reading},
     records::{Next, Records},
     table::Mapping,
+    timeformat::TimeFormat,
 };
 
 /// The reader thread allocates every item and the sending task frees it:
@@ -71,22 +77,26 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate { kind, input, items } => {
-            let (mapping, reading) = item_options(input, items)?;
+            let (mapping, mut reading) = item_options(input, items)?;
             let (mut opened, content) = open(input, "validate", false)?;
+            reading.encoding = opened.encoding.name();
             let reader = opened.take_reader();
             let label = opened.label.as_str();
             let report = match kind {
                 ItemKind::Events => validate::run(
                     Records::<Event>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
+                    &reading,
                 ),
                 ItemKind::Profiles => validate::run(
                     Records::<UserProfile>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
+                    &reading,
                 ),
                 ItemKind::Devices => validate::run(
                     Records::<Device>::new(reader, content, &mapping, reading, 1, label)?,
                     label,
+                    &reading,
                 ),
             };
             report.print(cli.output);
@@ -139,7 +149,10 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                         reader,
                         content,
                         &mapping,
-                        Reading::default(),
+                        Reading {
+                            encoding: counting.encoding.name(),
+                            ..Reading::default()
+                        },
                         start.line(),
                         &counting.label,
                     )?;
@@ -203,11 +216,15 @@ impl Plan<'_> {
     ) -> Result<u8, CliError> {
         let (checkpoint, start) = send::checkpoint(&input, self.send, command)?;
         let reader = input.take_reader();
+        let reading = Reading {
+            encoding: input.encoding.name(),
+            ..self.reading
+        };
         let records = Records::<T>::new(
             reader,
             content,
             &self.mapping,
-            self.reading,
+            reading,
             start.line(),
             &input.label,
         )?;
@@ -227,7 +244,7 @@ impl Plan<'_> {
 /// Opens the input for a command that will `verb` it, and the format to
 /// read it as (`ids`: one id per line unless it says otherwise).
 fn open(input: &InputArgs, verb: &'static str, ids: bool) -> Result<(Input, Content), CliError> {
-    let mut opened = Input::open(&input.file, verb)?;
+    let mut opened = Input::open(&input.file, verb, input.encoding)?;
     let content = opened.content(input.format, ids);
     Ok((opened, content))
 }
@@ -263,6 +280,8 @@ fn item_options(input: &InputArgs, items: &ItemArgs) -> Result<(Mapping, Reading
     let reading = Reading {
         zone,
         reserved_check: !items.no_reserved_check,
+        time: TimeFormat::parse(&items.timestamp_format)?,
+        ..Reading::default()
     };
     Ok((mapping, reading))
 }

@@ -25,11 +25,14 @@ const MAX_RAW: usize = 16 * 1024;
 /// What is wrong with one line. It does not stop the run.
 #[derive(Debug, thiserror::Error)]
 pub enum LineError {
-    /// Not UTF-8.
-    #[error("not valid UTF-8 (byte {offset} of the line)")]
+    /// Not UTF-8, or (another `--encoding`) bytes that do not decode.
+    #[error("{}", not_text(encoding, *offset))]
     NotUtf8 {
-        /// Where the first invalid byte is.
+        /// Where the first invalid byte is (in the decoded line, for
+        /// another encoding).
         offset: usize,
+        /// The input's encoding.
+        encoding: &'static str,
     },
     /// Too long to be one item.
     #[error(
@@ -82,6 +85,16 @@ pub enum LineError {
         /// Why.
         reason: String,
     },
+    /// A timestamp not in `--timestamp-format`.
+    #[error("timestamp \"{value}\" does not match --timestamp-format `{format}`: {reason}")]
+    TimestampFormat {
+        /// The value, cut to 100 characters, control characters escaped.
+        value: String,
+        /// The format tried.
+        format: &'static str,
+        /// chrono's reason.
+        reason: String,
+    },
     /// A CSV row the csv reader refused.
     #[error("invalid CSV: {0}")]
     Csv(String),
@@ -100,6 +113,18 @@ impl From<ValidationError> for LineError {
     }
 }
 
+/// The message for bytes that are not text in `encoding`.
+fn not_text(encoding: &str, offset: usize) -> String {
+    if encoding == "UTF-8" {
+        format!(
+            "not valid UTF-8 (byte {offset} of the line); if the file is in another encoding, \
+             pass --encoding (cp949, utf-16le, utf-16be or auto)"
+        )
+    } else {
+        format!("bytes that are not valid {encoding} (at byte {offset} of the decoded line)")
+    }
+}
+
 /// What to do about a timestamp without an offset.
 fn hint(error: &ValidationError) -> &'static str {
     match error {
@@ -115,7 +140,8 @@ impl LineError {
     /// The kind of problem, for the counts `validate` prints.
     pub fn kind(&self) -> &'static str {
         match self {
-            LineError::NotUtf8 { .. } => "not UTF-8",
+            LineError::NotUtf8 { encoding, .. } if *encoding == "UTF-8" => "not UTF-8",
+            LineError::NotUtf8 { .. } => "not valid in its --encoding",
             LineError::TooLong { .. } => "line too long",
             LineError::NotJson { .. } => "not JSON",
             LineError::NotAnObject { .. } => "not a JSON object",
@@ -123,6 +149,7 @@ impl LineError {
             LineError::CellCount { .. } => "too many CSV cells",
             LineError::Cell { .. } => "cell not of its --type",
             LineError::Csv(_) => "invalid CSV",
+            LineError::TimestampFormat { .. } => "timestamp not in --timestamp-format",
             LineError::Item { error } => match error {
                 ValidationError::Empty { .. } => "empty required field",
                 ValidationError::ControlCharacter { .. } => "control character in an id",
@@ -147,8 +174,10 @@ impl LineError {
 
     /// The field or property at fault, to find its CSV column.
     fn field(&self) -> Option<&str> {
-        let LineError::Item { error } = self else {
-            return None;
+        let error = match self {
+            LineError::Item { error } => error,
+            LineError::TimestampFormat { .. } => return Some("timestamp"),
+            _ => return None,
         };
         let field = match error {
             ValidationError::Empty { field, .. }
@@ -265,9 +294,14 @@ impl<T: Kind> Records<T> {
                 buffer: Vec::new(),
             },
             Content::Csv => {
+                // Records end at `\n` only, so that a CRLF file's line
+                // numbers count each line once (with CRLF as terminator the
+                // csv reader counts a record's `\n` with the next record's
+                // line); the `\r` left on the last cell is removed.
                 let mut reader = csv::ReaderBuilder::new()
                     .flexible(true)
                     .has_headers(true)
+                    .terminator(csv::Terminator::Any(b'\n'))
                     .from_reader(reader);
                 let header = reader.byte_headers().map_err(|e| CliError::Header {
                     label: label.to_owned(),
@@ -279,7 +313,17 @@ impl<T: Kind> Records<T> {
                     .map(|(i, name)| {
                         let name = std::str::from_utf8(name).map_err(|_| CliError::Header {
                             label: label.to_owned(),
-                            reason: format!("column {} is not valid UTF-8", i + 1),
+                            reason: format!(
+                                "column {} is not valid {}{}",
+                                i + 1,
+                                reading.encoding,
+                                if reading.encoding == "UTF-8" {
+                                    "; if the file is in another encoding, pass --encoding \
+                                     (cp949, utf-16le, utf-16be or auto)"
+                                } else {
+                                    ""
+                                }
+                            ),
                         })?;
                         Ok(name.trim_start_matches('\u{feff}').trim().to_owned())
                     })
@@ -373,6 +417,7 @@ impl<T: Kind> Records<T> {
                         Err(e) => {
                             return reject(LineError::NotUtf8 {
                                 offset: e.valid_up_to(),
+                                encoding: reading.encoding,
                             });
                         }
                     };
@@ -413,6 +458,10 @@ impl<T: Kind> Records<T> {
                         }
                     }
                     if line < self.start_line {
+                        continue;
+                    }
+                    // A blank line of a CRLF file: skipped, as a blank line is.
+                    if record.len() == 1 && record[0] == *b"\r" {
                         continue;
                     }
                     return match csv_item::<T>(record, layout, reading) {
@@ -472,9 +521,16 @@ fn csv_item<T: Kind>(
     }
     let mut cells = Vec::with_capacity(layout.width());
     let mut offset = 0;
-    for field in record {
+    let last = record.len().saturating_sub(1);
+    for (i, field) in record.iter().enumerate() {
+        let field = if i == last {
+            field.strip_suffix(b"\r").unwrap_or(field)
+        } else {
+            field
+        };
         let cell = std::str::from_utf8(field).map_err(|e| LineError::NotUtf8 {
             offset: offset + e.valid_up_to(),
+            encoding: reading.encoding,
         })?;
         offset += field.len() + 1;
         cells.push(cell);
@@ -495,7 +551,14 @@ fn csv_raw(record: &ByteRecord) -> String {
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
-    let _ = writer.write_byte_record(record);
+    let last = record.len().saturating_sub(1);
+    let _ = writer.write_record(record.iter().enumerate().map(|(i, f)| {
+        if i == last {
+            f.strip_suffix(b"\r").unwrap_or(f)
+        } else {
+            f
+        }
+    }));
     let bytes = writer.into_inner().unwrap_or_default();
     String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(&bytes)).into_owned()
 }

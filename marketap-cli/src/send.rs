@@ -10,9 +10,8 @@
 
 use std::{
     cell::{Cell, RefCell},
-    fs::File,
-    io::{self, BufWriter, Write},
-    path::PathBuf,
+    io,
+    path::{Path, PathBuf},
     rc::Rc,
     sync::{
         Arc,
@@ -36,7 +35,8 @@ use crate::{
     input::Input,
     kinds::Kind,
     progress::{Counts, Progress, TICK},
-    records::{Next, Records, Reject},
+    records::{Next, Records},
+    rejects::Rejects,
     signals::Signals,
     summary::Summary,
     tracker::Tracker,
@@ -74,7 +74,10 @@ enum ReadEnd {
 /// What the reader did.
 struct ReadReport {
     end: ReadEnd,
+    /// Rejects on disk.
     rejects_written: u64,
+    /// Items read but not handed over, after a reject that was lost.
+    not_sent: u64,
 }
 
 /// Counts the reader keeps, read by the progress display.
@@ -98,7 +101,62 @@ pub struct Job<'a> {
     pub quiet: bool,
 }
 
-/// The checkpoint for `job`, and where to start.
+/// Where the rejects and the dead letters of `input` go.
+fn outputs(input: &Input, args: &SendArgs) -> (PathBuf, PathBuf) {
+    let rejects = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| input.beside(".rejects.ndjson"));
+    let dead_letters = args
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| input.beside(".dead-letter.ndjson"));
+    (rejects, dead_letters)
+}
+
+/// Checks that `path` can be written without writing it: an existing
+/// file opens for appending, and a missing one can be created in its
+/// directory (it is created and removed at once).
+pub fn probe(path: &Path) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => Err(io::Error::other("it is a directory")),
+        Ok(_) => std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            std::fs::remove_file(path)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Before the first request: every file the run may write can be written.
+fn preflight(
+    input: &Input,
+    args: &SendArgs,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<(), CliError> {
+    let (rejects, dead_letters) = outputs(input, args);
+    let mut paths = vec![
+        ("rejects file", rejects),
+        ("dead-letter file", dead_letters),
+    ];
+    if let Some(checkpoint) = checkpoint {
+        paths.push(("checkpoint", checkpoint.temp_path()));
+    }
+    for (what, path) in paths {
+        probe(&path).map_err(|source| CliError::Unwritable { what, path, source })?;
+    }
+    Ok(())
+}
+
+/// The checkpoint for `job`, and where to start, once every file the run
+/// may write is known to be writable.
 pub fn checkpoint(
     input: &Input,
     args: &SendArgs,
@@ -116,14 +174,22 @@ pub fn checkpoint(
         (None, Some(identity)) => Some((input.beside(".checkpoint"), identity)),
         (None, None) => None,
     };
-    match path {
+    let (checkpoint, start) = match path {
         Some((path, identity)) => {
-            let (checkpoint, start) =
-                Checkpoint::open(path, command, &input.label, identity, args.restart)?;
-            Ok((Some(checkpoint), start))
+            let (checkpoint, start) = Checkpoint::open(
+                path,
+                command,
+                &input.label,
+                identity,
+                args.restart,
+                input.prefix_source(),
+            )?;
+            (Some(checkpoint), start)
         }
-        None => Ok((None, Start::Fresh)),
-    }
+        None => (None, Start::Fresh),
+    };
+    preflight(input, args, checkpoint.as_ref())?;
+    Ok((checkpoint, start))
 }
 
 /// Sends every record of `records` (read from `job.input`, which it
@@ -145,7 +211,10 @@ pub async fn run<T: Kind>(
     let mut summary = Summary {
         command: command.to_owned(),
         input: input.label.clone(),
-        checkpoint_file: checkpoint.as_ref().map(|c| c.path().to_owned()),
+        checkpoint_file: checkpoint
+            .as_ref()
+            .filter(|c| c.on_disk().is_some())
+            .map(|c| c.path().to_owned()),
         ..Summary::default()
     };
     if start == Start::Complete {
@@ -156,14 +225,19 @@ pub async fn run<T: Kind>(
     if let Start::Resume(line) = start {
         summary.resumed_from_line = Some(line);
     }
-    let rejects_path = args
-        .rejects
-        .clone()
-        .unwrap_or_else(|| input.beside(".rejects.ndjson"));
-    let dead_letter_path = args
-        .dead_letter
-        .clone()
-        .unwrap_or_else(|| input.beside(".dead-letter.ndjson"));
+    let (rejects_path, dead_letter_path) = outputs(&input, args);
+    // The checkpoint is written before the first request: a checkpoint
+    // that cannot be written is found now, not after the input is sent,
+    // and a restart leaves no stale one behind.
+    if let Some(checkpoint) = &mut checkpoint {
+        checkpoint
+            .save(start.line(), false)
+            .map_err(|source| CliError::Unwritable {
+                what: "checkpoint",
+                path: checkpoint.path().to_owned(),
+                source,
+            })?;
+    }
 
     let halt_reading = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(ReadCounts::default());
@@ -194,6 +268,7 @@ pub async fn run<T: Kind>(
     let mut progress = Progress::new(quiet, input.size);
     let mut tick = tokio::time::interval(TICK);
     let mut dead_letters = Writer::new(&dead_letter_path);
+    let dead_letters_existed = dead_letter_path.exists();
     let drain = Duration::try_from_secs_f64(args.drain_timeout).unwrap_or(Duration::MAX);
 
     let mut interrupted = false;
@@ -235,9 +310,13 @@ pub async fn run<T: Kind>(
                 {
                     if let Err(error) = checkpoint.save(line, false) {
                         if problem.is_none() {
+                            let error = format!(
+                                "{}: could not update the checkpoint: {error}",
+                                checkpoint.path().display()
+                            );
                             eprintln!("marketap: {error}; stopping");
                             stop_reading();
-                            problem = Some(error.to_string());
+                            problem = Some(error);
                         }
                     } else {
                         saved_line = line;
@@ -268,6 +347,9 @@ pub async fn run<T: Kind>(
             }),
         }
     }
+    let stats = outcomes.stats();
+    summary.isolated = stats.isolated;
+    summary.isolation_requests = stats.isolation_requests;
     drop(outcomes);
     progress.finish();
     let report = read_report
@@ -275,13 +357,25 @@ pub async fn run<T: Kind>(
         .unwrap_or(ReadReport {
             end: ReadEnd::Halted,
             rejects_written: 0,
+            not_sent: 0,
         });
     if let Err(error) = dead_letters.sync() {
         eprintln!("marketap: {}: {error}", dead_letter_path.display());
     }
+    // A first letter that did not fit is cut back to nothing: the file
+    // this run created goes too, so that it is whole or absent.
+    if dead_letters.letters() == 0
+        && !dead_letters_existed
+        && std::fs::metadata(&dead_letter_path).is_ok_and(|m| m.len() == 0)
+    {
+        let _ = std::fs::remove_file(&dead_letter_path);
+    }
 
     summary.items = counts.items.load(Relaxed);
-    summary.rejected = counts.rejected.load(Relaxed);
+    // Only what is on disk: a reject that was not written is read again
+    // by a rerun, from the checkpoint that stays before it.
+    summary.rejected = report.rejects_written;
+    summary.not_sent += report.not_sent;
     summary.rejects_file = (report.rejects_written > 0).then_some(rejects_path);
     summary.dead_letter_file = (dead_letters.letters() > 0).then_some(dead_letter_path);
     let tracker = tracker.borrow();
@@ -293,10 +387,17 @@ pub async fn run<T: Kind>(
     if let Some(checkpoint) = &mut checkpoint {
         let line = tracker.checkpoint();
         if let Err(error) = checkpoint.save(line, complete) {
+            let error = format!(
+                "{}: could not update the checkpoint: {error}",
+                checkpoint.path().display()
+            );
             eprintln!("marketap: {error}");
-            problem.get_or_insert(error.to_string());
+            problem.get_or_insert(error);
         }
-        summary.checkpoint_line = Some(checkpoint.line());
+        // Only a file that is there, and the line it holds.
+        summary.checkpoint_line = checkpoint.on_disk();
+        summary.checkpoint_file = checkpoint.on_disk().map(|_| checkpoint.path().to_owned());
+        summary.checkpoint_error = checkpoint.failure().map(str::to_owned);
     }
     let elapsed = started.elapsed().as_secs_f64();
     summary.elapsed_secs = elapsed;
@@ -389,16 +490,23 @@ fn settle<T: Kind>(
         }
         _ => {}
     }
-    summary.failed += count as u64;
     let written = DeadLetter::new(&Undelivered::from(failed))
         .map_err(io::Error::from)
         .and_then(|letter| dead_letters.append(&letter));
+    // Counted as failed only once the letter is on disk; otherwise a rerun
+    // sends the items again.
     match written {
-        Ok(()) => Settled::Done(offset, count),
-        Err(error) => Settled::LetterFailed(format!(
-            "{}: could not write a dead letter: {error}",
-            dead_letters.path().display()
-        )),
+        Ok(()) => {
+            summary.failed += count as u64;
+            Settled::Done(offset, count)
+        }
+        Err(error) => {
+            summary.not_sent += count as u64;
+            Settled::LetterFailed(format!(
+                "{}: could not write a dead letter: {error}",
+                dead_letters.path().display()
+            ))
+        }
     }
 }
 
@@ -451,6 +559,9 @@ fn feed<T: Kind>(
 }
 
 /// The reader thread: reads records, writes rejects, hands items over.
+/// A reject that cannot be written stops reading: the items after it are
+/// not handed over and the read mark stays on its line, so that the
+/// checkpoint never passes a line that is neither sent nor on disk.
 fn read<T: Kind>(
     mut records: Records<T>,
     handover: mpsc::Sender<Vec<Msg<T>>>,
@@ -461,6 +572,8 @@ fn read<T: Kind>(
 ) -> ReadReport {
     let mut batch = Vec::with_capacity(HANDOVER + 1);
     let mut end = None;
+    let mut lost = None;
+    let mut dropped = 0;
     while end.is_none() {
         if halt.load(Relaxed) {
             end = Some(ReadEnd::Halted);
@@ -473,11 +586,8 @@ fn read<T: Kind>(
             }
             Next::Reject(reject) => {
                 let rejected = counts.rejected.fetch_add(1, Relaxed) + 1;
-                if let Err(error) = rejects.write(&reject) {
-                    end = Some(ReadEnd::Rejects(format!(
-                        "{}: could not write a rejected line: {error}",
-                        rejects.path.display()
-                    )));
+                if let Err(error) = rejects.push(&reject) {
+                    lost = Some(error);
                 } else if max_errors.is_some_and(|max| rejected >= max) {
                     end = Some(ReadEnd::MaxErrors(rejected));
                 }
@@ -490,73 +600,39 @@ fn read<T: Kind>(
                 })
             }
         }
-        if batch.len() >= HANDOVER || end.is_some() {
-            if let Err(error) = rejects.flush() {
-                end = Some(ReadEnd::Rejects(format!(
-                    "{}: could not write a rejected line: {error}",
-                    rejects.path.display()
-                )));
-                break;
+        if batch.len() >= HANDOVER || end.is_some() || lost.is_some() {
+            if lost.is_none()
+                && let Err(error) = rejects.flush()
+            {
+                lost = Some(error);
             }
-            // A failed read covers nothing past the last whole record.
-            batch.push(Msg::ReadTo(records.next_line()));
+            let read_to = match &lost {
+                None => records.next_line(),
+                Some(lost) => {
+                    let before = batch.len();
+                    batch.retain(|msg| matches!(msg, Msg::Item(line, _) if *line < lost.line));
+                    dropped += (before - batch.len()) as u64;
+                    end = Some(ReadEnd::Rejects(format!(
+                        "{}: could not write a rejected line: {}",
+                        rejects.path().display(),
+                        lost.error
+                    )));
+                    lost.line
+                }
+            };
+            batch.push(Msg::ReadTo(read_to));
             let full = std::mem::replace(&mut batch, Vec::with_capacity(HANDOVER + 1));
             if handover.blocking_send(full).is_err() {
                 end.get_or_insert(ReadEnd::Halted);
             }
         }
     }
+    counts.items.fetch_sub(dropped, Relaxed);
+    let rejects_written = rejects.written();
+    rejects.close();
     ReadReport {
         end: end.unwrap_or(ReadEnd::Halted),
-        rejects_written: rejects.written,
-    }
-}
-
-/// The rejects file: created (readable by its owner only: it holds the
-/// input's data) on the first reject, emptied first unless resuming.
-struct Rejects {
-    path: PathBuf,
-    file: Option<BufWriter<File>>,
-    truncate: bool,
-    written: u64,
-}
-
-impl Rejects {
-    fn new(path: PathBuf, truncate: bool) -> Self {
-        Self {
-            path,
-            file: None,
-            truncate,
-            written: 0,
-        }
-    }
-
-    fn write(&mut self, reject: &Reject) -> io::Result<()> {
-        let file = match &mut self.file {
-            Some(file) => file,
-            None => {
-                let mut options = std::fs::OpenOptions::new();
-                options.create(true);
-                if self.truncate {
-                    options.write(true).truncate(true);
-                } else {
-                    options.append(true);
-                }
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                self.file.insert(BufWriter::new(options.open(&self.path)?))
-            }
-        };
-        serde_json::to_writer(&mut *file, &reject.to_line())?;
-        file.write_all(b"\n")?;
-        self.written += 1;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(file) => file.flush(),
-            None => Ok(()),
-        }
+        rejects_written,
+        not_sent: dropped,
     }
 }

@@ -2,7 +2,10 @@
 //! JSON object (`--output json`) for scripts, with the exit code it ends
 //! with.
 
-use std::{io::Write, path::PathBuf};
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+};
 
 use serde::Serialize;
 
@@ -35,18 +38,28 @@ pub struct Summary {
     pub requests: u64,
     /// Retries over all requests.
     pub retries: u64,
+    /// Items the server refused on their own (400) once their request was
+    /// split to find them: each is a letter of its own in the dead-letter
+    /// file.
+    pub isolated: u64,
+    /// Requests sent to isolate them (two a split; see `--no-isolate`).
+    pub isolation_requests: u64,
     /// The rejects file, if anything was written to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejects_file: Option<PathBuf>,
     /// The dead-letter file, if anything was written to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_file: Option<PathBuf>,
-    /// The checkpoint file, if there is one.
+    /// The checkpoint file, if it is on disk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_file: Option<PathBuf>,
-    /// The line the checkpoint holds: a rerun starts there.
+    /// The line the checkpoint on disk holds: a rerun starts there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_line: Option<u64>,
+    /// Why the checkpoint could not be updated at the end, if it could not:
+    /// the file (if any) holds an earlier line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_error: Option<String>,
     /// Why the run stopped before the end of its input, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -59,17 +72,17 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Prints it to stdout as `output` says.
+    /// Prints it to stdout as `output` says, whole or not at all.
     pub fn print(&self, output: Output) {
-        let mut out = std::io::stdout().lock();
-        let _ = match output {
-            Output::Json => writeln!(
-                out,
-                "{}",
-                serde_json::to_string(self).expect("a summary serialises")
-            ),
-            Output::Text => out.write_all(self.text().as_bytes()),
+        let text = match output {
+            Output::Json => {
+                let mut json = serde_json::to_string(self).expect("a summary serialises");
+                json.push('\n');
+                json
+            }
+            Output::Text => self.text(),
         };
+        print_whole(text.as_bytes());
     }
 
     /// The lines for people.
@@ -108,6 +121,12 @@ impl Summary {
             self.elapsed_secs,
             self.items_per_sec,
         ));
+        if self.isolation_requests > 0 {
+            line(format!(
+                "isolated: {} items refused alone with 400, found in {} more requests                  (the rest of their requests was accepted)",
+                self.isolated, self.isolation_requests
+            ));
+        }
         if let Some(stopped) = &self.stopped {
             line(format!("stopped early: {stopped}"));
         }
@@ -124,8 +143,29 @@ impl Summary {
                 path.display()
             ));
         }
-        if let (Some(path), Some(at)) = (&self.checkpoint_file, self.checkpoint_line) {
-            line(format!("checkpoint: {} (line {at})", path.display()));
+        match (
+            &self.checkpoint_file,
+            self.checkpoint_line,
+            &self.checkpoint_error,
+        ) {
+            (Some(path), Some(at), None) => {
+                line(format!("checkpoint: {} (line {at})", path.display()));
+            }
+            (Some(path), Some(at), Some(error)) => line(format!(
+                "checkpoint not updated: {error}; {} still holds line {at}: a rerun starts there",
+                path.display()
+            )),
+            (_, _, Some(error)) => line(format!(
+                "no checkpoint written: {error}; a rerun starts from line 1"
+            )),
+            _ => {}
+        }
+        if self.stopped.is_some()
+            && let Some(at) = self.checkpoint_line
+        {
+            line(format!(
+                "to continue: run the same command again; it resumes from line {at}"
+            ));
         }
         line(format!("exit code {}", self.exit_code));
         text
@@ -135,5 +175,33 @@ impl Summary {
     pub fn exit(&mut self, exit: Exit) -> Exit {
         self.exit_code = exit.code();
         exit
+    }
+}
+
+/// Writes `text` to stdout in one piece. When stdout is a file and the
+/// write fails (a full disk), the file is cut back to where it was, so it
+/// never holds a torn summary; the failure is said on stderr.
+pub fn print_whole(text: &[u8]) {
+    let mut out = io::stdout().lock();
+    #[cfg(unix)]
+    let file = {
+        use std::os::fd::AsFd;
+        out.as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::fs::File::from)
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+    };
+    #[cfg(not(unix))]
+    let file: Option<std::fs::File> = None;
+    let before = file
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map(|m| m.len());
+    if let Err(error) = out.write_all(text).and_then(|()| out.flush()) {
+        if let (Some(file), Some(before)) = (&file, before) {
+            let _ = file.set_len(before);
+        }
+        eprintln!("marketap: could not write the summary to stdout: {error}");
     }
 }

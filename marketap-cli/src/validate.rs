@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     args::Output,
     error::Exit,
-    kinds::Kind,
+    kinds::{Kind, Reading},
     records::{Next, Records},
 };
 
@@ -46,6 +46,11 @@ pub struct Report {
     pub problems_by_kind: BTreeMap<&'static str, u64>,
     /// The first problems.
     pub first_problems: Vec<Problem>,
+    /// How timestamps were read: `--timestamp-format`.
+    pub timestamp_format: &'static str,
+    /// The zone of timestamps without an offset, if one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     /// Why reading stopped before the end, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_error: Option<String>,
@@ -53,11 +58,13 @@ pub struct Report {
     pub exit_code: u8,
 }
 
-/// Reads every record of `records` and reports.
-pub fn run<T: Kind>(mut records: Records<T>, input: &str) -> Report {
+/// Reads every record of `records` (read as `reading` says) and reports.
+pub fn run<T: Kind>(mut records: Records<T>, input: &str, reading: &Reading) -> Report {
     let mut report = Report {
         input: input.to_owned(),
         kind: T::LABEL,
+        timestamp_format: reading.time.describe(),
+        timezone: reading.zone.map(|zone| zone.name().to_owned()),
         ..Report::default()
     };
     loop {
@@ -97,14 +104,19 @@ pub fn run<T: Kind>(mut records: Records<T>, input: &str) -> Report {
 impl Report {
     /// Prints it to stdout.
     pub fn print(&self, output: Output) {
-        let mut out = std::io::stdout().lock();
+        crate::summary::print_whole(&self.printed(output));
+    }
+
+    /// What [`print`](Self::print) prints.
+    fn printed(&self, output: Output) -> Vec<u8> {
+        let mut out = Vec::new();
         if output == Output::Json {
             let _ = writeln!(
                 out,
                 "{}",
                 serde_json::to_string(self).expect("a report serialises")
             );
-            return;
+            return out;
         }
         let _ = writeln!(
             out,
@@ -121,6 +133,21 @@ impl Report {
             for (kind, count) in kinds {
                 let _ = writeln!(out, "  {count:>8}  {kind}");
             }
+            if self
+                .problems_by_kind
+                .keys()
+                .any(|k| k.contains("timestamp"))
+            {
+                let zone = self.timezone.as_ref().map_or_else(
+                    || ", without --timezone".to_owned(),
+                    |zone| format!(" in {zone}"),
+                );
+                let _ = writeln!(
+                    out,
+                    "timestamps were read with --timestamp-format `{}`{zone}",
+                    self.timestamp_format
+                );
+            }
             let _ = writeln!(
                 out,
                 "first {} problems:",
@@ -134,5 +161,6 @@ impl Report {
                 let _ = writeln!(out, "  {place}: {}", problem.error);
             }
         }
+        out
     }
 }

@@ -658,3 +658,45 @@ fn no_reserved_check_takes_unknown_mkt_names_as_they_are() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(server.items().len(), 2);
 }
+
+#[test]
+fn one_bad_item_is_isolated_and_dead_lettered_alone() {
+    let dir = temp_dir("isolation");
+    let server = Server::start(|request| {
+        let poisoned = request.items().iter().any(|e| e["user_id"] == "u1234");
+        (if poisoned { 400 } else { 202 }, Duration::ZERO)
+    });
+    let text: String = (0..2000).map(|i| event_line(i) + "\n").collect();
+    let input = write(&dir, "events.ndjson", text);
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import", "events", input.to_str().unwrap(), "--restart"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--output", "json"]);
+        run(marketap(&dir, Some(&server), &args))
+    };
+
+    let out = import(&[]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["accepted"], 1999, "{summary}");
+    assert_eq!(summary["failed"], 1);
+    assert_eq!(summary["isolated"], 1);
+    let extra = summary["isolation_requests"].as_u64().unwrap();
+    assert!(
+        (18..=20).contains(&extra),
+        "{extra} requests to isolate one in 1,000"
+    );
+    let letters = dir.join("events.ndjson.dead-letter.ndjson");
+    let letters = std::fs::read_to_string(&letters).unwrap();
+    assert_eq!(letters.lines().count(), 1, "one letter, for the one item");
+    let letter: serde_json::Value = serde_json::from_str(letters.trim()).unwrap();
+    assert_eq!(letter["body"]["events"].as_array().unwrap().len(), 1);
+    assert_eq!(letter["body"]["events"][0]["user_id"], "u1234");
+
+    // Opted out: the whole request of 1,000 fails with its one bad item.
+    let out = import(&["--no-isolate"]);
+    let summary = out.json();
+    assert_eq!(summary["accepted"], 1000, "{summary}");
+    assert_eq!(summary["failed"], 1000);
+    assert_eq!(summary["isolation_requests"], 0);
+}

@@ -198,3 +198,128 @@ fn the_drain_deadline_gives_up_on_a_server_that_does_not_answer() {
         "abandoned is not failed"
     );
 }
+
+#[test]
+fn a_drain_timeout_that_is_not_a_number_of_seconds_is_refused_before_sending() {
+    let dir = temp_dir("drain-nan");
+    let server = Server::accepting();
+    let file = input(&dir, 10);
+    for bad in ["NaN", "inf", "-1"] {
+        let option = format!("--drain-timeout={bad}");
+        let out = run(marketap(
+            &dir,
+            Some(&server),
+            &["import", "events", file.as_str(), &option],
+        ));
+        assert_eq!(out.code, Some(2), "{bad}: {out:?}");
+        assert!(out.stderr.contains("--drain-timeout"), "{bad}: {out:?}");
+    }
+    assert!(server.requests().is_empty());
+}
+
+/// Appends `lines` event lines, from `from`, to `file`.
+fn append(file: &str, from: usize, lines: usize) {
+    use std::io::Write;
+    let text: String = (from..from + lines).map(|i| event_line(i) + "\n").collect();
+    let mut out = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+    out.write_all(text.as_bytes()).unwrap();
+}
+
+#[test]
+fn an_export_that_grew_sends_only_its_new_lines() {
+    let dir = temp_dir("grew");
+    let server = Server::accepting();
+    let file = input(&dir, 5000);
+    let args = ["import", "events", file.as_str(), "--output", "json", "-q"];
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.json()["accepted"], 5000);
+
+    append(&file, 5000, 3000);
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["resumed_from_line"], 5001, "{summary}");
+    assert_eq!(summary["accepted"], 3000, "{summary}");
+    assert!(
+        seen(&server, 8000).iter().all(|&n| n == 1),
+        "each line once"
+    );
+
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.json()["already_complete"], true);
+    assert_eq!(server.items().len(), 8000);
+}
+
+#[test]
+fn a_last_line_without_a_newline_is_read_again_when_the_file_grows() {
+    let dir = temp_dir("grew-mid-line");
+    let server = Server::accepting();
+    let text: String = (0..10).map(event_line).collect::<Vec<_>>().join("\n");
+    let file = write(&dir, "events.ndjson", text);
+    let file = file.to_str().unwrap();
+    let args = ["import", "events", file, "--output", "json", "-q"];
+    assert_eq!(run(marketap(&dir, Some(&server), &args)).code, Some(0));
+    let mut grown = std::fs::read_to_string(file).unwrap();
+    grown.push('\n');
+    std::fs::write(file, grown).unwrap();
+    append(file, 10, 5);
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.json()["resumed_from_line"], 10);
+    let seen = seen(&server, 15);
+    assert_eq!(seen[9], 2, "the line that had no newline is sent again");
+    assert!(
+        seen.iter().enumerate().all(|(i, &n)| i == 9 || n == 1),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn an_export_whose_prefix_changed_is_refused() {
+    let dir = temp_dir("changed");
+    let server = Server::accepting();
+    let file = input(&dir, 100);
+    let args = ["import", "events", file.as_str(), "-q"];
+    assert_eq!(run(marketap(&dir, Some(&server), &args)).code, Some(0));
+    let changed = std::fs::read_to_string(&file)
+        .unwrap()
+        .replacen("\"u9\"", "\"x9\"", 1);
+    std::fs::write(&file, changed).unwrap();
+    append(&file, 100, 10);
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("changed before line 101") && out.stderr.contains("--restart"),
+        "{out:?}"
+    );
+    assert_eq!(server.items().len(), 100, "nothing more sent");
+}
+
+#[test]
+fn gzip_input_resumes_only_when_unchanged() {
+    let dir = temp_dir("gzip-resume");
+    let server = Server::accepting();
+    let text: String = (0..100).map(|i| event_line(i) + "\n").collect();
+    let file = write(&dir, "events.ndjson.gz", support::gzip(text.as_bytes()));
+    let file = file.to_str().unwrap();
+    let args = ["import", "events", file, "--output", "json", "-q"];
+    assert_eq!(run(marketap(&dir, Some(&server), &args)).code, Some(0));
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.json()["already_complete"], true, "{out:?}");
+
+    // Another gzip member appended: read as one stream, but not resumed.
+    let more: String = (100..150).map(|i| event_line(i) + "\n").collect();
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes.extend(support::gzip(more.as_bytes()));
+    std::fs::write(file, bytes).unwrap();
+    let out = run(marketap(&dir, Some(&server), &args));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("compressed input resumes only when the file is unchanged"),
+        "{out:?}"
+    );
+    assert_eq!(server.items().len(), 100);
+}
