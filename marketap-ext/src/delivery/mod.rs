@@ -16,11 +16,12 @@
 //!
 //! Beside the engine: [`retry`] (one request's attempts and backoff),
 //! [`throttle`] (concurrency, the server's limits and the optional rate
-//! cap) and [`cancel`] (when a run must give up, and the public [`Stop`]).
+//! cap), [`pacer`] (the send rate learned from throttling) and [`cancel`] (when a run must give up, and the public [`Stop`]).
 //!
 //! [`Stop`]: cancel::Stop
 
 pub(crate) mod cancel;
+pub(crate) mod pacer;
 pub(crate) mod retry;
 pub(crate) mod throttle;
 
