@@ -88,6 +88,12 @@ impl Delivery {
         self.concurrency.limit()
     }
 
+    /// The lowest send rate the client learned from throttling, in
+    /// requests per second; `None` before any throttle.
+    pub(crate) fn learned_rate(&self) -> Option<f64> {
+        self.connection.throttle.learned_rate()
+    }
+
     /// The error every request of this run gets after a 401, if one came.
     pub(crate) fn unauthorized(&self) -> Option<Error> {
         self.unauthorized

@@ -10,9 +10,9 @@
 //! - on a 429 or 503 the rate drops to [`BETA`] × the rate measured then,
 //!   once for all the requests that were already on their way;
 //! - without throttling it grows back along a cubic curve
-//!   (`C·(t − K)³ + w_max`, as TCP CUBIC): fast at first, flat near the
-//!   rate that was refused (`w_max`), then probing above it; never faster
-//!   than twice what the client actually sends;
+//!   (`C·(t − K)³ + 0.9·w_max`, after TCP CUBIC): fast at first, flat a
+//!   little below the rate that was refused (`w_max`), then probing above
+//!   it; never faster than twice what the client actually sends;
 //! - starts are spaced `1 / rate` apart, so after a `Retry-After` pause the
 //!   requests that waited leave one by one, not as a burst.
 //!
@@ -34,6 +34,9 @@ use crate::lock::lock;
 /// The multiplicative decrease: the rate after a throttle, as a share of
 /// the rate measured when it came.
 pub(crate) const BETA: f64 = 0.7;
+/// Where the cubic flattens, as a share of the rate refused: that rate was
+/// over the limit, so the curve lingers a little below it, not at it.
+pub(crate) const PLATEAU: f64 = 0.9;
 /// CUBIC's scaling constant, in requests per second per second³.
 const SCALE: f64 = 0.4;
 /// The slowest the learned rate goes, in requests per second.
@@ -72,6 +75,9 @@ struct State {
     next_start: Instant,
     /// The rate last reported in a tracing event.
     reported: f64,
+    /// When the last pause the server asked for ends: the send rate
+    /// measured over a second that holds a pause says nothing.
+    resumed_at: Instant,
 }
 
 impl Pacer {
@@ -89,6 +95,7 @@ impl Pacer {
                 plateau_after: Duration::ZERO,
                 next_start: now,
                 reported: f64::INFINITY,
+                resumed_at: now,
             }),
         }
     }
@@ -101,6 +108,15 @@ impl Pacer {
     /// The learned rate in requests per second, once a throttle came.
     pub(crate) fn rate(&self) -> Option<f64> {
         self.is_engaged().then(|| lock(&self.state).rate)
+    }
+
+    /// The time between starts at the learned rate (zero before any
+    /// throttle).
+    pub(crate) fn interval(&self) -> Duration {
+        if !self.is_engaged() {
+            return Duration::ZERO;
+        }
+        interval(lock(&self.state).rate)
     }
 
     /// Reserves the next start: `None` to go now, or the instant to go at
@@ -159,10 +175,19 @@ impl Pacer {
             // On its way before the last decrease: already accounted for.
             return;
         }
-        let from = measured.min(state.rate).max(MIN_RATE);
+        // The rate measured is what the server refused, if the client was
+        // sending all that second; after a pause it would be too low, and
+        // the rate paced at is what was refused.
+        let measured_whole = now.saturating_duration_since(state.resumed_at) >= MEASURE_OVER;
+        let from = if !self.is_engaged() || measured_whole {
+            measured.min(state.rate)
+        } else {
+            state.rate
+        }
+        .max(MIN_RATE);
         state.refused = from;
         state.rate = (from * BETA).max(MIN_RATE);
-        state.plateau_after = Duration::from_secs_f64((from * (1.0 - BETA) / SCALE).cbrt());
+        state.plateau_after = Duration::from_secs_f64((from * (PLATEAU - BETA) / SCALE).cbrt());
         state.decreased_at = now;
         // The next start waits one new interval from now, whatever was
         // reserved at the old rate.
@@ -174,6 +199,12 @@ impl Pacer {
             rate = state.rate,
             "marketap: throttled; fewer requests per second"
         );
+    }
+
+    /// The server asked for a pause until `until`.
+    pub(crate) fn paused_until(&self, until: Instant) {
+        let mut state = lock(&self.state);
+        state.resumed_at = state.resumed_at.max(until);
     }
 
     /// An attempt was accepted: the rate grows back along the cubic.
@@ -197,11 +228,12 @@ impl Pacer {
 }
 
 impl State {
-    /// CUBIC's rate `now`: `SCALE·(t − K)³ + refused`.
+    /// CUBIC's rate `now`: `SCALE·(t − K)³ + PLATEAU·refused`, which is
+    /// `BETA·refused` at the decrease.
     fn cubic(&self, now: Instant) -> f64 {
         let t = now.saturating_duration_since(self.decreased_at).as_secs_f64()
             - self.plateau_after.as_secs_f64();
-        SCALE * t * t * t + self.refused
+        SCALE * t * t * t + PLATEAU * self.refused
     }
 }
 
@@ -294,6 +326,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_throttle_just_after_a_pause_drops_from_the_paced_rate() {
+        let pacer = Pacer::new();
+        send(&pacer, 20, Duration::from_secs(1)).await;
+        pacer.throttled(Instant::now());
+        assert!(close(pacer.rate().unwrap(), 14.0));
+        pacer.paused_until(Instant::now() + Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // Two requests after the pause, then a throttle: the last second
+        // holds two starts, but the client was paced at 14 a second.
+        send(&pacer, 2, Duration::from_millis(150)).await;
+        pacer.throttled(Instant::now());
+        let rate = pacer.rate().unwrap();
+        assert!(close(rate, 14.0 * BETA), "{rate}");
+        // A whole second after the pause, what was sent counts.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        send(&pacer, 3, Duration::from_secs(1)).await;
+        pacer.throttled(Instant::now());
+        let rate = pacer.rate().unwrap();
+        assert!(close(rate, 3.0 * BETA) || close(rate, 4.0 * BETA), "{rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn starts_are_spaced_by_the_rate_even_after_a_pause() {
         let pacer = Pacer::new();
         send(&pacer, 10, Duration::from_secs(1)).await;
@@ -321,11 +375,13 @@ mod tests {
         };
         assert!(close(low, refused * BETA));
         let plateau = lock(&pacer.state).plateau_after;
-        // K = cbrt(w_max (1 − β) / C).
+        // K = cbrt(w_max (PLATEAU − β) / C).
         assert!(close(
             plateau.as_secs_f64(),
-            (refused * (1.0 - BETA) / SCALE).cbrt()
+            (refused * (PLATEAU - BETA) / SCALE).cbrt()
         ));
+        assert!(close(lock(&pacer.state).cubic(Instant::now()), low));
+        let flat = refused * PLATEAU;
         // Keep sending at the learned rate while time passes; sample it.
         let mut samples = Vec::new();
         let step = Duration::from_millis(250);
@@ -336,9 +392,9 @@ mod tests {
             samples.push(pacer.rate().unwrap());
         }
         assert!(samples.windows(2).all(|w| w[0] <= w[1]), "{samples:?}");
-        // Back near the refused rate at K, and slowly there.
+        // Back near (below) the refused rate at K, and slowly there.
         let at_k = samples[(plateau.as_secs_f64() / step.as_secs_f64()) as usize - 1];
-        assert!((refused - 1.0..=refused).contains(&at_k), "{at_k} at K");
+        assert!((flat - 0.5..=flat).contains(&at_k), "{at_k} at K");
         let (first_step, near_k) = (
             samples[1] - samples[0],
             samples[(plateau.as_secs_f64() / step.as_secs_f64()) as usize]

@@ -333,6 +333,14 @@ impl Throttle {
         }
     }
 
+    /// The lowest send rate learned, over the operations throttled so far.
+    pub(crate) fn learned_rate(&self) -> Option<f64> {
+        self.pacers
+            .iter()
+            .filter_map(Pacer::rate)
+            .min_by(f64::total_cmp)
+    }
+
     /// The send rate learned for `operation`.
     pub(crate) fn pacer(&self, operation: Operation) -> &Pacer {
         &self.pacers[pacer_index(operation)]
@@ -346,6 +354,8 @@ impl Throttle {
         let mut paused = lock(&self.paused_until);
         let slot = paused.entry(operation).or_insert(until);
         *slot = (*slot).max(until);
+        drop(paused);
+        self.pacer(operation).paused_until(until);
         tracing::info!(
             operation = operation.as_str(),
             ?wait,
@@ -366,6 +376,7 @@ impl Throttle {
     ) -> Option<Instant> {
         let started = Instant::now();
         let pacer = self.pacer(operation);
+        let mut took_fresh_turn = false;
         loop {
             // A turn already past sleeps not at all; the next look decides.
             while let Some(until) = self.next_turn(operation, items) {
@@ -382,6 +393,14 @@ impl Throttle {
                 biased;
                 () = cancel.cancelled() => return None,
                 () = tokio::time::sleep_until(at) => {}
+            }
+            // Woken well after its turn (the process stalled), with others
+            // woken alike: once, take a fresh turn rather than go with them
+            // as a burst.
+            let late = Instant::now().saturating_duration_since(at) > pacer.interval();
+            if late && !took_fresh_turn {
+                took_fresh_turn = true;
+                continue;
             }
             // A pause that began meanwhile holds this start too.
             if !self.is_paused(operation) {
