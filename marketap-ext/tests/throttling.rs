@@ -179,6 +179,9 @@ async fn the_ingestor_reports_throttling_in_its_metrics() {
     assert_eq!(metrics.throttled, 3);
     assert!(metrics.throttle_wait > Duration::ZERO);
     assert!((1..=4).contains(&metrics.concurrency_limit), "{metrics:?}");
+    // The client learned a send rate from the 429s.
+    let rate = metrics.send_rate().expect("a learned rate");
+    assert!(rate > 0.0 && rate.is_finite(), "{metrics:?}");
 }
 
 #[tokio::test]
@@ -228,6 +231,11 @@ async fn without_throttling_the_limit_grows_to_max_in_flight() {
         .await
         .expect("bounded");
     assert_eq!(ingestor.metrics().concurrency_limit, 3);
+    assert_eq!(
+        ingestor.metrics().send_interval,
+        None,
+        "never throttled: never paced"
+    );
 }
 
 #[tokio::test]

@@ -231,7 +231,9 @@ impl State {
     /// CUBIC's rate `now`: `SCALE·(t − K)³ + PLATEAU·refused`, which is
     /// `BETA·refused` at the decrease.
     fn cubic(&self, now: Instant) -> f64 {
-        let t = now.saturating_duration_since(self.decreased_at).as_secs_f64()
+        let t = now
+            .saturating_duration_since(self.decreased_at)
+            .as_secs_f64()
             - self.plateau_after.as_secs_f64();
         SCALE * t * t * t + PLATEAU * self.refused
     }
@@ -400,10 +402,7 @@ mod tests {
             samples[(plateau.as_secs_f64() / step.as_secs_f64()) as usize]
                 - samples[(plateau.as_secs_f64() / step.as_secs_f64()) as usize - 1],
         );
-        assert!(
-            first_step > near_k,
-            "concave: {first_step} then {near_k}"
-        );
+        assert!(first_step > near_k, "concave: {first_step} then {near_k}");
         // Then probes above it.
         assert!(*samples.last().unwrap() > refused, "{samples:?}");
     }
