@@ -159,7 +159,8 @@ async fn the_ingestor_reports_throttling_in_its_metrics() {
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let server = TestServer::start(move |_| {
         if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
-            Reply::status(429).with_header("retry-after", "0")
+            // Not zero: a `Retry-After: 0` teaches no send rate.
+            Reply::status(429).with_header("retry-after", "1")
         } else {
             Reply::accepted()
         }

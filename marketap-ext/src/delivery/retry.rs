@@ -291,7 +291,12 @@ where
         let delay = if error.is_throttling() {
             pace.stats.throttled.fetch_add(1, Relaxed);
             pace.concurrency.throttled(pace.slot);
-            pace.throttle.pacer(operation).throttled(started);
+            // A `Retry-After: 0` asks for no slower rate (only a retry),
+            // so it teaches the learned rate nothing; the concurrency
+            // limit still backs off.
+            if error.retry_after() != Some(Duration::ZERO) {
+                pace.throttle.pacer(operation).throttled(started);
+            }
             throttles += 1;
             let since = *throttled_since.get_or_insert_with(Instant::now);
             let delay = config.throttled_delay(throttles, since.elapsed(), &error);
