@@ -159,7 +159,8 @@ async fn the_ingestor_reports_throttling_in_its_metrics() {
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let server = TestServer::start(move |_| {
         if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
-            Reply::status(429).with_header("retry-after", "0")
+            // Not zero: a `Retry-After: 0` teaches no send rate.
+            Reply::status(429).with_header("retry-after", "1")
         } else {
             Reply::accepted()
         }
@@ -179,6 +180,9 @@ async fn the_ingestor_reports_throttling_in_its_metrics() {
     assert_eq!(metrics.throttled, 3);
     assert!(metrics.throttle_wait > Duration::ZERO);
     assert!((1..=4).contains(&metrics.concurrency_limit), "{metrics:?}");
+    // The client learned a send rate from the 429s.
+    let rate = metrics.send_rate().expect("a learned rate");
+    assert!(rate > 0.0 && rate.is_finite(), "{metrics:?}");
 }
 
 #[tokio::test]
@@ -228,6 +232,11 @@ async fn without_throttling_the_limit_grows_to_max_in_flight() {
         .await
         .expect("bounded");
     assert_eq!(ingestor.metrics().concurrency_limit, 3);
+    assert_eq!(
+        ingestor.metrics().send_interval,
+        None,
+        "never throttled: never paced"
+    );
 }
 
 #[tokio::test]

@@ -16,11 +16,12 @@
 //!
 //! Beside the engine: [`retry`] (one request's attempts and backoff),
 //! [`throttle`] (concurrency, the server's limits and the optional rate
-//! cap) and [`cancel`] (when a run must give up, and the public [`Stop`]).
+//! cap), [`pacer`] (the send rate learned from throttling) and [`cancel`] (when a run must give up, and the public [`Stop`]).
 //!
 //! [`Stop`]: cancel::Stop
 
 pub(crate) mod cancel;
+pub(crate) mod pacer;
 pub(crate) mod retry;
 pub(crate) mod throttle;
 
@@ -85,6 +86,12 @@ impl Delivery {
     /// How many requests may be in flight now.
     pub(crate) fn concurrency_limit(&self) -> usize {
         self.concurrency.limit()
+    }
+
+    /// The lowest send rate the client learned from throttling, in
+    /// requests per second; `None` before any throttle.
+    pub(crate) fn learned_rate(&self) -> Option<f64> {
+        self.connection.throttle.learned_rate()
     }
 
     /// The error every request of this run gets after a 401, if one came.

@@ -1,7 +1,8 @@
 //! Retrying one request: when a failure is worth another attempt, how long
 //! to wait (exponential backoff with full jitter, or the server's
 //! `Retry-After`), and the loop that does it, pacing each attempt through
-//! the client's [`Throttle`] and feeding the run's [`Concurrency`]. Every
+//! the client's [`Throttle`] (pauses, learned send rate, cap) and feeding
+//! the run's [`Concurrency`]. Every
 //! request goes through [`send`], from the delivery engine.
 
 use std::{
@@ -256,14 +257,16 @@ where
     let mut throttles = 0;
     let mut throttled_since = None;
     loop {
-        if cancel.is_cancelled()
-            || !pace
-                .throttle
+        let started = if cancel.is_cancelled() {
+            None
+        } else {
+            pace.throttle
                 .wait_turn(operation, items, cancel, pace.stats)
                 .await
-        {
+        };
+        let Some(started) = started else {
             return Err(last_error.unwrap_or(Error::Cancelled));
-        }
+        };
         let number = attempts.fetch_add(1, Relaxed) + 1;
         let span = tracing::debug_span!(
             "marketap.request",
@@ -279,6 +282,7 @@ where
         let error = match Error::classify(result).await {
             Ok(()) => {
                 pace.concurrency.succeeded(pace.slot);
+                pace.throttle.pacer(operation).succeeded();
                 span.in_scope(|| tracing::debug!("accepted"));
                 return Ok(());
             }
@@ -287,6 +291,12 @@ where
         let delay = if error.is_throttling() {
             pace.stats.throttled.fetch_add(1, Relaxed);
             pace.concurrency.throttled(pace.slot);
+            // A `Retry-After: 0` asks for no slower rate (only a retry),
+            // so it teaches the learned rate nothing; the concurrency
+            // limit still backs off.
+            if error.retry_after() != Some(Duration::ZERO) {
+                pace.throttle.pacer(operation).throttled(started);
+            }
             throttles += 1;
             let since = *throttled_since.get_or_insert_with(Instant::now);
             let delay = config.throttled_delay(throttles, since.elapsed(), &error);

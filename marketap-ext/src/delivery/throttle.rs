@@ -10,7 +10,8 @@
 //!   that allows three requests at once is not hit with a fourth every few
 //!   requests.
 //! - [`Throttle`], per client: a `Retry-After` pauses every request to that
-//!   operation (not only the one that got it), an optional rate cap in
+//!   operation (not only the one that got it), a send rate learned per
+//!   operation from 429s and 503s ([`Pacer`]), an optional rate cap in
 //!   requests and items per second, and the request size a 413 taught.
 //! - [`Stats`]: what throttling cost, for reports and metrics.
 
@@ -29,7 +30,12 @@ use governor::{
 };
 use tokio::{sync::Notify, time::Instant};
 
-use crate::{delivery::cancel::Cancel, error::ConfigError, lock::lock, model::kind::Operation};
+use crate::{
+    delivery::{cancel::Cancel, pacer::Pacer},
+    error::ConfigError,
+    lock::lock,
+    model::kind::Operation,
+};
 
 /// An optional cap on how fast the client sends, across all its batch calls
 /// and ingestors. Off by default: the client adapts to 429s and 503s on its
@@ -292,6 +298,22 @@ pub(crate) struct Throttle {
     items: Option<DefaultDirectRateLimiter>,
     /// Per operation, the largest body to send, once a 413 said less.
     learned_bytes: Mutex<HashMap<Operation, usize>>,
+    /// Per operation, the send rate learned from throttling.
+    pacers: [Pacer; OPERATIONS],
+}
+
+/// How many operations there are, for [`pacer_index`].
+const OPERATIONS: usize = 5;
+
+/// Each operation's place among the pacers.
+fn pacer_index(operation: Operation) -> usize {
+    match operation {
+        Operation::CollectBulkUserEvents => 0,
+        Operation::UpdateBulkUserProfiles => 1,
+        Operation::UpdateBulkDeviceProfiles => 2,
+        Operation::RequestUserProfileDeletion => 3,
+        Operation::RequestBulkUserProfileDeletion => 4,
+    }
 }
 
 impl Throttle {
@@ -307,7 +329,21 @@ impl Throttle {
             requests: limiter(rate.max_requests_per_second),
             items: limiter(rate.max_items_per_second),
             learned_bytes: Mutex::default(),
+            pacers: std::array::from_fn(|_| Pacer::new()),
         }
+    }
+
+    /// The lowest send rate learned, over the operations throttled so far.
+    pub(crate) fn learned_rate(&self) -> Option<f64> {
+        self.pacers
+            .iter()
+            .filter_map(Pacer::rate)
+            .min_by(f64::total_cmp)
+    }
+
+    /// The send rate learned for `operation`.
+    pub(crate) fn pacer(&self, operation: Operation) -> &Pacer {
+        &self.pacers[pacer_index(operation)]
     }
 
     /// The server asked every request to `operation` to wait `wait`.
@@ -318,6 +354,8 @@ impl Throttle {
         let mut paused = lock(&self.paused_until);
         let slot = paused.entry(operation).or_insert(until);
         *slot = (*slot).max(until);
+        drop(paused);
+        self.pacer(operation).paused_until(until);
         tracing::info!(
             operation = operation.as_str(),
             ?wait,
@@ -325,29 +363,64 @@ impl Throttle {
         );
     }
 
-    /// Waits for a pause of `operation` to end and for the rate cap to let
-    /// one request of `items` through. `false` if `cancel` fired first.
+    /// Waits for a pause of `operation` to end, for the rate cap to let
+    /// one request of `items` through, and for the learned send rate to
+    /// allow one more start. The instant the attempt starts, recorded for
+    /// the learned rate; `None` if `cancel` fired first.
     pub(crate) async fn wait_turn(
         &self,
         operation: Operation,
         items: usize,
         cancel: &mut Cancel,
         stats: &Stats,
-    ) -> bool {
+    ) -> Option<Instant> {
         let started = Instant::now();
-        // A turn already past sleeps not at all; the next look decides.
-        while let Some(until) = self.next_turn(operation, items) {
+        let pacer = self.pacer(operation);
+        let mut took_fresh_turn = false;
+        loop {
+            // A turn already past sleeps not at all; the next look decides.
+            while let Some(until) = self.next_turn(operation, items) {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            }
+            let Some(at) = pacer.reserve() else {
+                break;
+            };
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return false,
-                () = tokio::time::sleep_until(until) => {}
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep_until(at) => {}
+            }
+            // Woken well after its turn (the process stalled), with others
+            // woken alike: once, take a fresh turn rather than go with them
+            // as a burst.
+            let late = Instant::now().saturating_duration_since(at) > pacer.interval();
+            if late && !took_fresh_turn {
+                took_fresh_turn = true;
+                continue;
+            }
+            // A pause that began meanwhile holds this start too.
+            if !self.is_paused(operation) {
+                break;
             }
         }
-        let waited = started.elapsed();
+        let now = Instant::now();
+        let waited = now - started;
         if !waited.is_zero() {
             stats.waited(waited);
         }
-        true
+        pacer.started(now);
+        Some(now)
+    }
+
+    /// Whether `operation` is paused now.
+    fn is_paused(&self, operation: Operation) -> bool {
+        lock(&self.paused_until)
+            .get(&operation)
+            .is_some_and(|until| *until > Instant::now())
     }
 
     /// When the next attempt may start, if not now. A rate cap's cell is
@@ -518,6 +591,7 @@ mod tests {
             throttle
                 .wait_turn(Operation::CollectBulkUserEvents, 10, &mut cancel, &stats)
                 .await
+                .is_some()
         );
         assert!(started.elapsed() >= Duration::from_secs(2));
         assert!(stats.waited_micros.load(Relaxed) >= 2_000_000);
@@ -566,7 +640,7 @@ mod tests {
                 &Stats::default(),
             )
             .await;
-        assert!(!went);
+        assert_eq!(went, None);
         assert_eq!(Instant::now(), deadline);
     }
 

@@ -365,6 +365,9 @@ impl Ingestor {
         let stats = delivery.stats().snapshot();
         Metrics {
             concurrency_limit: delivery.concurrency_limit() as u64,
+            send_interval: delivery
+                .learned_rate()
+                .map(|rate| Duration::from_secs_f64(1.0 / rate)),
             throttled: stats.throttled,
             throttle_wait: stats.throttle_wait,
             splits: stats.splits,

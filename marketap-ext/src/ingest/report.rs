@@ -59,6 +59,11 @@ pub struct Metrics {
     /// Requests that may be in flight now: lower while the server
     /// throttles, up to `max_in_flight`.
     pub concurrency_limit: u64,
+    /// The time between request starts the client learned from 429s and
+    /// 503s (the slowest, if several operations were throttled); `None`
+    /// until the first throttle, when starts are not paced at all. See
+    /// [`send_rate`](Self::send_rate).
+    pub send_interval: Option<std::time::Duration>,
     /// Responses that throttled (429 and 503).
     pub throttled: u64,
     /// Time requests spent waiting because of throttling (and the rate
@@ -71,6 +76,15 @@ pub struct Metrics {
     pub isolated: u64,
     /// Requests sent to isolate the items a 400 refused (two a split).
     pub isolation_requests: u64,
+}
+
+impl Metrics {
+    /// The learned send rate in requests per second: `1 / send_interval`.
+    pub fn send_rate(&self) -> Option<f64> {
+        self.send_interval
+            .filter(|interval| !interval.is_zero())
+            .map(|interval| 1.0 / interval.as_secs_f64())
+    }
 }
 
 /// The live counters behind [`Metrics`].
