@@ -20,8 +20,10 @@ use serde_json::{Map, Value};
 use crate::model::typed::TrackEvent;
 use crate::{
     error::{ValidationError, require_id},
+    model::check,
     model::properties,
     model::reserved,
+    model::taxonomy::Scope,
     model::timestamp::{IntoTimestamp, Timestamp, check_wire},
 };
 
@@ -98,6 +100,50 @@ fn merge_properties(
     match properties::to_object("properties", value) {
         Ok(object) => map.extend(object),
         Err(e) => *error = Some(e),
+    }
+}
+
+/// A wire type with a `properties` map: [`wire_len`] counts the rest of it.
+trait WithProperties: Serialize {
+    /// Whether the wire type leaves an empty `properties` out (an event's
+    /// does) rather than writing `{}` (a profile's).
+    const SKIPS_EMPTY_PROPERTIES: bool;
+
+    fn properties_mut(&mut self) -> &mut Map<String, Value>;
+}
+
+impl WithProperties for types::CreateEventReq {
+    const SKIPS_EMPTY_PROPERTIES: bool = true;
+
+    fn properties_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.properties
+    }
+}
+
+impl WithProperties for types::BulkUserProfile {
+    const SKIPS_EMPTY_PROPERTIES: bool = false;
+
+    fn properties_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.properties
+    }
+}
+
+/// The length of `raw` as JSON, given that of its properties
+/// (`properties_bytes`, from [`check::walk`]): the rest is counted with
+/// the properties taken out, so they are not written twice.
+fn wire_len<T: WithProperties>(raw: &mut T, properties_bytes: usize) -> usize {
+    if raw.properties_mut().is_empty() {
+        return properties::json_len(&*raw);
+    }
+    let properties = std::mem::take(raw.properties_mut());
+    let rest = properties::json_len(&*raw);
+    *raw.properties_mut() = properties;
+    if T::SKIPS_EMPTY_PROPERTIES {
+        // The other fields are there, so a comma comes before it.
+        rest.saturating_add(r#","properties":"#.len() + properties_bytes)
+    } else {
+        // `{}` stands where the properties go.
+        rest.saturating_sub(2).saturating_add(properties_bytes)
     }
 }
 
@@ -259,7 +305,7 @@ impl EventBuilder {
     }
 
     /// The event, or the first problem found.
-    pub fn build(self) -> Result<Event, ValidationError> {
+    pub fn build(mut self) -> Result<Event, ValidationError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -271,11 +317,15 @@ impl EventBuilder {
                 source,
             })?;
         }
-        properties::check_depth("properties", &self.raw.properties)?;
+        let scope = self.reserved_check.then_some(Scope::EventProperty);
+        let walked = check::walk(&self.raw.properties, scope)?;
         if self.reserved_check {
-            reserved::check_event(&self.raw.event_name, &self.raw.properties)?;
+            reserved::check_event_name(&self.raw.event_name)?;
         }
-        let bytes = properties::check_size("event", &self.raw)?;
+        if let Some(error) = walked.reserved {
+            return Err(error);
+        }
+        let bytes = properties::check_size("event", wire_len(&mut self.raw, walked.bytes))?;
         Ok(Event {
             raw: self.raw,
             bytes,
@@ -392,16 +442,17 @@ impl UserProfileBuilder {
     property_setters!();
 
     /// The profile, or the first problem found.
-    pub fn build(self) -> Result<UserProfile, ValidationError> {
+    pub fn build(mut self) -> Result<UserProfile, ValidationError> {
         if let Some(error) = self.error {
             return Err(error);
         }
         require_id("user_id", &self.raw.user_id)?;
-        properties::check_depth("properties", &self.raw.properties)?;
-        if self.reserved_check {
-            reserved::check_profile(&self.raw.properties)?;
+        let scope = self.reserved_check.then_some(Scope::UserProperty);
+        let walked = check::walk(&self.raw.properties, scope)?;
+        if let Some(error) = walked.reserved {
+            return Err(error);
         }
-        let bytes = properties::check_size("profile", &self.raw)?;
+        let bytes = properties::check_size("profile", wire_len(&mut self.raw, walked.bytes))?;
         Ok(UserProfile {
             raw: self.raw,
             bytes,
@@ -572,7 +623,7 @@ impl DeviceBuilder {
                 source,
             })?;
         }
-        let bytes = properties::check_size("device", &self.raw)?;
+        let bytes = properties::check_size("device", properties::json_len(&self.raw))?;
         Ok(Device {
             raw: self.raw,
             bytes,
