@@ -57,6 +57,24 @@ macro_rules! property_setters {
             self
         }
 
+        /// Sets one property to a value the SDK built itself, moved in as
+        /// it is, or remembers the first error for `build()`.
+        pub(crate) fn set(
+            mut self,
+            key: &'static str,
+            value: Result<Value, ValidationError>,
+        ) -> Self {
+            if self.error.is_none() {
+                match value {
+                    Ok(value) => {
+                        self.raw.properties.insert(key.to_owned(), value);
+                    }
+                    Err(error) => self.error = Some(error),
+                }
+            }
+            self
+        }
+
         /// Sets every field of `properties`, which must serialise to a JSON
         /// object (a struct, a map, or `serde_json::json!({...})`).
         pub fn properties(mut self, properties: impl Serialize) -> Self {

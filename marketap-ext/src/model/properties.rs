@@ -112,7 +112,19 @@ pub(crate) fn to_value<T: Serialize + ?Sized>(
     field: impl Display,
     value: &T,
 ) -> Result<Value, ValidationError> {
-    // Below `field`; empty (no allocation) for a scalar.
+    // A plain value (a string, number, bool, null) becomes JSON at once.
+    match value.serialize(Scalar) {
+        Ok(value) => return Ok(value),
+        Err(NotScalar::NonFinite(value)) => {
+            return Err(ValidationError::NonFiniteNumber {
+                field: field.to_string(),
+                value: value.to_string(),
+            });
+        }
+        Err(NotScalar::Custom(reason)) => return Err(unserializable(&field, reason)),
+        Err(NotScalar::Compound) => {}
+    }
+    // Below `field`.
     let mut path = String::new();
     value
         .serialize(Checker { path: &mut path })
@@ -124,6 +136,150 @@ pub(crate) fn to_value<T: Serialize + ?Sized>(
             Found::Custom(reason) => unserializable(&field, reason),
         })?;
     serde_json::to_value(value).map_err(|e| unserializable(&field, e))
+}
+
+/// `number` as JSON; NaN or infinity is [`ValidationError::NonFiniteNumber`]
+/// naming `field` (formatted only for the error).
+pub(crate) fn number(field: impl Display, number: f64) -> Result<Value, ValidationError> {
+    serde_json::Number::from_f64(number)
+        .map(Value::Number)
+        .ok_or_else(|| ValidationError::NonFiniteNumber {
+            field: field.to_string(),
+            value: number.to_string(),
+        })
+}
+
+/// Why [`Scalar`] made no value.
+#[derive(Debug, thiserror::Error)]
+enum NotScalar {
+    /// An array, an object, or a rarer scalar: the general path takes it.
+    #[error("not a plain value")]
+    Compound,
+    #[error("{0} is not finite")]
+    NonFinite(f64),
+    #[error("{0}")]
+    Custom(String),
+}
+
+impl ser::Error for NotScalar {
+    fn custom<M: Display>(msg: M) -> Self {
+        NotScalar::Custom(msg.to_string())
+    }
+}
+
+/// The fast path of [`to_value`]: a serializer that makes the `Value` of a
+/// string, an integer, an `f64`, a bool or a null directly, as
+/// serde_json's own would, and declines everything else.
+struct Scalar;
+
+macro_rules! scalar {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method(self, v: $ty) -> Result<Value, NotScalar> {
+            Ok(Value::from(v))
+        })*
+    };
+}
+
+macro_rules! not_scalar {
+    ($($method:ident($($ty:ty),*) -> $ok:ty),* $(,)?) => {
+        $(fn $method(self, $(_: $ty),*) -> Result<$ok, NotScalar> {
+            Err(NotScalar::Compound)
+        })*
+    };
+}
+
+impl ser::Serializer for Scalar {
+    type Ok = Value;
+    type Error = NotScalar;
+    type SerializeSeq = ser::Impossible<Value, NotScalar>;
+    type SerializeTuple = ser::Impossible<Value, NotScalar>;
+    type SerializeTupleStruct = ser::Impossible<Value, NotScalar>;
+    type SerializeTupleVariant = ser::Impossible<Value, NotScalar>;
+    type SerializeMap = ser::Impossible<Value, NotScalar>;
+    type SerializeStruct = ser::Impossible<Value, NotScalar>;
+    type SerializeStructVariant = ser::Impossible<Value, NotScalar>;
+
+    scalar!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_str(&str),
+    );
+
+    not_scalar!(
+        serialize_i128(i128) -> Value,
+        serialize_u128(u128) -> Value,
+        serialize_f32(f32) -> Value,
+        serialize_bytes(&[u8]) -> Value,
+        serialize_seq(Option<usize>) -> Self::SerializeSeq,
+        serialize_tuple(usize) -> Self::SerializeTuple,
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct,
+        serialize_tuple_variant(&'static str, u32, &'static str, usize)
+            -> Self::SerializeTupleVariant,
+        serialize_map(Option<usize>) -> Self::SerializeMap,
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct,
+        serialize_struct_variant(&'static str, u32, &'static str, usize)
+            -> Self::SerializeStructVariant,
+    );
+
+    fn serialize_f64(self, v: f64) -> Result<Value, NotScalar> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or(NotScalar::NonFinite(v))
+    }
+
+    fn serialize_char(self, v: char) -> Result<Value, NotScalar> {
+        Ok(Value::String(v.into()))
+    }
+
+    fn serialize_none(self) -> Result<Value, NotScalar> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Value, NotScalar> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<Value, NotScalar> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result<Value, NotScalar> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<Value, NotScalar> {
+        Ok(Value::String(variant.to_owned()))
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<Value, NotScalar> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Value, NotScalar> {
+        Err(NotScalar::Compound)
+    }
 }
 
 /// [`to_value`], which must give a JSON object, else
