@@ -277,6 +277,7 @@ mod tests {
             event_name in id(),
             properties in properties(),
             millis in prop::option::of(0_i64..4_102_444_800_000),
+            nanos in prop::sample::select(vec![0_i64, 1, 1_000, 123_000, 5_000_000]),
         ) {
             let raw = marketap_api::types::CreateEventReq {
                 user_id,
@@ -284,6 +285,7 @@ mod tests {
                 properties,
                 timestamp: millis.map(|millis| {
                     crate::Timestamp::from_unix_millis(millis).unwrap().into_datetime()
+                        + chrono::Duration::nanoseconds(nanos)
                 }),
             };
             let event = crate::EventBuilder::from(raw).skip_reserved_check().build().unwrap();

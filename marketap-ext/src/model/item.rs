@@ -121,48 +121,45 @@ fn merge_properties(
     }
 }
 
-/// A wire type with a `properties` map: [`wire_len`] counts the rest of it.
-trait WithProperties: Serialize {
-    /// Whether the wire type leaves an empty `properties` out (an event's
-    /// does) rather than writing `{}` (a profile's).
-    const SKIPS_EMPTY_PROPERTIES: bool;
-
-    fn properties_mut(&mut self) -> &mut Map<String, Value>;
-}
-
-impl WithProperties for types::CreateEventReq {
-    const SKIPS_EMPTY_PROPERTIES: bool = true;
-
-    fn properties_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.properties
-    }
-}
-
-impl WithProperties for types::BulkUserProfile {
-    const SKIPS_EMPTY_PROPERTIES: bool = false;
-
-    fn properties_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.properties
-    }
-}
-
-/// The length of `raw` as JSON, given that of its properties
-/// (`properties_bytes`, from [`check::walk`]): the rest is counted with
-/// the properties taken out, so they are not written twice.
-fn wire_len<T: WithProperties>(raw: &mut T, properties_bytes: usize) -> usize {
-    if raw.properties_mut().is_empty() {
-        return properties::json_len(&*raw);
-    }
-    let properties = std::mem::take(raw.properties_mut());
-    let rest = properties::json_len(&*raw);
-    *raw.properties_mut() = properties;
-    if T::SKIPS_EMPTY_PROPERTIES {
-        // The other fields are there, so a comma comes before it.
-        rest.saturating_add(r#","properties":"#.len() + properties_bytes)
+/// The length as JSON of a timestamp the wire can carry (a four-digit
+/// year), as chrono writes it: `"2025-01-17T05:39:22Z"`, with `.123`,
+/// `.123456` or `.123456789` when there is a fraction.
+fn timestamp_len(timestamp: &chrono::DateTime<chrono::Utc>) -> usize {
+    use chrono::Timelike as _;
+    let nanos = timestamp.nanosecond() % 1_000_000_000;
+    let fraction = if nanos == 0 {
+        0
+    } else if nanos % 1_000_000 == 0 {
+        4
+    } else if nanos % 1_000 == 0 {
+        7
     } else {
-        // `{}` stands where the properties go.
-        rest.saturating_sub(2).saturating_add(properties_bytes)
+        10
+    };
+    r#""2025-01-17T05:39:22Z""#.len() + fraction
+}
+
+/// The length of an event as JSON, by arithmetic, given that of its
+/// properties (from [`check::walk`]): `{"event_name":..,"properties":..,
+/// "timestamp":..,"user_id":..}`, the properties left out when empty and
+/// the timestamp when unset, as the generated type writes them.
+fn event_len(raw: &types::CreateEventReq, properties_bytes: usize) -> usize {
+    let mut bytes = r#"{"event_name":,"user_id":}"#.len()
+        + properties::str_len(&raw.event_name)
+        + properties::str_len(&raw.user_id);
+    if !raw.properties.is_empty() {
+        bytes += r#","properties":"#.len() + properties_bytes;
     }
+    if let Some(timestamp) = &raw.timestamp {
+        bytes += r#","timestamp":"#.len() + timestamp_len(timestamp);
+    }
+    bytes
+}
+
+/// The length of a profile as JSON, by arithmetic, given that of its
+/// properties: `{"properties":..,"user_id":..}`.
+fn profile_len(raw: &types::BulkUserProfile, properties_bytes: usize) -> usize {
+    r#"{"properties":,"user_id":}"#.len() + properties_bytes + properties::str_len(&raw.user_id)
 }
 
 fn timestamp_of(
@@ -323,7 +320,7 @@ impl EventBuilder {
     }
 
     /// The event, or the first problem found.
-    pub fn build(mut self) -> Result<Event, ValidationError> {
+    pub fn build(self) -> Result<Event, ValidationError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -343,7 +340,7 @@ impl EventBuilder {
         if let Some(error) = walked.reserved {
             return Err(error);
         }
-        let bytes = properties::check_size("event", wire_len(&mut self.raw, walked.bytes))?;
+        let bytes = properties::check_size("event", event_len(&self.raw, walked.bytes))?;
         Ok(Event {
             raw: self.raw,
             bytes,
@@ -460,7 +457,7 @@ impl UserProfileBuilder {
     property_setters!();
 
     /// The profile, or the first problem found.
-    pub fn build(mut self) -> Result<UserProfile, ValidationError> {
+    pub fn build(self) -> Result<UserProfile, ValidationError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -470,7 +467,7 @@ impl UserProfileBuilder {
         if let Some(error) = walked.reserved {
             return Err(error);
         }
-        let bytes = properties::check_size("profile", wire_len(&mut self.raw, walked.bytes))?;
+        let bytes = properties::check_size("profile", profile_len(&self.raw, walked.bytes))?;
         Ok(UserProfile {
             raw: self.raw,
             bytes,
