@@ -129,9 +129,9 @@ fn timestamp_len(timestamp: &chrono::DateTime<chrono::Utc>) -> usize {
     let nanos = timestamp.nanosecond() % 1_000_000_000;
     let fraction = if nanos == 0 {
         0
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         4
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         7
     } else {
         10
