@@ -473,7 +473,7 @@ fn baseline_event(spec: EventSpec) -> BaselineEvent {
 
 // ------------------------------------------------------------------ raw
 
-fn raw_event(spec: EventSpec) -> CreateEventReq {
+pub(crate) fn raw_event(spec: EventSpec) -> CreateEventReq {
     CreateEventReq {
         event_name: spec.event_name.to_owned(),
         properties: properties(&spec),

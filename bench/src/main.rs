@@ -19,6 +19,7 @@
 //!
 //! Every `--url` must be a loopback address ([`sink::loopback_url`]).
 
+mod build;
 mod cli;
 mod contenders;
 mod events;
@@ -71,9 +72,15 @@ the latency test. The cli contender runs target/release/marketap, which `cargo x
 bench` builds; its NDJSON inputs are written to a temp directory first, and removed
 at the end.
 
+Then the build section: each way of building an event (a raw struct, Event::builder,
+Event::purchase with two products, Event::from_raw) timed min(N, 20000) events a round,
+R rounds, in a process of its own; `marketap-bench build --print [--n N] [--rounds R]`
+runs only that section.
+
 internal: marketap-bench sink --delay-ms D [--refuse]
           marketap-bench run <baseline|raw|ext|ingestor|ingestor-burst|cli> --n N --url URL
           marketap-bench refused --n N --url URL
+          marketap-bench build [--n N] [--rounds R]
           marketap-bench latency --n N --url URL
           (every URL must be loopback: http://127.x.y.z:<port> or http://[::1]:<port>)
 ";
@@ -98,6 +105,23 @@ fn main() -> ExitCode {
             })
         }
         Some("run") => run_one(&args[1..]),
+        Some("build") => {
+            Flags::parse(&args[1..], &["n", "rounds"], &["print"]).and_then(|mut flags| {
+                let (n, rounds) = (flags.take("n", 20_000)?, flags.take("rounds", 9)?);
+                let print = flags.switch("print");
+                flags.finish()?;
+                if n == 0 || rounds == 0 {
+                    return Err("build: --n and --rounds must be at least 1".into());
+                }
+                let result = build::run(n, rounds);
+                if print {
+                    print!("{}", build::render(&result));
+                    Ok(())
+                } else {
+                    print_json(&result)
+                }
+            })
+        }
         Some("refused") => Flags::parse(&args[1..], &["n", "url"], &[]).and_then(|mut flags| {
             let (n, url) = (flags.take("n", 100_000)?, flags.url()?);
             flags.finish()?;
@@ -276,6 +300,12 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
     let refused = [refused_run(small)?, refused_run(large)?];
     drop(refusing);
 
+    let (build_n, build_rounds) = (
+        settings.n.min(20_000).to_string(),
+        settings.rounds.to_string(),
+    );
+    let built: build::BuildResult = child(&["build", "--n", &build_n, "--rounds", &build_rounds])?;
+
     let slow = SinkProcess::start(LATENCY_DELAY, Answer::Accept)?;
     let latency_n = settings.latency_n.to_string();
     let latency: LatencyResult = child(&["latency", "--n", &latency_n, "--url", &slow.url])?;
@@ -296,6 +326,7 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
             &latency
         )
     );
+    print!("{}", build::render(&built));
     Ok(())
 }
 

@@ -300,3 +300,158 @@ fn a_birth_date_the_wire_cannot_write_is_refused() {
         "{error:?}"
     );
 }
+
+/// The wire JSON of `item`, as text, as the batch call would send it.
+fn wire_text(item: &impl serde::Serialize) -> String {
+    serde_json::to_string(item).unwrap()
+}
+
+/// Each typed setter moves its value straight into the properties; what it
+/// sends must be exactly what `property(name, value)` sends for the same
+/// value built by hand.
+#[test]
+fn typed_builders_send_what_the_generic_path_sends() {
+    use marketap_ext::taxonomy::{event, event_property, item_field, user_property};
+
+    let cheap = Product::new("sku-2").price(9_900.0).quantity(1);
+    let by_hand = |product: &Product| serde_json::to_value(product).unwrap();
+    let typed = Event::purchase("user-42", "order-7", 118_000.0, [sneakers(), cheap.clone()])
+        .build()
+        .unwrap();
+    let generic = Event::builder("user-42", event::PURCHASE)
+        .property(event_property::ORDER_ID, "order-7")
+        .property(event_property::REVENUE, 118_000.0)
+        .property(
+            event_property::ITEMS,
+            json!([by_hand(&sneakers()), {
+                item_field::PRODUCT_ID: "sku-2",
+                item_field::PRODUCT_PRICE: 9_900.0,
+                item_field::QUANTITY: 1,
+            }]),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(wire_text(&typed), wire_text(&generic));
+
+    for (typed, name) in [
+        (Event::product_view("u", cheap.clone()), event::PRODUCT_VIEW),
+        (Event::add_to_cart("u", [cheap.clone()]), event::ADD_TO_CART),
+        (
+            Event::add_to_wishlist("u", [cheap.clone()]),
+            event::ADD_TO_WISHLIST,
+        ),
+        (
+            Event::begin_checkout("u", [cheap.clone()]),
+            event::BEGIN_CHECKOUT,
+        ),
+        (Event::cart_view("u", [cheap.clone()]), event::CART_VIEW),
+    ] {
+        let generic = Event::builder("u", name).property(event_property::ITEMS, [&cheap]);
+        assert_eq!(
+            wire_text(&typed.build().unwrap()),
+            wire_text(&generic.build().unwrap()),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        wire_text(&Event::search("u").build().unwrap()),
+        wire_text(&Event::builder("u", event::SEARCH).build().unwrap())
+    );
+
+    let coupon = Coupon::new("WELCOME10")
+        .issue_id("issue-7")
+        .issued_at(Timestamp::parse("2025-01-01T00:00:00+09:00").unwrap())
+        .expires_at(Timestamp::parse("2025-02-01T00:00:00.250Z").unwrap())
+        .category1("Shoes")
+        .name("Welcome")
+        .used(false);
+    let typed = UserProfile::builder("user-42")
+        .name("Jisoo")
+        .phone_number("+821012345678")
+        .email("jisoo@example.com")
+        .gender(Gender::Female)
+        .grade("VIP")
+        .birth(NaiveDate::from_ymd_opt(1990, 5, 7).unwrap())
+        .text_message_opt_in(true)
+        .kakao_opt_in(false)
+        .email_opt_in(true)
+        .available_points(-1_200)
+        .cart_total_price(59_000.5)
+        .wish_list_total_price(0.0)
+        .cart([sneakers()])
+        .wish_list([cheap.clone()])
+        .coupons([coupon])
+        .build()
+        .unwrap();
+    let generic = UserProfile::builder("user-42")
+        .property(user_property::NAME, "Jisoo")
+        .property(user_property::PHONE_NUMBER, "+821012345678")
+        .property(user_property::EMAIL, "jisoo@example.com")
+        .property(user_property::GENDER, "Female")
+        .property(user_property::GRADE, "VIP")
+        .property(user_property::BIRTH, "1990-05-07")
+        .property(user_property::TEXT_MESSAGE_OPT_IN, true)
+        .property(user_property::KAKAO_OPT_IN, false)
+        .property(user_property::EMAIL_OPT_IN, true)
+        .property(user_property::AVAILABLE_POINTS, -1_200)
+        .property(user_property::CART_TOTAL_PRICE, 59_000.5)
+        .property(user_property::WISH_LIST_TOTAL_PRICE, 0.0)
+        .property(user_property::CART, [by_hand(&sneakers())])
+        .property(user_property::WISH_LIST, [&cheap])
+        .property(
+            user_property::COUPONS,
+            json!([{
+                "mkt_coupon_id": "WELCOME10",
+                "mkt_issue_id": "issue-7",
+                "mkt_issued_at": "2024-12-31T15:00:00Z",
+                "mkt_expires_at": "2025-02-01T00:00:00.250Z",
+                "mkt_category1": "Shoes",
+                "mkt_coupon_name": "Welcome",
+                "mkt_is_used": false,
+            }]),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(wire_text(&typed), wire_text(&generic));
+}
+
+/// `property` takes plain values by a fast path; what it makes must be
+/// what serde_json makes of them.
+#[test]
+fn plain_property_values_are_what_serde_json_makes() {
+    #[derive(serde::Serialize)]
+    enum Tier {
+        Gold,
+    }
+    #[derive(serde::Serialize)]
+    struct Wrapped(u8);
+    let built = Event::builder("u", "e")
+        .property("s", "text")
+        .property("owned", String::from("owned"))
+        .property("i", -7_i8)
+        .property("u", u64::MAX)
+        .property("f", 0.1)
+        .property("f32", 0.1_f32)
+        .property("b", true)
+        .property("c", 'x')
+        .property("none", None::<u8>)
+        .property("some", Some(3))
+        .property("unit", ())
+        .property("variant", Tier::Gold)
+        .property("newtype", Wrapped(4))
+        .property("value", json!("v"))
+        .property("i128", 5_i128)
+        .build()
+        .unwrap();
+    let expected = json!({
+        "s": "text", "owned": "owned", "i": -7, "u": u64::MAX, "f": 0.1,
+        "f32": serde_json::to_value(0.1_f32).unwrap(), "b": true, "c": "x",
+        "none": null, "some": 3, "unit": null, "variant": "Gold", "newtype": 4,
+        "value": "v", "i128": 5,
+    });
+    assert_eq!(Value::Object(built.properties().clone()), expected);
+    assert!(matches!(
+        Event::builder("u", "e").property("nan", f64::NAN).build(),
+        Err(ValidationError::NonFiniteNumber { field, value }) if field == "properties.nan" && value == "NaN"
+    ));
+}

@@ -5,57 +5,99 @@
 //! mobile SDKs do, and returns the ordinary builder, so properties of your own can be added.
 
 use chrono::NaiveDate;
-use serde::{Serialize, Serializer, ser::SerializeStruct};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::{
+    error::ValidationError,
     model::item::{Event, EventBuilder, UserProfileBuilder},
+    model::properties,
     model::taxonomy::{coupon_field, event, event_property, item_field, user_property},
     model::timestamp::Timestamp,
 };
 
-/// The reserved fields set on a product or coupon, in the order they were set; setting one
-/// again replaces its value.
-#[derive(Debug, Clone, PartialEq, Default)]
-struct Fields(Vec<(&'static str, Field)>);
-
-/// One field's value, serialized as itself.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-enum Field {
-    Text(String),
-    Number(f64),
-    Count(u32),
-    Bool(bool),
-    Instant(Timestamp),
+/// The reserved fields set on a product or coupon, as the JSON object they
+/// go on the wire as: each setter moves its value in, so putting a product
+/// into an event moves the object, never copies it. Setting a field again
+/// replaces its value.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(transparent)]
+struct Fields {
+    object: Map<String, Value>,
+    /// Fields set to NaN or infinity (null in `object`): refused when the
+    /// product or coupon goes into an event or profile. Empty, so no
+    /// allocation, unless one was set.
+    #[serde(skip)]
+    non_finite: Vec<(&'static str, f64)>,
 }
 
 impl Fields {
-    fn set(&mut self, name: &'static str, value: Field) {
-        match self.0.iter_mut().find(|(set, _)| *set == name) {
-            Some((_, slot)) => *slot = value,
-            None => self.0.push((name, value)),
+    fn set(&mut self, name: &'static str, value: Value) {
+        if !self.non_finite.is_empty() {
+            self.non_finite.retain(|(set, _)| *set != name);
         }
+        self.object.insert(name.to_owned(), value);
+    }
+
+    fn set_number(&mut self, name: &'static str, number: f64) {
+        match serde_json::Number::from_f64(number) {
+            Some(number) => self.set(name, Value::Number(number)),
+            None => {
+                self.set(name, Value::Null);
+                self.non_finite.push((name, number));
+            }
+        }
+    }
+
+    /// The list of `fields` as the JSON array under `key`, moved; the first
+    /// non-finite number is [`ValidationError::NonFiniteNumber`] naming its
+    /// path (`properties.mkt_items[1].mkt_product_price`).
+    fn list(
+        key: &'static str,
+        fields: impl IntoIterator<Item = Fields>,
+    ) -> Result<Value, ValidationError> {
+        let fields = fields.into_iter();
+        let mut list = Vec::with_capacity(fields.size_hint().0);
+        for (index, fields) in fields.enumerate() {
+            // The first in wire order, as serialising would have met it.
+            let first = fields.non_finite.iter().min_by_key(|(name, _)| *name);
+            if let Some((name, number)) = first {
+                return Err(ValidationError::NonFiniteNumber {
+                    field: format!("properties.{key}[{index}].{name}"),
+                    value: number.to_string(),
+                });
+            }
+            list.push(Value::Object(fields.object));
+        }
+        Ok(Value::Array(list))
     }
 }
 
-impl Serialize for Fields {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // A struct, not a map: the names are `&'static str`, and the
-        // properties checker follows struct fields without allocating.
-        let mut object = serializer.serialize_struct("Fields", self.0.len())?;
-        for (name, value) in &self.0 {
-            object.serialize_field(name, value)?;
-        }
-        object.end()
-    }
+/// What each kind of setter moves into [`Fields`].
+macro_rules! field_value {
+    (Text, $fields:expr, $name:expr, $value:expr) => {
+        $fields.set($name, Value::String($value.into()))
+    };
+    (Number, $fields:expr, $name:expr, $value:expr) => {
+        $fields.set_number($name, $value)
+    };
+    (Count, $fields:expr, $name:expr, $value:expr) => {
+        $fields.set($name, Value::from($value))
+    };
+    (Bool, $fields:expr, $name:expr, $value:expr) => {
+        $fields.set($name, Value::Bool($value))
+    };
+    (Instant, $fields:expr, $name:expr, $value:expr) => {
+        $fields.set($name, Value::String($value.to_string()))
+    };
 }
 
-/// Setters that each write one reserved field, as `Field::$kind`.
+/// Setters that each write one reserved field, of the given kind.
 macro_rules! field_setters {
     ($($(#[$doc:meta])* $method:ident($value:ident: $type:ty) => $name:expr, $kind:ident;)*) => {$(
         $(#[$doc])*
         pub fn $method(mut self, $value: $type) -> Self {
-            self.0.set($name, Field::$kind($value.into()));
+            field_value!($kind, self.0, $name, $value);
             self
         }
     )*};
@@ -266,17 +308,22 @@ impl Event {
 impl EventBuilder {
     /// The event's revenue ([`event_property::REVENUE`]); NaN or infinity is an error.
     pub fn revenue(self, revenue: f64) -> Self {
-        self.property(event_property::REVENUE, revenue)
+        let field = format_args!("properties.{}", event_property::REVENUE);
+        self.set(event_property::REVENUE, properties::number(field, revenue))
     }
 
     /// The order's id ([`event_property::ORDER_ID`]).
     pub fn order_id(self, order_id: impl Into<String>) -> Self {
-        self.property(event_property::ORDER_ID, order_id.into())
+        self.set(event_property::ORDER_ID, Ok(Value::String(order_id.into())))
     }
 
     /// The items involved ([`event_property::ITEMS`]), replacing any set before.
     pub fn items(self, items: impl IntoIterator<Item = Product>) -> Self {
-        self.property(event_property::ITEMS, items.into_iter().collect::<Vec<_>>())
+        let items = items.into_iter().map(|product| product.0);
+        self.set(
+            event_property::ITEMS,
+            Fields::list(event_property::ITEMS, items),
+        )
     }
 }
 
@@ -284,87 +331,106 @@ impl EventBuilder {
 impl UserProfileBuilder {
     /// The member's name ([`user_property::NAME`]).
     pub fn name(self, name: impl Into<String>) -> Self {
-        self.property(user_property::NAME, name.into())
+        self.set(user_property::NAME, Ok(Value::String(name.into())))
     }
 
     /// The member's phone number ([`user_property::PHONE_NUMBER`]).
     pub fn phone_number(self, phone_number: impl Into<String>) -> Self {
-        self.property(user_property::PHONE_NUMBER, phone_number.into())
+        self.set(
+            user_property::PHONE_NUMBER,
+            Ok(Value::String(phone_number.into())),
+        )
     }
 
     /// The member's email address ([`user_property::EMAIL`]).
     pub fn email(self, email: impl Into<String>) -> Self {
-        self.property(user_property::EMAIL, email.into())
+        self.set(user_property::EMAIL, Ok(Value::String(email.into())))
     }
 
     /// The member's gender ([`user_property::GENDER`]).
     pub fn gender(self, gender: user_property::Gender) -> Self {
-        self.property(user_property::GENDER, gender)
+        let gender = Value::String(gender.as_str().to_owned());
+        self.set(user_property::GENDER, Ok(gender))
     }
 
     /// The member's grade or tier ([`user_property::GRADE`]).
     pub fn grade(self, grade: impl Into<String>) -> Self {
-        self.property(user_property::GRADE, grade.into())
+        self.set(user_property::GRADE, Ok(Value::String(grade.into())))
     }
 
     /// The member's date of birth ([`user_property::BIRTH`]), sent as `YYYY-MM-DD`. A year
     /// outside 0000 to 9999 cannot be written so, and is an error.
     pub fn birth(self, date: NaiveDate) -> Self {
-        self.property(user_property::BIRTH, date.format("%Y-%m-%d").to_string())
+        let birth = date.format("%Y-%m-%d").to_string();
+        self.set(user_property::BIRTH, Ok(Value::String(birth)))
     }
 
     /// Consent to marketing text messages ([`user_property::TEXT_MESSAGE_OPT_IN`]). Only
     /// `false` excludes the member: leave it unset when you do not know.
     pub fn text_message_opt_in(self, opt_in: bool) -> Self {
-        self.property(user_property::TEXT_MESSAGE_OPT_IN, opt_in)
+        self.set(user_property::TEXT_MESSAGE_OPT_IN, Ok(Value::Bool(opt_in)))
     }
 
     /// Consent to marketing messages on KakaoTalk ([`user_property::KAKAO_OPT_IN`]). Only
     /// `false` excludes the member.
     pub fn kakao_opt_in(self, opt_in: bool) -> Self {
-        self.property(user_property::KAKAO_OPT_IN, opt_in)
+        self.set(user_property::KAKAO_OPT_IN, Ok(Value::Bool(opt_in)))
     }
 
     /// Consent to marketing email ([`user_property::EMAIL_OPT_IN`]). Only `false` excludes
     /// the member.
     pub fn email_opt_in(self, opt_in: bool) -> Self {
-        self.property(user_property::EMAIL_OPT_IN, opt_in)
+        self.set(user_property::EMAIL_OPT_IN, Ok(Value::Bool(opt_in)))
     }
 
     /// Points the member can spend ([`user_property::AVAILABLE_POINTS`]).
     pub fn available_points(self, points: i64) -> Self {
-        self.property(user_property::AVAILABLE_POINTS, points)
+        self.set(user_property::AVAILABLE_POINTS, Ok(Value::from(points)))
     }
 
     /// The total price of the member's cart ([`user_property::CART_TOTAL_PRICE`]).
     pub fn cart_total_price(self, price: f64) -> Self {
-        self.property(user_property::CART_TOTAL_PRICE, price)
+        let field = format_args!("properties.{}", user_property::CART_TOTAL_PRICE);
+        self.set(
+            user_property::CART_TOTAL_PRICE,
+            properties::number(field, price),
+        )
     }
 
     /// The total price of the member's wish list
     /// ([`user_property::WISH_LIST_TOTAL_PRICE`]).
     pub fn wish_list_total_price(self, price: f64) -> Self {
-        self.property(user_property::WISH_LIST_TOTAL_PRICE, price)
+        let field = format_args!("properties.{}", user_property::WISH_LIST_TOTAL_PRICE);
+        self.set(
+            user_property::WISH_LIST_TOTAL_PRICE,
+            properties::number(field, price),
+        )
     }
 
     /// What is in the member's cart ([`user_property::CART`]).
     pub fn cart(self, items: impl IntoIterator<Item = Product>) -> Self {
-        self.property(user_property::CART, items.into_iter().collect::<Vec<_>>())
+        let items = items.into_iter().map(|product| product.0);
+        self.set(
+            user_property::CART,
+            Fields::list(user_property::CART, items),
+        )
     }
 
     /// What is in the member's wish list ([`user_property::WISH_LIST`]).
     pub fn wish_list(self, items: impl IntoIterator<Item = Product>) -> Self {
-        self.property(
+        let items = items.into_iter().map(|product| product.0);
+        self.set(
             user_property::WISH_LIST,
-            items.into_iter().collect::<Vec<_>>(),
+            Fields::list(user_property::WISH_LIST, items),
         )
     }
 
     /// The coupons the member holds ([`user_property::COUPONS`]).
     pub fn coupons(self, coupons: impl IntoIterator<Item = Coupon>) -> Self {
-        self.property(
+        let coupons = coupons.into_iter().map(|coupon| coupon.0);
+        self.set(
             user_property::COUPONS,
-            coupons.into_iter().collect::<Vec<_>>(),
+            Fields::list(user_property::COUPONS, coupons),
         )
     }
 }
@@ -374,11 +440,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn setting_a_field_again_replaces_it_in_place() {
+    fn setting_a_field_again_replaces_it() {
         let product = Product::new("a").price(1.0).name("n").price(2.0).id("b");
+        // In name order, as it goes on the wire inside an event.
         assert_eq!(
             serde_json::to_string(&product).unwrap(),
-            r#"{"mkt_product_id":"b","mkt_product_price":2.0,"mkt_product_name":"n"}"#
+            r#"{"mkt_product_id":"b","mkt_product_name":"n","mkt_product_price":2.0}"#
         );
     }
 }

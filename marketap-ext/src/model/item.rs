@@ -20,8 +20,10 @@ use serde_json::{Map, Value};
 use crate::model::typed::TrackEvent;
 use crate::{
     error::{ValidationError, require_id},
+    model::check,
     model::properties,
     model::reserved,
+    model::taxonomy::Scope,
     model::timestamp::{IntoTimestamp, Timestamp, check_wire},
 };
 
@@ -52,6 +54,24 @@ macro_rules! property_setters {
                 key.into(),
                 &value,
             );
+            self
+        }
+
+        /// Sets one property to a value the SDK built itself, moved in as
+        /// it is, or remembers the first error for `build()`.
+        pub(crate) fn set(
+            mut self,
+            key: &'static str,
+            value: Result<Value, ValidationError>,
+        ) -> Self {
+            if self.error.is_none() {
+                match value {
+                    Ok(value) => {
+                        self.raw.properties.insert(key.to_owned(), value);
+                    }
+                    Err(error) => self.error = Some(error),
+                }
+            }
             self
         }
 
@@ -99,6 +119,47 @@ fn merge_properties(
         Ok(object) => map.extend(object),
         Err(e) => *error = Some(e),
     }
+}
+
+/// The length as JSON of a timestamp the wire can carry (a four-digit
+/// year), as chrono writes it: `"2025-01-17T05:39:22Z"`, with `.123`,
+/// `.123456` or `.123456789` when there is a fraction.
+fn timestamp_len(timestamp: &chrono::DateTime<chrono::Utc>) -> usize {
+    use chrono::Timelike as _;
+    let nanos = timestamp.nanosecond() % 1_000_000_000;
+    let fraction = if nanos == 0 {
+        0
+    } else if nanos.is_multiple_of(1_000_000) {
+        4
+    } else if nanos.is_multiple_of(1_000) {
+        7
+    } else {
+        10
+    };
+    r#""2025-01-17T05:39:22Z""#.len() + fraction
+}
+
+/// The length of an event as JSON, by arithmetic, given that of its
+/// properties (from [`check::walk`]): `{"event_name":..,"properties":..,
+/// "timestamp":..,"user_id":..}`, the properties left out when empty and
+/// the timestamp when unset, as the generated type writes them.
+fn event_len(raw: &types::CreateEventReq, properties_bytes: usize) -> usize {
+    let mut bytes = r#"{"event_name":,"user_id":}"#.len()
+        + properties::str_len(&raw.event_name)
+        + properties::str_len(&raw.user_id);
+    if !raw.properties.is_empty() {
+        bytes += r#","properties":"#.len() + properties_bytes;
+    }
+    if let Some(timestamp) = &raw.timestamp {
+        bytes += r#","timestamp":"#.len() + timestamp_len(timestamp);
+    }
+    bytes
+}
+
+/// The length of a profile as JSON, by arithmetic, given that of its
+/// properties: `{"properties":..,"user_id":..}`.
+fn profile_len(raw: &types::BulkUserProfile, properties_bytes: usize) -> usize {
+    r#"{"properties":,"user_id":}"#.len() + properties_bytes + properties::str_len(&raw.user_id)
 }
 
 fn timestamp_of(
@@ -271,11 +332,15 @@ impl EventBuilder {
                 source,
             })?;
         }
-        properties::check_depth("properties", &self.raw.properties)?;
+        let scope = self.reserved_check.then_some(Scope::EventProperty);
+        let walked = check::walk(&self.raw.properties, scope)?;
         if self.reserved_check {
-            reserved::check_event(&self.raw.event_name, &self.raw.properties)?;
+            reserved::check_event_name(&self.raw.event_name)?;
         }
-        let bytes = properties::check_size("event", &self.raw)?;
+        if let Some(error) = walked.reserved {
+            return Err(error);
+        }
+        let bytes = properties::check_size("event", event_len(&self.raw, walked.bytes))?;
         Ok(Event {
             raw: self.raw,
             bytes,
@@ -397,11 +462,12 @@ impl UserProfileBuilder {
             return Err(error);
         }
         require_id("user_id", &self.raw.user_id)?;
-        properties::check_depth("properties", &self.raw.properties)?;
-        if self.reserved_check {
-            reserved::check_profile(&self.raw.properties)?;
+        let scope = self.reserved_check.then_some(Scope::UserProperty);
+        let walked = check::walk(&self.raw.properties, scope)?;
+        if let Some(error) = walked.reserved {
+            return Err(error);
         }
-        let bytes = properties::check_size("profile", &self.raw)?;
+        let bytes = properties::check_size("profile", profile_len(&self.raw, walked.bytes))?;
         Ok(UserProfile {
             raw: self.raw,
             bytes,
@@ -572,7 +638,7 @@ impl DeviceBuilder {
                 source,
             })?;
         }
-        let bytes = properties::check_size("device", &self.raw)?;
+        let bytes = properties::check_size("device", properties::json_len(&self.raw))?;
         Ok(Device {
             raw: self.raw,
             bytes,

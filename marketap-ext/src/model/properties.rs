@@ -25,53 +25,80 @@ pub const MAX_ITEM_BYTES: usize = 1024 * 1024;
 /// needs more.
 pub const MAX_DEPTH: usize = 64;
 
-/// Checks that `properties` nests at most [`MAX_DEPTH`] levels, naming the
-/// path to the first array or object past it. Valid input allocates
-/// nothing.
-pub(crate) fn check_depth(
-    field: &str,
-    properties: &Map<String, Value>,
-) -> Result<(), ValidationError> {
-    /// The path below `value` (at `level`) to the first array or object
-    /// past the limit, innermost segment first.
-    fn too_deep(value: &Value, level: usize) -> Option<Vec<String>> {
-        let is_container = matches!(value, Value::Object(_) | Value::Array(_));
-        if is_container && level > MAX_DEPTH {
-            return Some(Vec::new());
-        }
-        // Segments are formatted only on the way back from a find.
-        let below = |child, segment: &dyn Fn() -> String| {
-            too_deep(child, level + 1).map(|mut path| {
-                path.push(segment());
-                path
-            })
-        };
-        match value {
-            Value::Object(map) => map
-                .iter()
-                .find_map(|(key, child)| below(child, &|| format!(".{key}"))),
-            Value::Array(list) => list
-                .iter()
-                .enumerate()
-                .find_map(|(i, child)| below(child, &|| format!("[{i}]"))),
-            _ => None,
+/// Where a value is in an item, from a named root, formatted only for an
+/// error: `properties.mkt_items[2].mkt_quantity`.
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'a> {
+    Root(&'static str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(root) => f.write_str(root),
+            Path::Key(parent, key) => write!(f, "{parent}.{key}"),
+            Path::Index(parent, index) => write!(f, "{parent}[{index}]"),
         }
     }
-    let Some(mut path) = properties
-        .iter()
-        .find_map(|(key, value)| too_deep(value, 2).map(|path| (key, path)))
-        .map(|(key, mut path)| {
-            path.push(format!(".{key}"));
-            path
-        })
-    else {
-        return Ok(());
-    };
-    path.reverse();
-    Err(ValidationError::TooDeep {
-        field: echo(&format!("{field}{}", path.concat())),
+}
+
+/// [`ValidationError::TooDeep`] for the array or object at `path`.
+pub(crate) fn too_deep(path: &Path<'_>) -> ValidationError {
+    ValidationError::TooDeep {
+        field: echo(&path.to_string()),
         max: MAX_DEPTH,
-    })
+    }
+}
+
+/// How many bytes each byte of a string adds to its JSON form beyond
+/// itself, as serde_json escapes: `\"`, `\\` and the five short control
+/// escapes add one, other control characters (`\u001f`) five; everything
+/// else, UTF-8 included, is written as it is.
+static ESCAPE_EXTRA: [u8; 256] = {
+    let mut extra = [0; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        extra[byte] = 5;
+        byte += 1;
+    }
+    let short = [b'"', b'\\', 0x08, 0x09, 0x0a, 0x0c, 0x0d];
+    let mut i = 0;
+    while i < short.len() {
+        extra[short[i] as usize] = 1;
+        i += 1;
+    }
+    extra
+};
+
+/// The length of `text` as a JSON string, quotes included, as serde_json
+/// writes it.
+pub(crate) fn str_len(text: &str) -> usize {
+    let extra: usize = text
+        .bytes()
+        .map(|byte| usize::from(ESCAPE_EXTRA[usize::from(byte)]))
+        .sum();
+    2 + text.len() + extra
+}
+
+/// The length of `number` as JSON, as serde_json writes it.
+pub(crate) fn number_len(number: &serde_json::Number) -> usize {
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |log| log as usize + 1);
+    if let Some(n) = number.as_u64() {
+        digits(n)
+    } else if let Some(n) = number.as_i64() {
+        1 + digits(n.unsigned_abs())
+    } else {
+        // A float: serde_json's own shortest form, written to a counter.
+        json_len(number)
+    }
+}
+
+/// The length of a JSON array or object of `count` members whose own
+/// lengths add up to `members`: brackets and commas.
+pub(crate) fn compound_len(count: usize, members: usize) -> usize {
+    2 + count.saturating_sub(1) + members
 }
 
 /// Like [`serde_json::to_value`], but a NaN or infinite float anywhere inside
@@ -85,7 +112,19 @@ pub(crate) fn to_value<T: Serialize + ?Sized>(
     field: impl Display,
     value: &T,
 ) -> Result<Value, ValidationError> {
-    // Below `field`; empty (no allocation) for a scalar.
+    // A plain value (a string, number, bool, null) becomes JSON at once.
+    match value.serialize(Scalar) {
+        Ok(value) => return Ok(value),
+        Err(NotScalar::NonFinite(value)) => {
+            return Err(ValidationError::NonFiniteNumber {
+                field: field.to_string(),
+                value: value.to_string(),
+            });
+        }
+        Err(NotScalar::Custom(reason)) => return Err(unserializable(&field, reason)),
+        Err(NotScalar::Compound) => {}
+    }
+    // Below `field`.
     let mut path = String::new();
     value
         .serialize(Checker { path: &mut path })
@@ -97,6 +136,150 @@ pub(crate) fn to_value<T: Serialize + ?Sized>(
             Found::Custom(reason) => unserializable(&field, reason),
         })?;
     serde_json::to_value(value).map_err(|e| unserializable(&field, e))
+}
+
+/// `number` as JSON; NaN or infinity is [`ValidationError::NonFiniteNumber`]
+/// naming `field` (formatted only for the error).
+pub(crate) fn number(field: impl Display, number: f64) -> Result<Value, ValidationError> {
+    serde_json::Number::from_f64(number)
+        .map(Value::Number)
+        .ok_or_else(|| ValidationError::NonFiniteNumber {
+            field: field.to_string(),
+            value: number.to_string(),
+        })
+}
+
+/// Why [`Scalar`] made no value.
+#[derive(Debug, thiserror::Error)]
+enum NotScalar {
+    /// An array, an object, or a rarer scalar: the general path takes it.
+    #[error("not a plain value")]
+    Compound,
+    #[error("{0} is not finite")]
+    NonFinite(f64),
+    #[error("{0}")]
+    Custom(String),
+}
+
+impl ser::Error for NotScalar {
+    fn custom<M: Display>(msg: M) -> Self {
+        NotScalar::Custom(msg.to_string())
+    }
+}
+
+/// The fast path of [`to_value`]: a serializer that makes the `Value` of a
+/// string, an integer, an `f64`, a bool or a null directly, as
+/// serde_json's own would, and declines everything else.
+struct Scalar;
+
+macro_rules! scalar {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method(self, v: $ty) -> Result<Value, NotScalar> {
+            Ok(Value::from(v))
+        })*
+    };
+}
+
+macro_rules! not_scalar {
+    ($($method:ident($($ty:ty),*) -> $ok:ty),* $(,)?) => {
+        $(fn $method(self, $(_: $ty),*) -> Result<$ok, NotScalar> {
+            Err(NotScalar::Compound)
+        })*
+    };
+}
+
+impl ser::Serializer for Scalar {
+    type Ok = Value;
+    type Error = NotScalar;
+    type SerializeSeq = ser::Impossible<Value, NotScalar>;
+    type SerializeTuple = ser::Impossible<Value, NotScalar>;
+    type SerializeTupleStruct = ser::Impossible<Value, NotScalar>;
+    type SerializeTupleVariant = ser::Impossible<Value, NotScalar>;
+    type SerializeMap = ser::Impossible<Value, NotScalar>;
+    type SerializeStruct = ser::Impossible<Value, NotScalar>;
+    type SerializeStructVariant = ser::Impossible<Value, NotScalar>;
+
+    scalar!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_str(&str),
+    );
+
+    not_scalar!(
+        serialize_i128(i128) -> Value,
+        serialize_u128(u128) -> Value,
+        serialize_f32(f32) -> Value,
+        serialize_bytes(&[u8]) -> Value,
+        serialize_seq(Option<usize>) -> Self::SerializeSeq,
+        serialize_tuple(usize) -> Self::SerializeTuple,
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct,
+        serialize_tuple_variant(&'static str, u32, &'static str, usize)
+            -> Self::SerializeTupleVariant,
+        serialize_map(Option<usize>) -> Self::SerializeMap,
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct,
+        serialize_struct_variant(&'static str, u32, &'static str, usize)
+            -> Self::SerializeStructVariant,
+    );
+
+    fn serialize_f64(self, v: f64) -> Result<Value, NotScalar> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or(NotScalar::NonFinite(v))
+    }
+
+    fn serialize_char(self, v: char) -> Result<Value, NotScalar> {
+        Ok(Value::String(v.into()))
+    }
+
+    fn serialize_none(self) -> Result<Value, NotScalar> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Value, NotScalar> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<Value, NotScalar> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result<Value, NotScalar> {
+        Ok(Value::Null)
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<Value, NotScalar> {
+        Ok(Value::String(variant.to_owned()))
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<Value, NotScalar> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Value, NotScalar> {
+        Err(NotScalar::Compound)
+    }
 }
 
 /// [`to_value`], which must give a JSON object, else
@@ -127,23 +310,17 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
     }
 }
 
-/// The exact length of `value` as compact JSON, in bytes, counted without
-/// building the JSON; over [`MAX_ITEM_BYTES`] is
-/// [`ValidationError::TooLarge`].
-pub(crate) fn check_size<T: Serialize + ?Sized>(
-    field: &str,
-    value: &T,
-) -> Result<usize, ValidationError> {
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value).map_err(|e| unserializable(&field, e))?;
-    match counter.0 {
-        bytes if bytes > MAX_ITEM_BYTES => Err(ValidationError::TooLarge {
+/// `bytes`, the length of an item as JSON; over [`MAX_ITEM_BYTES`] is
+/// [`ValidationError::TooLarge`] naming `field`.
+pub(crate) fn check_size(field: &str, bytes: usize) -> Result<usize, ValidationError> {
+    if bytes > MAX_ITEM_BYTES {
+        return Err(ValidationError::TooLarge {
             field: field.to_owned(),
             bytes,
             max: MAX_ITEM_BYTES,
-        }),
-        bytes => Ok(bytes),
+        });
     }
+    Ok(bytes)
 }
 
 /// The length of `value` as compact JSON, in bytes, counted without
@@ -618,10 +795,6 @@ mod tests {
         };
         assert_eq!(field, "properties");
         assert!(reason.contains("key must be a string"), "{reason}");
-        assert!(matches!(
-            check_size("properties", &map),
-            Err(ValidationError::Unserializable { field, .. }) if field == "properties",
-        ));
     }
 
     #[test]
@@ -642,34 +815,13 @@ mod tests {
     }
 
     #[test]
-    fn ten_megabyte_string_is_too_large() {
-        let value = json!({"description": "x".repeat(10_000_000)});
-        match check_size("properties", &value) {
-            Err(ValidationError::TooLarge { field, bytes, max }) => {
-                assert_eq!(field, "properties");
-                assert!(bytes > 10_000_000, "{bytes}");
-                assert_eq!(bytes, 10_000_000 + r#"{"description":""}"#.len());
-                assert_eq!(max, MAX_ITEM_BYTES);
-            }
-            other => panic!("expected TooLarge, got {other:?}"),
-        }
-    }
-
-    #[test]
     fn size_limit_is_exact() {
-        // `{"s":"…"}` is 8 bytes around the string.
-        let at_limit = BTreeMap::from([("s", "x".repeat(MAX_ITEM_BYTES - 8))]);
-        assert_eq!(check_size("properties", &at_limit), Ok(MAX_ITEM_BYTES));
-        let just_under = BTreeMap::from([("s", "x".repeat(MAX_ITEM_BYTES - 9))]);
+        assert_eq!(check_size("event", MAX_ITEM_BYTES), Ok(MAX_ITEM_BYTES));
+        assert_eq!(check_size("event", 0), Ok(0));
         assert_eq!(
-            check_size("properties", &just_under),
-            Ok(MAX_ITEM_BYTES - 1)
-        );
-        let over = BTreeMap::from([("s", "x".repeat(MAX_ITEM_BYTES - 7))]);
-        assert_eq!(
-            check_size("properties", &over),
+            check_size("event", MAX_ITEM_BYTES + 1),
             Err(ValidationError::TooLarge {
-                field: "properties".into(),
+                field: "event".into(),
                 bytes: MAX_ITEM_BYTES + 1,
                 max: MAX_ITEM_BYTES,
             }),
@@ -677,18 +829,22 @@ mod tests {
     }
 
     #[test]
-    fn size_counts_escapes_and_utf8_bytes() {
-        let accents = BTreeMap::from([("s", "é".repeat(1000))]);
-        assert_eq!(check_size("properties", &accents), Ok(2008));
-        let value = json!({"q": "a\"b\n"});
-        assert_eq!(
-            check_size("properties", &value),
-            Ok(value.to_string().len())
-        );
-        assert_eq!(
-            check_size("properties", &value),
-            Ok(r#"{"q":"a\"b\n"}"#.len())
-        );
+    fn string_lengths_count_escapes_and_utf8_bytes() {
+        for text in [
+            "",
+            "abc",
+            "é",
+            "a\"b\n",
+            "\u{0}\u{1f}\u{7f}",
+            "\\/",
+            "한😀\t\r\u{8}\u{c}",
+        ] {
+            assert_eq!(
+                str_len(text),
+                serde_json::to_string(text).unwrap().len(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

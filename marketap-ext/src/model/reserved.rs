@@ -6,15 +6,13 @@
 //! module only reads them. Valid input allocates nothing: paths, echoes and suggestions are
 //! made only for an error.
 
-use std::fmt;
-
 use chrono::{DateTime, NaiveDate};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     echo::echo,
     error::ValidationError,
-    model::properties::json_type,
+    model::properties::{Path, json_type},
     model::taxonomy::{
         RESERVED_PREFIX, Scope, ValueType, event, is_reserved, sdk_event, user_property,
     },
@@ -28,21 +26,9 @@ const RENAMED: &[(Scope, &str, &str)] = &[(
     user_property::BIRTH,
 )];
 
-/// Checks an event's name and properties.
-pub(crate) fn check_event(
-    event_name: &str,
-    properties: &Map<String, Value>,
-) -> Result<(), ValidationError> {
-    check_event_name(event_name)?;
-    check_object(Scope::EventProperty, properties, &Path::Root("properties"))
-}
-
-/// Checks a user profile's properties.
-pub(crate) fn check_profile(properties: &Map<String, Value>) -> Result<(), ValidationError> {
-    check_object(Scope::UserProperty, properties, &Path::Root("properties"))
-}
-
-fn check_event_name(name: &str) -> Result<(), ValidationError> {
+/// Checks an event's name: a reserved one must be an event Marketap
+/// reserves, and not one only its mobile SDKs send.
+pub(crate) fn check_event_name(name: &str) -> Result<(), ValidationError> {
     if !is_reserved(name) || event::ALL.contains(&name) {
         return Ok(());
     }
@@ -56,49 +42,51 @@ fn check_event_name(name: &str) -> Result<(), ValidationError> {
     ))
 }
 
-/// Checks the `mkt_` keys of `object`, which is at `path`, against `scope`.
-fn check_object(
+/// Checks one entry of an object whose `mkt_` keys `scope` governs; the
+/// entry is at `path`. For a list of item or coupon objects, returns the
+/// scope of its elements' fields, which the caller checks with
+/// [`check_element`] as it walks them.
+pub(crate) fn check_entry(
     scope: Scope,
-    object: &Map<String, Value>,
+    key: &str,
+    value: &Value,
     path: &Path<'_>,
-) -> Result<(), ValidationError> {
-    for (key, value) in object {
-        if !is_reserved(key) {
-            continue;
-        }
-        let here = Path::Key(path, key);
-        let Some(expected) = scope.value_type(key) else {
-            return Err(not_reserved(&here, key, scope));
-        };
-        match expected {
-            ValueType::ItemList => check_list(value, ValueType::ItemObject, &here)?,
-            ValueType::CouponList => check_list(value, ValueType::CouponObject, &here)?,
-            _ if value.is_null() || fits(expected, value) => {}
-            _ => return Err(wrong_type(&here, expected, value)),
-        }
+) -> Result<Option<Scope>, ValidationError> {
+    if !is_reserved(key) {
+        return Ok(None);
     }
-    Ok(())
+    let Some(expected) = scope.value_type(key) else {
+        return Err(not_reserved(path, key, scope));
+    };
+    let (list, fields) = match expected {
+        ValueType::ItemList => (expected, Scope::ItemField),
+        ValueType::CouponList => (expected, Scope::CouponField),
+        _ if value.is_null() || fits(expected, value) => return Ok(None),
+        _ => return Err(wrong_type(path, expected, value)),
+    };
+    match value {
+        Value::Null => Ok(None),
+        Value::Array(_) => Ok(Some(fields)),
+        other => Err(wrong_type(path, list, other)),
+    }
 }
 
-/// Checks a list of item or coupon objects (`element` says which) at `path`.
-fn check_list(value: &Value, element: ValueType, path: &Path<'_>) -> Result<(), ValidationError> {
-    let (list, scope) = match element {
-        ValueType::CouponObject => (ValueType::CouponList, Scope::CouponField),
-        _ => (ValueType::ItemList, Scope::ItemField),
-    };
-    let elements = match value {
-        Value::Null => return Ok(()),
-        Value::Array(elements) => elements,
-        other => return Err(wrong_type(path, list, other)),
-    };
-    for (index, value) in elements.iter().enumerate() {
-        let here = Path::Index(path, index);
-        let Value::Object(fields) = value else {
-            return Err(wrong_type(&here, element, value));
-        };
-        check_object(scope, fields, &here)?;
+/// Checks that an element (at `path`) of a list whose elements' fields
+/// `fields` governs is an object; its entries are then checked with
+/// [`check_entry`].
+pub(crate) fn check_element(
+    fields: Scope,
+    value: &Value,
+    path: &Path<'_>,
+) -> Result<(), ValidationError> {
+    if value.is_object() {
+        return Ok(());
     }
-    Ok(())
+    let element = match fields {
+        Scope::CouponField => ValueType::CouponObject,
+        _ => ValueType::ItemObject,
+    };
+    Err(wrong_type(path, element, value))
 }
 
 /// Whether `value` (not null) is of type `expected`.
@@ -225,25 +213,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         std::mem::swap(&mut previous, &mut current);
     }
     previous[b.len()]
-}
-
-/// Where a value is, from the item's root, formatted only for an error:
-/// `properties.mkt_items[2].mkt_quantity`.
-#[derive(Clone, Copy)]
-enum Path<'a> {
-    Root(&'static str),
-    Key(&'a Path<'a>, &'a str),
-    Index(&'a Path<'a>, usize),
-}
-
-impl fmt::Display for Path<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Path::Root(root) => f.write_str(root),
-            Path::Key(parent, key) => write!(f, "{parent}.{key}"),
-            Path::Index(parent, index) => write!(f, "{parent}[{index}]"),
-        }
-    }
 }
 
 #[cfg(test)]

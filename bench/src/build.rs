@@ -1,0 +1,217 @@
+//! The `build` section: what building one event costs the caller, on the
+//! thread that calls `track` (a request handler's, in a web service),
+//! before anything is sent. Each way builds the benchmark's events from
+//! inputs made before the clock starts, and drops each event it built
+//! inside the timed loop; the ways run in turn, one further along each
+//! round, in a process of their own.
+
+use std::{fmt::Write as _, hint::black_box, time::Instant};
+
+use marketap_ext::{Event, Product};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    contenders::{ext_event, raw_event},
+    events::{self, EventSpec},
+};
+
+/// Target for `ratio build-ext/build-raw` (at most).
+pub const EXT_TARGET: f64 = 1.15;
+/// Target for `ratio build-purchase/build-raw` (at most).
+pub const PURCHASE_TARGET: f64 = 1.3;
+
+/// The ways of building an event that are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// A `CreateEventReq` written by hand, as the raw contender does.
+    Raw,
+    /// `Event::builder(..).items([product]).property(..).timestamp(..).build()`.
+    Ext,
+    /// `Event::purchase` with two `Product`s, plus the same property and
+    /// timestamp.
+    Purchase,
+    /// `Event::from_raw` of the hand-written struct (building it included).
+    FromRaw,
+}
+
+impl Way {
+    const ALL: [Self; 4] = [Self::Raw, Self::Ext, Self::Purchase, Self::FromRaw];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "build-raw",
+            Self::Ext => "build-ext",
+            Self::Purchase => "build-purchase",
+            Self::FromRaw => "build-from-raw",
+        }
+    }
+
+    /// Builds `n` events this way; nanoseconds per event.
+    fn time(self, n: usize) -> f64 {
+        let specs: Vec<EventSpec> = events::generate(n).collect();
+        let started;
+        match self {
+            Self::Raw => {
+                started = Instant::now();
+                for spec in specs {
+                    drop(black_box(raw_event(spec)));
+                }
+            }
+            Self::Ext => {
+                started = Instant::now();
+                for spec in specs {
+                    drop(black_box(ext_event(spec)));
+                }
+            }
+            Self::Purchase => {
+                let inputs: Vec<(EventSpec, String, String)> = specs
+                    .into_iter()
+                    .map(|spec| {
+                        let order = format!("order-{}", spec.product_id);
+                        let second = format!("{}-b", spec.product_id);
+                        (spec, order, second)
+                    })
+                    .collect();
+                started = Instant::now();
+                for (spec, order, second) in inputs {
+                    drop(black_box(purchase(spec, order, second)));
+                }
+            }
+            Self::FromRaw => {
+                started = Instant::now();
+                for spec in specs {
+                    let event = Event::from_raw(raw_event(spec));
+                    drop(black_box(event.expect("the benchmark's events are valid")));
+                }
+            }
+        }
+        started.elapsed().as_nanos() as f64 / n as f64
+    }
+}
+
+fn purchase(spec: EventSpec, order_id: String, second_id: String) -> Event {
+    let revenue = spec.price * f64::from(spec.quantity) + spec.price;
+    let first = Product::new(spec.product_id)
+        .name(spec.product_name)
+        .price(spec.price)
+        .quantity(spec.quantity)
+        .category1(spec.category);
+    let second = Product::new(second_id)
+        .name(spec.product_name)
+        .price(spec.price)
+        .quantity(1)
+        .category1(spec.category);
+    Event::purchase(spec.user_id, order_id, revenue, [first, second])
+        .property(events::IS_MEMBER, spec.is_member)
+        .timestamp(spec.timestamp)
+        .build()
+        .expect("the benchmark's events are valid")
+}
+
+/// What one `build` process measured: per round, ns per event for each way
+/// in [`Way::ALL`] order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildResult {
+    pub n: usize,
+    pub rounds: Vec<[f64; 4]>,
+}
+
+/// Times every way `rounds` times at `n` events, rotating who goes first.
+pub fn run(n: usize, rounds: usize) -> BuildResult {
+    // One untimed pass, so that no way pays for a cold allocator.
+    for way in Way::ALL {
+        way.time(n.min(1_000));
+    }
+    let rounds = (0..rounds)
+        .map(|round| {
+            let mut ns = [0.0; 4];
+            for i in 0..Way::ALL.len() {
+                let index = (round + i) % Way::ALL.len();
+                ns[index] = Way::ALL[index].time(n);
+            }
+            ns
+        })
+        .collect();
+    BuildResult { n, rounds }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        len if len % 2 == 1 => values[len / 2],
+        len => (values[len / 2 - 1] + values[len / 2]) / 2.0,
+    }
+}
+
+/// The section: a table of medians, targets, and `ratio` lines (each the
+/// median over the rounds of the two ways' ratio in the same round).
+pub fn render(result: &BuildResult) -> String {
+    let mut w = String::new();
+    let column = |index: usize| median(result.rounds.iter().map(|ns| ns[index]).collect());
+    let ratio = |index: usize| median(result.rounds.iter().map(|ns| ns[index] / ns[0]).collect());
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "build: ns per event, median of {} rounds of {} events, built and dropped on one thread",
+        result.rounds.len(),
+        result.n
+    );
+    let _ = writeln!(w, "| way | ns/event |");
+    let _ = writeln!(w, "|---|---:|");
+    for (index, way) in Way::ALL.iter().enumerate() {
+        let _ = writeln!(w, "| {} | {:.0} |", way.name(), column(index));
+    }
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    let (ext, purchase) = (ratio(1), ratio(2));
+    let _ = writeln!(
+        w,
+        "target: build-ext/build-raw <= {EXT_TARGET}: {}",
+        verdict(ext <= EXT_TARGET)
+    );
+    let _ = writeln!(
+        w,
+        "target: build-purchase/build-raw <= {PURCHASE_TARGET}: {}",
+        verdict(purchase <= PURCHASE_TARGET)
+    );
+    let _ = writeln!(w, "ratio build-ext/build-raw: {ext:.2}");
+    let _ = writeln!(w, "ratio build-purchase/build-raw: {purchase:.2}");
+    let _ = writeln!(w, "ratio build-from-raw/build-raw: {:.2}", ratio(3));
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_paired_within_rounds_and_lines_are_printed() {
+        let result = BuildResult {
+            n: 10,
+            rounds: vec![[100.0, 110.0, 120.0, 150.0], [200.0, 300.0, 240.0, 260.0]],
+        };
+        let text = render(&result);
+        // Per round 1.10 and 1.50: the median is 1.30, not 410/300.
+        assert!(text.contains("ratio build-ext/build-raw: 1.30\n"), "{text}");
+        assert!(
+            text.contains("ratio build-purchase/build-raw: 1.20\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("target: build-ext/build-raw <= 1.15: MISSED"),
+            "{text}"
+        );
+        assert!(
+            text.contains("target: build-purchase/build-raw <= 1.3: met"),
+            "{text}"
+        );
+        assert!(text.contains("| build-raw | 150 |"), "{text}");
+    }
+
+    #[test]
+    fn every_way_builds_and_times() {
+        let result = run(5, 2);
+        assert_eq!(result.rounds.len(), 2);
+        assert!(result.rounds.iter().flatten().all(|ns| *ns > 0.0));
+    }
+}
