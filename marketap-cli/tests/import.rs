@@ -693,6 +693,37 @@ fn one_bad_item_is_isolated_and_dead_lettered_alone() {
     assert_eq!(letter["body"]["events"].as_array().unwrap().len(), 1);
     assert_eq!(letter["body"]["events"][0]["user_id"], "u1234");
 
+    // Resending the letter leaves only the bad item: every good one was
+    // accepted by the import already.
+    let letters_path = dir.join("events.ndjson.dead-letter.ndjson");
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &["resend", letters_path.to_str().unwrap(), "--output", "json"],
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.json()["accepted"], 0);
+    let remaining = dir.join("events.ndjson.dead-letter.ndjson.remaining.ndjson");
+    let remaining = std::fs::read_to_string(remaining).unwrap();
+    assert_eq!(remaining.lines().count(), 1);
+    assert!(remaining.contains(r#""user_id":"u1234""#), "{remaining}");
+    let mut accepted: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|request| request.items())
+        .filter(|items| !items.iter().any(|e| e["user_id"] == "u1234"))
+        .flatten()
+        .map(|e| e["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    accepted.sort_unstable();
+    let count = accepted.len();
+    accepted.dedup();
+    assert_eq!(
+        (accepted.len(), count),
+        (1999, 1999),
+        "every good item accepted, once (the --no-isolate run below comes after)"
+    );
+
     // Opted out: the whole request of 1,000 fails with its one bad item.
     let out = import(&["--no-isolate"]);
     let summary = out.json();

@@ -93,6 +93,11 @@ async fn one_bad_item_fails_alone_and_the_other_1999_are_accepted() {
     assert_eq!(report.requests, 2 + report.splits);
     assert_eq!(server.requests().len(), 2 + report.isolation_requests);
     assert!(report.to_string().contains("1 item refused alone (400)"));
+    println!(
+        "one bad item in 2,000: {} requests in all, {} to isolate it",
+        server.requests().len(),
+        report.isolation_requests
+    );
 
     // Every good item reached the server exactly once; the bad one never
     // was accepted.
@@ -242,4 +247,123 @@ async fn the_ingestor_dead_letters_only_the_refused_item() {
     assert_eq!(letters[0].status, Some(400));
     assert_eq!(letters[0].body["events"].as_array().unwrap().len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn three_bad_items_spread_over_one_request_fail_alone() {
+    let bad = |id: u64| matches!(id, 7 | 500 | 993);
+    let server = refusing(bad).await;
+    let client = client(&server, BatchConfig::default());
+
+    let report = timeout(LIMIT, client.send_events((0..1000).map(event)))
+        .await
+        .unwrap();
+
+    let mut failed: Vec<u64> = report
+        .failed
+        .iter()
+        .flat_map(|f| {
+            assert_eq!(f.items.len(), 1, "each refused item alone");
+            f.items
+                .iter()
+                .map(|e| e.properties()["id"].as_u64().unwrap())
+        })
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, [7, 500, 993]);
+    assert_eq!((report.accepted, report.isolated), (997, 3));
+    println!(
+        "three bad items in 1,000: {} requests, {} to isolate them",
+        server.requests().len(),
+        report.isolation_requests
+    );
+    let accepted = accepted(&server, bad);
+    assert_eq!(accepted.len(), 997);
+    assert!(accepted.values().all(|&n| n == 1));
+}
+
+/// A 400 that says the whole request is wrong (here, an envelope the
+/// server will never take) looks like any other 400: the API documents no
+/// codes that tell them apart. Isolation stops at its bound, and every
+/// item comes back, marked.
+#[tokio::test]
+async fn a_400_for_the_whole_request_costs_at_most_the_bound() {
+    let server = TestServer::start(|_| Reply::error(400, 1001, "invalid project_id")).await;
+    let client = client(&server, BatchConfig::default().with_max_isolation_splits(8));
+
+    let report = timeout(LIMIT, client.send_events((0..1000).map(event)))
+        .await
+        .unwrap();
+
+    assert_eq!(server.requests().len(), 1 + 2 * 8, "the bound, no more");
+    assert_eq!(report.failed_items(), 1000, "every item handed back");
+    assert_eq!(report.accepted, 0);
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| f.error.api_code() == Some(1001))
+    );
+}
+
+mod property {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// For a random batch and a random set of poisoned items, exactly the
+        /// others are accepted, each once, and each poisoned item fails once,
+        /// alone.
+        #[test]
+        fn exactly_the_poisoned_items_fail_each_once(
+            n in 1usize..300,
+            batch in 1usize..120,
+            poison in proptest::collection::hash_set(0u64..300, 0..6),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let poisoned: HashSet<u64> = poison.into_iter().filter(|&id| id < n as u64).collect();
+                let refused = poisoned.clone();
+                let server = TestServer::start(move |request| {
+                    if ids(request).iter().any(|id| refused.contains(id)) {
+                        Reply::error(400, 4001, "poisoned")
+                    } else {
+                        Reply::accepted()
+                    }
+                })
+                .await;
+                let client = client(&server, BatchConfig::default().with_max_batch_size(batch));
+                let report = timeout(LIMIT, client.send_events((0..n).map(event))).await.unwrap();
+
+                let mut accepted: HashMap<u64, usize> = HashMap::new();
+                for request in server.requests() {
+                    let ids = ids(&request);
+                    if !ids.iter().any(|id| poisoned.contains(id)) {
+                        for id in ids {
+                            *accepted.entry(id).or_default() += 1;
+                        }
+                    }
+                }
+                let expected: HashSet<u64> =
+                    (0..n as u64).filter(|id| !poisoned.contains(id)).collect();
+                assert_eq!(accepted.keys().copied().collect::<HashSet<_>>(), expected);
+                assert!(accepted.values().all(|&times| times == 1));
+                let mut failed: Vec<u64> = report
+                    .failed
+                    .iter()
+                    .flat_map(|f| f.items.iter().map(|e| e.properties()["id"].as_u64().unwrap()))
+                    .collect();
+                failed.sort_unstable();
+                let mut poisoned: Vec<u64> = poisoned.into_iter().collect();
+                poisoned.sort_unstable();
+                assert_eq!(failed, poisoned, "each poisoned item fails exactly once");
+                assert!(report.failed.iter().all(|f| f.items.len() == 1));
+            });
+        }
+    }
 }
