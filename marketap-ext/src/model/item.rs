@@ -27,6 +27,26 @@ use crate::{
     model::timestamp::{IntoTimestamp, Timestamp, check_wire},
 };
 
+/// `from_checked` and `wire_bytes` of an item that wraps a wire value `raw`
+/// with its length as JSON, `bytes`: the same for every such item.
+macro_rules! checked_wrapper {
+    ($item:ident, $raw:ty) => {
+        impl $item {
+            /// Wraps a wire value that was validated before (it came out of
+            /// an item of this kind).
+            pub(crate) fn from_checked(raw: $raw) -> Self {
+                let bytes = properties::json_len(&raw);
+                Self { raw, bytes }
+            }
+
+            /// Its length as JSON, in bytes.
+            pub(crate) fn wire_bytes(&self) -> usize {
+                self.bytes
+            }
+        }
+    };
+}
+
 /// `property`, `properties` and `skip_reserved_check` for a builder whose
 /// `raw` wire type has a `properties` map.
 macro_rules! property_setters {
@@ -225,19 +245,9 @@ impl From<types::CreateEventReq> for EventBuilder {
     }
 }
 
+checked_wrapper!(Event, types::CreateEventReq);
+
 impl Event {
-    /// Wraps a wire value that was validated before (it came out of an
-    /// item of this kind).
-    pub(crate) fn from_checked(raw: types::CreateEventReq) -> Self {
-        let bytes = properties::json_len(&raw);
-        Self { raw, bytes }
-    }
-
-    /// Its length as JSON, in bytes.
-    pub(crate) fn wire_bytes(&self) -> usize {
-        self.bytes
-    }
-
     /// An event named `event_name` for `user_id`.
     pub fn builder(user_id: impl Into<String>, event_name: impl Into<String>) -> EventBuilder {
         EventBuilder {
@@ -263,19 +273,7 @@ impl Event {
     /// Validates an event in the generated wire type, e.g. one read back
     /// from a dead-letter file. The reserved check runs.
     pub fn from_raw(raw: types::CreateEventReq) -> Result<Self, ValidationError> {
-        Self::from_raw_checked(raw, true)
-    }
-
-    /// [`from_raw`](Self::from_raw), with the reserved check on or off.
-    pub(crate) fn from_raw_checked(
-        raw: types::CreateEventReq,
-        reserved_check: bool,
-    ) -> Result<Self, ValidationError> {
-        EventBuilder {
-            reserved_check,
-            ..EventBuilder::from(raw)
-        }
-        .build()
+        EventBuilder::from(raw).build()
     }
 
     /// Who did it.
@@ -394,19 +392,9 @@ impl From<types::BulkUserProfile> for UserProfileBuilder {
     }
 }
 
+checked_wrapper!(UserProfile, types::BulkUserProfile);
+
 impl UserProfile {
-    /// Wraps a wire value that was validated before (it came out of an
-    /// item of this kind).
-    pub(crate) fn from_checked(raw: types::BulkUserProfile) -> Self {
-        let bytes = properties::json_len(&raw);
-        Self { raw, bytes }
-    }
-
-    /// Its length as JSON, in bytes.
-    pub(crate) fn wire_bytes(&self) -> usize {
-        self.bytes
-    }
-
     /// A profile update for `user_id`.
     pub fn builder(user_id: impl Into<String>) -> UserProfileBuilder {
         UserProfileBuilder {
@@ -422,19 +410,7 @@ impl UserProfile {
     /// Validates a profile in the generated wire type. The reserved check
     /// runs.
     pub fn from_raw(raw: types::BulkUserProfile) -> Result<Self, ValidationError> {
-        Self::from_raw_checked(raw, true)
-    }
-
-    /// [`from_raw`](Self::from_raw), with the reserved check on or off.
-    pub(crate) fn from_raw_checked(
-        raw: types::BulkUserProfile,
-        reserved_check: bool,
-    ) -> Result<Self, ValidationError> {
-        UserProfileBuilder {
-            reserved_check,
-            ..UserProfileBuilder::from(raw)
-        }
-        .build()
+        UserProfileBuilder::from(raw).build()
     }
 
     /// Whose profile.
@@ -538,19 +514,9 @@ pub struct DeviceBuilder {
     error: Option<ValidationError>,
 }
 
+checked_wrapper!(Device, types::UpdateDeviceProfileReq);
+
 impl Device {
-    /// Wraps a wire value that was validated before (it came out of an
-    /// item of this kind).
-    pub(crate) fn from_checked(raw: types::UpdateDeviceProfileReq) -> Self {
-        let bytes = properties::json_len(&raw);
-        Self { raw, bytes }
-    }
-
-    /// Its length as JSON, in bytes.
-    pub(crate) fn wire_bytes(&self) -> usize {
-        self.bytes
-    }
-
     /// A device with push `token` (FCM, APNs, or a Web Push endpoint).
     pub fn builder(token: impl Into<String>, platform: Platform) -> DeviceBuilder {
         DeviceBuilder {
@@ -570,15 +536,6 @@ impl Device {
     /// Validates a device in the generated wire type.
     pub fn from_raw(raw: types::UpdateDeviceProfileReq) -> Result<Self, ValidationError> {
         DeviceBuilder { raw, error: None }.build()
-    }
-
-    /// [`from_raw`](Self::from_raw); a device has no properties, so there
-    /// is nothing for the reserved check.
-    pub(crate) fn from_raw_checked(
-        raw: types::UpdateDeviceProfileReq,
-        _reserved_check: bool,
-    ) -> Result<Self, ValidationError> {
-        Self::from_raw(raw)
     }
 
     /// The push token.

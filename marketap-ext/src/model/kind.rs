@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, ValidationError},
-    model::item::{Device, Event, UserDeletion, UserProfile},
+    model::item::{Device, Event, EventBuilder, UserDeletion, UserProfile, UserProfileBuilder},
     report::FailedBatch,
 };
 
@@ -111,9 +111,10 @@ pub(crate) mod sealed {
 pub(crate) const KINDS: usize = 4;
 
 /// The [`Item`] impl of a kind sent in bulk: `$item` wraps one element of
-/// `types::$body`'s `$list`, posted by `Client::$method`.
+/// `types::$body`'s `$list`, posted by `Client::$method`, and `$validate`
+/// checks one element again (with the reserved check on or off).
 macro_rules! bulk_kind {
-    ($item:ident, $body:ident, $list:ident, $operation:ident, $method:ident, $index:literal, $undelivered:ident) => {
+    ($item:ident, $body:ident, $list:ident, $operation:ident, $method:ident, $index:literal, $undelivered:ident, $validate:expr) => {
         impl sealed::Kind for $item {
             type Body = types::$body;
             const FIELD: &'static str = stringify!($list);
@@ -139,7 +140,8 @@ macro_rules! bulk_kind {
             }
 
             fn validate(self, reserved_check: bool) -> Result<Self, ValidationError> {
-                Self::from_raw_checked(self.into_raw(), reserved_check)
+                let validate: fn(_, bool) -> Result<Self, ValidationError> = $validate;
+                validate(self.into_raw(), reserved_check)
             }
 
             fn from_letter(body: serde_json::Value) -> Result<Vec<Self>, serde_json::Error> {
@@ -164,7 +166,10 @@ bulk_kind!(
     CollectBulkUserEvents,
     collect_bulk_user_events,
     0,
-    Events
+    Events,
+    |raw, reserved_check| EventBuilder::from(raw)
+        .reserved_check(reserved_check)
+        .build()
 );
 bulk_kind!(
     UserProfile,
@@ -173,7 +178,10 @@ bulk_kind!(
     UpdateBulkUserProfiles,
     update_bulk_user_profiles,
     1,
-    Profiles
+    Profiles,
+    |raw, reserved_check| UserProfileBuilder::from(raw)
+        .reserved_check(reserved_check)
+        .build()
 );
 bulk_kind!(
     Device,
@@ -182,7 +190,9 @@ bulk_kind!(
     UpdateBulkDeviceProfiles,
     update_bulk_device_profiles,
     2,
-    Devices
+    Devices,
+    // A device has no properties: nothing for the reserved check.
+    |raw, _| Device::from_raw(raw)
 );
 
 /// The body of a deletion request: one user, or several.
