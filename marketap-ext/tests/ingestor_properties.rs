@@ -305,7 +305,7 @@ async fn run(setup: Setup) -> Result<(), TestCaseError> {
                 }
             }
             Op::Flush => {
-                let flushed = tokio::time::timeout(Duration::from_secs(10), live.flush())
+                let flushed = tokio::time::timeout(Duration::from_secs(30), live.flush())
                     .await
                     .expect("flush is bounded");
                 let mut ledger = ledger.lock().unwrap();
