@@ -90,6 +90,7 @@ mod ingest;
 mod lock;
 mod model;
 mod report;
+pub mod spool;
 
 pub use client::{Deliveries, Marketap};
 pub use config::{

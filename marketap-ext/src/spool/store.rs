@@ -1,0 +1,1026 @@
+//! The spool's storage thread: it owns the files, and the async side talks
+//! to it through a channel, so no Tokio worker waits for the disk.
+//!
+//! - **Group commit.** The thread takes every append waiting in the
+//!   channel, writes them with one `write`, syncs if the policy says so,
+//!   then wakes all their callers together. A write that fails is cut back
+//!   off the file, so nothing half-written stays, and every caller of the
+//!   group gets the error.
+//! - **Reading back.** Records are read lazily, oldest first, at most as
+//!   many as asked for; a sealed segment is read whole (segments are small),
+//!   the one being written from where the reader left off.
+//! - **Acknowledgement.** A record handed out stays in the spool until it is
+//!   acknowledged. The ledger stores the lowest sequence number not yet
+//!   acknowledged (written with the periodic sync, atomically by rename);
+//!   segments wholly below it are deleted. After a crash, records at or
+//!   above the ledger's number are delivered again: at most the records
+//!   handed out and not yet acknowledged when the ledger was last written.
+//! - **Opening.** The lock file makes the opener the only owner. Every
+//!   segment is checked record by record: a damaged region is logged with
+//!   its byte range, counted, copied into `corrupt/`, and the segment is
+//!   rewritten with its good records, so the next opening finds it clean.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fs::{self, File, OpenOptions},
+    io::{Read, Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::sync::{Semaphore, oneshot};
+
+use super::{
+    CorruptRange, Inspection, SpoolConfig, SpoolError, SyncPolicy,
+    format::{self, Entry, Header},
+};
+use crate::lock::lock;
+
+const LOCK_FILE: &str = "spool.lock";
+const LEDGER_FILE: &str = "ledger";
+const CORRUPT_DIR: &str = "corrupt";
+const SEGMENT_EXT: &str = "seg";
+
+/// A record read back from the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// Its place in the spool, to acknowledge it by.
+    pub seq: u64,
+    /// The kind tag given to [`Spool::append`].
+    pub kind: u8,
+    /// When it was appended.
+    pub enqueued_at: SystemTime,
+    /// The body given to [`Spool::append`].
+    pub body: Vec<u8>,
+}
+
+/// The spool's counters now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SpoolStats {
+    /// Records not yet acknowledged.
+    pub items: u64,
+    /// Their bytes, framing included.
+    pub bytes: u64,
+    /// Damaged regions found when opening.
+    pub corrupted_ranges: u64,
+    /// Their bytes.
+    pub corrupted_bytes: u64,
+    /// Group commits that failed (each caller got the error).
+    pub write_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    items: AtomicU64,
+    bytes: AtomicU64,
+    corrupted_ranges: AtomicU64,
+    corrupted_bytes: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+/// A handle on an open spool; clones share it. The storage thread closes
+/// the files (a last sync, the ledger, the lock) when the last handle is
+/// dropped or [`close`](Spool::close) is called.
+#[derive(Clone)]
+pub(crate) struct Spool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    /// Free bytes under the cap: an append takes its record's size, an
+    /// acknowledgement gives it back.
+    room: Semaphore,
+    /// Bytes held past the cap when the spool was opened with a smaller
+    /// one: acknowledgements pay this back before they free room.
+    debt: Mutex<u64>,
+    counters: Counters,
+    path: PathBuf,
+}
+
+enum Command {
+    Append {
+        kind: u8,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<(), SpoolError>>,
+    },
+    Read {
+        max: usize,
+        reply: oneshot::Sender<Vec<Stored>>,
+    },
+    Ack(Vec<u64>),
+    Close(oneshot::Sender<()>),
+}
+
+impl Spool {
+    /// Opens (or creates) the spool at `config.path()`: takes its lock,
+    /// checks every segment, and starts the storage thread. Runs on the
+    /// caller's thread: it reads the whole spool once.
+    ///
+    /// The reader hands out records at most `window` sequence numbers past
+    /// the oldest one not yet acknowledged (the ingestor's capacity), which
+    /// bounds what a crash delivers twice.
+    pub(crate) fn open(config: &SpoolConfig, window: u64) -> Result<Spool, SpoolError> {
+        let store = Store::open(config, window)?;
+        let live = store.live_bytes;
+        let max = usize::try_from(config.max_bytes()).unwrap_or(usize::MAX);
+        let live_usize = usize::try_from(live).unwrap_or(usize::MAX);
+        let shared = Arc::new(Shared {
+            commands: Mutex::new(None),
+            room: Semaphore::new(max.saturating_sub(live_usize).min(Semaphore::MAX_PERMITS)),
+            debt: Mutex::new(live.saturating_sub(config.max_bytes())),
+            counters: Counters::default(),
+            path: config.path().to_owned(),
+        });
+        let counters = &shared.counters;
+        counters.items.store(store.live_items, Ordering::Relaxed);
+        counters.bytes.store(live, Ordering::Relaxed);
+        counters
+            .corrupted_ranges
+            .store(store.corrupted.len() as u64, Ordering::Relaxed);
+        counters.corrupted_bytes.store(
+            store.corrupted.iter().map(|r| r.end - r.start).sum(),
+            Ordering::Relaxed,
+        );
+        let (sender, receiver) = mpsc::channel();
+        *lock(&shared.commands) = Some(sender);
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("marketap-spool".into())
+            .spawn(move || store.run(receiver, &thread_shared))
+            .map_err(|error| SpoolError::io("start a thread for", config.path(), error))?;
+        Ok(Spool { shared })
+    }
+
+    fn send(&self, command: Command) -> Result<(), Command> {
+        match lock(&self.shared.commands).as_ref() {
+            Some(sender) => sender.send(command).map_err(|mpsc::SendError(c)| c),
+            None => Err(command),
+        }
+    }
+
+    /// Writes a record: waits while the spool is at its byte cap, then
+    /// until the group commit that holds it is written (and synced, with
+    /// [`SyncPolicy::Always`]).
+    pub(crate) async fn append(&self, kind: u8, body: Vec<u8>) -> Result<(), SpoolError> {
+        let size = record_permits(body.len());
+        self.shared
+            .room
+            .acquire_many(size)
+            .await
+            .map_err(|_| SpoolError::Closed)?
+            .forget();
+        self.commit(kind, body, size).await
+    }
+
+    /// Writes a record if there is room under the byte cap now; hands the
+    /// body back if not. The returned future ends when the write does.
+    pub(crate) fn try_append(
+        &self,
+        kind: u8,
+        body: Vec<u8>,
+    ) -> Result<impl Future<Output = Result<(), SpoolError>> + Send + 'static, Vec<u8>> {
+        let size = record_permits(body.len());
+        match self.shared.room.try_acquire_many(size) {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(body),
+        }
+        let spool = self.clone();
+        Ok(async move { spool.commit(kind, body, size).await })
+    }
+
+    async fn commit(&self, kind: u8, body: Vec<u8>, size: u32) -> Result<(), SpoolError> {
+        let (reply, written) = oneshot::channel();
+        let result = match self.send(Command::Append { kind, body, reply }) {
+            Ok(()) => written.await.unwrap_or(Err(SpoolError::Closed)),
+            Err(_) => Err(SpoolError::Closed),
+        };
+        if result.is_err() {
+            self.shared.room.add_permits(size as usize);
+        }
+        result
+    }
+
+    /// The next records not yet handed out, oldest first, at most `max`;
+    /// waits until there is one. Empty once the spool is closed.
+    pub(crate) async fn read(&self, max: usize) -> Vec<Stored> {
+        let (reply, records) = oneshot::channel();
+        if self.send(Command::Read { max, reply }).is_err() {
+            return Vec::new();
+        }
+        records.await.unwrap_or_default()
+    }
+
+    /// Removes delivered (or finally failed) records and frees their room.
+    pub(crate) fn ack(&self, seqs: Vec<u64>) {
+        if !seqs.is_empty() {
+            let _ = self.send(Command::Ack(seqs));
+        }
+    }
+
+    /// Syncs, writes the ledger and releases the lock; appends and reads
+    /// after it fail. Waits for the storage thread to finish.
+    pub(crate) async fn close(&self) {
+        let (reply, closed) = oneshot::channel();
+        if self.send(Command::Close(reply)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+
+    pub(crate) fn stats(&self) -> SpoolStats {
+        let c = &self.shared.counters;
+        SpoolStats {
+            items: c.items.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            corrupted_ranges: c.corrupted_ranges.load(Ordering::Relaxed),
+            corrupted_bytes: c.corrupted_bytes.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The spool's directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.shared.path
+    }
+}
+
+fn record_permits(body_len: usize) -> u32 {
+    u32::try_from(format::record_len(body_len)).unwrap_or(u32::MAX)
+}
+
+impl Shared {
+    /// Gives acknowledged bytes back to the room, after any debt.
+    fn free(&self, bytes: u64) {
+        let mut debt = lock(&self.debt);
+        let paid = bytes.min(*debt);
+        *debt -= paid;
+        drop(debt);
+        let freed = usize::try_from(bytes - paid).unwrap_or(usize::MAX);
+        if freed > 0 {
+            self.room.add_permits(freed);
+        }
+    }
+}
+
+/// A segment file: its records' sequence numbers start at `first`.
+#[derive(Debug)]
+struct Segment {
+    first: u64,
+    path: PathBuf,
+    /// Bytes in the file, header included.
+    len: u64,
+    /// The last sequence number in it, if any record is.
+    last: Option<u64>,
+}
+
+/// Where the reader is: the segment index in `segments` and the offset.
+struct Cursor {
+    segment: usize,
+    offset: u64,
+    /// A sealed segment's bytes, read whole when the reader reaches it.
+    loaded: Option<Vec<u8>>,
+}
+
+/// The storage thread's state.
+struct Store {
+    dir: PathBuf,
+    sync: SyncPolicy,
+    segment_bytes: u64,
+    segments: VecDeque<Segment>,
+    /// The last segment's open file, for appending; `None` after a failed
+    /// rotation, until the next append makes one.
+    active: Option<File>,
+    next_seq: u64,
+    cursor: Cursor,
+    /// Records handed out and not acknowledged, with their sizes.
+    handed_out: BTreeMap<u64, u64>,
+    /// The sequence number after the last record read (handed out or
+    /// skipped as acknowledged before).
+    read_upto: u64,
+    /// How far past the oldest unacknowledged record the reader may go:
+    /// this bounds what a crash sends twice.
+    window: u64,
+    /// Acknowledged below this.
+    watermark: u64,
+    ledger_written: u64,
+    dirty: bool,
+    last_sync: Instant,
+    live_items: u64,
+    live_bytes: u64,
+    corrupted: Vec<CorruptRange>,
+    pending_read: Option<(usize, oneshot::Sender<Vec<Stored>>)>,
+    _lock: File,
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.{SEGMENT_EXT}")
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SpoolError + 'a {
+    move |error| SpoolError::io(action, path, error)
+}
+
+/// Takes the spool's lock file.
+fn take_lock(dir: &Path) -> Result<File, SpoolError> {
+    fs::create_dir_all(dir).map_err(io("create the directory", dir))?;
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(SpoolError::Locked {
+            path: dir.to_owned(),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Err(SpoolError::Locked {
+            path: dir.to_owned(),
+        }),
+        Err(error) => Err(SpoolError::io("lock", &path, error)),
+    }
+}
+
+/// The segment files of `dir`, by first sequence number.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io("list", dir))? {
+        let path = entry.map_err(io("list", dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXT) {
+            continue;
+        }
+        if let Some(first) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            found.push((first, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn read_ledger(dir: &Path) -> u64 {
+    let Ok(bytes) = fs::read(dir.join(LEDGER_FILE)) else {
+        return 0;
+    };
+    // The watermark and its CRC; a damaged ledger means "resend all".
+    if bytes.len() == 12 {
+        let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if crc32fast::hash(&bytes[..8]) == crc {
+            return u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        }
+    }
+    tracing::error!(
+        path = %dir.join(LEDGER_FILE).display(),
+        "marketap spool: the ledger is damaged; every record in the spool will be delivered again"
+    );
+    0
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    let temp = path.with_extension("tmp");
+    let mut file = File::create(&temp)?;
+    file.write_all(bytes)?;
+    if sync {
+        file.sync_data()?;
+    }
+    drop(file);
+    fs::rename(&temp, path)
+}
+
+/// What checking one segment found.
+struct Checked {
+    items: u64,
+    bytes: u64,
+    last: Option<u64>,
+    damaged: Vec<(u64, u64)>,
+}
+
+/// Checks a segment's bytes: counts its records at or above `watermark`
+/// and finds its damaged regions.
+fn check(bytes: &[u8], watermark: u64) -> Checked {
+    let mut checked = Checked {
+        items: 0,
+        bytes: 0,
+        last: None,
+        damaged: Vec::new(),
+    };
+    let body = &bytes[format::SEGMENT_HEADER..];
+    for entry in format::Reader::new(body, 0) {
+        match entry {
+            Entry::Record { record, .. } => {
+                checked.last = Some(record.seq);
+                if record.seq >= watermark {
+                    checked.items += 1;
+                    checked.bytes += format::record_len(record.body.len());
+                }
+            }
+            Entry::Damaged { start, end } => {
+                let at = format::SEGMENT_HEADER as u64;
+                checked.damaged.push((at + start as u64, at + end as u64));
+            }
+        }
+    }
+    checked
+}
+
+impl Store {
+    fn open(config: &SpoolConfig, window: u64) -> Result<Store, SpoolError> {
+        let dir = config.path().to_owned();
+        let lock_file = take_lock(&dir)?;
+        let watermark = read_ledger(&dir);
+        let listed = list_segments(&dir)?;
+        // A segment of another version stops everything before any change.
+        for (_, path) in &listed {
+            let mut header = [0; format::SEGMENT_HEADER];
+            let mut file = File::open(path).map_err(io("open", path))?;
+            let n = read_up_to(&mut file, &mut header).map_err(io("read", path))?;
+            if let Header::Version(found) = format::read_header(&header[..n]) {
+                return Err(SpoolError::Version {
+                    path: path.clone(),
+                    found,
+                    supported: format::FORMAT_VERSION,
+                });
+            }
+        }
+        let mut store = Store {
+            dir: dir.clone(),
+            sync: config.sync(),
+            segment_bytes: config
+                .segment_bytes()
+                .max(format::SEGMENT_HEADER as u64 + 1),
+            segments: VecDeque::new(),
+            active: None,
+            next_seq: watermark,
+            cursor: Cursor {
+                segment: 0,
+                offset: format::SEGMENT_HEADER as u64,
+                loaded: None,
+            },
+            handed_out: BTreeMap::new(),
+            read_upto: watermark,
+            window: window.max(1),
+            watermark,
+            ledger_written: watermark,
+            dirty: false,
+            last_sync: Instant::now(),
+            live_items: 0,
+            live_bytes: 0,
+            corrupted: Vec::new(),
+            pending_read: None,
+            _lock: lock_file,
+        };
+        for (first, path) in listed {
+            store.recover(first, path)?;
+        }
+        store.start_segment()?;
+        Ok(store)
+    }
+
+    /// Checks one existing segment: keeps it if it has records to deliver,
+    /// sets its damage aside and rewrites it without, deletes it if it has
+    /// none left.
+    fn recover(&mut self, first: u64, path: PathBuf) -> Result<(), SpoolError> {
+        let bytes = fs::read(&path).map_err(io("read", &path))?;
+        let checked = if format::read_header(&bytes) == Header::Current {
+            check(&bytes, self.watermark)
+        } else {
+            // A header too short or not ours: the whole file is damage.
+            Checked {
+                items: 0,
+                bytes: 0,
+                last: None,
+                damaged: vec![(0, bytes.len() as u64)],
+            }
+        };
+        if let Some(last) = checked.last {
+            self.next_seq = self.next_seq.max(last + 1);
+        }
+        if !checked.damaged.is_empty() {
+            self.set_aside(&path, &bytes, &checked.damaged)?;
+            if checked.items > 0 {
+                self.rewrite(&path, &bytes)?;
+            }
+        }
+        if checked.items == 0 {
+            fs::remove_file(&path).map_err(io("remove", &path))?;
+            return Ok(());
+        }
+        self.live_items += checked.items;
+        self.live_bytes += checked.bytes;
+        let len = fs::metadata(&path).map_err(io("read", &path))?.len();
+        self.segments.push_back(Segment {
+            first,
+            path,
+            len,
+            last: checked.last,
+        });
+        Ok(())
+    }
+
+    /// Logs each damaged region and copies its bytes into `corrupt/`.
+    fn set_aside(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        damaged: &[(u64, u64)],
+    ) -> Result<(), SpoolError> {
+        let corrupt = self.dir.join(CORRUPT_DIR);
+        fs::create_dir_all(&corrupt).map_err(io("create the directory", &corrupt))?;
+        let stem = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("segment");
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for &(start, end) in damaged {
+            let copy = corrupt.join(format!("{stem}.{start}-{end}.{stamp}.bin"));
+            let region = &bytes[start as usize..end as usize];
+            let set_aside = match write_atomically(&copy, region, true) {
+                Ok(()) => Some(copy),
+                Err(error) => {
+                    tracing::error!(path = %copy.display(), %error, "marketap spool: could not copy a damaged region aside");
+                    None
+                }
+            };
+            tracing::error!(
+                file = %path.display(),
+                start,
+                end,
+                set_aside = ?set_aside,
+                "marketap spool: a damaged region (a torn write, or the disk changed the bytes); its records are lost, every good record around it is kept"
+            );
+            self.corrupted.push(CorruptRange {
+                file: path.to_owned(),
+                start,
+                end,
+                set_aside,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rewrites a damaged segment with only its good records.
+    fn rewrite(&self, path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+        let mut out = format::segment_header().to_vec();
+        for entry in format::Reader::new(&bytes[format::SEGMENT_HEADER..], 0) {
+            if let Entry::Record { record, .. } = entry {
+                format::encode(
+                    &mut out,
+                    record.seq,
+                    record.enqueued_at,
+                    record.kind,
+                    record.body,
+                );
+            }
+        }
+        write_atomically(path, &out, true).map_err(io("rewrite", path))?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// Starts a new segment for appends, named by the next sequence number.
+    fn start_segment(&mut self) -> Result<(), SpoolError> {
+        let path = self.dir.join(segment_name(self.next_seq));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(io("create", &path))?;
+        let header = format::segment_header();
+        if let Err(error) = file.write_all(&header).and_then(|()| file.sync_data()) {
+            let _ = fs::remove_file(&path);
+            return Err(SpoolError::io("write to", &path, error));
+        }
+        sync_dir(&self.dir);
+        self.segments.push_back(Segment {
+            first: self.next_seq,
+            path,
+            len: header.len() as u64,
+            last: None,
+        });
+        self.active = Some(file);
+        Ok(())
+    }
+
+    fn run(mut self, commands: mpsc::Receiver<Command>, shared: &Shared) {
+        let mut group = Vec::new();
+        loop {
+            let wait = match self.sync {
+                SyncPolicy::Interval(interval) if self.dirty => {
+                    interval.saturating_sub(self.last_sync.elapsed())
+                }
+                _ => Duration::from_secs(3600),
+            };
+            let first = match commands.recv_timeout(wait) {
+                Ok(command) => Some(command),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut closing = None;
+            let mut acks = Vec::new();
+            for command in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| commands.try_recv().ok()))
+            {
+                match command {
+                    Command::Append { kind, body, reply } => group.push((kind, body, reply)),
+                    Command::Read { max, reply } => self.pending_read = Some((max, reply)),
+                    Command::Ack(seqs) => acks.extend(seqs),
+                    Command::Close(reply) => closing = Some(reply),
+                }
+            }
+            if !group.is_empty() {
+                self.commit(&mut group, shared);
+            }
+            if !acks.is_empty() {
+                self.ack(&acks, shared);
+            }
+            self.serve_read(shared);
+            if let SyncPolicy::Interval(interval) = self.sync
+                && self.last_sync.elapsed() >= interval
+            {
+                self.sync_now();
+            }
+            if let Some(reply) = closing {
+                self.finish();
+                let _ = reply.send(());
+                return;
+            }
+        }
+        self.finish();
+    }
+
+    /// Writes a group of appends with one write, then answers them all.
+    fn commit(
+        &mut self,
+        group: &mut Vec<(u8, Vec<u8>, oneshot::Sender<Result<(), SpoolError>>)>,
+        shared: &Shared,
+    ) {
+        let result = self.write_group(group);
+        let counters = &shared.counters;
+        match &result {
+            Ok(()) => {
+                let bytes: u64 = group
+                    .iter()
+                    .map(|(_, body, _)| format::record_len(body.len()))
+                    .sum();
+                self.live_items += group.len() as u64;
+                self.live_bytes += bytes;
+                counters
+                    .items
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            Err(error) => {
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    items = group.len(),
+                    error = %crate::ErrorChain(error),
+                    "marketap spool: a write failed; its callers get their items back"
+                );
+            }
+        }
+        for (_, _, reply) in group.drain(..) {
+            let _ = reply.send(result.clone());
+        }
+    }
+
+    fn write_group(
+        &mut self,
+        group: &[(u8, Vec<u8>, oneshot::Sender<Result<(), SpoolError>>)],
+    ) -> Result<(), SpoolError> {
+        if self.active.is_none() {
+            self.start_segment()?;
+        }
+        let now = SystemTime::now();
+        let mut out = Vec::with_capacity(
+            group
+                .iter()
+                .map(|(_, body, _)| format::record_len(body.len()) as usize)
+                .sum(),
+        );
+        let first = self.next_seq;
+        for (seq, (kind, body, _)) in (first..).zip(group) {
+            format::encode(&mut out, seq, now, *kind, body);
+        }
+        let segment = self.segments.back_mut().expect("an active segment");
+        let file = self.active.as_mut().expect("an active segment");
+        let written = file.write_all(&out).and_then(|()| match self.sync {
+            SyncPolicy::Always => file.sync_data(),
+            SyncPolicy::Interval(_) => Ok(()),
+        });
+        if let Err(error) = written {
+            // Cut the partial write back off, so nothing half-written stays.
+            if let Err(cut) = file
+                .set_len(segment.len)
+                .and_then(|()| file.seek(SeekFrom::Start(segment.len)).map(drop))
+            {
+                tracing::error!(path = %segment.path.display(), error = %cut, "marketap spool: could not cut a failed write back off; the reader will skip it as damage");
+                self.active = None;
+            }
+            return Err(SpoolError::io("write to", &segment.path, error));
+        }
+        segment.len += out.len() as u64;
+        segment.last = Some(first + group.len() as u64 - 1);
+        self.next_seq = first + group.len() as u64;
+        match self.sync {
+            SyncPolicy::Always => self.last_sync = Instant::now(),
+            SyncPolicy::Interval(_) => self.dirty = true,
+        }
+        if segment.len >= self.segment_bytes {
+            self.sync_now();
+            self.active = None;
+            if let Err(error) = self.start_segment() {
+                tracing::error!(error = %crate::ErrorChain(&error), "marketap spool: could not start a new segment; the next write tries again");
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_now(&mut self) {
+        if self.dirty
+            && let Some(file) = &self.active
+            && let Err(error) = file.sync_data()
+        {
+            tracing::error!(%error, "marketap spool: fsync failed");
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        self.write_ledger();
+    }
+
+    fn write_ledger(&mut self) {
+        if self.watermark == self.ledger_written {
+            return;
+        }
+        let mut bytes = self.watermark.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        let path = self.dir.join(LEDGER_FILE);
+        match write_atomically(&path, &bytes, false) {
+            Ok(()) => self.ledger_written = self.watermark,
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "marketap spool: could not write the ledger; delivered records may be sent again after a restart")
+            }
+        }
+        self.delete_finished();
+    }
+
+    /// Deletes sealed segments wholly below the ledger's watermark.
+    fn delete_finished(&mut self) {
+        while self.segments.len() > 1 && self.cursor.segment > 0 {
+            let segment = &self.segments[0];
+            let finished = segment.last.is_none_or(|last| last < self.ledger_written);
+            if !finished {
+                break;
+            }
+            if let Err(error) = fs::remove_file(&segment.path) {
+                tracing::error!(path = %segment.path.display(), %error, "marketap spool: could not delete a delivered segment");
+                break;
+            }
+            self.segments.pop_front();
+            self.cursor.segment -= 1;
+        }
+    }
+
+    fn ack(&mut self, seqs: &[u64], shared: &Shared) {
+        let (mut items, mut bytes) = (0, 0);
+        for seq in seqs {
+            if let Some(size) = self.handed_out.remove(seq) {
+                items += 1;
+                bytes += size;
+            }
+        }
+        self.live_items -= items;
+        self.live_bytes -= bytes;
+        shared.counters.items.fetch_sub(items, Ordering::Relaxed);
+        shared.counters.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        shared.free(bytes);
+        self.watermark = self.next_unacked();
+        // Written on every acknowledgement (no fsync: a rename survives a
+        // process crash), so a restart resends at most the window.
+        self.write_ledger();
+    }
+
+    /// The lowest sequence number not yet acknowledged: the oldest record
+    /// handed out, or else the next one to read.
+    fn next_unacked(&self) -> u64 {
+        self.handed_out
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.read_upto)
+    }
+
+    fn serve_read(&mut self, shared: &Shared) {
+        let Some((max, reply)) = self.pending_read.take() else {
+            return;
+        };
+        if reply.is_closed() {
+            return;
+        }
+        let records = self.read(max, shared);
+        if records.is_empty() {
+            self.pending_read = Some((max, reply));
+        } else {
+            // If the reader went away (its ingestor stopped), the records
+            // stay handed out and unacknowledged: the next opening
+            // delivers them.
+            let _ = reply.send(records);
+        }
+    }
+
+    /// Reads up to `max` records from the cursor on.
+    fn read(&mut self, max: usize, shared: &Shared) -> Vec<Stored> {
+        let mut records = Vec::new();
+        while records.len() < max
+            && self.cursor.segment < self.segments.len()
+            && self.read_upto < self.next_unacked().saturating_add(self.window)
+        {
+            let last = self.cursor.segment + 1 == self.segments.len();
+            let segment = &self.segments[self.cursor.segment];
+            if self.cursor.offset >= segment.len {
+                if last {
+                    break;
+                }
+                self.cursor = Cursor {
+                    segment: self.cursor.segment + 1,
+                    offset: format::SEGMENT_HEADER as u64,
+                    loaded: None,
+                };
+                continue;
+            }
+            let (bytes, base) = match self.load(last) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    tracing::error!(error = %crate::ErrorChain(&error), "marketap spool: could not read a segment; trying again later");
+                    break;
+                }
+            };
+            let start = (self.cursor.offset - base) as usize;
+            let mut reader = format::Reader::new(&bytes, start);
+            for entry in reader.by_ref() {
+                match entry {
+                    Entry::Record { record, .. } => {
+                        if record.seq < self.read_upto {
+                            continue;
+                        }
+                        self.read_upto = record.seq + 1;
+                        self.handed_out
+                            .insert(record.seq, format::record_len(record.body.len()));
+                        records.push(Stored {
+                            seq: record.seq,
+                            kind: record.kind,
+                            enqueued_at: record.enqueued_at,
+                            body: record.body.to_vec(),
+                        });
+                        if records.len() == max
+                            || self.read_upto >= self.next_unacked().saturating_add(self.window)
+                        {
+                            break;
+                        }
+                    }
+                    Entry::Damaged { start, end } => {
+                        // Damage after opening: the disk changed the bytes.
+                        shared
+                            .counters
+                            .corrupted_ranges
+                            .fetch_add(1, Ordering::Relaxed);
+                        shared
+                            .counters
+                            .corrupted_bytes
+                            .fetch_add((end - start) as u64, Ordering::Relaxed);
+                        tracing::error!(file = %self.segments[self.cursor.segment].path.display(), start = base + start as u64, end = base + end as u64, "marketap spool: a damaged region found while reading; skipped");
+                    }
+                }
+            }
+            self.cursor.offset = base + reader.offset() as u64;
+            if !last {
+                self.cursor.loaded = Some(bytes);
+            }
+        }
+        records
+    }
+
+    /// The bytes to read from at the cursor, and the file offset they
+    /// start at: a sealed segment whole, the active one from the cursor.
+    fn load(&mut self, active: bool) -> Result<(Vec<u8>, u64), SpoolError> {
+        let segment = &self.segments[self.cursor.segment];
+        if !active {
+            if let Some(bytes) = self.cursor.loaded.take() {
+                return Ok((bytes, 0));
+            }
+            let bytes = fs::read(&segment.path).map_err(io("read", &segment.path))?;
+            return Ok((bytes, 0));
+        }
+        let mut file = File::open(&segment.path).map_err(io("open", &segment.path))?;
+        file.seek(SeekFrom::Start(self.cursor.offset))
+            .map_err(io("read", &segment.path))?;
+        let mut bytes = vec![0; (segment.len - self.cursor.offset) as usize];
+        file.read_exact(&mut bytes)
+            .map_err(io("read", &segment.path))?;
+        Ok((bytes, self.cursor.offset))
+    }
+
+    /// The last sync and ledger, then the lock goes with the store.
+    fn finish(&mut self) {
+        self.dirty = true;
+        self.sync_now();
+        if let Some((_, reply)) = self.pending_read.take() {
+            let _ = reply.send(Vec::new());
+        }
+    }
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            read => n += read,
+        }
+    }
+    Ok(n)
+}
+
+/// Makes a new or renamed file's name durable (a no-op where directories
+/// cannot be opened).
+fn sync_dir(dir: &Path) {
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+}
+
+/// [`super::inspect`]: reads the spool under its lock, changing nothing.
+pub(super) fn inspect(dir: &Path) -> Result<Inspection, SpoolError> {
+    if !dir.is_dir() {
+        return Err(SpoolError::io(
+            "open",
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no spool directory here"),
+        ));
+    }
+    let _lock = take_lock(dir)?;
+    let watermark = read_ledger(dir);
+    let mut inspection = Inspection {
+        items: 0,
+        bytes: 0,
+        oldest: None,
+        newest: None,
+        corrupted: Vec::new(),
+    };
+    for (_, path) in list_segments(dir)? {
+        let bytes = fs::read(&path).map_err(io("read", &path))?;
+        match format::read_header(&bytes) {
+            Header::Version(found) => {
+                return Err(SpoolError::Version {
+                    path,
+                    found,
+                    supported: format::FORMAT_VERSION,
+                });
+            }
+            Header::Damaged => {
+                inspection.corrupted.push(CorruptRange {
+                    file: path,
+                    start: 0,
+                    end: bytes.len() as u64,
+                    set_aside: None,
+                });
+                continue;
+            }
+            Header::Current => {}
+        }
+        for entry in format::Reader::new(&bytes[format::SEGMENT_HEADER..], 0) {
+            match entry {
+                Entry::Record { record, .. } if record.seq >= watermark => {
+                    inspection.items += 1;
+                    inspection.bytes += format::record_len(record.body.len());
+                    let at = record.enqueued_at;
+                    inspection.oldest = Some(inspection.oldest.map_or(at, |o| o.min(at)));
+                    inspection.newest = Some(inspection.newest.map_or(at, |n| n.max(at)));
+                }
+                Entry::Record { .. } => {}
+                Entry::Damaged { start, end } => {
+                    let at = format::SEGMENT_HEADER as u64;
+                    inspection.corrupted.push(CorruptRange {
+                        file: path.clone(),
+                        start: at + start as u64,
+                        end: at + end as u64,
+                        set_aside: None,
+                    });
+                }
+            }
+        }
+    }
+    Ok(inspection)
+}
