@@ -290,3 +290,6 @@ pub struct Inspection {
 pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection, SpoolError> {
     store::inspect(path.as_ref())
 }
+
+#[cfg(test)]
+mod tests;

@@ -89,10 +89,11 @@ struct Counters {
 #[derive(Clone)]
 pub(crate) struct Spool {
     shared: Arc<Shared>,
+    /// Held by the handles only: the thread ends when the last is dropped.
+    commands: mpsc::Sender<Command>,
 }
 
 struct Shared {
-    commands: Mutex<Option<mpsc::Sender<Command>>>,
     /// Free bytes under the cap: an append takes its record's size, an
     /// acknowledgement gives it back.
     room: Semaphore,
@@ -131,7 +132,6 @@ impl Spool {
         let max = usize::try_from(config.max_bytes()).unwrap_or(usize::MAX);
         let live_usize = usize::try_from(live).unwrap_or(usize::MAX);
         let shared = Arc::new(Shared {
-            commands: Mutex::new(None),
             room: Semaphore::new(max.saturating_sub(live_usize).min(Semaphore::MAX_PERMITS)),
             debt: Mutex::new(live.saturating_sub(config.max_bytes())),
             counters: Counters::default(),
@@ -147,21 +147,19 @@ impl Spool {
             store.corrupted.iter().map(|r| r.end - r.start).sum(),
             Ordering::Relaxed,
         );
-        let (sender, receiver) = mpsc::channel();
-        *lock(&shared.commands) = Some(sender);
+        let (commands, receiver) = mpsc::channel();
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("marketap-spool".into())
             .spawn(move || store.run(receiver, &thread_shared))
             .map_err(|error| SpoolError::io("start a thread for", config.path(), error))?;
-        Ok(Spool { shared })
+        Ok(Spool { shared, commands })
     }
 
     fn send(&self, command: Command) -> Result<(), Command> {
-        match lock(&self.shared.commands).as_ref() {
-            Some(sender) => sender.send(command).map_err(|mpsc::SendError(c)| c),
-            None => Err(command),
-        }
+        self.commands
+            .send(command)
+            .map_err(|mpsc::SendError(command)| command)
     }
 
     /// Writes a record: waits while the spool is at its byte cap, then
@@ -325,7 +323,9 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     move |error| SpoolError::io(action, path, error)
 }
 
-/// Takes the spool's lock file.
+/// Takes the spool's lock file. A lock held elsewhere is tried again for
+/// up to 200 ms: a process being spawned in the moment a spool closes
+/// holds a copy of its lock until it execs.
 fn take_lock(dir: &Path) -> Result<File, SpoolError> {
     fs::create_dir_all(dir).map_err(io("create the directory", dir))?;
     let path = dir.join(LOCK_FILE);
@@ -335,15 +335,20 @@ fn take_lock(dir: &Path) -> Result<File, SpoolError> {
         .write(true)
         .open(&path)
         .map_err(io("open", &path))?;
-    match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-        Ok(true) => Ok(file),
-        Ok(false) => Err(SpoolError::Locked {
-            path: dir.to_owned(),
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Err(SpoolError::Locked {
-            path: dir.to_owned(),
-        }),
-        Err(error) => Err(SpoolError::io("lock", &path, error)),
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            Ok(true) => return Ok(file),
+            Ok(false) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(SpoolError::io("lock", &path, error)),
+        }
+        if Instant::now() >= deadline {
+            return Err(SpoolError::Locked {
+                path: dir.to_owned(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -654,6 +659,8 @@ impl Store {
             }
             if let Some(reply) = closing {
                 self.finish();
+                // The lock goes with the store: released before the reply.
+                drop(self);
                 let _ = reply.send(());
                 return;
             }

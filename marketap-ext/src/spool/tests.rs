@@ -1,0 +1,478 @@
+//! The spool's fault table: each test damages or refuses the storage in
+//! one way and names what happened to every record.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use super::{Spool, SpoolConfig, SpoolError, Stored, SyncPolicy, format, inspect};
+
+fn body(i: u64) -> Vec<u8> {
+    format!(r#"{{"user_id":"u{i}","event_name":"mkt_page_view","properties":{{"seq":{i}}}}}"#)
+        .into_bytes()
+}
+
+fn config(dir: &Path) -> SpoolConfig {
+    SpoolConfig::new(dir)
+}
+
+async fn append_all(spool: &Spool, range: std::ops::Range<u64>) {
+    for i in range {
+        spool.append(0, body(i)).await.expect("written");
+    }
+}
+
+/// Reads everything the spool hands out now, without acknowledging.
+async fn read_now(spool: &Spool) -> Vec<Stored> {
+    let mut all = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), spool.read(1000)).await {
+            Ok(records) if !records.is_empty() => all.extend(records),
+            _ => return all,
+        }
+    }
+}
+
+/// The `seq` property of each record's body: which items came back.
+fn items(records: &[Stored]) -> Vec<u64> {
+    records
+        .iter()
+        .map(|r| {
+            let value: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+            value["properties"]["seq"].as_u64().expect("seq")
+        })
+        .collect()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The file offset of record `i` in a segment holding records 0.. of
+/// [`body`] (whose lengths vary with the digits of `i`).
+fn offset_of(i: u64) -> u64 {
+    format::SEGMENT_HEADER as u64
+        + (0..i)
+            .map(|j| format::record_len(body(j).len()))
+            .sum::<u64>()
+}
+
+/// Writes records `0..n` into a fresh spool and closes it.
+async fn spool_of(dir: &Path, n: u64) {
+    let spool = Spool::open(&config(dir), 1_000_000).unwrap();
+    append_all(&spool, 0..n).await;
+    spool.close().await;
+}
+
+#[tokio::test]
+async fn records_come_back_oldest_first_and_leave_once_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    append_all(&spool, 0..100).await;
+    assert_eq!(spool.stats().items, 100);
+    let read = read_now(&spool).await;
+    assert_eq!(items(&read), (0..100).collect::<Vec<_>>());
+    assert!(read.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Handed out but not acknowledged: still in the spool.
+    assert_eq!(spool.stats().items, 100);
+    spool.ack(read.iter().map(|r| r.seq).collect());
+    spool.close().await;
+
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    assert_eq!(spool.stats().items, 0);
+    assert!(read_now(&spool).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_reopened_spool_delivers_what_was_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    append_all(&spool, 0..10).await;
+    let read = read_now(&spool).await;
+    // 0..4 delivered; 4..10 handed out, their requests never finished.
+    spool.ack(read[..4].iter().map(|r| r.seq).collect());
+    spool.close().await;
+
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    assert_eq!(spool.stats().items, 6);
+    append_all(&spool, 10..12).await;
+    assert_eq!(items(&read_now(&spool).await), (4..12).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_reader_stays_within_its_window_of_the_oldest_unacknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&config(dir.path()), 3).unwrap();
+    append_all(&spool, 0..10).await;
+    let first = read_now(&spool).await;
+    assert_eq!(items(&first), [0, 1, 2]);
+    // Acknowledging a newer one does not move the window: 0 is still out.
+    spool.ack(vec![first[2].seq]);
+    assert!(read_now(&spool).await.is_empty());
+    spool.ack(vec![first[0].seq]);
+    assert_eq!(items(&read_now(&spool).await), [3]);
+}
+
+#[tokio::test]
+async fn finished_segments_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = config(dir.path()).with_segment_bytes(1_000);
+    let spool = Spool::open(&small, 1_000).unwrap();
+    append_all(&spool, 0..50).await;
+    assert!(
+        segments(dir.path()).len() >= 4,
+        "{:?}",
+        segments(dir.path())
+    );
+    let read = read_now(&spool).await;
+    assert_eq!(items(&read), (0..50).collect::<Vec<_>>());
+    spool.ack(read.iter().map(|r| r.seq).collect());
+    spool.close().await;
+    // Only the segment being written when it closed is left.
+    assert_eq!(segments(dir.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_torn_tail_loses_only_the_torn_record() {
+    let dir = tempfile::tempdir().unwrap();
+    spool_of(dir.path(), 10).await;
+    let segment = &segments(dir.path())[0];
+    let len = fs::metadata(segment).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+
+    let seen = inspect(dir.path()).unwrap();
+    assert_eq!(seen.items, 9);
+    assert_eq!(seen.corrupted.len(), 1);
+    assert_eq!(
+        (seen.corrupted[0].start, seen.corrupted[0].end),
+        (offset_of(9), len - 5)
+    );
+
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let stats = spool.stats();
+    assert_eq!((stats.items, stats.corrupted_ranges), (9, 1));
+    assert_eq!(stats.corrupted_bytes, len - 5 - offset_of(9));
+    assert_eq!(items(&read_now(&spool).await), (0..9).collect::<Vec<_>>());
+    spool.close().await;
+    // Set aside, and the segment rewritten: the next opening finds it clean.
+    let aside: Vec<_> = fs::read_dir(dir.path().join("corrupt")).unwrap().collect();
+    assert_eq!(aside.len(), 1);
+    assert!(inspect(dir.path()).unwrap().corrupted.is_empty());
+}
+
+#[tokio::test]
+async fn a_flipped_byte_loses_only_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    spool_of(dir.path(), 10).await;
+    let segment = &segments(dir.path())[0];
+    let mut bytes = fs::read(segment).unwrap();
+    let at = offset_of(4) as usize + format::RECORD_HEADER + 5;
+    bytes[at] ^= 0x01;
+    fs::write(segment, &bytes).unwrap();
+
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    assert_eq!(spool.stats().corrupted_ranges, 1);
+    assert_eq!(spool.stats().corrupted_bytes, offset_of(5) - offset_of(4));
+    assert_eq!(items(&read_now(&spool).await), [0, 1, 2, 3, 5, 6, 7, 8, 9]);
+    spool.close().await;
+    let aside = fs::read_dir(dir.path().join("corrupt"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        fs::read(aside).unwrap(),
+        bytes[offset_of(4) as usize..offset_of(5) as usize]
+    );
+}
+
+#[tokio::test]
+async fn a_zero_filled_region_loses_only_the_records_it_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    spool_of(dir.path(), 20).await;
+    let segment = &segments(dir.path())[0];
+    let mut bytes = fs::read(segment).unwrap();
+    // From inside record 5 to inside record 8.
+    bytes[offset_of(5) as usize + 3..offset_of(8) as usize + 3].fill(0);
+    fs::write(segment, &bytes).unwrap();
+
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let expected: Vec<u64> = (0..5).chain(9..20).collect();
+    assert_eq!(items(&read_now(&spool).await), expected);
+    assert_eq!(spool.stats().corrupted_ranges, 1);
+    assert_eq!(spool.stats().corrupted_bytes, offset_of(9) - offset_of(5));
+}
+
+#[tokio::test]
+async fn a_truncated_header_sets_its_segment_aside_and_keeps_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = config(dir.path()).with_segment_bytes(1_000);
+    let spool = Spool::open(&small, 1_000_000).unwrap();
+    append_all(&spool, 0..30).await;
+    spool.close().await;
+    let all = segments(dir.path());
+    assert!(all.len() >= 3);
+    // The second segment: which records it held.
+    let lost: Vec<u64> = {
+        let bytes = fs::read(&all[1]).unwrap();
+        format::Reader::new(&bytes[format::SEGMENT_HEADER..], 0)
+            .map(|entry| match entry {
+                format::Entry::Record { record, .. } => record.seq,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&all[1])
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+
+    let spool = Spool::open(&small, 1_000_000).unwrap();
+    let expected: Vec<u64> = (0..30).filter(|i| !lost.contains(i)).collect();
+    assert!(!lost.is_empty());
+    assert_eq!(items(&read_now(&spool).await), expected);
+    assert_eq!(spool.stats().corrupted_ranges, 1);
+    assert_eq!(spool.stats().corrupted_bytes, 10);
+}
+
+#[tokio::test]
+async fn a_future_format_version_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    spool_of(dir.path(), 3).await;
+    let segment = &segments(dir.path())[0];
+    let mut bytes = fs::read(segment).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    fs::write(segment, &bytes).unwrap();
+
+    let error = Spool::open(&config(dir.path()), 1_000).err().unwrap();
+    assert!(
+        matches!(
+            error,
+            SpoolError::Version {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("format version 2"), "{error}");
+    assert_eq!(fs::read(segment).unwrap(), bytes, "nothing changed");
+    assert!(matches!(
+        inspect(dir.path()),
+        Err(SpoolError::Version { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_second_opener_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let error = Spool::open(&config(dir.path()), 1_000).err().unwrap();
+    assert!(matches!(error, SpoolError::Locked { .. }), "{error:?}");
+    assert!(error.to_string().contains("in use"), "{error}");
+    assert!(matches!(
+        inspect(dir.path()),
+        Err(SpoolError::Locked { .. })
+    ));
+    spool.close().await;
+    // Released on close.
+    Spool::open(&config(dir.path()), 1_000)
+        .unwrap()
+        .close()
+        .await;
+}
+
+#[tokio::test]
+async fn an_unusable_directory_is_an_error_when_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    fs::write(&file, b"not a directory").unwrap();
+    let error = Spool::open(&config(&file.join("spool")), 1_000)
+        .err()
+        .unwrap();
+    assert!(matches!(error, SpoolError::Io { .. }), "{error:?}");
+    assert!(error.to_string().contains("a-file"), "{error}");
+}
+
+#[tokio::test]
+async fn past_the_byte_cap_try_append_hands_the_item_back_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let capped = config(dir.path()).with_max_bytes(1 << 20);
+    let spool = Spool::open(&capped, 1_000_000).unwrap();
+    let big = vec![b'x'; 100_000];
+    let mut written = 0;
+    loop {
+        match spool.try_append(1, big.clone()) {
+            Ok(write) => {
+                write.await.unwrap();
+                written += 1;
+            }
+            Err(back) => {
+                assert_eq!(back, big, "the body comes back whole");
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        written, 10,
+        "1 MiB holds ten 100 kB records and their framing"
+    );
+    // A waiting append goes on once a record is acknowledged.
+    let waiting = tokio::spawn({
+        let spool = spool.clone();
+        let big = big.clone();
+        async move { spool.append(1, big).await }
+    });
+    let first = spool.read(1).await;
+    spool.ack(vec![first[0].seq]);
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("room came back")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_always_policy_writes_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let always = config(dir.path()).with_sync(SyncPolicy::Always);
+    let spool = Spool::open(&always, 1_000).unwrap();
+    let writes: Vec<_> = (0..50)
+        .map(|i| {
+            let spool = spool.clone();
+            tokio::spawn(async move { spool.append(0, body(i)).await })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap().unwrap();
+    }
+    spool.close().await;
+    let spool = Spool::open(&always, 1_000).unwrap();
+    let mut seen = items(&read_now(&spool).await);
+    seen.sort();
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
+}
+
+/// A small tmpfs, mounted for one test and unmounted after it.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` (with a message) where this process cannot mount one.
+    fn mount(size: &str, read_only: bool) -> Option<(tempfile::TempDir, Tmpfs)> {
+        let dir = tempfile::tempdir().unwrap();
+        let options = format!("size={size}{}", if read_only { ",ro" } else { "" });
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(output) if output.status.success() => {
+                let path = dir.path().to_owned();
+                Some((dir, Tmpfs(path)))
+            }
+            other => {
+                eprintln!("skipped: cannot mount a tmpfs here ({other:?})");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_write_and_leaves_nothing_half_written() {
+    let Some((dir, _mounted)) = Tmpfs::mount("64k", false) else {
+        return;
+    };
+    let spool = Spool::open(&config(dir.path()), 1_000_000).unwrap();
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for i in 0..2_000 {
+        match spool.append(0, body(i)).await {
+            Ok(()) => accepted.push(i),
+            Err(error) => {
+                let SpoolError::Io { source, .. } = &error else {
+                    panic!("{error:?}");
+                };
+                assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{error}");
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(!accepted.is_empty() && refused == 3, "{accepted:?}");
+    assert_eq!(spool.stats().write_errors, 3);
+    // Every record whose write returned Ok reads back, and nothing else.
+    let read = read_now(&spool).await;
+    assert_eq!(items(&read), accepted);
+    spool.close().await;
+    let seen = inspect(dir.path()).unwrap();
+    assert!(seen.corrupted.is_empty(), "{:?}", seen.corrupted);
+    assert_eq!(seen.items, accepted.len() as u64);
+}
+
+#[tokio::test]
+async fn a_read_only_disk_is_an_error_when_opening() {
+    let Some((dir, _mounted)) = Tmpfs::mount("64k", true) else {
+        return;
+    };
+    let error = Spool::open(&config(dir.path()), 1_000).err().unwrap();
+    let SpoolError::Io { source, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(
+        source.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem,
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_closes_the_spool_and_keeps_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    append_all(&spool, 0..5).await;
+    let copy = spool.clone();
+    drop(spool);
+    copy.append(0, body(5))
+        .await
+        .expect("a clone keeps it open");
+    drop(copy);
+    // The storage thread ends and releases the lock without a close().
+    let spool = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || loop {
+            match Spool::open(&config(&dir), 1_000) {
+                Err(SpoolError::Locked { .. }) => continue,
+                other => return other.unwrap(),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(items(&read_now(&spool).await), (0..6).collect::<Vec<_>>());
+}
