@@ -106,6 +106,22 @@ pub enum Command {
         #[arg(long)]
         no_reserved_check: bool,
     },
+    /// A spool the library left behind (`IngestorConfig::with_spool`): see what it holds, or
+    /// deliver it.
+    Spool {
+        #[command(subcommand)]
+        action: SpoolAction,
+    },
+}
+
+/// What `spool` does.
+#[derive(Debug, Subcommand)]
+pub enum SpoolAction {
+    /// Print the items, bytes, oldest and newest times and damaged ranges; changes nothing.
+    Inspect {
+        /// The spool's directory.
+        path: PathBuf,
+    },
 }
 
 /// What `import` and `validate` read.

@@ -45,6 +45,15 @@ impl From<Exit> for ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CliError {
+    /// A spool cannot be opened (in use, another format version, missing).
+    #[error("spool {}", path.display())]
+    Spool {
+        /// The spool's directory.
+        path: PathBuf,
+        /// Why.
+        source: marketap_ext::spool::SpoolError,
+    },
+
     /// The input (or another named file) cannot be opened or read.
     #[error("{}", path.display())]
     File {

@@ -12,7 +12,7 @@
 //!   follows the input's [`prefix`], and [`tracker`]), the [`rejects`]
 //!   file, progress ([`progress`]), signals ([`signals`]) and the
 //!   [`summary`].
-//! - [`validate`], [`confirm`] (for `delete users`), [`resend`].
+//! - [`validate`], [`confirm`] (for `delete users`), [`resend`], [`spool`].
 
 #![warn(missing_docs)]
 
@@ -31,6 +31,7 @@ mod rejects;
 mod resend;
 mod send;
 mod signals;
+mod spool;
 mod summary;
 mod table;
 mod timeformat;
@@ -44,7 +45,7 @@ use clap::Parser;
 use marketap_ext::{BatchConfig, Device, Event, UserDeletion, UserProfile};
 
 use crate::{
-    args::{Cli, Command, InputArgs, ItemArgs, ItemKind, SendArgs},
+    args::{Cli, Command, InputArgs, ItemArgs, ItemKind, SendArgs, SpoolAction},
     checkpoint::Start,
     credentials::Sending,
     error::{CliError, Exit},
@@ -194,6 +195,9 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             summary.print(cli.output);
             Ok(summary.exit_code)
         }
+        Command::Spool { action } => match action {
+            SpoolAction::Inspect { path } => spool::inspect(path, cli.output),
+        },
     }
 }
 

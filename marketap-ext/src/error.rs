@@ -101,6 +101,12 @@ pub enum Error {
         reason: String,
     },
 
+    /// The item could not be written to the ingestor's spool (a
+    /// [`try_track`](crate::Ingestor::try_track) whose write failed after
+    /// it returned). The cause is the [`source`](std::error::Error::source).
+    #[error("not taken: the item could not be written to the spool")]
+    Spool(#[source] crate::spool::SpoolError),
+
     /// A panic interrupted the request (in this SDK, or in code it called,
     /// such as a `tracing` subscriber), or ended the ingestor's background
     /// task. The items were not delivered. Never retried.
@@ -530,6 +536,12 @@ pub enum ConfigError {
     /// runtime; it needs one to run its background task on.
     #[error("an Ingestor must be started inside a Tokio runtime")]
     NoRuntime,
+
+    /// The ingestor's spool could not be opened: another ingestor or
+    /// process holds it, it has a format this version cannot read, or the
+    /// disk refused. The cause is the [`source`](std::error::Error::source).
+    #[error("could not open the ingestor's spool")]
+    Spool(#[source] crate::spool::SpoolError),
 }
 
 impl ConfigError {

@@ -61,6 +61,9 @@ pub(crate) struct Delivery {
     concurrency: Arc<Concurrency>,
     /// The first 401's code and message: every later request fails with it.
     unauthorized: OnceLock<(Option<i64>, Option<String>)>,
+    /// Whether the first 401 stops the run (not for a spooled ingestor,
+    /// whose items wait in the spool for the key to be fixed).
+    stop_on_401: bool,
     cancel: Cancel,
     stats: Stats,
 }
@@ -73,9 +76,17 @@ impl Delivery {
             concurrency: Concurrency::new(connection.batch.max_in_flight()),
             connection,
             unauthorized: OnceLock::new(),
+            stop_on_401: true,
             cancel,
             stats: Stats::default(),
         }
+    }
+
+    /// A run that sends every request, whatever 401s came before: each
+    /// fails with its own 401, to be sent again later.
+    pub(crate) fn without_401_stop(mut self) -> Self {
+        self.stop_on_401 = false;
+        self
     }
 
     /// What throttling cost this run so far.
@@ -277,7 +288,9 @@ impl Delivery {
                 attempts,
             }),
             Err(error) => {
-                if let Error::Unauthorized { code, message } = &error {
+                if let Error::Unauthorized { code, message } = &error
+                    && self.stop_on_401
+                {
                     let _ = self.unauthorized.set((*code, message.clone()));
                 }
                 Err(FailedBatch {

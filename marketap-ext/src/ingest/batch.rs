@@ -1,15 +1,24 @@
 //! A request's worth of one kind's items, behind a trait object, so the
 //! ingestor keeps every kind in one queue and sends them through one
 //! engine without a `match` on the kind.
+//!
+//! Items read back from the spool travel as a [`Tagged`] batch: each item
+//! with its place in the spool and its age. Sending one sorts each item's
+//! outcome ([`Settled`]): accepted, finally failed, failed for now (to try
+//! again while younger than the spool's `max_age`), or left in the spool
+//! (the shutdown deadline passed).
 
-use std::any::Any;
+use std::{
+    any::Any,
+    time::{Duration, SystemTime},
+};
 
 use futures::{FutureExt, future::BoxFuture};
 
 use crate::{
     delivery::Delivery,
     delivery::throttle::Slot,
-    error::Error,
+    error::{Error, ErrorChain},
     model::kind::Item,
     model::kind::Undelivered,
     report::{Accepted, FailedBatch},
@@ -32,6 +41,10 @@ pub(super) trait Batch: Send + 'static {
 
     /// Hands the items back unsent, with `error`.
     fn fail(self: Box<Self>, error: Error) -> Undelivered;
+
+    /// The batch as items read back from the spool, if it is one; itself
+    /// otherwise.
+    fn spooled(self: Box<Self>) -> Result<Box<dyn Spooled>, Box<dyn Batch>>;
 }
 
 impl<T: Item> Batch for Vec<T> {
@@ -66,6 +79,10 @@ impl<T: Item> Batch for Vec<T> {
             attempts: 0,
         })
     }
+
+    fn spooled(self: Box<Self>) -> Result<Box<dyn Spooled>, Box<dyn Batch>> {
+        Err(self)
+    }
 }
 
 /// An empty batch of `T`, with room for `capacity` items.
@@ -80,6 +97,215 @@ pub(super) fn push<T: Item>(batch: &mut dyn Batch, item: T) {
         .downcast_mut::<Vec<T>>()
         .expect("a batch holds one kind of item: the intake keeps one per kind")
         .push(item);
+}
+
+/// Where an item read back from the spool sits in it, and when it was
+/// written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tag {
+    pub seq: u64,
+    pub enqueued_at: SystemTime,
+}
+
+/// Items read back from the spool, each with its [`Tag`].
+pub(super) struct Tagged<T> {
+    items: Vec<T>,
+    tags: Vec<Tag>,
+}
+
+/// A [`Tagged`] batch of any kind.
+pub(super) trait Spooled: Send + 'static {
+    fn len(&self) -> usize;
+
+    /// Sends the items in `slot` and sorts each one's outcome: an item that
+    /// failed for now and is older than `max_age` counts as finally failed.
+    fn send(
+        self: Box<Self>,
+        delivery: &Delivery,
+        slot: Slot,
+        max_age: Duration,
+    ) -> BoxFuture<'_, Settled>;
+}
+
+/// How a [`Spooled`] batch's items ended, each group with the sequence
+/// numbers to acknowledge.
+#[derive(Default)]
+pub(super) struct Settled {
+    /// Accepted requests.
+    pub accepted: Vec<(Vec<u64>, Accepted)>,
+    /// Finally failed: refused for good, or failing for now past
+    /// `max_age`. They go where failures go, then leave the spool.
+    pub failed: Vec<(Undelivered, Vec<u64>)>,
+    /// Not sent, or abandoned, because the shutdown deadline passed: they
+    /// stay in the spool. Items and attempts per request.
+    pub left: Vec<(usize, u32)>,
+    /// Failed for now (429, 5xx, a timeout, a transport error, a 401), to
+    /// send again later.
+    pub retry: Option<Retry>,
+}
+
+/// The items of a [`Spooled`] batch to send again.
+pub(super) struct Retry {
+    pub batch: Box<dyn Spooled>,
+    /// Items and attempts per request that failed for now.
+    pub requests: Vec<(usize, u32)>,
+    /// The last error, for the log.
+    pub why: String,
+}
+
+/// Whether a spooled item that failed with `error` may be delivered later:
+/// what [`Error::is_retryable`] says, and a 401 too (the key or project may
+/// be fixed, and the process restarted, while the items wait).
+pub(super) fn transient(error: &Error) -> bool {
+    error.is_retryable() || matches!(error, Error::Unauthorized { .. })
+}
+
+impl<T: Item> Batch for Tagged<T> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn send(
+        self: Box<Self>,
+        delivery: &Delivery,
+        slot: Slot,
+    ) -> BoxFuture<'_, Vec<Result<Accepted, Undelivered>>> {
+        Box::new(self.items).send(delivery, slot)
+    }
+
+    fn fail(self: Box<Self>, error: Error) -> Undelivered {
+        Box::new(self.items).fail(error)
+    }
+
+    fn spooled(self: Box<Self>) -> Result<Box<dyn Spooled>, Box<dyn Batch>> {
+        Ok(self)
+    }
+}
+
+impl<T: Item> Spooled for Tagged<T> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn send(
+        self: Box<Self>,
+        delivery: &Delivery,
+        slot: Slot,
+        max_age: Duration,
+    ) -> BoxFuture<'_, Settled> {
+        let Tagged { items, tags } = *self;
+        delivery
+            .send_in(slot, items)
+            .map(move |pieces| settle(pieces, &tags, max_age, SystemTime::now()))
+            .boxed()
+    }
+}
+
+/// Sorts the outcome of each request (`pieces`, by the offset of their
+/// first item in the batch whose tags are `tags`).
+fn settle<T: Item>(
+    pieces: Vec<crate::delivery::Piece<T>>,
+    tags: &[Tag],
+    max_age: Duration,
+    now: SystemTime,
+) -> Settled {
+    let seqs = |offset: usize, count: usize| -> Vec<u64> {
+        tags[offset..offset + count].iter().map(|t| t.seq).collect()
+    };
+    let mut settled = Settled::default();
+    let mut retry = Tagged::<T> {
+        items: Vec::new(),
+        tags: Vec::new(),
+    };
+    let mut requests = Vec::new();
+    let mut why = String::new();
+    for (offset, result) in pieces {
+        let failed = match result {
+            Ok(accepted) => {
+                settled
+                    .accepted
+                    .push((seqs(offset, accepted.items), accepted));
+                continue;
+            }
+            Err(failed) => failed,
+        };
+        let count = failed.items.len();
+        if matches!(failed.error, Error::Cancelled) {
+            settled.left.push((count, failed.attempts));
+            continue;
+        }
+        if !transient(&failed.error) {
+            settled
+                .failed
+                .push((T::undelivered(failed), seqs(offset, count)));
+            continue;
+        }
+        // Failing for now: the young items wait for another try, the old
+        // ones have waited long enough.
+        let FailedBatch {
+            items,
+            error,
+            attempts,
+        } = failed;
+        let mut old = Vec::new();
+        let mut old_seqs = Vec::new();
+        let mut young = 0;
+        for (item, tag) in items.into_iter().zip(&tags[offset..offset + count]) {
+            let age = now.duration_since(tag.enqueued_at).unwrap_or_default();
+            if age < max_age {
+                retry.items.push(item);
+                retry.tags.push(*tag);
+                young += 1;
+            } else {
+                old.push(item);
+                old_seqs.push(tag.seq);
+            }
+        }
+        if young > 0 {
+            requests.push((young, attempts));
+            why = ErrorChain(&error).to_string();
+        }
+        if !old.is_empty() {
+            let failed = FailedBatch {
+                items: old,
+                error,
+                attempts,
+            };
+            settled.failed.push((T::undelivered(failed), old_seqs));
+        }
+    }
+    if !retry.items.is_empty() {
+        settled.retry = Some(Retry {
+            batch: Box::new(retry),
+            requests,
+            why,
+        });
+    }
+    settled
+}
+
+/// An empty batch of `T` read back from the spool, with room for
+/// `capacity` items.
+pub(super) fn new_spooled<T: Item>(capacity: usize) -> Box<dyn Batch> {
+    Box::new(Tagged::<T> {
+        items: Vec::with_capacity(capacity),
+        tags: Vec::with_capacity(capacity),
+    })
+}
+
+/// Adds `item`, read back from the spool, to `batch`, which must be a
+/// [`Tagged`] batch of `T`s.
+pub(super) fn push_spooled<T: Item>(batch: &mut dyn Batch, item: T, tag: Tag) {
+    let tagged = batch
+        .as_any_mut()
+        .downcast_mut::<Tagged<T>>()
+        .expect("a spooled batch holds one kind of item: the intake keeps one per kind");
+    tagged.items.push(item);
+    tagged.tags.push(tag);
 }
 
 #[cfg(test)]

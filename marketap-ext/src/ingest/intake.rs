@@ -46,6 +46,13 @@ pub enum EnqueueError<T> {
     /// error level); nothing will send what is enqueued.
     #[error("the ingestor's background task stopped after a panic; start a new ingestor")]
     Stopped(T),
+    /// With a spool: the item could not be written to it (the disk is
+    /// full, the directory is not writable, ...). Nothing of it stays in
+    /// the spool. The cause is the [`source`](std::error::Error::source);
+    /// [`Metrics::spool_write_errors`](super::Metrics::spool_write_errors)
+    /// counts it.
+    #[error("the ingestor could not write the item to its spool")]
+    Spool(T, #[source] crate::spool::SpoolError),
 }
 
 impl<T> EnqueueError<T> {
@@ -55,7 +62,8 @@ impl<T> EnqueueError<T> {
             EnqueueError::Full(item)
             | EnqueueError::Closed(item)
             | EnqueueError::Unauthorized(item)
-            | EnqueueError::Stopped(item) => item,
+            | EnqueueError::Stopped(item)
+            | EnqueueError::Spool(item, _) => item,
         }
     }
 }
@@ -69,7 +77,7 @@ pub(super) enum Closed {
 }
 
 impl Closed {
-    fn refuse<T>(self, item: T) -> EnqueueError<T> {
+    pub(super) fn refuse<T>(self, item: T) -> EnqueueError<T> {
         match self {
             Closed::ShutDown => EnqueueError::Closed(item),
             Closed::Unauthorized => EnqueueError::Unauthorized(item),
@@ -183,8 +191,71 @@ impl Intake {
         Ok(())
     }
 
-    fn refuse<T>(&self, item: T) -> EnqueueError<T> {
+    pub(super) fn refuse<T>(&self, item: T) -> EnqueueError<T> {
         self.lock().closed.unwrap_or(Closed::ShutDown).refuse(item)
+    }
+
+    /// The most items a batch holds.
+    pub(super) fn max_batch_size(&self) -> usize {
+        self.max_batch_size
+    }
+
+    /// Why intake is closed, if it is.
+    pub(super) fn closed(&self) -> Option<Closed> {
+        self.lock().closed
+    }
+
+    /// Takes room for up to `max` items read back from the spool: waits for
+    /// one (having the worker send partial batches meanwhile), then takes
+    /// what else is free now. The room is given back as for enqueued items,
+    /// or with [`release`](Self::release) for what is not used. `None` once
+    /// intake is closed.
+    pub(super) async fn take_room(&self, max: usize) -> Option<usize> {
+        let first = match self.room.try_acquire() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return None,
+            Err(TryAcquireError::NoPermits) => {
+                self.starve();
+                self.room.acquire().await.ok()?
+            }
+        };
+        first.forget();
+        let more = self.room.available_permits().min(max.saturating_sub(1));
+        let more = u32::try_from(more).unwrap_or(u32::MAX);
+        let taken = match self.room.try_acquire_many(more) {
+            Ok(permits) if more > 0 => {
+                permits.forget();
+                more as usize
+            }
+            _ => 0,
+        };
+        Some(1 + taken)
+    }
+
+    /// Adds an item read back from the spool (its room already taken) to
+    /// its kind's filling batch, like [`enqueue`](Self::enqueue). Hands
+    /// the item back once intake is closed.
+    pub(super) fn push_spooled<T: Item>(&self, item: T, tag: batch::Tag) -> Result<(), T> {
+        let mut state = self.lock();
+        if state.closed.is_some() {
+            return Err(item);
+        }
+        let slot = &mut state.filling[T::INDEX];
+        let filling = slot.get_or_insert_with(|| batch::new_spooled::<T>(self.max_batch_size));
+        batch::push_spooled(filling.as_mut(), item, tag);
+        let first_full = if filling.len() >= self.max_batch_size {
+            let full = slot.take().expect("filled just above");
+            state.full.push(full);
+            state.full.len() == 1
+        } else {
+            false
+        };
+        self.counters.enqueued(1);
+        drop(state);
+        if first_full {
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// No room: have the worker send partial batches, which frees room
@@ -242,12 +313,6 @@ impl Intake {
         drop(state);
         self.room.close();
         taken
-    }
-
-    /// Why intake is closed, if it is.
-    #[cfg(test)]
-    fn closed(&self) -> Option<Closed> {
-        self.lock().closed
     }
 
     /// Gives back the room of `items` whose request finished.
@@ -404,6 +469,7 @@ mod tests {
             EnqueueError::Closed(1),
             EnqueueError::Unauthorized(1),
             EnqueueError::Stopped(1),
+            EnqueueError::Spool(1, crate::spool::SpoolError::Closed),
         ] {
             assert!(!error.to_string().is_empty());
             assert_eq!(error.into_inner(), 1);

@@ -10,6 +10,11 @@
 //! - [`letters`]: the thread that writes the dead-letter file, so no
 //!   runtime worker ever waits for the disk.
 //! - [`batch`]: a request's worth of one kind, behind a trait object.
+//! - [`shared`]: what those parts share.
+//! - [`spooled`]: with a spool, the write before `track` returns, the pump
+//!   that reads the spool back into the intake, and the outcomes that
+//!   leave it (delivered, or finally failed) or stay in it (failing for
+//!   now).
 //!
 //! Nothing is dropped silently. A full queue makes [`Ingestor::track`] wait
 //! (backpressure) and [`Ingestor::try_track`] hand the item back; see
@@ -19,13 +24,23 @@ mod batch;
 mod intake;
 mod letters;
 mod report;
+mod shared;
 #[cfg(test)]
 mod slow_disk;
+mod spooled;
 mod worker;
 
-use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
 
-use tokio::{sync::oneshot, time::Instant};
+use tokio::{
+    sync::{Notify, oneshot},
+    time::Instant,
+};
 use tokio_util::task::TaskTracker;
 
 pub use intake::EnqueueError;
@@ -34,7 +49,7 @@ pub use report::{FailureCallback, Metrics, ShutdownReport};
 use self::{
     intake::Intake,
     report::{Counters, Failures},
-    worker::Shared,
+    shared::{Shared, SpoolLane},
 };
 use crate::{
     config::Connection,
@@ -44,6 +59,7 @@ use crate::{
     error::ConfigError,
     model::item::{Device, Event, UserProfile},
     model::kind::{Item, Undelivered},
+    spool::{Spool, SpoolConfig},
 };
 
 const MAX_CAPACITY: usize = 10_000_000;
@@ -69,6 +85,7 @@ pub struct IngestorConfig {
     max_retained: usize,
     dead_letter_path: Option<PathBuf>,
     on_failure: Option<FailureCallback>,
+    spool: Option<SpoolConfig>,
 }
 
 impl Default for IngestorConfig {
@@ -79,6 +96,7 @@ impl Default for IngestorConfig {
             max_retained: 10_000,
             dead_letter_path: None,
             on_failure: None,
+            spool: None,
         }
     }
 }
@@ -91,6 +109,7 @@ impl fmt::Debug for IngestorConfig {
             .field("max_retained", &self.max_retained)
             .field("dead_letter_path", &self.dead_letter_path)
             .field("on_failure", &self.on_failure.as_ref().map(|_| "callback"))
+            .field("spool", &self.spool)
             .finish()
     }
 }
@@ -150,6 +169,50 @@ impl IngestorConfig {
         self.dead_letter_path.as_deref()
     }
 
+    /// Writes every item to a durable spool on disk before `track`
+    /// returns, and delivers from it, so a killed process or a long outage
+    /// loses nothing `track` said was taken. Default none: items wait in
+    /// memory only.
+    ///
+    /// With a spool:
+    /// - [`track`](Ingestor::track) returns `Ok` once the item is written
+    ///   (what that survives is the [`SyncPolicy`](crate::spool::SyncPolicy)'s
+    ///   to say); it waits while the spool holds
+    ///   [`max_bytes`](SpoolConfig::with_max_bytes), and a write that fails
+    ///   hands the item back in [`EnqueueError::Spool`].
+    ///   [`try_track`](Ingestor::try_track) returns `Full` at the byte cap,
+    ///   and does not wait for the disk: its write completes in the
+    ///   background, and if it fails, the item goes where failures go.
+    /// - An item leaves the spool once the server accepted it, or once it
+    ///   finally failed and went where failures go (a 400, an item too
+    ///   large alone, or failing for now past
+    ///   [`max_age`](SpoolConfig::with_max_age), 7 days by default). A 429,
+    ///   5xx, timeout, transport error or 401 keeps it in the spool, sent
+    ///   again with a backoff of 1 s doubling to 60 s for as long as the
+    ///   outage lasts; a 401 does not close intake.
+    /// - Delivery is at least once: after a crash, the items read back but
+    ///   not yet acknowledged are sent again, at most
+    ///   [`capacity`](Self::with_capacity) items.
+    /// - Memory stays within `capacity` items however much the spool holds:
+    ///   the spool is read back lazily. The disk holds at most `max_bytes`.
+    /// - [`shutdown`](Ingestor::shutdown) leaves what it could not deliver
+    ///   in the spool ([`ShutdownReport::spooled`]), for the next ingestor
+    ///   opened on it, not failed.
+    /// - Opening happens in [`Marketap::ingestor`](crate::Marketap::ingestor),
+    ///   which fails with [`ConfigError::Spool`] when another ingestor or
+    ///   process holds the spool, when it is of a format version this one
+    ///   cannot read, or when the disk refuses. It reads the whole spool
+    ///   once, on the calling thread.
+    pub fn with_spool(mut self, spool: SpoolConfig) -> Self {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// The spool, if one is set.
+    pub fn spool(&self) -> Option<&SpoolConfig> {
+        self.spool.as_ref()
+    }
+
     /// Calls `callback` with every request that finally fails, for the
     /// ingestor's whole life, shutdown and drop included; reports then hold
     /// none. It runs on the ingestor's request tasks, possibly several at
@@ -186,6 +249,9 @@ impl IngestorConfig {
                 format!("{:?}", self.flush_interval),
                 "must be 1 ms to 1 hour",
             ));
+        }
+        if let Some(spool) = &self.spool {
+            spool.validate()?;
         }
         Ok(())
     }
@@ -265,9 +331,28 @@ impl Ingestor {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let spool = match &config.spool {
+            Some(spool_config) => {
+                let spool = Spool::open(spool_config, config.capacity as u64)
+                    .map_err(ConfigError::Spool)?;
+                Some(SpoolLane {
+                    written: AtomicU64::new(spool.stats().items),
+                    spool,
+                    max_age: spool_config.max_age(),
+                    flushes: Default::default(),
+                    wake: Notify::new(),
+                    runtime: runtime.clone(),
+                })
+            }
+            None => None,
+        };
         let batch = &connection.batch;
         let counters = Arc::new(Counters::default());
         let (phase, watching) = tokio::sync::watch::channel(Phase::Running);
+        let mut delivery = Delivery::new(connection.clone(), Cancel::new(watching));
+        if spool.is_some() {
+            delivery = delivery.without_401_stop();
+        }
         let shared = Arc::new(Shared {
             intake: Intake::new(config.capacity, batch.max_batch_size(), counters.clone()),
             failures: Failures::new(
@@ -277,12 +362,16 @@ impl Ingestor {
                 config.max_retained,
             ),
             counters,
-            delivery: Delivery::new(connection, Cancel::new(watching)),
+            delivery,
             phase,
             tasks: TaskTracker::new(),
             flush_interval: config.flush_interval,
+            spool,
         });
-        shared.start(&runtime);
+        worker::start(&shared, &runtime);
+        if shared.spool.is_some() {
+            spooled::start_pump(&shared, &runtime);
+        }
         Ok(Self {
             handle: Arc::new(Handle { shared }),
         })
@@ -304,13 +393,33 @@ impl Ingestor {
     /// Queues an item of any kind. Waits only while the ingestor is at
     /// capacity (backpressure); hands the item back once it is shut down,
     /// or stopped after a 401.
+    ///
+    /// With a [spool](IngestorConfig::with_spool), returns `Ok` only once
+    /// the item is written to it; waits while the spool is at its byte cap;
+    /// hands the item back in [`EnqueueError::Spool`] if the write fails.
     pub async fn enqueue<T: Item>(&self, item: T) -> Result<(), EnqueueError<T>> {
-        self.shared().intake.enqueue(item).await
+        let shared = self.shared();
+        if shared.spool.is_some() {
+            return spooled::enqueue(shared, item).await;
+        }
+        shared.intake.enqueue(item).await
     }
 
     /// Queues an item of any kind, or hands it back at once if at capacity.
+    ///
+    /// With a [spool](IngestorConfig::with_spool), hands it back as `Full`
+    /// when the spool is at its byte cap, and otherwise returns `Ok` at
+    /// once, without waiting for the disk: the write completes in the
+    /// background, and if it fails the item goes where failures go
+    /// (`on_failure`, the report, the dead-letter file) with
+    /// [`Error::Spool`](crate::Error::Spool). Use [`enqueue`](Self::enqueue)
+    /// for the promise that `Ok` means written.
     pub fn try_enqueue<T: Item>(&self, item: T) -> Result<(), EnqueueError<T>> {
-        self.shared().intake.try_enqueue(item)
+        let shared = &self.handle.shared;
+        if shared.spool.is_some() {
+            return spooled::try_enqueue(shared, item);
+        }
+        shared.intake.try_enqueue(item)
     }
 
     /// Queues an event; waits like [`enqueue`](Self::enqueue).
@@ -348,8 +457,19 @@ impl Ingestor {
     /// Returns the undelivered items kept so far (none when `on_failure` is
     /// set), which a later report will then not hold. After shutdown began
     /// it returns at once.
+    ///
+    /// With a [spool](IngestorConfig::with_spool), it returns once
+    /// everything written before the call (what the spool held when it was
+    /// opened included) has been delivered, has finally failed, or waits
+    /// in the spool for a retry after a failure for now (while items wait
+    /// for one, what has not been read back yet waits in the spool too).
     #[must_use = "the undelivered items are handed to you; they are not kept"]
     pub async fn flush(&self) -> Vec<Undelivered> {
+        if self.shared().spool.is_some() {
+            spooled::flush(self.shared()).await;
+            self.shared().failures.sync_dead_letters().await;
+            return self.shared().failures.take_kept();
+        }
         let (done, waiter) = oneshot::channel();
         if self.shared().intake.flush(done).is_ok() {
             // A dropped sender (a worker that stopped) ends the wait too.
@@ -363,7 +483,7 @@ impl Ingestor {
         let shared = self.shared();
         let delivery = &shared.delivery;
         let stats = delivery.stats().snapshot();
-        Metrics {
+        let mut metrics = Metrics {
             concurrency_limit: delivery.concurrency_limit() as u64,
             send_interval: delivery
                 .learned_rate()
@@ -374,7 +494,15 @@ impl Ingestor {
             isolated: stats.isolated,
             isolation_requests: stats.isolation_requests,
             ..shared.counters.snapshot()
+        };
+        if let Some(lane) = &shared.spool {
+            let spool = lane.spool.stats();
+            metrics.spooled = spool.items;
+            metrics.spooled_bytes = spool.bytes;
+            metrics.spool_corrupted_ranges = spool.corrupted_ranges;
+            metrics.spool_corrupted_bytes = spool.corrupted_bytes;
         }
+        metrics
     }
 
     /// Stops intake, sends everything still queued, and returns within
@@ -387,6 +515,13 @@ impl Ingestor {
     /// Never panics. If the caller stops waiting (a timeout of its own),
     /// the ingestor goes on draining, and a later `shutdown`, which may
     /// shorten the deadline, still gets every undelivered item.
+    ///
+    /// With a [spool](IngestorConfig::with_spool), it stops reading the
+    /// spool and sends what was read back; items waiting for a retry get
+    /// one more try. What is not delivered by the deadline, or still fails
+    /// for now, stays in the spool, neither failed nor lost:
+    /// [`ShutdownReport::spooled`] counts it, and the next ingestor opened
+    /// on the spool delivers it. Then the spool is closed.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let shared = self.shared();
         let deadline = Instant::now().checked_add(deadline);
@@ -395,7 +530,12 @@ impl Ingestor {
             .send_modify(|phase| *phase = phase.drain(deadline));
         shared.tasks.wait().await;
         shared.failures.sync_dead_letters().await;
-        shared.failures.report()
+        let mut report = shared.failures.report();
+        if let Some(lane) = &shared.spool {
+            lane.spool.close().await;
+            report.spooled = lane.spool.stats().items;
+        }
+        report
     }
 }
 

@@ -76,6 +76,28 @@ pub struct Metrics {
     pub isolated: u64,
     /// Requests sent to isolate the items a 400 refused (two a split).
     pub isolation_requests: u64,
+    /// With a spool: items in it not yet delivered or finally failed,
+    /// those read back into memory (queued, in flight, waiting for a
+    /// retry) included.
+    pub spooled: u64,
+    /// With a spool: their bytes on disk, framing included.
+    pub spooled_bytes: u64,
+    /// With a spool: items in memory that failed for now (429, 5xx, a
+    /// timeout, a transport error, a 401) and wait to be sent again.
+    pub spool_waiting: u64,
+    /// With a spool: requests sent again after such a failure, beyond the
+    /// retries of [`RetryConfig`](crate::RetryConfig).
+    pub spool_retries: u64,
+    /// With a spool: items it could not write (each caller got
+    /// [`EnqueueError::Spool`](super::EnqueueError::Spool), or, after
+    /// `try_track`, the item went where failures go).
+    pub spool_write_errors: u64,
+    /// With a spool: damaged regions found in its files (logged at error
+    /// level with their byte ranges; their records are lost, every good
+    /// record around them is kept).
+    pub spool_corrupted_ranges: u64,
+    /// With a spool: the bytes of those regions.
+    pub spool_corrupted_bytes: u64,
 }
 
 impl Metrics {
@@ -97,6 +119,9 @@ pub(super) struct Counters {
     failed: AtomicU64,
     retained: AtomicU64,
     unreported: AtomicU64,
+    spool_waiting: AtomicU64,
+    spool_retries: AtomicU64,
+    spool_write_errors: AtomicU64,
 }
 
 impl Counters {
@@ -126,10 +151,36 @@ impl Counters {
             .fetch_add(u64::from(attempts.saturating_sub(1)), Relaxed);
     }
 
-    /// Items lost with a request task that ended abnormally.
+    /// Items lost with a request task that ended abnormally, or records
+    /// of the spool that could not be read back as items.
     pub(super) fn lost(&self, items: usize) {
         self.failed.fetch_add(items as u64, Relaxed);
         self.unreported.fetch_add(items as u64, Relaxed);
+    }
+
+    /// Spooled items that failed for now now wait for a retry.
+    pub(super) fn parked(&self, items: usize) {
+        self.spool_waiting.fetch_add(items as u64, Relaxed);
+    }
+
+    /// Spooled items waiting for a retry are sent again (`resent`), or
+    /// left in the spool at shutdown.
+    pub(super) fn unparked(&self, items: usize, resent: bool) {
+        self.spool_waiting.fetch_sub(items as u64, Relaxed);
+        if resent {
+            self.in_flight.fetch_add(items as u64, Relaxed);
+            self.spool_retries.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Spooled items waiting for a retry now.
+    pub(super) fn waiting(&self) -> u64 {
+        self.spool_waiting.load(Relaxed)
+    }
+
+    /// An item the spool could not write.
+    pub(super) fn write_error(&self) {
+        self.spool_write_errors.fetch_add(1, Relaxed);
     }
 
     pub(super) fn snapshot(&self) -> Metrics {
@@ -141,6 +192,9 @@ impl Counters {
             failed: self.failed.load(Relaxed),
             retained: self.retained.load(Relaxed),
             unreported: self.unreported.load(Relaxed),
+            spool_waiting: self.spool_waiting.load(Relaxed),
+            spool_retries: self.spool_retries.load(Relaxed),
+            spool_write_errors: self.spool_write_errors.load(Relaxed),
             ..Metrics::default()
         }
     }
@@ -162,6 +216,11 @@ pub struct ShutdownReport {
     /// Failed items over the ingestor's life that no report or callback
     /// could take ([`Metrics::unreported`]).
     pub unreported: u64,
+    /// With a spool: items left in it, not delivered and not failed (the
+    /// deadline passed, or they were failing for now), for the next
+    /// ingestor opened on it to deliver. They are not in
+    /// [`undelivered`](Self::undelivered).
+    pub spooled: u64,
 }
 
 impl ShutdownReport {
@@ -328,6 +387,7 @@ impl Failures {
             undelivered: self.take_kept(),
             deadline_passed: self.deadline_passed.load(Relaxed),
             unreported: metrics.unreported,
+            spooled: 0,
         }
     }
 }

@@ -7,12 +7,13 @@
 //! The worker keeps the batches waiting for a slot and the bookkeeping of
 //! flushes. It ends when draining is done; however it ends (a panic
 //! included), dropping it closes intake and hands everything still queued
-//! back.
+//! back. Batches read back from the spool go to
+//! [`spooled::request`] instead, which acknowledges what is done with and
+//! keeps what failed for now.
 
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::Arc,
-    time::Duration,
 };
 
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
@@ -21,57 +22,31 @@ use tokio::{
     task::JoinError,
     time::Instant,
 };
-use tokio_util::task::TaskTracker;
 
 use super::{
     batch::Batch,
-    intake::{Closed, Intake, Taken},
-    report::{Counters, Failures},
+    intake::{Closed, Taken},
+    shared::Shared,
+    spooled,
 };
 use crate::{
-    delivery::cancel::Phase,
-    delivery::throttle::Slot,
-    delivery::{Delivery, panic_message},
-    error::Error,
+    delivery::cancel::Phase, delivery::panic_message, delivery::throttle::Slot, error::Error,
 };
 
-/// What the ingestor's handles, its worker and its request tasks share.
-pub(super) struct Shared {
-    pub intake: Intake,
-    pub failures: Failures,
-    pub counters: Arc<Counters>,
-    pub delivery: Delivery,
-    /// The lifecycle: running, or draining until an optional deadline.
-    pub phase: watch::Sender<Phase>,
-    /// The worker and every request task: all done means shut down.
-    pub tasks: TaskTracker,
-    pub flush_interval: Duration,
-}
-
-impl Shared {
-    /// Starts the worker on `runtime`.
-    pub(super) fn start(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
-        let worker = Worker {
-            // Watching from before the worker runs, so no change is missed.
-            phase: self.phase.subscribe(),
-            shared: self.clone(),
-            next_id: 0,
-            ready: VecDeque::new(),
-            outstanding: BTreeMap::new(),
-            requests: FuturesUnordered::new(),
-            flush_waiters: Vec::new(),
-            draining: false,
-        };
-        self.tasks.spawn_on(worker.run(), runtime);
-    }
-
-    /// Hands back a batch that will never be sent, with `error`.
-    fn fail_unsent(&self, batch: Box<dyn Batch>, error: Error) {
-        let items = batch.len();
-        let held = self.intake.held(items);
-        self.counters.finished(items, false, false, 0);
-        self.failures.hand_over(batch.fail(error), held);
-    }
+/// Starts the worker of `shared` on `runtime`.
+pub(super) fn start(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) {
+    let worker = Worker {
+        // Watching from before the worker runs, so no change is missed.
+        phase: shared.phase.subscribe(),
+        shared: shared.clone(),
+        next_id: 0,
+        ready: VecDeque::new(),
+        outstanding: BTreeMap::new(),
+        requests: FuturesUnordered::new(),
+        flush_waiters: Vec::new(),
+        draining: false,
+    };
+    shared.tasks.spawn_on(worker.run(), runtime);
 }
 
 /// A request task's end: its id, and whether the server said 401.
@@ -154,10 +129,14 @@ impl Worker {
             return;
         };
         self.shared.counters.started(batch.len());
-        let task = self
-            .shared
-            .tasks
-            .spawn(request(self.shared.clone(), slot, batch));
+        let shared = self.shared.clone();
+        let task = match batch.spooled() {
+            Ok(spooled) => self
+                .shared
+                .tasks
+                .spawn(spooled::request(shared, slot, spooled)),
+            Err(batch) => self.shared.tasks.spawn(request(shared, slot, batch)),
+        };
         self.requests
             .push(task.map(move |finished| (id, finished)).boxed());
     }

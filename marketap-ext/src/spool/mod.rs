@@ -242,6 +242,9 @@ impl PartialEq for SpoolError {
     }
 }
 
+/// Equal to itself: the comparison is of what the errors say.
+impl Eq for SpoolError {}
+
 /// A damaged region of a spool file: its records could not be read, and
 /// its bytes were copied aside (see [`Inspection::corrupted`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -659,7 +659,8 @@ impl Store {
             }
             if let Some(reply) = closing {
                 self.finish();
-                // The lock goes with the store: released before the reply.
+                // The lock goes with the store: release it before the
+                // caller of `close` may open the spool again.
                 drop(self);
                 let _ = reply.send(());
                 return;

@@ -1,0 +1,308 @@
+//! The ingestor with a spool, against a loopback server: an outage (503s,
+//! a 401) keeps items until the server accepts them, `max_age` sends
+//! them where failures go, the byte cap makes `try_track` hand items back,
+//! shutdown leaves what it could not deliver in the spool and the next
+//! ingestor delivers it, and a second opener is refused. Every wait is
+//! bounded; the spools live in temporary directories.
+
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use marketap_ext::{
+    ConfigError, EnqueueError, Error, Event, IngestorConfig, Marketap, Metrics, RetryConfig,
+    Undelivered,
+    spool::{SpoolConfig, SpoolError},
+};
+use support::{Reply, TestServer, event, ids, undelivered_ids};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn client(server: &TestServer) -> Marketap {
+    Marketap::new(
+        marketap_ext::Config::new("test-key", "proj")
+            .with_base_url(server.url())
+            .with_request_timeout(Duration::from_secs(5))
+            .with_retry(
+                RetryConfig::default()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(1))
+                    .with_max_backoff(Duration::from_millis(5))
+                    // A 503 throttles: give up on it soon, so the spool's
+                    // own retries take over.
+                    .with_max_throttled_wait(Duration::from_millis(100)),
+            ),
+    )
+    .unwrap()
+}
+
+/// A server answering `status` (changeable) to everything.
+async fn switchable(status: u16) -> (TestServer, Arc<AtomicU16>) {
+    let current = Arc::new(AtomicU16::new(status));
+    let answer = current.clone();
+    let server = TestServer::start(move |_| match answer.load(Ordering::SeqCst) {
+        401 => Reply::error(401, 401, "invalid api key"),
+        status => Reply::status(status),
+    })
+    .await;
+    (server, current)
+}
+
+fn spooled(dir: &tempfile::TempDir) -> IngestorConfig {
+    IngestorConfig::default()
+        .with_flush_interval(Duration::from_millis(20))
+        .with_spool(SpoolConfig::new(dir.path()))
+}
+
+/// The distinct ids the server received.
+fn received(server: &TestServer) -> BTreeSet<u64> {
+    server.requests().iter().flat_map(ids).collect()
+}
+
+/// Waits until `done(metrics)` holds.
+async fn until(ingestor: &marketap_ext::Ingestor, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    timeout(LIMIT, async {
+        loop {
+            let metrics = ingestor.metrics();
+            if done(&metrics) {
+                return metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not reached: {:?}", ingestor.metrics()))
+}
+
+#[tokio::test]
+async fn an_outage_keeps_items_in_the_spool_until_the_server_accepts_them() {
+    let (server, status) = switchable(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ingestor = client(&server).ingestor(spooled(&dir)).unwrap();
+    for id in 0..50 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    // Past the client's own retries: the items wait for another try.
+    let waiting = until(&ingestor, |m| m.spool_waiting == 50).await;
+    assert_eq!((waiting.failed, waiting.spooled), (0, 50));
+    // A flush during the outage returns: everything waits for a retry.
+    assert!(ingestor.flush().await.is_empty());
+    // The spool keeps taking new items meanwhile.
+    for id in 50..60 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    status.store(202, Ordering::SeqCst);
+    let done = until(&ingestor, |m| m.delivered == 60).await;
+    assert!(done.spool_retries >= 1, "{done:?}");
+    assert_eq!(done.failed, 0);
+    let report = ingestor.shutdown(LIMIT).await;
+    assert_eq!(report.undelivered_items(), 0);
+    assert_eq!((report.spooled, report.unreported), (0, 0));
+    let sent: BTreeSet<u64> = received(&server);
+    assert_eq!(sent, (0..60).collect());
+}
+
+#[tokio::test]
+async fn a_401_keeps_items_and_intake_open() {
+    let (server, status) = switchable(401).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ingestor = client(&server).ingestor(spooled(&dir)).unwrap();
+    for id in 0..10 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    until(&ingestor, |m| m.spool_waiting == 10).await;
+    // Still taking items: the key may be fixed while they wait.
+    for id in 10..20 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    ingestor.try_track(event(20)).unwrap();
+    status.store(202, Ordering::SeqCst);
+    let done = until(&ingestor, |m| m.delivered == 21).await;
+    assert_eq!(done.failed, 0);
+    let report = ingestor.shutdown(LIMIT).await;
+    assert_eq!((report.undelivered_items(), report.spooled), (0, 0));
+    let refused = server
+        .requests()
+        .iter()
+        .filter(|r| ids(r).contains(&0))
+        .count();
+    assert!(refused >= 2, "the 401 was not sent again: {refused}");
+}
+
+#[tokio::test]
+async fn items_failing_past_max_age_go_to_on_failure_and_leave_the_spool() {
+    let (server, _status) = switchable(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<Undelivered>::new()));
+    let sink = seen.clone();
+    let config = IngestorConfig::default()
+        .with_flush_interval(Duration::from_millis(20))
+        .with_spool(SpoolConfig::new(dir.path()).with_max_age(Duration::from_secs(1)))
+        .with_on_failure(move |undelivered| sink.lock().unwrap().push(undelivered));
+    let ingestor = client(&server).ingestor(config).unwrap();
+    for id in 0..5 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let failed = until(&ingestor, |m| m.failed == 5).await;
+    assert_eq!(failed.spool_waiting, 0);
+    let report = ingestor.shutdown(LIMIT).await;
+    assert_eq!((report.spooled, report.undelivered_items()), (0, 0));
+    let seen = seen.lock().unwrap();
+    let mut ids: Vec<u64> = seen.iter().flat_map(undelivered_ids).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    for undelivered in seen.iter() {
+        assert_eq!(undelivered.error().status(), Some(503), "{}", undelivered.error());
+    }
+    // Nothing is left for a next ingestor.
+    assert_eq!(marketap_ext::spool::inspect(dir.path()).unwrap().items, 0);
+}
+
+#[tokio::test]
+async fn a_refused_item_goes_to_on_failure_and_leaves_the_spool() {
+    let server = TestServer::start(|_| Reply::error(400, 1, "bad")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    let config = spooled(&dir).with_on_failure(move |undelivered| {
+        assert!(matches!(undelivered.error(), Error::BadRequest { .. }));
+        count.fetch_add(undelivered.len(), Ordering::SeqCst);
+    });
+    let ingestor = client(&server).ingestor(config).unwrap();
+    for id in 0..3 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    assert!(ingestor.flush().await.is_empty());
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    let report = ingestor.shutdown(LIMIT).await;
+    assert_eq!(report.spooled, 0);
+    assert_eq!(marketap_ext::spool::inspect(dir.path()).unwrap().items, 0);
+}
+
+#[tokio::test]
+async fn at_the_byte_cap_try_track_hands_the_item_back() {
+    let (server, _status) = switchable(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = spooled(&dir).with_spool(SpoolConfig::new(dir.path()).with_max_bytes(1 << 20));
+    let ingestor = client(&server).ingestor(config).unwrap();
+    let big = |id: usize| {
+        Event::builder(format!("user-{id}"), "mkt_page_view")
+            .property("id", id)
+            .property("pad", "x".repeat(100_000))
+            .build()
+            .unwrap()
+    };
+    let mut taken = 0;
+    let full = loop {
+        match ingestor.try_track(big(taken)) {
+            Ok(()) => taken += 1,
+            Err(full) => break full,
+        }
+        assert!(taken < 20, "1 MiB never filled");
+    };
+    let EnqueueError::Full(item) = full else {
+        panic!("{full:?}");
+    };
+    assert_eq!(item.user_id(), format!("user-{taken}"));
+    assert!((5..=10).contains(&taken), "{taken} items of 100 kB in 1 MiB");
+    // Nothing was refused for any other reason, and nothing failed.
+    let report = ingestor.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.undelivered_items(), 0);
+    assert_eq!(report.spooled, taken as u64);
+}
+
+#[tokio::test]
+async fn shutdown_leaves_what_it_could_not_deliver_and_the_next_ingestor_delivers_it() {
+    let (server, status) = switchable(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ingestor = client(&server).ingestor(spooled(&dir)).unwrap();
+    for id in 0..30 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let report = ingestor.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(report.spooled, 30);
+    assert_eq!((report.undelivered_items(), report.unreported), (0, 0));
+    assert_eq!(report.delivered, 0);
+    assert_eq!(ingestor.metrics().failed, 0);
+    assert_eq!(marketap_ext::spool::inspect(dir.path()).unwrap().items, 30);
+
+    status.store(202, Ordering::SeqCst);
+    let again = client(&server).ingestor(spooled(&dir)).unwrap();
+    assert_eq!(again.metrics().spooled, 30);
+    assert!(again.flush().await.is_empty());
+    assert_eq!(again.metrics().delivered, 30);
+    let report = again.shutdown(LIMIT).await;
+    assert_eq!((report.spooled, report.undelivered_items()), (0, 0));
+    assert_eq!(received(&server), (0..30).collect());
+}
+
+#[tokio::test]
+async fn memory_stays_within_capacity_however_much_the_spool_holds() {
+    let (server, status) = switchable(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = spooled(&dir).with_capacity(10);
+    let ingestor = client(&server).ingestor(config).unwrap();
+    for id in 0..200 {
+        ingestor.track(event(id)).await.unwrap();
+        let m = ingestor.metrics();
+        assert!(m.queued + m.in_flight + m.spool_waiting <= 10, "{m:?}");
+    }
+    until(&ingestor, |m| m.spool_waiting == 10).await;
+    let m = ingestor.metrics();
+    assert_eq!((m.spooled, m.queued + m.in_flight), (200, 0));
+    status.store(202, Ordering::SeqCst);
+    let done = until(&ingestor, |m| m.delivered == 200).await;
+    assert_eq!(done.failed, 0);
+    ingestor.shutdown(LIMIT).await;
+}
+
+#[tokio::test]
+async fn a_second_ingestor_on_the_same_spool_is_refused() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = client(&server).ingestor(spooled(&dir)).unwrap();
+    let second = client(&server).ingestor(spooled(&dir)).unwrap_err();
+    assert!(
+        matches!(second, ConfigError::Spool(SpoolError::Locked { .. })),
+        "{second:?}"
+    );
+    first.shutdown(LIMIT).await;
+    // Closed: the lock is free again.
+    client(&server)
+        .ingestor(spooled(&dir))
+        .unwrap()
+        .shutdown(LIMIT)
+        .await;
+}
+
+#[tokio::test]
+async fn spool_settings_are_checked_when_the_ingestor_starts() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestorConfig::default()
+        .with_spool(SpoolConfig::new(dir.path()).with_max_bytes(1000));
+    let error = client(&server).ingestor(config).unwrap_err();
+    assert!(error.to_string().contains("spool.max_bytes"), "{error}");
+}
+
+#[tokio::test]
+async fn once_shutdown_returns_the_spool_can_be_opened_again() {
+    let server = TestServer::start(|_| Reply::accepted()).await;
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..30 {
+        let ingestor = client(&server).ingestor(spooled(&dir)).unwrap();
+        ingestor.track(event(round)).await.unwrap();
+        ingestor.shutdown(LIMIT).await;
+        // The lock is released before shutdown returns.
+        let inspection = marketap_ext::spool::inspect(dir.path());
+        assert!(inspection.is_ok(), "round {round}: {inspection:?}");
+    }
+}
