@@ -42,13 +42,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (config, _mock) = support::config_or_mock();
     let path = std::env::var("SPOOL_PATH").unwrap_or_else(|_| "marketap-spool".to_owned());
     let n: u64 = match std::env::var("N") {
-        Ok(n) => n.parse().map_err(|_| format!("N must be a number, not {n:?}"))?,
+        Ok(n) => n
+            .parse()
+            .map_err(|_| format!("N must be a number, not {n:?}"))?,
         Err(_) => 1000,
     };
     let sync = match std::env::var("SPOOL_SYNC").as_deref() {
         Ok("always") => SyncPolicy::Always,
         Ok("interval") | Err(_) => SyncPolicy::default(),
-        Ok(other) => return Err(format!("SPOOL_SYNC must be interval or always, not {other:?}").into()),
+        Ok(other) => {
+            return Err(format!("SPOOL_SYNC must be interval or always, not {other:?}").into());
+        }
     };
 
     let config = match std::env::var("RETRY_THROTTLED_WAIT_MS") {
@@ -56,7 +60,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let ms = ms
                 .parse()
                 .map_err(|_| format!("RETRY_THROTTLED_WAIT_MS must be a number, not {ms:?}"))?;
-            config.with_retry(RetryConfig::default().with_max_throttled_wait(Duration::from_millis(ms)))
+            config.with_retry(
+                RetryConfig::default().with_max_throttled_wait(Duration::from_millis(ms)),
+            )
         }
         Err(_) => config,
     };

@@ -788,9 +788,10 @@ mod chain_tests {
             Error::Cancelled => "Cancelled",
             Error::Protocol { .. } => "Protocol",
             Error::Panicked { .. } => "Panicked",
+            Error::Spool(_) => "Spool",
         }
     }
-    const ERRORS: usize = 9;
+    const ERRORS: usize = 10;
 
     fn validation_name(error: &ValidationError) -> &'static str {
         match error {
@@ -817,9 +818,10 @@ mod chain_tests {
             ConfigError::MissingEnv { .. } => "MissingEnv",
             ConfigError::InvalidApiKey => "InvalidApiKey",
             ConfigError::NoRuntime => "NoRuntime",
+            ConfigError::Spool(_) => "Spool",
         }
     }
-    const CONFIG_ERRORS: usize = 4;
+    const CONFIG_ERRORS: usize = 5;
 
     fn timestamp_name(error: &TimestampError) -> &'static str {
         match error {
@@ -839,9 +841,19 @@ mod chain_tests {
             EnqueueError::Closed(_) => "Closed",
             EnqueueError::Unauthorized(_) => "Unauthorized",
             EnqueueError::Stopped(_) => "Stopped",
+            EnqueueError::Spool(..) => "Spool",
         }
     }
-    const ENQUEUE_ERRORS: usize = 4;
+    const ENQUEUE_ERRORS: usize = 5;
+
+    /// A spool error with a cause of its own.
+    fn disk_full() -> crate::spool::SpoolError {
+        crate::spool::SpoolError::io(
+            "write to",
+            std::path::Path::new("/spool/00000000000000000000.seg"),
+            std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"),
+        )
+    }
 
     /// Walks `error`'s chain: each level's message must be non-empty and
     /// must not hold its cause's message, and no message may appear twice.
@@ -984,6 +996,7 @@ mod chain_tests {
             Error::Panicked {
                 message: "boom".into(),
             },
+            Error::Spool(disk_full()),
         ];
         let mut names: Vec<_> = errors.iter().map(error_name).collect();
         names.dedup();
@@ -1031,6 +1044,9 @@ mod chain_tests {
             },
             ConfigError::InvalidApiKey,
             ConfigError::NoRuntime,
+            ConfigError::Spool(crate::spool::SpoolError::Locked {
+                path: "/spool".into(),
+            }),
         ];
         assert_eq!(config.len(), CONFIG_ERRORS);
         for error in &config {
@@ -1042,6 +1058,7 @@ mod chain_tests {
             EnqueueError::Closed(1),
             EnqueueError::Unauthorized(1),
             EnqueueError::Stopped(1),
+            EnqueueError::Spool(1, Box::new(disk_full())),
         ];
         assert_eq!(enqueue.len(), ENQUEUE_ERRORS);
         for error in &enqueue {

@@ -160,7 +160,12 @@ async fn items_failing_past_max_age_go_to_on_failure_and_leave_the_spool() {
     ids.sort_unstable();
     assert_eq!(ids, [0, 1, 2, 3, 4]);
     for undelivered in seen.iter() {
-        assert_eq!(undelivered.error().status(), Some(503), "{}", undelivered.error());
+        assert_eq!(
+            undelivered.error().status(),
+            Some(503),
+            "{}",
+            undelivered.error()
+        );
     }
     // Nothing is left for a next ingestor.
     assert_eq!(marketap_ext::spool::inspect(dir.path()).unwrap().items, 0);
@@ -212,7 +217,10 @@ async fn at_the_byte_cap_try_track_hands_the_item_back() {
         panic!("{full:?}");
     };
     assert_eq!(item.user_id(), format!("user-{taken}"));
-    assert!((5..=10).contains(&taken), "{taken} items of 100 kB in 1 MiB");
+    assert!(
+        (5..=10).contains(&taken),
+        "{taken} items of 100 kB in 1 MiB"
+    );
     // Nothing was refused for any other reason, and nothing failed.
     let report = ingestor.shutdown(Duration::from_secs(5)).await;
     assert_eq!(report.undelivered_items(), 0);
@@ -287,8 +295,8 @@ async fn a_second_ingestor_on_the_same_spool_is_refused() {
 async fn spool_settings_are_checked_when_the_ingestor_starts() {
     let server = TestServer::start(|_| Reply::accepted()).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = IngestorConfig::default()
-        .with_spool(SpoolConfig::new(dir.path()).with_max_bytes(1000));
+    let config =
+        IngestorConfig::default().with_spool(SpoolConfig::new(dir.path()).with_max_bytes(1000));
     let error = client(&server).ingestor(config).unwrap_err();
     assert!(error.to_string().contains("spool.max_bytes"), "{error}");
 }

@@ -66,7 +66,10 @@ fn start(server: &TestServer, spool: &std::path::Path, n: u64, sync: &str) -> Ch
         .env("SPOOL_PATH", spool)
         .env("N", n.to_string())
         .env("SPOOL_SYNC", sync)
-        .env("RETRY_THROTTLED_WAIT_MS", THROTTLED_WAIT.as_millis().to_string())
+        .env(
+            "RETRY_THROTTLED_WAIT_MS",
+            THROTTLED_WAIT.as_millis().to_string(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -137,7 +140,10 @@ async fn killed_and_restarted(sync: &str) {
         {
             break;
         }
-        assert!(started.elapsed() < LIMIT, "event 0 was not sent again: {times:?}");
+        assert!(
+            started.elapsed() < LIMIT,
+            "event 0 was not sent again: {times:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().unwrap(); // SIGKILL

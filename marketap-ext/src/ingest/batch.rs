@@ -333,6 +333,101 @@ mod tests {
     }
 
     #[test]
+    fn spooled_outcomes_are_sorted_per_item_by_offset_and_age() {
+        let now = SystemTime::now();
+        let young = now - Duration::from_secs(1);
+        let old = now - Duration::from_secs(100);
+        // Seqs 10..16; the items at offsets 3 and 5 are old.
+        let tags: Vec<Tag> = (0..6)
+            .map(|i| Tag {
+                seq: 10 + i as u64,
+                enqueued_at: if i == 3 || i == 5 { old } else { young },
+            })
+            .collect();
+        let failed = |ids: std::ops::Range<usize>, error| FailedBatch {
+            items: ids.map(event).collect(),
+            error,
+            attempts: 2,
+        };
+        let pieces = vec![
+            (
+                0,
+                Ok(Accepted {
+                    items: 2,
+                    attempts: 1,
+                }),
+            ),
+            (
+                2,
+                Err(failed(
+                    2..4,
+                    Error::Status {
+                        status: 503,
+                        body: String::new(),
+                        retry_after: None,
+                    },
+                )),
+            ),
+            (4, Err(failed(4..5, Error::Cancelled))),
+            (
+                5,
+                Err(failed(
+                    5..6,
+                    Error::Unauthorized {
+                        code: None,
+                        message: None,
+                    },
+                )),
+            ),
+        ];
+        let settled = settle(pieces, &tags, Duration::from_secs(50), now);
+        assert_eq!(settled.accepted.len(), 1);
+        assert_eq!(settled.accepted[0].0, [10, 11]);
+        // The old items of the failing pieces finally fail, with their error.
+        let failed: Vec<(usize, Vec<u64>)> = settled
+            .failed
+            .iter()
+            .map(|(u, seqs)| (u.len(), seqs.clone()))
+            .collect();
+        assert_eq!(failed, [(1, vec![13]), (1, vec![15])]);
+        assert_eq!(settled.failed[0].0.error().status(), Some(503));
+        assert_eq!(settled.failed[1].0.error().status(), Some(401));
+        // The deadline's item stays in the spool.
+        assert_eq!(settled.left, [(1, 2)]);
+        // The young one of the 503 waits for a retry.
+        let retry = settled.retry.expect("a young item failed for now");
+        assert_eq!(retry.batch.len(), 1);
+        assert_eq!(retry.requests, [(1, 2)]);
+        assert!(retry.why.contains("503"), "{}", retry.why);
+    }
+
+    #[test]
+    fn a_refusal_is_final_whatever_the_age() {
+        let now = SystemTime::now();
+        let tags = [Tag {
+            seq: 1,
+            enqueued_at: now,
+        }];
+        let refused = FailedBatch {
+            items: vec![event(0)],
+            error: Error::BadRequest {
+                code: None,
+                message: None,
+                isolation_stopped: false,
+            },
+            attempts: 1,
+        };
+        let settled = settle(vec![(0, Err(refused))], &tags, Duration::from_secs(60), now);
+        assert_eq!(settled.failed.len(), 1);
+        assert!(settled.retry.is_none());
+        assert!(transient(&Error::Unauthorized {
+            code: None,
+            message: None
+        }));
+        assert!(!transient(&Error::Cancelled));
+    }
+
+    #[test]
     #[should_panic(expected = "one kind of item")]
     fn pushing_another_kind_is_a_bug() {
         let mut batch = new::<Event>(1);

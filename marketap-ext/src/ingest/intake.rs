@@ -50,9 +50,9 @@ pub enum EnqueueError<T> {
     /// full, the directory is not writable, ...). Nothing of it stays in
     /// the spool. The cause is the [`source`](std::error::Error::source);
     /// [`Metrics::spool_write_errors`](super::Metrics::spool_write_errors)
-    /// counts it.
+    /// counts it. Boxed, to keep the `Result` of every enqueue small.
     #[error("the ingestor could not write the item to its spool")]
-    Spool(T, #[source] crate::spool::SpoolError),
+    Spool(T, #[source] Box<crate::spool::SpoolError>),
 }
 
 impl<T> EnqueueError<T> {
@@ -469,7 +469,7 @@ mod tests {
             EnqueueError::Closed(1),
             EnqueueError::Unauthorized(1),
             EnqueueError::Stopped(1),
-            EnqueueError::Spool(1, crate::spool::SpoolError::Closed),
+            EnqueueError::Spool(1, Box::new(crate::spool::SpoolError::Closed)),
         ] {
             assert!(!error.to_string().is_empty());
             assert_eq!(error.into_inner(), 1);

@@ -88,7 +88,7 @@ pub(super) async fn enqueue<T: Item>(shared: &Shared, item: T) -> Result<(), Enq
         Err(SpoolError::Closed) => Err(shared.intake.refuse(item)),
         Err(error) => {
             shared.counters.write_error();
-            Err(EnqueueError::Spool(item, error))
+            Err(EnqueueError::Spool(item, Box::new(error)))
         }
     }
 }
@@ -105,7 +105,7 @@ pub(super) fn try_enqueue<T: Item>(shared: &Arc<Shared>, item: T) -> Result<(), 
         Ok(body) => body,
         Err(error) => {
             shared.counters.write_error();
-            return Err(EnqueueError::Spool(item, error));
+            return Err(EnqueueError::Spool(item, Box::new(error)));
         }
     };
     let Ok(write) = lane.spool.try_append(T::INDEX as u8, body) else {
@@ -147,9 +147,7 @@ pub(super) async fn flush(shared: &Shared) {
         if flushes.closed {
             return;
         }
-        flushes
-            .waiting
-            .push((lane.written.load(Relaxed), done));
+        flushes.waiting.push((lane.written.load(Relaxed), done));
     }
     lane.wake.notify_one();
     // A dropped sender (the pump or the worker stopped) ends the wait too.
@@ -347,10 +345,7 @@ pub(super) async fn request(shared: Arc<Shared>, slot: Slot, batch: Box<dyn Spoo
 
 /// Counts, acknowledges and hands over a spooled batch's outcomes; returns
 /// the items that failed for now, which keep their room.
-fn settle(
-    shared: &Shared,
-    settled: super::batch::Settled,
-) -> Option<(Box<dyn Spooled>, String)> {
+fn settle(shared: &Shared, settled: super::batch::Settled) -> Option<(Box<dyn Spooled>, String)> {
     let lane = spool_lane(shared);
     let counters = &shared.counters;
     for (seqs, accepted) in settled.accepted {
