@@ -203,6 +203,25 @@ impl IngestorConfig {
     ///   process holds the spool, when it is of a format version this one
     ///   cannot read, or when the disk refuses. It reads the whole spool
     ///   once, on the calling thread.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use marketap_ext::{Event, IngestorConfig, Marketap, spool::{SpoolConfig, SyncPolicy}};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = Marketap::from_env()?;
+    /// let spool = SpoolConfig::new("/var/lib/my-service/marketap-spool")
+    ///     .with_sync(SyncPolicy::Always);
+    /// let ingestor = client.ingestor(IngestorConfig::default().with_spool(spool))?;
+    ///
+    /// // Ok means on disk: a kill -9 from here on loses nothing.
+    /// ingestor.track(Event::builder("user-42", "mkt_login").build()?).await?;
+    ///
+    /// let report = ingestor.shutdown(Duration::from_secs(10)).await;
+    /// println!("{} left in the spool for the next start", report.spooled);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_spool(mut self, spool: SpoolConfig) -> Self {
         self.spool = Some(spool);
         self

@@ -434,3 +434,47 @@ async fn retry_later(shared: Arc<Shared>, mut batch: Box<dyn Spooled>, mut why: 
         backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        Config, Ingestor, IngestorConfig,
+        spool::{Spool, SpoolConfig},
+    };
+
+    /// A record the ingestor cannot read back (an unknown kind, or a body
+    /// that is not its kind's JSON) is logged, counted as failed and
+    /// unreported, and leaves the spool.
+    #[tokio::test]
+    async fn unreadable_records_are_counted_and_removed_never_dropped_silently() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SpoolConfig::new(dir.path());
+        let spool = Spool::open(&config, 100).unwrap();
+        spool.append(9, b"{}".to_vec()).await.unwrap();
+        spool
+            .append(0, b"{\"not an event\":".to_vec())
+            .await
+            .unwrap();
+        spool.close().await;
+
+        let connection = Config::new("test-key", "proj")
+            // Nothing is sent: no record is readable.
+            .with_base_url("http://127.0.0.1:9")
+            .connect()
+            .unwrap();
+        let ingestor = Ingestor::launch(
+            Arc::new(connection),
+            IngestorConfig::default().with_spool(config),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ingestor.metrics().spooled, 2);
+        assert!(ingestor.flush().await.is_empty());
+        let metrics = ingestor.metrics();
+        assert_eq!((metrics.failed, metrics.unreported), (2, 2));
+        let report = ingestor.shutdown(Duration::from_secs(30)).await;
+        assert_eq!(report.spooled, 0);
+        assert_eq!(crate::spool::inspect(dir.path()).unwrap().items, 0);
+    }
+}
