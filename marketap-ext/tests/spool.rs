@@ -118,7 +118,8 @@ async fn a_401_keeps_items_and_intake_open() {
     for id in 0..10 {
         ingestor.track(event(id)).await.unwrap();
     }
-    until(&ingestor, |m| m.spool_waiting == 10).await;
+    let waiting = until(&ingestor, |m| m.spool_waiting == 10).await;
+    assert!(waiting.spool_unauthorized >= 1, "{waiting:?}");
     // Still taking items: the key may be fixed while they wait.
     for id in 10..20 {
         ingestor.track(event(id)).await.unwrap();

@@ -151,6 +151,8 @@ pub(super) struct Retry {
     pub requests: Vec<(usize, u32)>,
     /// The last error, for the log.
     pub why: String,
+    /// Requests among them answered 401.
+    pub unauthorized: u64,
 }
 
 /// Whether a spooled item that failed with `error` may be delivered later:
@@ -223,6 +225,7 @@ fn settle<T: Item>(
     };
     let mut requests = Vec::new();
     let mut why = String::new();
+    let mut unauthorized = 0;
     for (offset, result) in pieces {
         let failed = match result {
             Ok(accepted) => {
@@ -268,6 +271,7 @@ fn settle<T: Item>(
         if young > 0 {
             requests.push((young, attempts));
             why = ErrorChain(&error).to_string();
+            unauthorized += u64::from(matches!(error, Error::Unauthorized { .. }));
         }
         if !old.is_empty() {
             let failed = FailedBatch {
@@ -283,6 +287,7 @@ fn settle<T: Item>(
             batch: Box::new(retry),
             requests,
             why,
+            unauthorized,
         });
     }
     settled

@@ -88,6 +88,10 @@ pub struct Metrics {
     /// With a spool: requests sent again after such a failure, beyond the
     /// retries of [`RetryConfig`](crate::RetryConfig).
     pub spool_retries: u64,
+    /// With a spool: requests answered 401 whose items stay in the spool
+    /// to be sent again (the key or project is wrong until someone fixes
+    /// it and restarts; nothing is lost meanwhile).
+    pub spool_unauthorized: u64,
     /// With a spool: items it could not write (each caller got
     /// [`EnqueueError::Spool`](super::EnqueueError::Spool), or, after
     /// `try_track`, the item went where failures go).
@@ -122,6 +126,7 @@ pub(super) struct Counters {
     spool_waiting: AtomicU64,
     spool_retries: AtomicU64,
     spool_write_errors: AtomicU64,
+    pub(super) spool_unauthorized: AtomicU64,
 }
 
 impl Counters {
@@ -195,6 +200,7 @@ impl Counters {
             spool_waiting: self.spool_waiting.load(Relaxed),
             spool_retries: self.spool_retries.load(Relaxed),
             spool_write_errors: self.spool_write_errors.load(Relaxed),
+            spool_unauthorized: self.spool_unauthorized.load(Relaxed),
             ..Metrics::default()
         }
     }

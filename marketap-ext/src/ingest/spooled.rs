@@ -372,6 +372,9 @@ fn settle(shared: &Shared, settled: super::batch::Settled) -> Option<(Box<dyn Sp
         counters.finished(items, true, false, attempts);
     }
     counters.parked(retry.batch.len());
+    counters
+        .spool_unauthorized
+        .fetch_add(retry.unauthorized, Relaxed);
     // A flush waiting for the pump may pass now: the outage is on.
     lane.wake.notify_one();
     Some((retry.batch, retry.why))

@@ -3,13 +3,13 @@
 //! loses nothing the caller was told was taken.
 //!
 //! Opt in with [`IngestorConfig::with_spool`](crate::IngestorConfig::with_spool).
-//! The files are this crate's own log format (see [`format`]): segment
+//! The files are this crate's own log format (see the `format` module): segment
 //! files of length-prefixed, CRC-32-checked records, and a small ledger
 //! naming the oldest record not yet delivered.
 //!
-//! - [`format`]: the bytes on disk, and the reader that finds every good
+//! - `format`: the bytes on disk, and the reader that finds every good
 //!   record around a damaged region.
-//! - [`store`]: the thread that owns the files: group commits, the sync
+//! - `store`: the thread that owns the files: group commits, the sync
 //!   policy, acknowledgements, the ledger and the deletion of finished
 //!   segments. No Tokio worker ever waits for the disk.
 //!

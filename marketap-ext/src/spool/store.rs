@@ -104,6 +104,9 @@ struct Shared {
     path: PathBuf,
 }
 
+/// An append waiting for its group commit: kind, body, and its caller.
+type Waiting = (u8, Vec<u8>, oneshot::Sender<Result<(), SpoolError>>);
+
 enum Command {
     Append {
         kind: u8,
@@ -265,10 +268,9 @@ impl Shared {
     }
 }
 
-/// A segment file: its records' sequence numbers start at `first`.
+/// A segment file (named by the sequence number of its first record).
 #[derive(Debug)]
 struct Segment {
-    first: u64,
     path: PathBuf,
     /// Bytes in the file, header included.
     len: u64,
@@ -483,8 +485,8 @@ impl Store {
             pending_read: None,
             _lock: lock_file,
         };
-        for (first, path) in listed {
-            store.recover(first, path)?;
+        for (_, path) in listed {
+            store.recover(path)?;
         }
         store.start_segment()?;
         Ok(store)
@@ -493,7 +495,7 @@ impl Store {
     /// Checks one existing segment: keeps it if it has records to deliver,
     /// sets its damage aside and rewrites it without, deletes it if it has
     /// none left.
-    fn recover(&mut self, first: u64, path: PathBuf) -> Result<(), SpoolError> {
+    fn recover(&mut self, path: PathBuf) -> Result<(), SpoolError> {
         let bytes = fs::read(&path).map_err(io("read", &path))?;
         let checked = if format::read_header(&bytes) == Header::Current {
             check(&bytes, self.watermark)
@@ -523,7 +525,6 @@ impl Store {
         self.live_bytes += checked.bytes;
         let len = fs::metadata(&path).map_err(io("read", &path))?.len();
         self.segments.push_back(Segment {
-            first,
             path,
             len,
             last: checked.last,
@@ -609,7 +610,6 @@ impl Store {
         }
         sync_dir(&self.dir);
         self.segments.push_back(Segment {
-            first: self.next_seq,
             path,
             len: header.len() as u64,
             last: None,
@@ -670,11 +670,7 @@ impl Store {
     }
 
     /// Writes a group of appends with one write, then answers them all.
-    fn commit(
-        &mut self,
-        group: &mut Vec<(u8, Vec<u8>, oneshot::Sender<Result<(), SpoolError>>)>,
-        shared: &Shared,
-    ) {
+    fn commit(&mut self, group: &mut Vec<Waiting>, shared: &Shared) {
         let result = self.write_group(group);
         let counters = &shared.counters;
         match &result {
@@ -704,10 +700,7 @@ impl Store {
         }
     }
 
-    fn write_group(
-        &mut self,
-        group: &[(u8, Vec<u8>, oneshot::Sender<Result<(), SpoolError>>)],
-    ) -> Result<(), SpoolError> {
+    fn write_group(&mut self, group: &[Waiting]) -> Result<(), SpoolError> {
         if self.active.is_none() {
             self.start_segment()?;
         }
