@@ -122,6 +122,24 @@ pub enum SpoolAction {
         /// The spool's directory.
         path: PathBuf,
     },
+    /// Deliver what the spool holds, with progress and a summary; what finally fails goes to a
+    /// dead-letter file. Transient failures (429, 5xx, timeouts) are retried while it runs.
+    Drain {
+        /// The spool's directory.
+        path: PathBuf,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+        /// Where requests that finally fail go [default: PATH.dead-letter.ndjson].
+        #[arg(long, value_name = "FILE")]
+        dead_letter: Option<PathBuf>,
+        /// Stop after this many seconds, leaving what is not delivered in the spool [default:
+        /// until the spool is empty].
+        #[arg(long, value_name = "SECS", value_parser = seconds)]
+        max_time: Option<f64>,
+        /// At the end, how long requests in flight may take to finish, in seconds.
+        #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = seconds)]
+        drain_timeout: f64,
+    },
 }
 
 /// What `import` and `validate` read.

@@ -38,7 +38,7 @@ mod timeformat;
 mod tracker;
 mod validate;
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use chrono_tz::Tz;
 use clap::Parser;
@@ -197,6 +197,32 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         }
         Command::Spool { action } => match action {
             SpoolAction::Inspect { path } => spool::inspect(path, cli.output),
+            SpoolAction::Drain {
+                path,
+                credentials,
+                dead_letter,
+                max_time,
+                drain_timeout,
+            } => {
+                let client = credentials::client(credentials, Sending::default())?;
+                let dead_letter = dead_letter.clone().unwrap_or_else(|| {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(".dead-letter.ndjson");
+                    name.into()
+                });
+                let seconds = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+                let job = spool::Drain {
+                    path,
+                    dead_letter,
+                    client,
+                    max_time: max_time.map(seconds),
+                    drain_timeout: seconds(*drain_timeout),
+                    quiet: cli.quiet,
+                };
+                let summary = runtime()?.block_on(spool::drain(job))?;
+                summary.print(cli.output);
+                Ok(summary.exit_code)
+            }
         },
     }
 }
