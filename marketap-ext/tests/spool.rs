@@ -2,7 +2,9 @@
 //! a 401) keeps items until the server accepts them, `max_age` sends
 //! them where failures go, the byte cap makes `try_track` hand items back,
 //! shutdown leaves what it could not deliver in the spool and the next
-//! ingestor delivers it, and a second opener is refused. Every wait is
+//! ingestor delivers it, a second opener is refused, and a full or
+//! read-only disk (a small tmpfs, where the test may mount one) gives
+//! every item back or to `on_failure` with the reason. Every wait is
 //! bounded; the spools live in temporary directories.
 
 mod support;
@@ -314,4 +316,118 @@ async fn once_shutdown_returns_the_spool_can_be_opened_again() {
         let inspection = marketap_ext::spool::inspect(dir.path());
         assert!(inspection.is_ok(), "round {round}: {inspection:?}");
     }
+}
+
+/// A small tmpfs, mounted for one test and unmounted after it: a disk
+/// that fills up, or one that cannot be written.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// `None` (with a message) where this process cannot mount one.
+    fn mount(size: &str, read_only: bool) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let options = format!("size={size}{}", if read_only { ",ro" } else { "" });
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(output) if output.status.success() => Some(Tmpfs(dir)),
+            other => {
+                eprintln!("skipped: cannot mount a tmpfs here ({other:?})");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_hands_the_item_back_and_leaves_nothing_half_written() {
+    let Some(disk) = Tmpfs::mount("64k", false) else {
+        return;
+    };
+    let (server, _status) = switchable(503).await;
+    let failures = Arc::new(Mutex::new(Vec::<Undelivered>::new()));
+    let sink = failures.clone();
+    let config = IngestorConfig::default()
+        .with_spool(SpoolConfig::new(disk.path()))
+        .with_on_failure(move |undelivered| sink.lock().unwrap().push(undelivered));
+    let ingestor = client(&server).ingestor(config).unwrap();
+    let (mut written, mut refused) = (Vec::new(), 0);
+    for id in 0..2_000 {
+        match ingestor.track(event(id)).await {
+            Ok(()) => written.push(id),
+            Err(EnqueueError::Spool(item, error)) => {
+                assert_eq!(ids_of(&item), id, "the item comes back");
+                let SpoolError::Io { source, .. } = &*error else {
+                    panic!("{error:?}");
+                };
+                assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{error}");
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(!written.is_empty() && refused == 3, "{written:?}");
+    // try_track does not wait for the disk: its failed write goes where
+    // failures go, with the reason.
+    ingestor.try_track(event(5_000)).unwrap();
+    let metrics = until(&ingestor, |m| m.spool_write_errors >= 4).await;
+    assert_eq!(metrics.failed, 1, "{metrics:?}");
+    let failed: Vec<u64> = failures
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(undelivered_ids)
+        .collect();
+    assert_eq!(failed, [5_000]);
+    assert!(matches!(
+        failures.lock().unwrap()[0].error(),
+        Error::Spool(_)
+    ));
+    let report = ingestor.shutdown(Duration::from_millis(200)).await;
+    // Exactly the items whose track returned Ok are in the spool, whole.
+    assert_eq!(report.spooled, written.len() as u64);
+    let seen = marketap_ext::spool::inspect(disk.path()).unwrap();
+    assert_eq!(seen.items, written.len() as u64);
+    assert!(seen.corrupted.is_empty(), "{:?}", seen.corrupted);
+}
+
+#[tokio::test]
+async fn an_unwritable_disk_is_a_config_error_when_the_ingestor_starts() {
+    let Some(disk) = Tmpfs::mount("64k", true) else {
+        return;
+    };
+    let (server, _status) = switchable(202).await;
+    let error = client(&server)
+        .ingestor(IngestorConfig::default().with_spool(SpoolConfig::new(disk.path())))
+        .unwrap_err();
+    let ConfigError::Spool(SpoolError::Io { source, .. }) = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(
+        source.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem,
+        "{error}"
+    );
+}
+
+/// The id of a test event, as `support::event` numbers them.
+fn ids_of(event: &Event) -> usize {
+    event.properties()["id"].as_u64().unwrap() as usize
 }

@@ -1,10 +1,10 @@
 //! The spool's fault table: each test damages or refuses the storage in
-//! one way and names what happened to every record.
+//! one way and names what happened to every record. A full disk and a
+//! read-only one are in `tests/spool.rs`, through the ingestor.
 
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
@@ -369,86 +369,6 @@ async fn the_always_policy_writes_and_reads_back() {
     let mut seen = items(&read_now(&spool).await);
     seen.sort();
     assert_eq!(seen, (0..50).collect::<Vec<_>>());
-}
-
-/// A small tmpfs, mounted for one test and unmounted after it.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// `None` (with a message) where this process cannot mount one.
-    fn mount(size: &str, read_only: bool) -> Option<(tempfile::TempDir, Tmpfs)> {
-        let dir = tempfile::tempdir().unwrap();
-        let options = format!("size={size}{}", if read_only { ",ro" } else { "" });
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(output) if output.status.success() => {
-                let path = dir.path().to_owned();
-                Some((dir, Tmpfs(path)))
-            }
-            other => {
-                eprintln!("skipped: cannot mount a tmpfs here ({other:?})");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-#[tokio::test]
-async fn a_full_disk_fails_the_write_and_leaves_nothing_half_written() {
-    let Some((dir, _mounted)) = Tmpfs::mount("64k", false) else {
-        return;
-    };
-    let spool = Spool::open(&config(dir.path()), 1_000_000).unwrap();
-    let (mut accepted, mut refused) = (Vec::new(), 0);
-    for i in 0..2_000 {
-        match spool.append(0, body(i)).await {
-            Ok(()) => accepted.push(i),
-            Err(error) => {
-                let SpoolError::Io { source, .. } = &error else {
-                    panic!("{error:?}");
-                };
-                assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{error}");
-                refused += 1;
-                if refused == 3 {
-                    break;
-                }
-            }
-        }
-    }
-    assert!(!accepted.is_empty() && refused == 3, "{accepted:?}");
-    assert_eq!(spool.stats().write_errors, 3);
-    // Every record whose write returned Ok reads back, and nothing else.
-    let read = read_now(&spool).await;
-    assert_eq!(items(&read), accepted);
-    spool.close().await;
-    let seen = inspect(dir.path()).unwrap();
-    assert!(seen.corrupted.is_empty(), "{:?}", seen.corrupted);
-    assert_eq!(seen.items, accepted.len() as u64);
-}
-
-#[tokio::test]
-async fn a_read_only_disk_is_an_error_when_opening() {
-    let Some((dir, _mounted)) = Tmpfs::mount("64k", true) else {
-        return;
-    };
-    let error = Spool::open(&config(dir.path()), 1_000).err().unwrap();
-    let SpoolError::Io { source, .. } = &error else {
-        panic!("{error:?}");
-    };
-    assert_eq!(
-        source.kind(),
-        std::io::ErrorKind::ReadOnlyFilesystem,
-        "{error}"
-    );
 }
 
 #[tokio::test]
