@@ -165,7 +165,10 @@ pub async fn drain(job: Drain<'_>) -> Result<Summary, CliError> {
             );
             break Exit::Unauthorized;
         }
-        if metrics.spooled == 0 {
+        // Until the ingestor has checked the spool's records (on its
+        // storage thread), `spooled` counts none of them: what `inspect`
+        // found must be accounted for too.
+        if metrics.spooled == 0 && metrics.delivered + metrics.failed >= before.items {
             break if metrics.failed > 0 {
                 Exit::Partial
             } else {

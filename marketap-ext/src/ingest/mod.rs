@@ -201,8 +201,9 @@ impl IngestorConfig {
     /// - Opening happens in [`Marketap::ingestor`](crate::Marketap::ingestor),
     ///   which fails with [`ConfigError::Spool`] when another ingestor or
     ///   process holds the spool, when it is of a format version this one
-    ///   cannot read, or when the disk refuses. It reads the whole spool
-    ///   once, on the calling thread.
+    ///   cannot read, or when the disk refuses. Only those checks run on the
+    ///   calling thread (a few bytes per file); the spool's own thread then
+    ///   reads every record once, before it delivers any.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -355,7 +356,7 @@ impl Ingestor {
                 let spool = Spool::open(spool_config, config.capacity as u64)
                     .map_err(ConfigError::Spool)?;
                 Some(SpoolLane {
-                    written: AtomicU64::new(spool.stats().items),
+                    written: AtomicU64::new(0),
                     spool,
                     max_age: spool_config.max_age(),
                     flushes: Default::default(),

@@ -78,7 +78,9 @@ pub struct Metrics {
     pub isolation_requests: u64,
     /// With a spool: items in it not yet delivered or finally failed,
     /// those read back into memory (queued, in flight, waiting for a
-    /// retry) included.
+    /// retry) included. What the spool held when the ingestor started
+    /// counts once the spool's own thread has checked it, moments later
+    /// (a large spool is read whole once, off the runtime's workers).
     pub spooled: u64,
     /// With a spool: their bytes on disk, framing included.
     pub spooled_bytes: u64,

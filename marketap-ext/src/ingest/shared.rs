@@ -39,9 +39,9 @@ pub(super) struct SpoolLane {
     pub spool: Spool,
     /// How long an item may keep failing for now before it finally fails.
     pub max_age: Duration,
-    /// Records the spool held when opened, plus those written since: a
-    /// flush waits until the pump has read as many as there were when it
-    /// was called.
+    /// Records written since the spool was opened. With those it held when
+    /// opened (`SpoolStats::recovered`), what a flush waits for the pump to
+    /// have read.
     pub written: AtomicU64,
     /// Flushes waiting for the pump, with the count of records each waits
     /// for.

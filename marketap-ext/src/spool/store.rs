@@ -33,7 +33,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::{
     CorruptRange, Inspection, SpoolConfig, SpoolError, SyncPolicy,
@@ -72,6 +72,8 @@ pub(crate) struct SpoolStats {
     pub corrupted_bytes: u64,
     /// Group commits that failed (each caller got the error).
     pub write_errors: u64,
+    /// Records found when opening (0 until [`Spool::opened`]).
+    pub recovered: u64,
 }
 
 #[derive(Default)]
@@ -81,6 +83,7 @@ struct Counters {
     corrupted_ranges: AtomicU64,
     corrupted_bytes: AtomicU64,
     write_errors: AtomicU64,
+    recovered: AtomicU64,
 }
 
 /// A handle on an open spool; clones share it. The storage thread closes
@@ -102,6 +105,8 @@ struct Shared {
     debt: Mutex<u64>,
     counters: Counters,
     path: PathBuf,
+    /// True once the storage thread has checked every record.
+    opened: watch::Sender<bool>,
 }
 
 /// An append waiting for its group commit: kind, body, and its caller.
@@ -122,34 +127,29 @@ enum Command {
 }
 
 impl Spool {
-    /// Opens (or creates) the spool at `config.path()`: takes its lock,
-    /// checks every segment, and starts the storage thread. Runs on the
-    /// caller's thread: it reads the whole spool once.
+    /// Opens (or creates) the spool at `config.path()` and starts its
+    /// storage thread. What must fail at once fails here, on the caller's
+    /// thread, reading only a few bytes per file: another owner (the lock),
+    /// a segment of another format version, a directory that cannot be
+    /// written. Checking every record, setting damage aside and counting
+    /// what is left happen on the storage thread, before it serves the
+    /// first command, so no runtime worker reads the whole spool; see
+    /// [`opened`](Self::opened).
     ///
     /// The reader hands out records at most `window` sequence numbers past
     /// the oldest one not yet acknowledged (the ingestor's capacity), which
     /// bounds what a crash delivers twice.
     pub(crate) fn open(config: &SpoolConfig, window: u64) -> Result<Spool, SpoolError> {
         let store = Store::open(config, window)?;
-        let live = store.live_bytes;
         let max = usize::try_from(config.max_bytes()).unwrap_or(usize::MAX);
-        let live_usize = usize::try_from(live).unwrap_or(usize::MAX);
+        let (opened, _) = watch::channel(false);
         let shared = Arc::new(Shared {
-            room: Semaphore::new(max.saturating_sub(live_usize).min(Semaphore::MAX_PERMITS)),
-            debt: Mutex::new(live.saturating_sub(config.max_bytes())),
+            room: Semaphore::new(max.min(Semaphore::MAX_PERMITS)),
+            debt: Mutex::new(0),
             counters: Counters::default(),
             path: config.path().to_owned(),
+            opened,
         });
-        let counters = &shared.counters;
-        counters.items.store(store.live_items, Ordering::Relaxed);
-        counters.bytes.store(live, Ordering::Relaxed);
-        counters
-            .corrupted_ranges
-            .store(store.corrupted.len() as u64, Ordering::Relaxed);
-        counters.corrupted_bytes.store(
-            store.corrupted.iter().map(|r| r.end - r.start).sum(),
-            Ordering::Relaxed,
-        );
         let (commands, receiver) = mpsc::channel();
         let thread_shared = shared.clone();
         std::thread::Builder::new()
@@ -157,6 +157,14 @@ impl Spool {
             .spawn(move || store.run(receiver, &thread_shared))
             .map_err(|error| SpoolError::io("start a thread for", config.path(), error))?;
         Ok(Spool { shared, commands })
+    }
+
+    /// Waits until the storage thread has checked the spool's records: from
+    /// then on [`stats`](Self::stats) counts what it held.
+    pub(crate) async fn opened(&self) {
+        let mut opened = self.shared.opened.subscribe();
+        // An error means the thread is gone: nothing more to wait for.
+        let _ = opened.wait_for(|opened| *opened).await;
     }
 
     fn send(&self, command: Command) -> Result<(), Command> {
@@ -241,6 +249,7 @@ impl Spool {
             corrupted_ranges: c.corrupted_ranges.load(Ordering::Relaxed),
             corrupted_bytes: c.corrupted_bytes.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
+            recovered: c.recovered.load(Ordering::Relaxed),
         }
     }
 
@@ -314,6 +323,8 @@ struct Store {
     live_bytes: u64,
     corrupted: Vec<CorruptRange>,
     pending_read: Option<(usize, oneshot::Sender<Vec<Stored>>)>,
+    /// Segments found when opening, checked by the storage thread first.
+    to_recover: Vec<PathBuf>,
     _lock: File,
 }
 
@@ -458,7 +469,7 @@ impl Store {
                 });
             }
         }
-        let mut store = Store {
+        let store = Store {
             dir: dir.clone(),
             sync: config.sync(),
             segment_bytes: config
@@ -483,13 +494,43 @@ impl Store {
             live_bytes: 0,
             corrupted: Vec::new(),
             pending_read: None,
+            to_recover: listed.into_iter().map(|(_, path)| path).collect(),
             _lock: lock_file,
         };
-        for (_, path) in listed {
-            store.recover(path)?;
-        }
-        store.start_segment()?;
         Ok(store)
+    }
+
+    /// Checks every segment found when opening, starts the segment for
+    /// appends, and publishes the counts: the storage thread's first work.
+    fn recover_all(&mut self, shared: &Shared) {
+        for path in std::mem::take(&mut self.to_recover) {
+            if let Err(error) = self.recover(path) {
+                tracing::error!(
+                    error = %crate::ErrorChain(&error),
+                    "marketap spool: could not check a segment; it is left on disk as it is, and this ingestor does not deliver it"
+                );
+            }
+        }
+        if let Err(error) = self.start_segment() {
+            tracing::error!(error = %crate::ErrorChain(&error), "marketap spool: could not start a segment; the next write tries again");
+        }
+        let counters = &shared.counters;
+        counters.items.store(self.live_items, Ordering::Relaxed);
+        counters.bytes.store(self.live_bytes, Ordering::Relaxed);
+        counters.recovered.store(self.live_items, Ordering::Relaxed);
+        counters
+            .corrupted_ranges
+            .store(self.corrupted.len() as u64, Ordering::Relaxed);
+        counters.corrupted_bytes.store(
+            self.corrupted.iter().map(|r| r.end - r.start).sum(),
+            Ordering::Relaxed,
+        );
+        // What the spool holds takes its room; past the cap, a debt that
+        // acknowledgements pay back first.
+        let live = usize::try_from(self.live_bytes).unwrap_or(usize::MAX);
+        let taken = shared.room.forget_permits(live);
+        *lock(&shared.debt) = (live - taken) as u64;
+        shared.opened.send_replace(true);
     }
 
     /// Checks one existing segment: keeps it if it has records to deliver,
@@ -619,6 +660,7 @@ impl Store {
     }
 
     fn run(mut self, commands: mpsc::Receiver<Command>, shared: &Shared) {
+        self.recover_all(shared);
         let mut group = Vec::new();
         loop {
             let wait = match self.sync {

@@ -15,6 +15,13 @@ fn body(i: u64) -> Vec<u8> {
         .into_bytes()
 }
 
+/// An opened spool, once its storage thread has checked its records.
+async fn opened(spool: Result<Spool, SpoolError>) -> Spool {
+    let spool = spool.unwrap();
+    spool.opened().await;
+    spool
+}
+
 fn config(dir: &Path) -> SpoolConfig {
     SpoolConfig::new(dir)
 }
@@ -68,7 +75,7 @@ fn offset_of(i: u64) -> u64 {
 
 /// Writes records `0..n` into a fresh spool and closes it.
 async fn spool_of(dir: &Path, n: u64) {
-    let spool = Spool::open(&config(dir), 1_000_000).unwrap();
+    let spool = opened(Spool::open(&config(dir), 1_000_000)).await;
     append_all(&spool, 0..n).await;
     spool.close().await;
 }
@@ -76,7 +83,7 @@ async fn spool_of(dir: &Path, n: u64) {
 #[tokio::test]
 async fn records_come_back_oldest_first_and_leave_once_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     append_all(&spool, 0..100).await;
     assert_eq!(spool.stats().items, 100);
     let read = read_now(&spool).await;
@@ -87,7 +94,7 @@ async fn records_come_back_oldest_first_and_leave_once_acknowledged() {
     spool.ack(read.iter().map(|r| r.seq).collect());
     spool.close().await;
 
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     assert_eq!(spool.stats().items, 0);
     assert!(read_now(&spool).await.is_empty());
 }
@@ -95,14 +102,14 @@ async fn records_come_back_oldest_first_and_leave_once_acknowledged() {
 #[tokio::test]
 async fn a_reopened_spool_delivers_what_was_not_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     append_all(&spool, 0..10).await;
     let read = read_now(&spool).await;
     // 0..4 delivered; 4..10 handed out, their requests never finished.
     spool.ack(read[..4].iter().map(|r| r.seq).collect());
     spool.close().await;
 
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     assert_eq!(spool.stats().items, 6);
     append_all(&spool, 10..12).await;
     assert_eq!(items(&read_now(&spool).await), (4..12).collect::<Vec<_>>());
@@ -111,7 +118,7 @@ async fn a_reopened_spool_delivers_what_was_not_acknowledged() {
 #[tokio::test]
 async fn the_reader_stays_within_its_window_of_the_oldest_unacknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path()), 3).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 3)).await;
     append_all(&spool, 0..10).await;
     let first = read_now(&spool).await;
     assert_eq!(items(&first), [0, 1, 2]);
@@ -126,7 +133,7 @@ async fn the_reader_stays_within_its_window_of_the_oldest_unacknowledged() {
 async fn finished_segments_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let small = config(dir.path()).with_segment_bytes(1_000);
-    let spool = Spool::open(&small, 1_000).unwrap();
+    let spool = opened(Spool::open(&small, 1_000)).await;
     append_all(&spool, 0..50).await;
     assert!(
         segments(dir.path()).len() >= 4,
@@ -162,7 +169,7 @@ async fn a_torn_tail_loses_only_the_torn_record() {
         (offset_of(9), len - 5)
     );
 
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     let stats = spool.stats();
     assert_eq!((stats.items, stats.corrupted_ranges), (9, 1));
     assert_eq!(stats.corrupted_bytes, len - 5 - offset_of(9));
@@ -184,7 +191,7 @@ async fn a_flipped_byte_loses_only_its_record() {
     bytes[at] ^= 0x01;
     fs::write(segment, &bytes).unwrap();
 
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     assert_eq!(spool.stats().corrupted_ranges, 1);
     assert_eq!(spool.stats().corrupted_bytes, offset_of(5) - offset_of(4));
     assert_eq!(items(&read_now(&spool).await), [0, 1, 2, 3, 5, 6, 7, 8, 9]);
@@ -211,7 +218,7 @@ async fn a_zero_filled_region_loses_only_the_records_it_touches() {
     bytes[offset_of(5) as usize + 3..offset_of(8) as usize + 3].fill(0);
     fs::write(segment, &bytes).unwrap();
 
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     let expected: Vec<u64> = (0..5).chain(9..20).collect();
     assert_eq!(items(&read_now(&spool).await), expected);
     assert_eq!(spool.stats().corrupted_ranges, 1);
@@ -222,7 +229,7 @@ async fn a_zero_filled_region_loses_only_the_records_it_touches() {
 async fn a_truncated_header_sets_its_segment_aside_and_keeps_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let small = config(dir.path()).with_segment_bytes(1_000);
-    let spool = Spool::open(&small, 1_000_000).unwrap();
+    let spool = opened(Spool::open(&small, 1_000_000)).await;
     append_all(&spool, 0..30).await;
     spool.close().await;
     let all = segments(dir.path());
@@ -244,7 +251,7 @@ async fn a_truncated_header_sets_its_segment_aside_and_keeps_the_others() {
         .set_len(10)
         .unwrap();
 
-    let spool = Spool::open(&small, 1_000_000).unwrap();
+    let spool = opened(Spool::open(&small, 1_000_000)).await;
     let expected: Vec<u64> = (0..30).filter(|i| !lost.contains(i)).collect();
     assert!(!lost.is_empty());
     assert_eq!(items(&read_now(&spool).await), expected);
@@ -284,7 +291,7 @@ async fn a_future_format_version_is_refused_and_left_alone() {
 #[tokio::test]
 async fn a_second_opener_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     let error = Spool::open(&config(dir.path()), 1_000).err().unwrap();
     assert!(matches!(error, SpoolError::Locked { .. }), "{error:?}");
     assert!(error.to_string().contains("in use"), "{error}");
@@ -316,7 +323,7 @@ async fn an_unusable_directory_is_an_error_when_opening() {
 async fn past_the_byte_cap_try_append_hands_the_item_back_until_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let capped = config(dir.path()).with_max_bytes(1 << 20);
-    let spool = Spool::open(&capped, 1_000_000).unwrap();
+    let spool = opened(Spool::open(&capped, 1_000_000)).await;
     let big = vec![b'x'; 100_000];
     let mut written = 0;
     loop {
@@ -354,7 +361,7 @@ async fn past_the_byte_cap_try_append_hands_the_item_back_until_acknowledged() {
 async fn the_always_policy_writes_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let always = config(dir.path()).with_sync(SyncPolicy::Always);
-    let spool = Spool::open(&always, 1_000).unwrap();
+    let spool = opened(Spool::open(&always, 1_000)).await;
     let writes: Vec<_> = (0..50)
         .map(|i| {
             let spool = spool.clone();
@@ -365,7 +372,7 @@ async fn the_always_policy_writes_and_reads_back() {
         write.await.unwrap().unwrap();
     }
     spool.close().await;
-    let spool = Spool::open(&always, 1_000).unwrap();
+    let spool = opened(Spool::open(&always, 1_000)).await;
     let mut seen = items(&read_now(&spool).await);
     seen.sort();
     assert_eq!(seen, (0..50).collect::<Vec<_>>());
@@ -374,7 +381,7 @@ async fn the_always_policy_writes_and_reads_back() {
 #[tokio::test]
 async fn dropping_the_last_handle_closes_the_spool_and_keeps_its_records() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path()), 1_000).unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     append_all(&spool, 0..5).await;
     let copy = spool.clone();
     drop(spool);
