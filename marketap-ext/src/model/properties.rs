@@ -75,11 +75,44 @@ static ESCAPE_EXTRA: [u8; 256] = {
 /// The length of `text` as a JSON string, quotes included, as serde_json
 /// writes it.
 pub(crate) fn str_len(text: &str) -> usize {
+    if is_plain(text.as_bytes()) {
+        return 2 + text.len();
+    }
     let extra: usize = text
         .bytes()
         .map(|byte| usize::from(ESCAPE_EXTRA[usize::from(byte)]))
         .sum();
     2 + text.len() + extra
+}
+
+/// Whether serde_json writes `bytes` into a string as they are: no quote,
+/// backslash or control character below 0x20. Eight bytes at a time, as
+/// most strings (ids, names, keys) are plain and short.
+fn is_plain(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word: [u8; 8] = word.try_into().unwrap_or([0; 8]);
+        if needs_escape(u64::from_le_bytes(word)) {
+            return false;
+        }
+    }
+    let rest = words.remainder();
+    let mut last = [b'a'; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    !needs_escape(u64::from_le_bytes(last))
+}
+
+/// Whether any byte of `word` is below 0x20, a quote or a backslash. Exact
+/// (the bit tricks of "Bit Twiddling Hacks", `haszero` and `hasless`): a
+/// borrow that marks a byte falsely only runs on from a byte that matched.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word;
+    let control = below(word, 0x20);
+    let quote = below(word ^ (ONES * u64::from(b'"')), 1);
+    let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
+    (control | quote | backslash) & HIGHS != 0
 }
 
 /// The length of `number` as JSON, as serde_json writes it.
@@ -845,6 +878,35 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    proptest::proptest! {
+        /// Every byte that needs an escape, at every place in a word of
+        /// eight and in the tail after the last whole word.
+        #[test]
+        fn string_lengths_match_serde_json_at_every_offset(
+            text in "[a\"\\\\\\x00-\\x1f\\x7f é한😀]{0,20}",
+        ) {
+            proptest::prop_assert_eq!(str_len(&text), serde_json::to_string(&text).unwrap().len());
+        }
+    }
+
+    #[test]
+    fn one_escape_anywhere_in_a_long_string_is_counted() {
+        for special in ['"', '\\', '\0', '\u{1f}', '\n'] {
+            for at in 0..24 {
+                let mut text = "x".repeat(23);
+                text.insert(at, special);
+                assert_eq!(
+                    str_len(&text),
+                    serde_json::to_string(&text).unwrap().len(),
+                    "{text:?}"
+                );
+            }
+        }
+        // Bytes just past what is escaped: space, `!`, `#`, `[`, `]`, DEL, UTF-8.
+        let plain = " !#[]\u{7f}\u{80}\u{ff}";
+        assert_eq!(str_len(plain), plain.len() + 2);
     }
 
     #[test]
