@@ -591,7 +591,10 @@ fn not_reserved(
 /// Checks that a required string is not empty or blank.
 pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), ValidationError> {
     // A printable ASCII first byte (no whitespace) settles it without a trim.
-    let printable = value.as_bytes().first().is_some_and(|b| (b'!'..=b'~').contains(b));
+    let printable = value
+        .as_bytes()
+        .first()
+        .is_some_and(|b| (b'!'..=b'~').contains(b));
     if !printable && value.trim().is_empty() {
         Err(ValidationError::empty(field, value))
     } else {
@@ -605,7 +608,7 @@ pub(crate) fn require_id(field: &'static str, value: &str) -> Result<(), Validat
     // Control characters are U+0000 to U+001F and U+007F to U+009F: in
     // UTF-8, bytes below 0x20, 0x7F, or 0xC2 followed by 0x80 to 0x9F. Only
     // a string with such a byte is decoded.
-    let suspect = value.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    let suspect = crate::bytes::any_word(value.as_bytes(), crate::bytes::may_be_control);
     if suspect && value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacter {
             field,
@@ -628,11 +631,15 @@ mod tests {
     #[test]
     fn ids_are_checked_as_trim_and_is_control_define_them() {
         for value in [
-            "", " ", "a", " a", "\u{a0}", "\u{3000}", "\u{a0}a", "\u{85}", "a\u{85}",
-            "a\u{9f}", "a\u{a0}", "é", "Ã", "a\u{7f}", "a\n", "a\u{1}", "\u{7f}", "~",
-            "!", "\u{2028}", "a\u{c2}",
+            "", " ", "a", " a", "\u{a0}", "\u{3000}", "\u{a0}a", "\u{85}", "a\u{85}", "a\u{9f}",
+            "a\u{a0}", "é", "Ã", "a\u{7f}", "a\n", "a\u{1}", "\u{7f}", "~", "!", "\u{2028}",
+            "a\u{c2}",
         ] {
-            assert_eq!(require_id("id", value).is_err(), refuses(value), "{value:?}");
+            assert_eq!(
+                require_id("id", value).is_err(),
+                refuses(value),
+                "{value:?}"
+            );
         }
     }
 

@@ -75,7 +75,8 @@ static ESCAPE_EXTRA: [u8; 256] = {
 /// The length of `text` as a JSON string, quotes included, as serde_json
 /// writes it.
 pub(crate) fn str_len(text: &str) -> usize {
-    if is_plain(text.as_bytes()) {
+    // Most strings need no escape: found a word at a time.
+    if !crate::bytes::any_word(text.as_bytes(), crate::bytes::escapes) {
         return 2 + text.len();
     }
     let extra: usize = text
@@ -83,36 +84,6 @@ pub(crate) fn str_len(text: &str) -> usize {
         .map(|byte| usize::from(ESCAPE_EXTRA[usize::from(byte)]))
         .sum();
     2 + text.len() + extra
-}
-
-/// Whether serde_json writes `bytes` into a string as they are: no quote,
-/// backslash or control character below 0x20. Eight bytes at a time, as
-/// most strings (ids, names, keys) are plain and short.
-fn is_plain(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let word: [u8; 8] = word.try_into().unwrap_or([0; 8]);
-        if needs_escape(u64::from_le_bytes(word)) {
-            return false;
-        }
-    }
-    let rest = words.remainder();
-    let mut last = [b'a'; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    !needs_escape(u64::from_le_bytes(last))
-}
-
-/// Whether any byte of `word` is below 0x20, a quote or a backslash. Exact
-/// (the bit tricks of "Bit Twiddling Hacks", `haszero` and `hasless`): a
-/// borrow that marks a byte falsely only runs on from a byte that matched.
-fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word;
-    let control = below(word, 0x20);
-    let quote = below(word ^ (ONES * u64::from(b'"')), 1);
-    let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
-    (control | quote | backslash) & HIGHS != 0
 }
 
 /// The length of `number` as JSON, as serde_json writes it.
