@@ -198,6 +198,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::taxonomy::{event_property, user_property};
 
     fn object(value: Value) -> Map<String, Value> {
         match value {
@@ -275,6 +276,73 @@ mod tests {
         assert_eq!(max, MAX_DEPTH);
         let path = format!("properties.a{}", "[0]".repeat(MAX_DEPTH - 1));
         assert_eq!(field, crate::echo::echo(&path));
+    }
+
+    #[test]
+    fn depth_limit_is_exact_for_objects_too() {
+        // `properties` is level 1: 63 objects inside it reach level 64.
+        let nest = |levels: usize| {
+            let mut value = json!(1);
+            for _ in 0..levels {
+                value = json!({ "o": value });
+            }
+            object(value)
+        };
+        assert!(walk(&nest(MAX_DEPTH), None, &Known::NONE).is_ok());
+        let Err(ValidationError::TooDeep { field, .. }) =
+            walk(&nest(MAX_DEPTH + 1), None, &Known::NONE)
+        else {
+            panic!("expected TooDeep");
+        };
+        let path = format!("properties{}", ".o".repeat(MAX_DEPTH));
+        assert_eq!(field, crate::echo::echo(&path));
+    }
+
+    /// A known list is counted, not walked: a bogus field inside it goes
+    /// unseen (the SDK never builds one; this shows the walk skips it), and
+    /// once forgotten it is walked and found.
+    #[test]
+    fn a_known_list_is_counted_not_walked_until_forgotten() {
+        let properties = object(json!({ "mkt_items": [{ "mkt_bogus": 1 }], "z": 1 }));
+        let list_bytes = crate::model::properties::json_len(&properties["mkt_items"]);
+        let scope = Some(Scope::EventProperty);
+        let walked = |known: &Known| walk(&properties, scope, known).unwrap();
+
+        let mut known = Known::default();
+        known.insert(event_property::ITEMS, list_bytes);
+        known.insert(user_property::CART, 7);
+        known.insert(user_property::WISH_LIST, 9);
+        assert_eq!(walked(&known).reserved, None);
+        assert_eq!(
+            walked(&known).bytes,
+            serde_json::to_vec(&properties).unwrap().len()
+        );
+        assert_eq!(known.get(user_property::CART), Some(7));
+        assert_eq!(known.get(user_property::WISH_LIST), None, "two at most");
+
+        known.insert(event_property::ITEMS, list_bytes);
+        assert_eq!(
+            known.get(event_property::ITEMS),
+            Some(list_bytes),
+            "set again, kept once"
+        );
+        known.forget(user_property::CART);
+        assert_eq!(known.get(user_property::CART), None);
+        assert_eq!(known.get(event_property::ITEMS), Some(list_bytes));
+        assert_eq!(walked(&known).reserved, None);
+        known.forget(event_property::ITEMS);
+        assert!(matches!(
+            walked(&known).reserved,
+            Some(ValidationError::NotReserved { .. })
+        ));
+
+        known.insert(event_property::ITEMS, list_bytes);
+        known.clear();
+        assert_eq!(known.get(event_property::ITEMS), None);
+        assert!(matches!(
+            walked(&known).reserved,
+            Some(ValidationError::NotReserved { .. })
+        ));
     }
 
     #[test]
