@@ -7,7 +7,9 @@
 //! tracks from the runtime's main body ([`Contender::tracks_from_main_body`]).
 //! Each builds its own representation of the events and its client before
 //! the clock starts; the clock covers sending only, including dropping
-//! what was sent.
+//! what was sent. The two end-to-end contenders, `baseline-e2e` and
+//! `ext-e2e`, are the exception: they build each event from its input
+//! inside the timed section, as a service pays for it.
 
 use std::{
     fmt,
@@ -59,16 +61,23 @@ pub enum Contender {
     /// The same, from a CP949 file with Korean product names read with
     /// `--encoding cp949`: its own figure, run apart from the rounds.
     CliCp949,
+    /// `baseline`, building each of its structs inside the timed section.
+    BaselineE2e,
+    /// `ext`, building each event with `Event::builder` inside the timed
+    /// section; compared with `baseline-e2e` ([`E2E_TARGET`]).
+    ExtE2e,
 }
 
 impl Contender {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Baseline,
         Self::Raw,
         Self::Ext,
         Self::Ingestor,
         Self::IngestorBurst,
         Self::Cli,
+        Self::BaselineE2e,
+        Self::ExtE2e,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,15 +89,18 @@ impl Contender {
             Self::IngestorBurst => "ingestor-burst",
             Self::Cli => "cli",
             Self::CliCp949 => "cli-cp949",
+            Self::BaselineE2e => "baseline-e2e",
+            Self::ExtE2e => "ext-e2e",
         }
     }
 
     /// The least events/s, as a share of the baseline's in the same round,
-    /// this contender is meant to reach; none for the baseline itself, and
-    /// for `cli`, which is held to [`CLI_TARGET`] of `ext` instead.
+    /// this contender is meant to reach; none for the baseline itself, for
+    /// `cli`, which is held to [`CLI_TARGET`] of `ext` instead, and for the
+    /// end-to-end pair, held to [`E2E_TARGET`] of each other.
     pub fn ratio_target(self) -> Option<f64> {
         match self {
-            Self::Baseline | Self::Cli | Self::CliCp949 => None,
+            Self::Baseline | Self::Cli | Self::CliCp949 | Self::BaselineE2e | Self::ExtE2e => None,
             Self::Raw | Self::Ext | Self::Ingestor => Some(0.95),
             Self::IngestorBurst => Some(0.9),
         }
@@ -117,6 +129,11 @@ impl fmt::Display for Contender {
 /// The least events/s of `cli`, as a share of `ext`'s in the same round:
 /// parsing a line costs about what serialising it does.
 pub const CLI_TARGET: f64 = 0.6;
+
+/// The least events/s of `ext-e2e`, as a share of `baseline-e2e`'s in the
+/// same round: building with the ext builders (and their checks) may cost a
+/// little more than writing the structs by hand, not much more.
+pub const E2E_TARGET: f64 = 0.9;
 
 /// Sends `n` events to the sink at `url` as `contender`, and measures it.
 /// Fails unless the sink counts exactly `n` items.
@@ -289,6 +306,17 @@ enum Prepared {
         events: Vec<Event>,
         capacity: usize,
     },
+    /// The inputs only: each event is built on the clock.
+    BaselineE2e {
+        http: reqwest::Client,
+        url: String,
+        auth: header::HeaderValue,
+        specs: Vec<EventSpec>,
+    },
+    ExtE2e {
+        client: Marketap,
+        specs: Vec<EventSpec>,
+    },
 }
 
 impl Prepared {
@@ -297,9 +325,19 @@ impl Prepared {
         Ok(match contender {
             Contender::Baseline => Self::Baseline {
                 http: http_client()?,
-                url: format!("{url}{EVENTS_PATH}?project_id={PROJECT_ID}"),
-                auth: header::HeaderValue::try_from(format!("Bearer {API_KEY}"))?,
+                url: baseline_url(url),
+                auth: baseline_auth()?,
                 events: specs.map(baseline_event).collect(),
+            },
+            Contender::BaselineE2e => Self::BaselineE2e {
+                http: http_client()?,
+                url: baseline_url(url),
+                auth: baseline_auth()?,
+                specs: specs.collect(),
+            },
+            Contender::ExtE2e => Self::ExtE2e {
+                client: ext_client(url)?,
+                specs: specs.collect(),
             },
             Contender::Raw => Self::Raw {
                 api: marketap_api::Client::new_with_client(
@@ -339,13 +377,15 @@ impl Prepared {
                 url,
                 auth,
                 events,
+            } => send_baseline(&http, &url, &auth, stream::iter(events)).await,
+            Self::BaselineE2e {
+                http,
+                url,
+                auth,
+                specs,
             } => {
-                stream::iter(events)
-                    .chunks(BATCH)
-                    .map(|chunk| post_baseline(&http, &url, &auth, chunk))
-                    .buffer_unordered(IN_FLIGHT)
-                    .try_for_each(|()| future::ok(()))
-                    .await
+                let events = stream::iter(specs).map(baseline_event);
+                send_baseline(&http, &url, &auth, events).await
             }
             Self::Raw { api, events } => {
                 stream::iter(events)
@@ -364,13 +404,9 @@ impl Prepared {
                     .try_for_each(|()| future::ok(()))
                     .await
             }
-            Self::Ext { client, events } => {
-                let report = client.send_stream(stream::iter(events)).await;
-                if report.is_success() && report.accepted == n {
-                    Ok(())
-                } else {
-                    Err(format!("ext: {report}").into())
-                }
+            Self::Ext { client, events } => send_ext(&client, stream::iter(events), n).await,
+            Self::ExtE2e { client, specs } => {
+                send_ext(&client, stream::iter(specs).map(ext_event), n).await
             }
             Self::Ingestor {
                 client,
@@ -385,6 +421,20 @@ impl Prepared {
                 shut_down_delivered(ingestor, n).await
             }
         }
+    }
+}
+
+/// Sends `events` with the batch call; fails unless all `n` are accepted.
+async fn send_ext(
+    client: &Marketap,
+    events: impl futures::Stream<Item = Event> + Send,
+    n: usize,
+) -> Result<(), BoxError> {
+    let report = client.send_stream(events).await;
+    if report.is_success() && report.accepted == n {
+        Ok(())
+    } else {
+        Err(format!("ext: {report}").into())
     }
 }
 
@@ -435,6 +485,30 @@ struct BaselineEvent {
 #[derive(Serialize)]
 struct BaselineBody {
     events: Vec<BaselineEvent>,
+}
+
+fn baseline_url(url: &str) -> String {
+    format!("{url}{EVENTS_PATH}?project_id={PROJECT_ID}")
+}
+
+fn baseline_auth() -> Result<header::HeaderValue, BoxError> {
+    Ok(header::HeaderValue::try_from(format!("Bearer {API_KEY}"))?)
+}
+
+/// Sends `events` as the baseline does: requests of [`BATCH`], [`IN_FLIGHT`]
+/// at once.
+async fn send_baseline(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &header::HeaderValue,
+    events: impl futures::Stream<Item = BaselineEvent>,
+) -> Result<(), BoxError> {
+    events
+        .chunks(BATCH)
+        .map(|chunk| post_baseline(http, url, auth, chunk))
+        .buffer_unordered(IN_FLIGHT)
+        .try_for_each(|()| future::ok(()))
+        .await
 }
 
 async fn post_baseline(

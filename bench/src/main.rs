@@ -64,8 +64,9 @@ usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--cli-rss-n C,D] [--refu
   --quick          a smoke run: N 20000, 1 round, M 100000, C,D 100000,1000000,
                    A,B 50000,200000, L 5000 (flags still override)
 
-Each round runs the six contenders (baseline, raw, ext, ingestor, ingestor-burst, cli)
-in turn, starting one further along each time; then the ingestor runs min(R, 3)
+Each round runs the eight contenders (baseline, raw, ext, ingestor, ingestor-burst, cli,
+baseline-e2e, ext-e2e) in turn, starting one further along each time; the two e2e ones
+build each event inside the timed section, the others before it; then the ingestor runs min(R, 3)
 times at M events; then the CLI once at C and once at D lines; then the ingestor
 once at A and once at B events against a sink that answers every request 400; then
 the latency test. The cli contender runs target/release/marketap, which `cargo xtask
@@ -78,7 +79,8 @@ R rounds, in a process of its own; `marketap-bench build --print [--n N] [--roun
 runs only that section.
 
 internal: marketap-bench sink --delay-ms D [--refuse]
-          marketap-bench run <baseline|raw|ext|ingestor|ingestor-burst|cli> --n N --url URL
+          marketap-bench run <baseline|raw|ext|ingestor|ingestor-burst|cli|baseline-e2e|ext-e2e>
+                               --n N --url URL
           marketap-bench refused --n N --url URL
           marketap-bench build [--n N] [--rounds R]
           marketap-bench latency --n N --url URL

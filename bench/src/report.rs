@@ -2,7 +2,7 @@
 //! JSON line from the child process each), medians over the rounds, and
 //! the printed report, which ends with lines scripts can read: a
 //! `ratio <contender>/baseline: X.XX` per contender, `ratio cli/ext: X.XX`,
-//! then `enqueue p99 us: X.X`.
+//! `ratio ext-e2e/baseline-e2e: X.XX`, then `enqueue p99 us: X.X`.
 
 use std::fmt::Write as _;
 
@@ -453,6 +453,14 @@ pub fn render(
             large.max_mib,
         );
     }
+    let e2e_ratio = paired_ratio(runs, Contender::ExtE2e, Contender::BaselineE2e);
+    let _ = writeln!(
+        w,
+        "target: ext-e2e/baseline-e2e >= {}: {} (median over the rounds of ext-e2e's events/s \
+         divided by baseline-e2e's; both build each event inside the timed section)",
+        crate::contenders::E2E_TARGET,
+        verdict(e2e_ratio >= crate::contenders::E2E_TARGET),
+    );
     let [small, large] = refused.each_ref().map(|run| run.memory.peak_mib());
     let _ = writeln!(
         w,
@@ -465,6 +473,7 @@ pub fn render(
         let _ = writeln!(w, "ratio {contender}/baseline: {ratio:.2}");
     }
     let _ = writeln!(w, "ratio cli/ext: {cli_ratio:.2}");
+    let _ = writeln!(w, "ratio ext-e2e/baseline-e2e: {e2e_ratio:.2}");
     let _ = writeln!(w, "enqueue p99 us: {:.1}", latency.p99_us);
     out
 }
@@ -501,6 +510,66 @@ mod tests {
             },
             sink: Stats::default(),
         }
+    }
+
+    /// The end-to-end pair is compared with each other, not with the
+    /// baseline, and has a target line and a ratio line of its own.
+    #[test]
+    fn the_end_to_end_pair_prints_its_own_ratio() {
+        let rate = |c: Contender| match c {
+            Contender::BaselineE2e => 200.0,
+            Contender::ExtE2e => 170.0,
+            _ => 100.0,
+        };
+        let runs: Vec<RunResult> = Contender::ALL
+            .into_iter()
+            .map(|c| run(c, rate(c)))
+            .collect();
+        let settings = Settings {
+            n: 1000,
+            rounds: 1,
+            rss_n: 1000,
+            latency_n: 10,
+            latency_delay_ms: 200,
+            refused_n: [10, 20],
+            cli_rss_n: [10, 20],
+        };
+        let refused = [10, 20].map(|n| RefusedResult {
+            n,
+            capacity: 10,
+            max_retained: 10,
+            wall_secs: 1.0,
+            memory: run(Contender::Ingestor, 1.0).memory,
+            failed: n,
+            unreported: 0,
+            undelivered_items: 0,
+            sink: Stats::default(),
+        });
+        let latency = LatencyResult {
+            n: 10,
+            capacity: 10,
+            p50_us: 1.0,
+            p99_us: 2.0,
+            max_us: 3.0,
+            delivered_after_tracking: 0,
+            queued_after_tracking: 10,
+        };
+        let cli = CliRuns {
+            memory: &[],
+            cp949: &[],
+        };
+        let text = render(&settings, "m", &runs, &[], cli, &refused, &latency);
+        assert!(
+            text.contains("ratio ext-e2e/baseline-e2e: 0.85\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("target: ext-e2e/baseline-e2e >= 0.9: MISSED"),
+            "{text}"
+        );
+        assert!(!text.contains("ratio ext-e2e/baseline:"), "{text}");
+        assert!(!text.contains("ratio baseline-e2e/baseline:"), "{text}");
+        assert!(text.contains("| ext-e2e | 170 |"), "{text}");
     }
 
     /// Ratios pair each contender with the baseline of its own round,

@@ -602,7 +602,12 @@ fn not_reserved(
 
 /// Checks that a required string is not empty or blank.
 pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), ValidationError> {
-    if value.trim().is_empty() {
+    // A printable ASCII first byte (no whitespace) settles it without a trim.
+    let printable = value
+        .as_bytes()
+        .first()
+        .is_some_and(|b| (b'!'..=b'~').contains(b));
+    if !printable && value.trim().is_empty() {
         Err(ValidationError::empty(field, value))
     } else {
         Ok(())
@@ -612,7 +617,11 @@ pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), 
 /// Checks an id: not empty or blank, and free of control characters.
 pub(crate) fn require_id(field: &'static str, value: &str) -> Result<(), ValidationError> {
     require_non_empty(field, value)?;
-    if value.chars().any(char::is_control) {
+    // Control characters are U+0000 to U+001F and U+007F to U+009F: in
+    // UTF-8, bytes below 0x20, 0x7F, or 0xC2 followed by 0x80 to 0x9F. Only
+    // a string with such a byte is decoded.
+    let suspect = crate::bytes::any_word(value.as_bytes(), crate::bytes::may_be_control);
+    if suspect && value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacter {
             field,
             value: echo(value),
@@ -624,6 +633,34 @@ pub(crate) fn require_id(field: &'static str, value: &str) -> Result<(), Validat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `require_id` refuses, by the definitions its byte fast path
+    /// stands in for: blank by `str::trim`, control by `char::is_control`.
+    fn refuses(value: &str) -> bool {
+        value.trim().is_empty() || value.chars().any(char::is_control)
+    }
+
+    #[test]
+    fn ids_are_checked_as_trim_and_is_control_define_them() {
+        for value in [
+            "", " ", "a", " a", "\u{a0}", "\u{3000}", "\u{a0}a", "\u{85}", "a\u{85}", "a\u{9f}",
+            "a\u{a0}", "é", "Ã", "a\u{7f}", "a\n", "a\u{1}", "\u{7f}", "~", "!", "\u{2028}",
+            "a\u{c2}",
+        ] {
+            assert_eq!(
+                require_id("id", value).is_err(),
+                refuses(value),
+                "{value:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ids_match_their_definition(value in "\\PC{0,3}[\\x00-\\x20\\x7e-\\u{a0}\\u{3000}]{0,3}") {
+            proptest::prop_assert_eq!(require_id("id", &value).is_err(), refuses(&value));
+        }
+    }
 
     #[test]
     fn a_status_classifies_whatever_the_body() {

@@ -80,6 +80,7 @@ compile_error!(
 
 #[cfg(any(feature = "blocking", doc))]
 pub mod blocking;
+mod bytes;
 mod client;
 mod config;
 pub mod dead_letter;

@@ -4,6 +4,12 @@
 //! writing it. NaN and infinity need no look here: a `serde_json::Value`
 //! cannot hold them, and the setters refuse them on the way in. Valid input
 //! allocates nothing: paths and echoes are made only for an error.
+//!
+//! A list of [`Product`](crate::Product)s that a typed setter put in
+//! (`mkt_items`, `mkt_cart`, `mkt_wish_list`) is [`Known`]: its length was
+//! counted as it was built, and every name and value in it is one the
+//! reserved check passes, so the walk takes the length and does not look
+//! inside.
 
 use serde_json::{Map, Value};
 
@@ -13,6 +19,61 @@ use crate::{
     model::reserved::{check_element, check_entry},
     model::taxonomy::Scope,
 };
+
+/// The top-level properties that a typed setter wrote as a list of
+/// products, each with its value's length as JSON. What such a list holds
+/// passes every check of the walk by construction: a reserved list name of
+/// the builder's scope, objects of item fields of their types, three levels
+/// deep, numbers finite (a non-finite one was refused when the list was
+/// made). Up to two are kept (a profile's cart and wish list); a list set
+/// past that is walked as any other value. Whatever sets a property
+/// otherwise forgets its name here.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Known {
+    lists: [(&'static str, usize); 2],
+    len: usize,
+}
+
+impl Known {
+    /// No known lists.
+    const NONE: Self = Self {
+        lists: [("", 0); 2],
+        len: 0,
+    };
+
+    /// Records that `name` holds a list of products `bytes` long as JSON.
+    pub(crate) fn insert(&mut self, name: &'static str, bytes: usize) {
+        self.forget(name);
+        if let Some(slot) = self.lists.get_mut(self.len) {
+            *slot = (name, bytes);
+            self.len += 1;
+        }
+    }
+
+    /// `name` now holds a value the walk must look at.
+    pub(crate) fn forget(&mut self, name: &str) {
+        if let Some(index) = self.lists[..self.len]
+            .iter()
+            .position(|(known, _)| *known == name)
+        {
+            self.lists.swap(index, self.len - 1);
+            self.len -= 1;
+        }
+    }
+
+    /// Every name may now hold a value the walk must look at.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The length of `name`'s value, if it is a known list.
+    fn get(&self, name: &str) -> Option<usize> {
+        self.lists[..self.len]
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, bytes)| *bytes)
+    }
+}
 
 /// What the walk over valid-enough `properties` found.
 #[derive(Debug, PartialEq)]
@@ -27,12 +88,14 @@ pub(crate) struct Walked {
 /// comes before every other problem; a reserved-name problem (looked for
 /// only when `scope` is given: the scope of the top-level names) is
 /// handed back in [`Walked::reserved`], so the caller decides its rank.
+/// The values of `known` names are counted, not walked.
 pub(crate) fn walk(
     properties: &Map<String, Value>,
     scope: Option<Scope>,
+    known: &Known,
 ) -> Result<Walked, ValidationError> {
     let mut walk = Walk { reserved: None };
-    let bytes = walk.object(properties, 1, scope, &Path::Root("properties"))?;
+    let bytes = walk.object(properties, 1, scope, &Path::Root("properties"), known)?;
     Ok(Walked {
         bytes,
         reserved: walk.reserved,
@@ -58,19 +121,26 @@ impl Walk {
     }
 
     /// An object at nesting `level`, at `path`; `scope` governs its `mkt_`
-    /// keys, if they are checked at all.
+    /// keys, if they are checked at all; the values of `known` keys are
+    /// counted, not walked.
     fn object(
         &mut self,
         object: &Map<String, Value>,
         level: usize,
         scope: Option<Scope>,
         path: &Path<'_>,
+        known: &Known,
     ) -> Result<usize, ValidationError> {
         if level > MAX_DEPTH {
             return Err(too_deep(path));
         }
         let mut members = 0;
         for (key, value) in object {
+            if let Some(bytes) = known.get(key) {
+                debug_assert_eq!(bytes, crate::model::properties::json_len(value), "{key}");
+                members += str_len(key) + 1 + bytes;
+                continue;
+            }
             let here = Path::Key(path, key);
             let elements = match scope {
                 Some(scope) => self.reserved(|| check_entry(scope, key, value, &here)),
@@ -96,7 +166,7 @@ impl Walk {
             Value::Bool(false) => 5,
             Value::Number(number) => number_len(number),
             Value::String(text) => str_len(text),
-            Value::Object(object) => self.object(object, level, None, path)?,
+            Value::Object(object) => self.object(object, level, None, path, &Known::NONE)?,
             Value::Array(list) => {
                 if level > MAX_DEPTH {
                     return Err(too_deep(path));
@@ -107,7 +177,7 @@ impl Walk {
                     members += match (element, elements) {
                         (Value::Object(object), Some(fields)) => {
                             let checked = self.reserved.is_none().then_some(fields);
-                            self.object(object, level + 1, checked, &here)?
+                            self.object(object, level + 1, checked, &here, &Known::NONE)?
                         }
                         (_, Some(fields)) => {
                             self.reserved(|| check_element(fields, element, &here));
@@ -128,6 +198,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::taxonomy::{event_property, user_property};
 
     fn object(value: Value) -> Map<String, Value> {
         match value {
@@ -137,7 +208,7 @@ mod tests {
     }
 
     fn bytes(value: Value) -> usize {
-        walk(&object(value), None).unwrap().bytes
+        walk(&object(value), None, &Known::NONE).unwrap().bytes
     }
 
     #[test]
@@ -196,14 +267,82 @@ mod tests {
             }
             json!({ "a": value })
         };
-        assert!(walk(&object(nest(MAX_DEPTH - 1)), None).is_ok());
-        let Err(ValidationError::TooDeep { field, max }) = walk(&object(nest(MAX_DEPTH)), None)
+        assert!(walk(&object(nest(MAX_DEPTH - 1)), None, &Known::NONE).is_ok());
+        let Err(ValidationError::TooDeep { field, max }) =
+            walk(&object(nest(MAX_DEPTH)), None, &Known::NONE)
         else {
             panic!("expected TooDeep");
         };
         assert_eq!(max, MAX_DEPTH);
         let path = format!("properties.a{}", "[0]".repeat(MAX_DEPTH - 1));
         assert_eq!(field, crate::echo::echo(&path));
+    }
+
+    #[test]
+    fn depth_limit_is_exact_for_objects_too() {
+        // `properties` is level 1: 63 objects inside it reach level 64.
+        let nest = |levels: usize| {
+            let mut value = json!(1);
+            for _ in 0..levels {
+                value = json!({ "o": value });
+            }
+            object(value)
+        };
+        assert!(walk(&nest(MAX_DEPTH), None, &Known::NONE).is_ok());
+        let Err(ValidationError::TooDeep { field, .. }) =
+            walk(&nest(MAX_DEPTH + 1), None, &Known::NONE)
+        else {
+            panic!("expected TooDeep");
+        };
+        let path = format!("properties{}", ".o".repeat(MAX_DEPTH));
+        assert_eq!(field, crate::echo::echo(&path));
+    }
+
+    /// A known list is counted, not walked: a bogus field inside it goes
+    /// unseen (the SDK never builds one; this shows the walk skips it), and
+    /// once forgotten it is walked and found.
+    #[test]
+    fn a_known_list_is_counted_not_walked_until_forgotten() {
+        let properties = object(json!({ "mkt_items": [{ "mkt_bogus": 1 }], "z": 1 }));
+        let list_bytes = crate::model::properties::json_len(&properties["mkt_items"]);
+        let scope = Some(Scope::EventProperty);
+        let walked = |known: &Known| walk(&properties, scope, known).unwrap();
+
+        let mut known = Known::default();
+        known.insert(event_property::ITEMS, list_bytes);
+        known.insert(user_property::CART, 7);
+        known.insert(user_property::WISH_LIST, 9);
+        assert_eq!(walked(&known).reserved, None);
+        assert_eq!(
+            walked(&known).bytes,
+            serde_json::to_vec(&properties).unwrap().len()
+        );
+        assert_eq!(known.get(user_property::CART), Some(7));
+        assert_eq!(known.get(user_property::WISH_LIST), None, "two at most");
+
+        known.insert(event_property::ITEMS, list_bytes);
+        assert_eq!(
+            known.get(event_property::ITEMS),
+            Some(list_bytes),
+            "set again, kept once"
+        );
+        known.forget(user_property::CART);
+        assert_eq!(known.get(user_property::CART), None);
+        assert_eq!(known.get(event_property::ITEMS), Some(list_bytes));
+        assert_eq!(walked(&known).reserved, None);
+        known.forget(event_property::ITEMS);
+        assert!(matches!(
+            walked(&known).reserved,
+            Some(ValidationError::NotReserved { .. })
+        ));
+
+        known.insert(event_property::ITEMS, list_bytes);
+        known.clear();
+        assert_eq!(known.get(event_property::ITEMS), None);
+        assert!(matches!(
+            walked(&known).reserved,
+            Some(ValidationError::NotReserved { .. })
+        ));
     }
 
     #[test]
@@ -214,16 +353,16 @@ mod tests {
         }
         let properties = object(json!({ "mkt_revenu": 1, "z": deep }));
         assert!(matches!(
-            walk(&properties, Some(Scope::EventProperty)),
+            walk(&properties, Some(Scope::EventProperty), &Known::NONE),
             Err(ValidationError::TooDeep { .. })
         ));
         let shallow = object(json!({ "mkt_revenu": 1 }));
-        let walked = walk(&shallow, Some(Scope::EventProperty)).unwrap();
+        let walked = walk(&shallow, Some(Scope::EventProperty), &Known::NONE).unwrap();
         assert!(matches!(
             walked.reserved,
             Some(ValidationError::NotReserved { .. })
         ));
-        assert_eq!(walk(&shallow, None).unwrap().reserved, None);
+        assert_eq!(walk(&shallow, None, &Known::NONE).unwrap().reserved, None);
     }
 
     /// Strings that lean on what JSON escapes: quotes, backslashes,
@@ -270,7 +409,112 @@ mod tests {
             .prop_map(|properties| properties.into_iter().collect())
     }
 
+    /// A product with every field, its texts from `texts` (which may need
+    /// escapes), set twice where `again` says so (a replaced field is
+    /// counted once).
+    fn product(texts: &[String], price: f64, quantity: u32, again: bool) -> crate::Product {
+        let text = |i: usize| texts[i % texts.len()].clone();
+        let mut product = crate::Product::new(text(0))
+            .name(text(1))
+            .category1(text(2))
+            .category2(text(3))
+            .category3(text(4))
+            .category4(text(5))
+            .category5(text(6))
+            .price(price)
+            .quantity(quantity)
+            .variant(text(7))
+            .brand(text(8))
+            .option_price(-price)
+            .shipping_info(text(9))
+            .bundle_info(text(10))
+            .created_datetime(text(11));
+        if again {
+            product = product
+                .name(text(12))
+                .price(price / 3.0)
+                .quantity(quantity / 2);
+        }
+        product
+    }
+
+    #[test]
+    fn a_known_list_replaced_by_a_property_is_walked_again() {
+        use crate::taxonomy::{event, event_property, user_property};
+        use crate::{Event, UserProfile, ValidationError};
+
+        let item = || crate::Product::new("sku").price(1.0);
+        let bad = json!([{ "mkt_product_idd": "sku" }]);
+        let replaced = Event::builder("u", event::PURCHASE)
+            .items([item()])
+            .property(event_property::ITEMS, &bad)
+            .build();
+        assert!(
+            matches!(replaced, Err(ValidationError::NotReserved { .. })),
+            "{replaced:?}"
+        );
+        let merged = Event::builder("u", event::PURCHASE)
+            .items([item()])
+            .properties(json!({ event_property::ITEMS: "not a list" }))
+            .build();
+        assert!(
+            matches!(merged, Err(ValidationError::WrongType { .. })),
+            "{merged:?}"
+        );
+        let profile = UserProfile::builder("u")
+            .cart([item()])
+            .wish_list([item()])
+            .property(user_property::WISH_LIST, &bad)
+            .build();
+        assert!(
+            matches!(profile, Err(ValidationError::NotReserved { .. })),
+            "{profile:?}"
+        );
+        // Set again by the typed setter, it is known again, and counted once.
+        let event = Event::builder("u", event::PURCHASE)
+            .items([item()])
+            .property(event_property::ITEMS, &bad)
+            .items([item(), item()])
+            .build()
+            .unwrap();
+        assert_eq!(
+            event.wire_bytes(),
+            serde_json::to_vec(&event).unwrap().len()
+        );
+    }
+
     proptest! {
+        #[test]
+        fn a_typed_event_counts_its_own_wire_length(
+            user_id in id(),
+            texts in prop::collection::vec(text(), 1..14),
+            price in any::<f64>().prop_filter("finite", |x| x.is_finite()),
+            quantity in any::<u32>(),
+            again in any::<bool>(),
+            count in 0_usize..3,
+            extra in properties(),
+        ) {
+            let products = (0..count).map(|i| product(&texts, price + i as f64, quantity, again));
+            let event = crate::Event::purchase(user_id.clone(), texts[0].clone(), price, products)
+                .properties(&extra)
+                .items((0..count).map(|_| product(&texts, price, quantity, again)))
+                .skip_reserved_check()
+                .build()
+                .unwrap();
+            prop_assert_eq!(event.wire_bytes(), serde_json::to_vec(&event).unwrap().len());
+
+            let products = || (0..count).map(|_| product(&texts, price, quantity, again));
+            let profile = crate::UserProfile::builder(user_id)
+                .cart(products())
+                .wish_list(products())
+                .properties(&extra)
+                .cart(products())
+                .skip_reserved_check()
+                .build()
+                .unwrap();
+            prop_assert_eq!(profile.wire_bytes(), serde_json::to_vec(&profile).unwrap().len());
+        }
+
         #[test]
         fn an_event_counts_its_own_wire_length(
             user_id in id(),
@@ -313,7 +557,7 @@ mod tests {
             properties in prop::collection::btree_map(text(), json_value(), 0..8),
         ) {
             let properties: Map<String, Value> = properties.into_iter().collect();
-            let walked = walk(&properties, None).unwrap();
+            let walked = walk(&properties, None, &Known::NONE).unwrap();
             prop_assert_eq!(walked.bytes, serde_json::to_vec(&properties).unwrap().len());
         }
     }

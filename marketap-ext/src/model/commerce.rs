@@ -19,11 +19,17 @@ use crate::{
 /// The reserved fields set on a product or coupon, as the JSON object they
 /// go on the wire as: each setter moves its value in, so putting a product
 /// into an event moves the object, never copies it. Setting a field again
-/// replaces its value.
+/// replaces its value. The object's length as JSON is counted as it is
+/// built, so a list of products goes into an event already counted
+/// (`check::Known`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(transparent)]
 struct Fields {
     object: Map<String, Value>,
+    /// The length as JSON of the members of `object` (`"name":value`),
+    /// added up: without the braces and commas.
+    #[serde(skip)]
+    members: usize,
     /// Fields set to NaN or infinity (null in `object`): refused when the
     /// product or coupon goes into an event or profile. Empty, so no
     /// allocation, unless one was set.
@@ -32,32 +38,59 @@ struct Fields {
 }
 
 impl Fields {
-    fn set(&mut self, name: &'static str, value: Value) {
+    /// Sets `name` to `value`, `bytes` long as JSON.
+    fn set(&mut self, name: &'static str, value: Value, bytes: usize) {
         if !self.non_finite.is_empty() {
             self.non_finite.retain(|(set, _)| *set != name);
         }
-        self.object.insert(name.to_owned(), value);
+        // A reserved name: nothing in it is escaped.
+        let member = name.len() + r#""":"#.len();
+        self.members += member + bytes;
+        if let Some(replaced) = self.object.insert(name.to_owned(), value) {
+            self.members -= member + properties::json_len(&replaced);
+        }
+    }
+
+    fn set_text(&mut self, name: &'static str, text: String) {
+        let bytes = properties::str_len(&text);
+        self.set(name, Value::String(text), bytes);
     }
 
     fn set_number(&mut self, name: &'static str, number: f64) {
         match serde_json::Number::from_f64(number) {
-            Some(number) => self.set(name, Value::Number(number)),
+            Some(number) => {
+                let bytes = properties::number_len(&number);
+                self.set(name, Value::Number(number), bytes);
+            }
             None => {
-                self.set(name, Value::Null);
+                self.set(name, Value::Null, "null".len());
                 self.non_finite.push((name, number));
             }
         }
     }
 
-    /// The list of `fields` as the JSON array under `key`, moved; the first
-    /// non-finite number is [`ValidationError::NonFiniteNumber`] naming its
-    /// path (`properties.mkt_items[1].mkt_product_price`).
+    fn set_count(&mut self, name: &'static str, count: u32) {
+        let number = serde_json::Number::from(count);
+        let bytes = properties::number_len(&number);
+        self.set(name, Value::Number(number), bytes);
+    }
+
+    fn set_bool(&mut self, name: &'static str, value: bool) {
+        let bytes = if value { "true".len() } else { "false".len() };
+        self.set(name, Value::Bool(value), bytes);
+    }
+
+    /// The list of `fields` as the JSON array under `key`, moved, with its
+    /// length as JSON; the first non-finite number is
+    /// [`ValidationError::NonFiniteNumber`] naming its path
+    /// (`properties.mkt_items[1].mkt_product_price`).
     fn list(
         key: &'static str,
         fields: impl IntoIterator<Item = Fields>,
-    ) -> Result<Value, ValidationError> {
+    ) -> Result<(Value, usize), ValidationError> {
         let fields = fields.into_iter();
         let mut list = Vec::with_capacity(fields.size_hint().0);
+        let mut elements = 0;
         for (index, fields) in fields.enumerate() {
             // The first in wire order, as serialising would have met it.
             let first = fields.non_finite.iter().min_by_key(|(name, _)| *name);
@@ -67,28 +100,30 @@ impl Fields {
                     value: number.to_string(),
                 });
             }
+            elements += properties::compound_len(fields.object.len(), fields.members);
             list.push(Value::Object(fields.object));
         }
-        Ok(Value::Array(list))
+        let bytes = properties::compound_len(list.len(), elements);
+        Ok((Value::Array(list), bytes))
     }
 }
 
 /// What each kind of setter moves into [`Fields`].
 macro_rules! field_value {
     (Text, $fields:expr, $name:expr, $value:expr) => {
-        $fields.set($name, Value::String($value.into()))
+        $fields.set_text($name, $value.into())
     };
     (Number, $fields:expr, $name:expr, $value:expr) => {
         $fields.set_number($name, $value)
     };
     (Count, $fields:expr, $name:expr, $value:expr) => {
-        $fields.set($name, Value::from($value))
+        $fields.set_count($name, $value)
     };
     (Bool, $fields:expr, $name:expr, $value:expr) => {
-        $fields.set($name, Value::Bool($value))
+        $fields.set_bool($name, $value)
     };
     (Instant, $fields:expr, $name:expr, $value:expr) => {
-        $fields.set($name, Value::String($value.to_string()))
+        $fields.set_text($name, $value.to_string())
     };
 }
 
@@ -320,7 +355,7 @@ impl EventBuilder {
     /// The items involved ([`event_property::ITEMS`]), replacing any set before.
     pub fn items(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
-        self.set(
+        self.set_products(
             event_property::ITEMS,
             Fields::list(event_property::ITEMS, items),
         )
@@ -410,7 +445,7 @@ impl UserProfileBuilder {
     /// What is in the member's cart ([`user_property::CART`]).
     pub fn cart(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
-        self.set(
+        self.set_products(
             user_property::CART,
             Fields::list(user_property::CART, items),
         )
@@ -419,7 +454,7 @@ impl UserProfileBuilder {
     /// What is in the member's wish list ([`user_property::WISH_LIST`]).
     pub fn wish_list(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
-        self.set(
+        self.set_products(
             user_property::WISH_LIST,
             Fields::list(user_property::WISH_LIST, items),
         )
@@ -428,10 +463,9 @@ impl UserProfileBuilder {
     /// The coupons the member holds ([`user_property::COUPONS`]).
     pub fn coupons(self, coupons: impl IntoIterator<Item = Coupon>) -> Self {
         let coupons = coupons.into_iter().map(|coupon| coupon.0);
-        self.set(
-            user_property::COUPONS,
-            Fields::list(user_property::COUPONS, coupons),
-        )
+        // Walked in `build()` as any value: only product lists are known.
+        let coupons = Fields::list(user_property::COUPONS, coupons).map(|(list, _)| list);
+        self.set(user_property::COUPONS, coupons)
     }
 }
 

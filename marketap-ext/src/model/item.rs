@@ -68,12 +68,9 @@ macro_rules! property_setters {
         /// Sets one property. `value` may be anything `Serialize`; a NaN or
         /// infinite number is an error.
         pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
-            insert_property(
-                &mut self.raw.properties,
-                &mut self.error,
-                key.into(),
-                &value,
-            );
+            let key = key.into();
+            self.known.forget(&key);
+            insert_property(&mut self.raw.properties, &mut self.error, key, &value);
             self
         }
 
@@ -87,7 +84,28 @@ macro_rules! property_setters {
             if self.error.is_none() {
                 match value {
                     Ok(value) => {
+                        self.known.forget(key);
                         self.raw.properties.insert(key.to_owned(), value);
+                    }
+                    Err(error) => self.error = Some(error),
+                }
+            }
+            self
+        }
+
+        /// Sets a reserved list to products the SDK built, with its length
+        /// as JSON: `build()` counts it without walking it
+        /// ([`check::Known`]).
+        pub(crate) fn set_products(
+            mut self,
+            key: &'static str,
+            list: Result<(Value, usize), ValidationError>,
+        ) -> Self {
+            if self.error.is_none() {
+                match list {
+                    Ok((list, bytes)) => {
+                        self.raw.properties.insert(key.to_owned(), list);
+                        self.known.insert(key, bytes);
                     }
                     Err(error) => self.error = Some(error),
                 }
@@ -98,6 +116,7 @@ macro_rules! property_setters {
         /// Sets every field of `properties`, which must serialise to a JSON
         /// object (a struct, a map, or `serde_json::json!({...})`).
         pub fn properties(mut self, properties: impl Serialize) -> Self {
+            self.known.clear();
             merge_properties(&mut self.raw.properties, &mut self.error, &properties);
             self
         }
@@ -229,6 +248,7 @@ pub struct EventBuilder {
     raw: types::CreateEventReq,
     error: Option<ValidationError>,
     reserved_check: bool,
+    known: check::Known,
 }
 
 /// Starts from an event in the wire type (read from a file, say), so that
@@ -241,6 +261,7 @@ impl From<types::CreateEventReq> for EventBuilder {
             raw,
             error: None,
             reserved_check: true,
+            known: check::Known::default(),
         }
     }
 }
@@ -259,6 +280,7 @@ impl Event {
             },
             error: None,
             reserved_check: true,
+            known: check::Known::default(),
         }
     }
 
@@ -331,7 +353,7 @@ impl EventBuilder {
             })?;
         }
         let scope = self.reserved_check.then_some(Scope::EventProperty);
-        let walked = check::walk(&self.raw.properties, scope)?;
+        let walked = check::walk(&self.raw.properties, scope, &self.known)?;
         if self.reserved_check {
             reserved::check_event_name(&self.raw.event_name)?;
         }
@@ -376,6 +398,7 @@ pub struct UserProfileBuilder {
     raw: types::BulkUserProfile,
     error: Option<ValidationError>,
     reserved_check: bool,
+    known: check::Known,
 }
 
 /// Starts from a profile in the wire type, so that the builder's switches
@@ -388,6 +411,7 @@ impl From<types::BulkUserProfile> for UserProfileBuilder {
             raw,
             error: None,
             reserved_check: true,
+            known: check::Known::default(),
         }
     }
 }
@@ -404,6 +428,7 @@ impl UserProfile {
             },
             error: None,
             reserved_check: true,
+            known: check::Known::default(),
         }
     }
 
@@ -439,7 +464,7 @@ impl UserProfileBuilder {
         }
         require_id("user_id", &self.raw.user_id)?;
         let scope = self.reserved_check.then_some(Scope::UserProperty);
-        let walked = check::walk(&self.raw.properties, scope)?;
+        let walked = check::walk(&self.raw.properties, scope, &self.known)?;
         if let Some(error) = walked.reserved {
             return Err(error);
         }

@@ -75,6 +75,10 @@ static ESCAPE_EXTRA: [u8; 256] = {
 /// The length of `text` as a JSON string, quotes included, as serde_json
 /// writes it.
 pub(crate) fn str_len(text: &str) -> usize {
+    // Most strings need no escape: found a word at a time.
+    if !crate::bytes::any_word(text.as_bytes(), crate::bytes::escapes) {
+        return 2 + text.len();
+    }
     let extra: usize = text
         .bytes()
         .map(|byte| usize::from(ESCAPE_EXTRA[usize::from(byte)]))
@@ -845,6 +849,35 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    proptest::proptest! {
+        /// Every byte that needs an escape, at every place in a word of
+        /// eight and in the tail after the last whole word.
+        #[test]
+        fn string_lengths_match_serde_json_at_every_offset(
+            text in "[a\"\\\\\\x00-\\x1f\\x7f é한😀]{0,20}",
+        ) {
+            proptest::prop_assert_eq!(str_len(&text), serde_json::to_string(&text).unwrap().len());
+        }
+    }
+
+    #[test]
+    fn one_escape_anywhere_in_a_long_string_is_counted() {
+        for special in ['"', '\\', '\0', '\u{1f}', '\n'] {
+            for at in 0..24 {
+                let mut text = "x".repeat(23);
+                text.insert(at, special);
+                assert_eq!(
+                    str_len(&text),
+                    serde_json::to_string(&text).unwrap().len(),
+                    "{text:?}"
+                );
+            }
+        }
+        // Bytes just past what is escaped: space, `!`, `#`, `[`, `]`, DEL, UTF-8.
+        let plain = " !#[]\u{7f}\u{80}\u{ff}";
+        assert_eq!(str_len(plain), plain.len() + 2);
     }
 
     #[test]
