@@ -431,3 +431,19 @@ async fn an_unwritable_disk_is_a_config_error_when_the_ingestor_starts() {
 fn ids_of(event: &Event) -> usize {
     event.properties()["id"].as_u64().unwrap() as usize
 }
+
+/// Found by the benchmark: shutdown stopped reading the spool at once, so
+/// items tracked just before it stayed behind although the server accepted
+/// everything.
+#[tokio::test]
+async fn shutdown_delivers_everything_tracked_before_it_when_the_server_accepts() {
+    let (server, _status) = switchable(202).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ingestor = client(&server).ingestor(spooled(&dir)).unwrap();
+    for id in 0..3_000 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let report = ingestor.shutdown(LIMIT).await;
+    assert_eq!((report.delivered, report.spooled), (3_000, 0), "{report:?}");
+    assert_eq!(received(&server).len(), 3_000);
+}

@@ -532,6 +532,11 @@ impl Ingestor {
     /// [`Error::Cancelled`](crate::Error::Cancelled) (`attempts` says
     /// whether they went on the wire). `Duration::MAX` means no deadline.
     ///
+    /// With a spool, everything tracked before the call is read back and
+    /// sent first, unless an outage is on; what is not delivered by the
+    /// deadline (abandoned requests included) stays in the spool, counted
+    /// in [`ShutdownReport::spooled`], not failed.
+    ///
     /// Never panics. If the caller stops waiting (a timeout of its own),
     /// the ingestor goes on draining, and a later `shutdown`, which may
     /// shorten the deadline, still gets every undelivered item.
@@ -545,6 +550,18 @@ impl Ingestor {
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let shared = self.shared();
         let deadline = Instant::now().checked_add(deadline);
+        if shared.spool.is_some() {
+            // What was tracked before shutdown is read out of the spool and
+            // sent first, within the deadline, unless an outage is on (then
+            // it stays in the spool for the next opening).
+            let flushed = spooled::flush(shared);
+            match deadline {
+                Some(deadline) => {
+                    let _ = tokio::time::timeout_at(deadline, flushed).await;
+                }
+                None => flushed.await,
+            }
+        }
         shared
             .phase
             .send_modify(|phase| *phase = phase.drain(deadline));
