@@ -18,7 +18,10 @@ use std::{
 
 use futures::{StreamExt, TryStreamExt, future, stream};
 use marketap_api::types::{CreateBulkEventReq, CreateEventReq};
-use marketap_ext::{BatchConfig, Config, Event, Ingestor, IngestorConfig, Marketap, Product};
+use marketap_ext::{
+    BatchConfig, Config, Event, Ingestor, IngestorConfig, Marketap, Product,
+    spool::{SpoolConfig, SyncPolicy},
+};
 use reqwest::{StatusCode, header};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -27,7 +30,7 @@ use crate::{
     BoxError,
     events::{self, API_KEY, EventSpec, PROJECT_ID},
     measure::{Clock, InputMark},
-    report::{LatencyResult, RefusedResult, RunResult},
+    report::{LatencyResult, OutageResult, RefusedResult, RunResult},
     sink::{EVENTS_PATH, SinkClient},
 };
 
@@ -37,6 +40,8 @@ pub const BATCH: usize = 1000;
 pub const IN_FLIGHT: usize = 4;
 /// The ingestor's queue in the throughput runs (its default).
 pub const INGESTOR_CAPACITY: usize = 10_000;
+/// Tasks tracking at once in `ingestor-spool`.
+pub const SPOOL_PRODUCERS: usize = 64;
 /// Longest wait for an ingestor to drain.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -66,10 +71,17 @@ pub enum Contender {
     /// `ext`, building each event with `Event::builder` inside the timed
     /// section; compared with `baseline-e2e` ([`E2E_TARGET`]).
     ExtE2e,
+    /// `ingestor` with a durable spool (the default `SyncPolicy`, an fsync
+    /// at most every 200 ms): `track()` returns once each event is written
+    /// to the spool's file. It tracks from [`SPOOL_PRODUCERS`] tasks at
+    /// once, as a service's request handlers do: the callers waiting at
+    /// the same moment share one write (a single task awaiting each
+    /// `track()` in turn would pay a write per event).
+    IngestorSpool,
 }
 
 impl Contender {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Baseline,
         Self::Raw,
         Self::Ext,
@@ -78,6 +90,7 @@ impl Contender {
         Self::Cli,
         Self::BaselineE2e,
         Self::ExtE2e,
+        Self::IngestorSpool,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +104,7 @@ impl Contender {
             Self::CliCp949 => "cli-cp949",
             Self::BaselineE2e => "baseline-e2e",
             Self::ExtE2e => "ext-e2e",
+            Self::IngestorSpool => "ingestor-spool",
         }
     }
 
@@ -103,6 +117,7 @@ impl Contender {
             Self::Baseline | Self::Cli | Self::CliCp949 | Self::BaselineE2e | Self::ExtE2e => None,
             Self::Raw | Self::Ext | Self::Ingestor => Some(0.95),
             Self::IngestorBurst => Some(0.9),
+            Self::IngestorSpool => Some(0.8),
         }
     }
 
@@ -173,8 +188,9 @@ async fn measure_run(contender: Contender, n: usize, url: String) -> Result<RunR
 
 /// Tracks `n` events through an ingestor whose queue holds them all, while
 /// the sink at `url` answers slowly, timing each `track()`; then shuts it
-/// down and checks every event arrived.
-pub fn latency(n: usize, url: &str) -> Result<LatencyResult, BoxError> {
+/// down and checks every event arrived. With `spool`, through a spool with
+/// that policy: each `track()` then waits for its group commit.
+pub fn latency(n: usize, url: &str, spool: Option<SyncPolicy>) -> Result<LatencyResult, BoxError> {
     let url = url.to_owned();
     crate::runtime()?.block_on(async move {
         tokio::spawn(async move {
@@ -184,7 +200,16 @@ pub fn latency(n: usize, url: &str) -> Result<LatencyResult, BoxError> {
             sink.reset().await?;
             // Room for every event: `track()` never waits for space.
             let capacity = n.max(1);
-            let ingestor = client.ingestor(IngestorConfig::default().with_capacity(capacity))?;
+            let mut config = IngestorConfig::default().with_capacity(capacity);
+            let scratch = match spool {
+                Some(sync) => {
+                    let dir = ScratchDir::new("latency")?;
+                    config = config.with_spool(SpoolConfig::new(dir.path()).with_sync(sync));
+                    Some(dir)
+                }
+                None => None,
+            };
+            let ingestor = client.ingestor(config)?;
             let mut nanos = Vec::with_capacity(n);
             for event in events {
                 let start = Instant::now();
@@ -193,6 +218,7 @@ pub fn latency(n: usize, url: &str) -> Result<LatencyResult, BoxError> {
             }
             let after_tracking = ingestor.metrics();
             shut_down_delivered(ingestor, n).await?;
+            drop(scratch);
             sink.stats().await?.expect_items(n)?;
             nanos.sort_unstable();
             let micros = |q: f64| percentile(&nanos, q) as f64 / 1000.0;
@@ -263,6 +289,100 @@ pub fn refused(n: usize, url: &str) -> Result<RefusedResult, BoxError> {
     })
 }
 
+/// Tracks `n` events, each built only when it is tracked, through an
+/// ingestor with a spool while the sink at `url` answers 503 to every
+/// request (an outage): the spool grows to `n` items on disk while memory
+/// holds at most the default capacity. Then shuts down, leaving them in the
+/// spool, and checks they all are.
+pub fn outage(n: usize, url: &str) -> Result<OutageResult, BoxError> {
+    let url = url.to_owned();
+    crate::runtime()?.block_on(async move {
+        tokio::spawn(async move {
+            let client = ext_client(&url)?;
+            let dir = ScratchDir::new("outage")?;
+            let input = InputMark::take();
+            let clock = Clock::start();
+            let config = IngestorConfig::default().with_spool(SpoolConfig::new(dir.path()));
+            let capacity = config.capacity();
+            let ingestor = client.ingestor(config)?;
+            for spec in events::generate(n) {
+                ingestor.track(ext_event(spec)).await?;
+            }
+            let metrics = ingestor.metrics();
+            let report = ingestor.shutdown(Duration::from_secs(1)).await;
+            let (wall, _) = clock.stop();
+            let memory = input.peak();
+            if report.spooled != n as u64 || report.delivered != 0 {
+                return Err(format!(
+                    "outage: {} left in the spool and {} delivered; expected all {n} left",
+                    report.spooled, report.delivered
+                )
+                .into());
+            }
+            Ok(OutageResult {
+                n: n as u64,
+                capacity: capacity as u64,
+                wall_secs: wall.as_secs_f64(),
+                memory,
+                spooled_bytes: metrics.spooled_bytes,
+            })
+        })
+        .await?
+    })
+}
+
+/// Tracks `events` from [`SPOOL_PRODUCERS`] tasks, each taking its share.
+async fn track_concurrently(ingestor: &Ingestor, events: Vec<Event>) -> Result<(), BoxError> {
+    let share = events.len().div_ceil(SPOOL_PRODUCERS).max(1);
+    let mut events = events.into_iter();
+    let mut producers = tokio::task::JoinSet::new();
+    loop {
+        let chunk: Vec<Event> = events.by_ref().take(share).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let ingestor = ingestor.clone();
+        producers.spawn(async move {
+            for event in chunk {
+                ingestor.track(event).await?;
+            }
+            Ok::<(), marketap_ext::EnqueueError<Event>>(())
+        });
+    }
+    while let Some(tracked) = producers.join_next().await {
+        tracked??;
+    }
+    Ok(())
+}
+
+/// A directory of its own under the system's temporary directory, removed
+/// when dropped.
+pub(crate) struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    pub(crate) fn new(what: &str) -> std::io::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "marketap-bench-{what}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Shuts `ingestor` down and checks that all `n` items were delivered.
 async fn shut_down_delivered(ingestor: Ingestor, n: usize) -> Result<(), BoxError> {
     let report = ingestor.shutdown(SHUTDOWN_DEADLINE).await;
@@ -305,6 +425,8 @@ enum Prepared {
         client: Marketap,
         events: Vec<Event>,
         capacity: usize,
+        /// With a spool, in this directory (removed after the run).
+        spool: Option<ScratchDir>,
     },
     /// The inputs only: each event is built on the clock.
     BaselineE2e {
@@ -355,6 +477,13 @@ impl Prepared {
                 client: ext_client(url)?,
                 events: specs.map(ext_event).collect(),
                 capacity: INGESTOR_CAPACITY,
+                spool: None,
+            },
+            Contender::IngestorSpool => Self::Ingestor {
+                client: ext_client(url)?,
+                events: specs.map(ext_event).collect(),
+                capacity: INGESTOR_CAPACITY,
+                spool: Some(ScratchDir::new("spool")?),
             },
             Contender::Cli | Contender::CliCp949 => {
                 unreachable!("run() hands cli to crate::cli")
@@ -365,6 +494,7 @@ impl Prepared {
                 // Room for every event: the queue fills as fast as the loop
                 // runs, the way a batch job or a burst of traffic fills it.
                 capacity: n.max(1),
+                spool: None,
             },
         })
     }
@@ -412,11 +542,19 @@ impl Prepared {
                 client,
                 events,
                 capacity,
+                spool,
             } => {
-                let ingestor =
-                    client.ingestor(IngestorConfig::default().with_capacity(capacity))?;
-                for event in events {
-                    ingestor.track(event).await?;
+                let mut config = IngestorConfig::default().with_capacity(capacity);
+                if let Some(dir) = &spool {
+                    config = config.with_spool(SpoolConfig::new(dir.path()));
+                }
+                let ingestor = client.ingestor(config)?;
+                if spool.is_some() {
+                    track_concurrently(&ingestor, events).await?;
+                } else {
+                    for event in events {
+                        ingestor.track(event).await?;
+                    }
                 }
                 shut_down_delivered(ingestor, n).await
             }

@@ -6,16 +6,21 @@
 //! its own (peak RSS and CPU time are per process, and the sink's work is
 //! never charged to a client):
 //! - `marketap-bench [--n N] [--rounds R] [--rss-n M] [--cli-rss-n C,D]
-//!   [--refused-n A,B] [--latency-n L] [--quick]` orchestrates: starts a
-//!   sink, runs each contender `R` times in turn, the ingestor once more at
-//!   `M` events, the CLI at `C` and `D` lines, the ingestor at `A` and `B`
-//!   events against a sink refusing everything, the latency test against a
-//!   slow sink, and prints the report.
-//! - `marketap-bench sink --delay-ms D [--refuse]`: the sink ([`sink`]).
+//!   [--refused-n A,B] [--latency-n L] [--outage-n E,F] [--quick]`
+//!   orchestrates: starts a sink, runs each contender `R` times in turn,
+//!   the ingestor once more at `M` events, the CLI at `C` and `D` lines,
+//!   the ingestor at `A` and `B` events against a sink refusing
+//!   everything, the latency test against a slow sink (without a spool and
+//!   with each sync policy), the spooled ingestor at `E` and `F` events
+//!   during an outage, and prints the report.
+//! - `marketap-bench sink --delay-ms D [--refuse | --unavailable]`: the
+//!   sink ([`sink`]).
 //! - `marketap-bench run <contender> --n N --url URL`: one run
 //!   ([`contenders`]), printed as one JSON line.
 //! - `marketap-bench refused --n N --url URL`: one refused run.
-//! - `marketap-bench latency --n N --url URL`: the enqueue-latency test.
+//! - `marketap-bench latency --n N --url URL [--spool-interval |
+//!   --spool-always]`: the enqueue-latency test.
+//! - `marketap-bench outage --n N --url URL`: one spooled outage run.
 //!
 //! Every `--url` must be a loopback address ([`sink::loopback_url`]).
 
@@ -34,11 +39,12 @@ use std::{
     time::Duration,
 };
 
+use marketap_ext::spool::SyncPolicy;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     contenders::Contender,
-    report::{LatencyResult, RefusedResult, RunResult, Settings},
+    report::{LatencyResult, OutageResult, RefusedResult, RunResult, Settings, SpoolFigures},
     sink::{Answer, SinkProcess},
 };
 
@@ -52,7 +58,7 @@ const LATENCY_DELAY: Duration = Duration::from_millis(200);
 
 const USAGE: &str = "\
 usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--cli-rss-n C,D] [--refused-n A,B]
-                      [--latency-n L] [--quick]
+                      [--latency-n L] [--outage-n E,F] [--quick]
 
   --n N            events per run (default 200000)
   --rounds R       runs of each contender, alternating; medians are reported (default 9)
@@ -61,15 +67,19 @@ usage: marketap-bench [--n N] [--rounds R] [--rss-n M] [--cli-rss-n C,D] [--refu
   --refused-n A,B  events of the two ingestor runs against a sink refusing every request
                    (default 100000,1000000)
   --latency-n L    track() calls timed against a sink answering in 200 ms (default 50000)
+  --outage-n E,F   events of the two spooled ingestor runs against a sink answering every
+                   request 503 (default 100000,1000000)
   --quick          a smoke run: N 20000, 1 round, M 100000, C,D 100000,1000000,
-                   A,B 50000,200000, L 5000 (flags still override)
+                   A,B 50000,200000, L 5000, E,F 20000,100000 (flags still override)
 
-Each round runs the eight contenders (baseline, raw, ext, ingestor, ingestor-burst, cli,
-baseline-e2e, ext-e2e) in turn, starting one further along each time; the two e2e ones
+Each round runs the nine contenders (baseline, raw, ext, ingestor, ingestor-burst, cli,
+baseline-e2e, ext-e2e, ingestor-spool) in turn, starting one further along each time; the two e2e ones
 build each event inside the timed section, the others before it; then the ingestor runs min(R, 3)
 times at M events; then the CLI once at C and once at D lines; then the ingestor
 once at A and once at B events against a sink that answers every request 400; then
-the latency test. The cli contender runs target/release/marketap, which `cargo xtask
+the latency test, without a spool and with each sync policy; then the spooled ingestor
+once at E and once at F events against a sink that answers every request 503, its
+spool (in a temp directory, removed after) growing while memory stays at capacity. The cli contender runs target/release/marketap, which `cargo xtask
 bench` builds; its NDJSON inputs are written to a temp directory first, and removed
 at the end.
 
@@ -94,18 +104,17 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(())
         }
-        Some("sink") => {
-            Flags::parse(&args[1..], &["delay-ms"], &["refuse"]).and_then(|mut flags| {
+        Some("sink") => Flags::parse(&args[1..], &["delay-ms"], &["refuse", "unavailable"])
+            .and_then(|mut flags| {
                 let delay = flags.take("delay-ms", 0)?;
-                let answer = if flags.switch("refuse") {
-                    Answer::Refuse
-                } else {
-                    Answer::Accept
+                let answer = match (flags.switch("refuse"), flags.switch("unavailable")) {
+                    (true, _) => Answer::Refuse,
+                    (_, true) => Answer::Unavailable,
+                    _ => Answer::Accept,
                 };
                 flags.finish()?;
                 sink::serve(Duration::from_millis(delay), answer)
-            })
-        }
+            }),
         Some("run") => run_one(&args[1..]),
         Some("build") => {
             Flags::parse(&args[1..], &["n", "rounds"], &["print"]).and_then(|mut flags| {
@@ -129,10 +138,25 @@ fn main() -> ExitCode {
             flags.finish()?;
             print_json(&contenders::refused(n, &url)?)
         }),
-        Some("latency") => Flags::parse(&args[1..], &["n", "url"], &[]).and_then(|mut flags| {
+        Some("latency") => Flags::parse(
+            &args[1..],
+            &["n", "url"],
+            &["spool-interval", "spool-always"],
+        )
+        .and_then(|mut flags| {
             let (n, url) = (flags.take("n", 50_000)?, flags.url()?);
+            let spool = match (flags.switch("spool-interval"), flags.switch("spool-always")) {
+                (true, _) => Some(SyncPolicy::default()),
+                (_, true) => Some(SyncPolicy::Always),
+                _ => None,
+            };
             flags.finish()?;
-            print_json(&contenders::latency(n, &url)?)
+            print_json(&contenders::latency(n, &url, spool)?)
+        }),
+        Some("outage") => Flags::parse(&args[1..], &["n", "url"], &[]).and_then(|mut flags| {
+            let (n, url) = (flags.take("n", 100_000)?, flags.url()?);
+            flags.finish()?;
+            print_json(&contenders::outage(n, &url)?)
         }),
         _ => orchestrate(&args),
     };
@@ -181,6 +205,7 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
             "cli-rss-n",
             "refused-n",
             "latency-n",
+            "outage-n",
         ],
         &["quick"],
     )?;
@@ -218,6 +243,16 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
                 },
             )?
             .0,
+        outage_n: flags
+            .take(
+                "outage-n",
+                if quick {
+                    Pair([20_000, 100_000])
+                } else {
+                    Pair([100_000, 1_000_000])
+                },
+            )?
+            .0,
     };
     flags.finish()?;
     let counts = [
@@ -230,10 +265,11 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
         .into_iter()
         .chain(settings.refused_n)
         .chain(settings.cli_rss_n)
+        .chain(settings.outage_n)
         .any(|count| count == 0)
     {
         return Err(
-            "--n, --rounds, --rss-n, --cli-rss-n, --refused-n and --latency-n must be at least 1"
+            "--n, --rounds, --rss-n, --cli-rss-n, --refused-n, --latency-n and --outage-n must be at least 1"
                 .into(),
         );
     }
@@ -311,7 +347,30 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
     let slow = SinkProcess::start(LATENCY_DELAY, Answer::Accept)?;
     let latency_n = settings.latency_n.to_string();
     let latency: LatencyResult = child(&["latency", "--n", &latency_n, "--url", &slow.url])?;
+    let spooled = |policy: &str| -> Result<LatencyResult, BoxError> {
+        child(&["latency", "--n", &latency_n, "--url", &slow.url, policy])
+    };
+    let (interval, always) = (spooled("--spool-interval")?, spooled("--spool-always")?);
     drop(slow);
+
+    let unavailable = SinkProcess::start(Duration::ZERO, Answer::Unavailable)?;
+    let outage_run = |n: usize| -> Result<OutageResult, BoxError> {
+        let n = n.to_string();
+        let result: OutageResult = child(&["outage", "--n", &n, "--url", &unavailable.url])?;
+        eprintln!(
+            "ingestor with a spool during an outage, N = {n}: peak RSS {:.1} MiB",
+            result.memory.peak_mib()
+        );
+        Ok(result)
+    };
+    let [small, large] = settings.outage_n;
+    let outage = [outage_run(small)?, outage_run(large)?];
+    drop(unavailable);
+    let spool = SpoolFigures {
+        interval,
+        always,
+        outage,
+    };
 
     print!(
         "{}",
@@ -325,7 +384,8 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
                 cp949: &cp949_runs,
             },
             &refused,
-            &latency
+            &latency,
+            &spool,
         )
     );
     print!("{}", build::render(&built));

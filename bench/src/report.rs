@@ -2,7 +2,8 @@
 //! JSON line from the child process each), medians over the rounds, and
 //! the printed report, which ends with lines scripts can read: a
 //! `ratio <contender>/baseline: X.XX` per contender, `ratio cli/ext: X.XX`,
-//! `ratio ext-e2e/baseline-e2e: X.XX`, then `enqueue p99 us: X.X`.
+//! `ratio ext-e2e/baseline-e2e: X.XX`, then `enqueue p99 us: X.X` and the
+//! `spool enqueue p99 us` lines.
 
 use std::fmt::Write as _;
 
@@ -96,6 +97,34 @@ pub struct RefusedResult {
     pub sink: Stats,
 }
 
+/// The ingestor with a spool during an outage (every request answered 503).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutageResult {
+    pub n: u64,
+    /// The ingestor's capacity (its default): what memory holds at most.
+    pub capacity: u64,
+    /// Tracking and shutting down.
+    pub wall_secs: f64,
+    /// The input being nothing: each event is built when it is tracked.
+    pub memory: Memory,
+    /// What the spool held on disk when the last `track()` returned.
+    pub spooled_bytes: u64,
+}
+
+/// The spool's figures: enqueue latency under each sync policy, and memory
+/// while the spool grows during an outage.
+pub struct SpoolFigures {
+    /// `SyncPolicy::Interval` (the default).
+    pub interval: LatencyResult,
+    /// `SyncPolicy::Always`: an fsync before `track()` returns.
+    pub always: LatencyResult,
+    /// The two outage runs, smaller first.
+    pub outage: [OutageResult; 2],
+}
+
+/// The most a spooled `track()` may take at p99 with the interval policy.
+const SPOOL_P99_TARGET_US: f64 = 1000.0;
+
 /// What the orchestrator ran.
 pub struct Settings {
     pub n: usize,
@@ -107,6 +136,8 @@ pub struct Settings {
     pub refused_n: [usize; 2],
     /// The two sizes of the CLI's memory runs, smaller first.
     pub cli_rss_n: [usize; 2],
+    /// The two sizes of the spooled outage runs, smaller first.
+    pub outage_n: [usize; 2],
 }
 
 /// The CLI's memory runs at one input size: medians and the range.
@@ -241,6 +272,7 @@ pub fn render(
     cli: CliRuns<'_>,
     refused: &[RefusedResult; 2],
     latency: &LatencyResult,
+    spool: &SpoolFigures,
 ) -> String {
     let CliRuns {
         memory: cli_runs,
@@ -375,6 +407,29 @@ pub fn render(
         latency.max_us,
     );
 
+    for (policy, result) in [
+        ("an fsync at most every 200 ms", &spool.interval),
+        ("an fsync before track() returns", &spool.always),
+    ] {
+        let _ = writeln!(
+            w,
+            "spooled enqueue latency, {policy}, N = {}: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+            result.n, result.p50_us, result.p99_us, result.max_us,
+        );
+    }
+    for run in &spool.outage {
+        let _ = writeln!(
+            w,
+            "ingestor with a spool during an outage (every request 503), N = {}, capacity {}: \
+             peak RSS {:.1} MiB, {:.1} MiB spooled on disk, {:.1} s",
+            run.n,
+            run.capacity,
+            run.memory.peak_mib(),
+            run.spooled_bytes as f64 / (1024.0 * 1024.0),
+            run.wall_secs,
+        );
+    }
+
     // Each round runs every contender back to back, so a ratio within a
     // round is not skewed by the machine's drift between rounds (on a shared
     // 2-vCPU VM, run-to-run spread is ±25%); the median of those is reported.
@@ -469,12 +524,33 @@ pub fn render(
         refused[1].n,
         verdict(within_10_percent(large, small)),
     );
+    let _ = writeln!(
+        w,
+        "target: spool enqueue p99 < {SPOOL_P99_TARGET_US} µs with the interval policy: {} ({:.1} µs; {:.1} µs with an fsync before return)",
+        verdict(spool.interval.p99_us < SPOOL_P99_TARGET_US),
+        spool.interval.p99_us,
+        spool.always.p99_us,
+    );
+    let [small, large] = spool.outage.each_ref().map(|run| run.memory.peak_mib());
+    let _ = writeln!(
+        w,
+        "target: spooled ingestor peak RSS during an outage, {} vs {} items in the spool: {} ({small:.1} vs {large:.1} MiB; same = within 10%)",
+        spool.outage[0].n,
+        spool.outage[1].n,
+        verdict(within_10_percent(large, small)),
+    );
     for &(contender, ratio, _) in &ratios {
         let _ = writeln!(w, "ratio {contender}/baseline: {ratio:.2}");
     }
     let _ = writeln!(w, "ratio cli/ext: {cli_ratio:.2}");
     let _ = writeln!(w, "ratio ext-e2e/baseline-e2e: {e2e_ratio:.2}");
     let _ = writeln!(w, "enqueue p99 us: {:.1}", latency.p99_us);
+    let _ = writeln!(w, "spool enqueue p99 us: {:.1}", spool.interval.p99_us);
+    let _ = writeln!(
+        w,
+        "spool enqueue p99 us (fsync before return): {:.1}",
+        spool.always.p99_us
+    );
     out
 }
 
@@ -533,6 +609,7 @@ mod tests {
             latency_delay_ms: 200,
             refused_n: [10, 20],
             cli_rss_n: [10, 20],
+            outage_n: [10, 20],
         };
         let refused = [10, 20].map(|n| RefusedResult {
             n,
@@ -558,9 +635,42 @@ mod tests {
             memory: &[],
             cp949: &[],
         };
-        let text = render(&settings, "m", &runs, &[], cli, &refused, &latency);
+        let spool = SpoolFigures {
+            interval: LatencyResult {
+                p99_us: 900.0,
+                ..latency.clone()
+            },
+            always: LatencyResult {
+                p99_us: 4000.0,
+                ..latency.clone()
+            },
+            outage: [(10, 30.0), (20, 34.0)].map(|(n, mib)| OutageResult {
+                n,
+                capacity: 10,
+                wall_secs: 1.0,
+                memory: Memory {
+                    peak_rss_kib: (mib * 1024.0) as u64,
+                    ..run(Contender::Ingestor, 1.0).memory
+                },
+                spooled_bytes: n * 300,
+            }),
+        };
+        let text = render(&settings, "m", &runs, &[], cli, &refused, &latency, &spool);
         assert!(
             text.contains("ratio ext-e2e/baseline-e2e: 0.85\n"),
+            "{text}"
+        );
+        assert!(text.contains("spool enqueue p99 us: 900.0\n"), "{text}");
+        assert!(
+            text.contains("spool enqueue p99 us (fsync before return): 4000.0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("target: spool enqueue p99 < 1000 µs with the interval policy: met"),
+            "{text}"
+        );
+        assert!(
+            text.contains("10 vs 20 items in the spool: MISSED (30.0 vs 34.0 MiB"),
             "{text}"
         );
         assert!(

@@ -52,6 +52,9 @@ pub enum Answer {
     /// `400 Bad Request` with [`REFUSAL`]: not retried, and unlike a `401`
     /// it does not stop an ingestor, so every request keeps failing.
     Refuse,
+    /// `503 Service Unavailable`: an outage, which a spooled ingestor
+    /// waits out with its items in the spool.
+    Unavailable,
 }
 
 /// `url`, normalised and without a trailing `/`, if it is `http://` to a loopback IP
@@ -221,6 +224,7 @@ async fn ingest(
     }
     match answer {
         Answer::Accept => reply(StatusCode::ACCEPTED, Vec::new()),
+        Answer::Unavailable => reply(StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
         Answer::Refuse => {
             let mut response = reply(StatusCode::BAD_REQUEST, REFUSAL.as_bytes().to_vec());
             response.headers_mut().insert(
@@ -246,13 +250,15 @@ pub struct SinkProcess {
 }
 
 impl SinkProcess {
-    /// Starts `marketap-bench sink --delay-ms <delay> [--refuse]` and waits
-    /// for its port.
+    /// Starts `marketap-bench sink --delay-ms <delay> [--refuse |
+    /// --unavailable]` and waits for its port.
     pub fn start(delay: Duration, answer: Answer) -> Result<Self, BoxError> {
         let delay_ms = delay.as_millis().to_string();
         let mut args = vec!["sink", "--delay-ms", &delay_ms];
-        if answer == Answer::Refuse {
-            args.push("--refuse");
+        match answer {
+            Answer::Accept => {}
+            Answer::Refuse => args.push("--refuse"),
+            Answer::Unavailable => args.push("--unavailable"),
         }
         let mut child = Command::new(std::env::current_exe()?)
             .args(args)
