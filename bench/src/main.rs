@@ -44,7 +44,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     contenders::Contender,
-    report::{LatencyResult, OutageResult, RefusedResult, RunResult, Settings, SpoolFigures},
+    report::{
+        Ingestion, LatencyResult, OutageResult, RefusedResult, RunResult, Settings, SpoolFigures,
+    },
     sink::{Answer, SinkProcess},
 };
 
@@ -383,9 +385,11 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
                 memory: &cli_runs,
                 cp949: &cp949_runs,
             },
-            &refused,
-            &latency,
-            &spool,
+            Ingestion {
+                refused: &refused,
+                latency: &latency,
+                spool: &spool,
+            },
         )
     );
     print!("{}", build::render(&built));

@@ -122,6 +122,13 @@ pub struct SpoolFigures {
     pub outage: [OutageResult; 2],
 }
 
+/// The ingestor's own runs: refused, enqueue latency, and with a spool.
+pub struct Ingestion<'a> {
+    pub refused: &'a [RefusedResult; 2],
+    pub latency: &'a LatencyResult,
+    pub spool: &'a SpoolFigures,
+}
+
 /// The most a spooled `track()` may take at p99 with the interval policy.
 const SPOOL_P99_TARGET_US: f64 = 1000.0;
 
@@ -270,10 +277,13 @@ pub fn render(
     runs: &[RunResult],
     big_runs: &[RunResult],
     cli: CliRuns<'_>,
-    refused: &[RefusedResult; 2],
-    latency: &LatencyResult,
-    spool: &SpoolFigures,
+    ingestion: Ingestion<'_>,
 ) -> String {
+    let Ingestion {
+        refused,
+        latency,
+        spool,
+    } = ingestion;
     let CliRuns {
         memory: cli_runs,
         cp949: cp949_runs,
@@ -655,7 +665,12 @@ mod tests {
                 spooled_bytes: n * 300,
             }),
         };
-        let text = render(&settings, "m", &runs, &[], cli, &refused, &latency, &spool);
+        let ingestion = Ingestion {
+            refused: &refused,
+            latency: &latency,
+            spool: &spool,
+        };
+        let text = render(&settings, "m", &runs, &[], cli, ingestion);
         assert!(
             text.contains("ratio ext-e2e/baseline-e2e: 0.85\n"),
             "{text}"
