@@ -103,6 +103,9 @@ pub struct DeliveryStats {
     pub isolated: u64,
     /// Requests sent to isolate the items a 400 refused (two a split).
     pub isolation_requests: u64,
+    /// The part of [`throttle_wait`](Self::throttle_wait) spent waiting
+    /// for the send rate learned from 429s and 503s, summed over requests.
+    pub paced: std::time::Duration,
 }
 
 /// What a batch call did. Items the server did not accept are in
@@ -156,6 +159,16 @@ pub struct BatchReport<T> {
     /// Requests sent to isolate the items a 400 refused: what isolation
     /// cost (two a split).
     pub isolation_requests: usize,
+    /// The send rate, in requests per second, the client learned from 429s
+    /// and 503s and paces requests at (the slowest, if several operations
+    /// were throttled); `None` if the client was never throttled. It is the
+    /// client's, kept from one call to the next. A throttled run's summary
+    /// can suggest it as a cap
+    /// ([`RateLimit`](crate::RateLimit::with_max_requests_per_second)).
+    pub learned_rate: Option<f64>,
+    /// The part of [`throttle_wait`](Self::throttle_wait) spent waiting
+    /// for the learned send rate, summed over requests.
+    pub paced: std::time::Duration,
     /// Requests that finally failed, with their items.
     pub failed: Vec<FailedBatch<T>>,
 }
@@ -171,6 +184,8 @@ impl<T> Default for BatchReport<T> {
             splits: 0,
             isolated: 0,
             isolation_requests: 0,
+            learned_rate: None,
+            paced: std::time::Duration::ZERO,
             failed: Vec::new(),
         }
     }
@@ -211,6 +226,7 @@ impl<T> BatchReport<T> {
         self.splits = stats.splits as usize;
         self.isolated = stats.isolated as usize;
         self.isolation_requests = stats.isolation_requests as usize;
+        self.paced = stats.paced;
     }
 
     /// Adds one request's outcome.
@@ -261,6 +277,9 @@ impl<T> BatchReport<T> {
                 if self.throttled == 1 { "" } else { "s" },
                 self.throttle_wait
             )?;
+            if let Some(rate) = self.learned_rate {
+                write!(f, ", paced at {rate:.1} requests/s")?;
+            }
         }
         if self.splits > 0 {
             write!(

@@ -258,6 +258,8 @@ pub(crate) struct Stats {
     pub throttled: AtomicU64,
     /// Time requests spent waiting on throttling, in microseconds.
     waited_micros: AtomicU64,
+    /// The part of it spent waiting for the learned send rate.
+    paced_micros: AtomicU64,
     /// Requests split in two, after a 413 or to isolate a 400.
     pub splits: AtomicU64,
     /// Requests sent to isolate the items a 400 refused (two a split).
@@ -272,11 +274,17 @@ impl Stats {
             .fetch_add(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
+    pub(crate) fn paced(&self, wait: Duration) {
+        self.paced_micros
+            .fetch_add(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
     /// The counters now.
     pub(crate) fn snapshot(&self) -> crate::report::DeliveryStats {
         crate::report::DeliveryStats {
             throttled: self.throttled.load(Relaxed),
             throttle_wait: self.total_wait(),
+            paced: Duration::from_micros(self.paced_micros.load(Relaxed)),
             splits: self.splits.load(Relaxed),
             isolated: self.isolated.load(Relaxed),
             isolation_requests: self.isolation_requests.load(Relaxed),
@@ -389,11 +397,13 @@ impl Throttle {
             let Some(at) = pacer.reserve() else {
                 break;
             };
+            let paced_from = Instant::now();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return None,
                 () = tokio::time::sleep_until(at) => {}
             }
+            stats.paced(paced_from.elapsed());
             // Woken well after its turn (the process stalled), with others
             // woken alike: once, take a fresh turn rather than go with them
             // as a burst.

@@ -76,6 +76,9 @@ pub struct Metrics {
     pub isolated: u64,
     /// Requests sent to isolate the items a 400 refused (two a split).
     pub isolation_requests: u64,
+    /// The part of [`throttle_wait`](Self::throttle_wait) spent waiting
+    /// for the learned send rate, summed over requests.
+    pub paced: std::time::Duration,
 }
 
 impl Metrics {
