@@ -8,7 +8,11 @@
 //!   that window were refused. The limit that was refused becomes a
 //!   ceiling, probed again only after a long run of successes, so a server
 //!   that allows three requests at once is not hit with a fourth every few
-//!   requests.
+//!   requests; a probe refused beyond the most requests ever accepted at
+//!   once waits four times longer the next time.
+//!   A 429 that came when more requests were on the wire than ever were
+//!   accepted at once is *crowded*: the concurrency explains it, and it
+//!   teaches the learned send rate nothing.
 //! - [`Throttle`], per client: a `Retry-After` pauses every request to that
 //!   operation (not only the one that got it), a send rate learned per
 //!   operation from 429s and 503s ([`Pacer`]), an optional rate cap in
@@ -20,7 +24,7 @@ use std::{
     num::NonZeroU32,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -100,6 +104,13 @@ impl RateLimit {
 /// After a refusal, successes in a row before the limit may probe above
 /// the ceiling again, in windows (one window = `limit` successes).
 const PROBE_AFTER_WINDOWS: usize = 10;
+/// The most windows between probes, after probes refused again and again.
+const PROBE_AFTER_WINDOWS_MAX: usize = 160;
+/// Acceptances with so many requests on the wire before the server is
+/// known to hold that many, and how many times more acceptances than
+/// refusals there must be at that level.
+const HELD_AFTER: u32 = 4;
+const HELD_RATIO: u32 = 4;
 
 /// How many requests of one run may be in flight; see the module docs.
 #[derive(Debug)]
@@ -107,6 +118,9 @@ pub(crate) struct Concurrency {
     window: Mutex<Window>,
     /// Signalled when a slot is freed or the limit grows.
     changed: Notify,
+    /// Requests on the wire now (a slot is held while waiting for a turn
+    /// too).
+    on_wire: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -121,6 +135,14 @@ struct Window {
     successes: usize,
     /// Successes in a row at the ceiling, to probe above it.
     at_ceiling: usize,
+    /// Windows at the ceiling before probing above it.
+    probe_after: usize,
+    /// The most requests on the wire at once that the server holds: see
+    /// [`Window::holds`].
+    held: usize,
+    /// Acceptances and refusals per number of requests on the wire.
+    accepted_at: Vec<u32>,
+    refused_at: Vec<u32>,
     /// Bumped on each decrease: refusals of requests started before it do
     /// not decrease the limit again.
     epoch: u64,
@@ -131,6 +153,19 @@ struct Window {
 pub(crate) struct Slot {
     concurrency: Arc<Concurrency>,
     epoch: u64,
+    /// Requests on the wire when this slot's last attempt started, itself
+    /// included.
+    level: AtomicUsize,
+}
+
+/// An attempt on the wire, until dropped.
+#[derive(Debug)]
+pub(crate) struct OnWire<'a>(&'a Concurrency);
+
+impl Drop for OnWire<'_> {
+    fn drop(&mut self) {
+        self.0.on_wire.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Drop for Slot {
@@ -152,9 +187,14 @@ impl Concurrency {
                 ceiling: max,
                 successes: 0,
                 at_ceiling: 0,
+                probe_after: PROBE_AFTER_WINDOWS,
+                held: 0,
+                accepted_at: vec![0; max + 1],
+                refused_at: vec![0; max + 1],
                 epoch: 0,
             }),
             changed: Notify::new(),
+            on_wire: AtomicUsize::new(0),
         })
     }
 
@@ -176,6 +216,7 @@ impl Concurrency {
                     return Slot {
                         concurrency: self.clone(),
                         epoch: window.epoch,
+                        level: AtomicUsize::new(0),
                     };
                 }
             }
@@ -183,9 +224,24 @@ impl Concurrency {
         }
     }
 
+    /// An attempt in `slot` goes on the wire, until the guard is dropped.
+    pub(crate) fn enter(&self, slot: &Slot) -> OnWire<'_> {
+        let level = self.on_wire.fetch_add(1, Relaxed) + 1;
+        slot.level.store(level, Relaxed);
+        OnWire(self)
+    }
+
     /// A request in `slot` was accepted.
-    pub(crate) fn succeeded(&self, _slot: &Slot) {
+    pub(crate) fn succeeded(&self, slot: &Slot) {
+        let level = slot.level.load(Relaxed);
         let mut window = lock(&self.window);
+        let at = level.min(window.accepted_at.len() - 1);
+        window.accepted_at[at] = window.accepted_at[at].saturating_add(1);
+        if level > window.held && window.holds(level) {
+            // More at once than ever before were accepted: a probe held.
+            window.held = level;
+            window.probe_after = PROBE_AFTER_WINDOWS;
+        }
         let grew = window.grow();
         drop(window);
         if grew {
@@ -193,14 +249,24 @@ impl Concurrency {
         }
     }
 
-    /// A request in `slot` was throttled (429 or 503).
-    pub(crate) fn throttled(&self, slot: &Slot) {
+    /// A request in `slot` was throttled (429 or 503). Whether it was
+    /// crowded: on the wire with more requests than were ever accepted at
+    /// once, so that the concurrency explains the refusal.
+    pub(crate) fn throttled(&self, slot: &Slot) -> bool {
+        let level = slot.level.load(Relaxed);
         let mut window = lock(&self.window);
+        let crowded = !window.holds(level);
+        let at = level.min(window.refused_at.len() - 1);
+        window.refused_at[at] = window.refused_at[at].saturating_add(1);
         if slot.epoch != window.epoch {
             // Started before the last decrease: already accounted for.
-            return;
+            return crowded;
         }
         let refused = window.limit;
+        if crowded && !window.slow_start {
+            // A probe above the ceiling, refused: probe less often.
+            window.probe_after = (window.probe_after * 4).min(PROBE_AFTER_WINDOWS_MAX);
+        }
         window.limit = (refused / 2).max(1);
         window.ceiling = refused.saturating_sub(1).max(1);
         window.slow_start = false;
@@ -210,12 +276,24 @@ impl Concurrency {
         tracing::debug!(
             from = refused,
             to = window.limit,
+            crowded,
             "marketap: throttled; fewer requests in flight"
         );
+        crowded
     }
 }
 
 impl Window {
+    /// Whether the server holds `level` requests on the wire at once: it
+    /// accepted [`HELD_AFTER`] of them, and [`HELD_RATIO`] times more than
+    /// it refused. One lucky acceptance (the server had just finished a
+    /// request the client had not heard back from yet) is not enough.
+    fn holds(&self, level: usize) -> bool {
+        let at = level.min(self.accepted_at.len() - 1);
+        let accepted = self.accepted_at[at];
+        accepted >= HELD_AFTER && accepted >= HELD_RATIO.saturating_mul(self.refused_at[at])
+    }
+
     /// Counts a success; whether the limit grew.
     fn grow(&mut self) -> bool {
         self.successes += 1;
@@ -230,7 +308,7 @@ impl Window {
             self.limit + 1
         } else {
             self.at_ceiling += 1;
-            if self.at_ceiling < PROBE_AFTER_WINDOWS {
+            if self.at_ceiling < self.probe_after {
                 self.successes = 0;
                 return false;
             }
@@ -557,6 +635,93 @@ mod tests {
         );
         // ...then probes one above.
         assert_eq!(limit_after(&concurrency, 3, &slot), 4);
+    }
+
+    /// `n` attempts in `slot` with `level` requests on the wire, accepted.
+    fn accepted_at(concurrency: &Concurrency, slot: &Slot, level: usize, n: u32) {
+        for _ in 0..n {
+            slot.level.store(level, Relaxed);
+            concurrency.succeeded(slot);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_beyond_what_the_server_holds_is_crowded() {
+        let concurrency = Concurrency::new(8);
+        let slot = concurrency.acquire().await;
+        // What goes on the wire is counted while it is there.
+        let first = concurrency.enter(&slot);
+        let second = concurrency.enter(&slot);
+        assert_eq!(slot.level.load(Relaxed), 2);
+        drop((first, second));
+        assert_eq!(concurrency.enter(&slot).0.on_wire.load(Relaxed), 1);
+        // Two at once accepted HELD_AFTER times: held; three only once
+        // (a lucky one): not.
+        accepted_at(&concurrency, &slot, 2, HELD_AFTER);
+        accepted_at(&concurrency, &slot, 3, HELD_AFTER - 1);
+        slot.level.store(3, Relaxed);
+        assert!(concurrency.throttled(&slot), "3 at once is crowded");
+        slot.level.store(2, Relaxed);
+        assert!(!concurrency.throttled(&slot), "2 at once is held");
+        // A level refused often is no longer held: HELD_RATIO times more
+        // acceptances than refusals.
+        let window = lock(&concurrency.window);
+        assert_eq!(window.refused_at[2], 1);
+        assert!(window.holds(2));
+        drop(window);
+        accepted_at(&concurrency, &slot, 2, HELD_RATIO * 2 - HELD_AFTER - 1);
+        slot.level.store(2, Relaxed);
+        concurrency.throttled(&slot);
+        assert!(!lock(&concurrency.window).holds(2), "7 accepted, 2 refused");
+        accepted_at(&concurrency, &slot, 2, 1);
+        assert!(lock(&concurrency.window).holds(2), "8 accepted, 2 refused");
+        // Levels past the maximum count as the maximum.
+        accepted_at(&concurrency, &slot, 100, HELD_AFTER);
+        assert!(lock(&concurrency.window).holds(8));
+    }
+
+    #[tokio::test]
+    async fn a_crowded_refusal_after_slow_start_probes_less_often() {
+        let concurrency = Concurrency::new(8);
+        let slot = concurrency.acquire().await;
+        accepted_at(&concurrency, &slot, 1, HELD_AFTER);
+        assert_eq!(lock(&concurrency.window).held, 1);
+        // In slow start a crowded refusal ends slow start only.
+        slot.level.store(3, Relaxed);
+        assert!(concurrency.throttled(&slot));
+        assert_eq!(lock(&concurrency.window).probe_after, PROBE_AFTER_WINDOWS);
+        drop(slot);
+        let mut slot = concurrency.acquire().await;
+        slot.level.store(3, Relaxed);
+        assert!(concurrency.throttled(&slot));
+        assert_eq!(
+            lock(&concurrency.window).probe_after,
+            PROBE_AFTER_WINDOWS * 4
+        );
+        for _ in 0..3 {
+            drop(slot);
+            let again = concurrency.acquire().await;
+            again.level.store(3, Relaxed);
+            concurrency.throttled(&again);
+            slot = again;
+        }
+        assert_eq!(
+            lock(&concurrency.window).probe_after,
+            PROBE_AFTER_WINDOWS_MAX
+        );
+        // A refusal within what is held changes nothing of it.
+        drop(slot);
+        let slot = concurrency.acquire().await;
+        slot.level.store(1, Relaxed);
+        assert!(!concurrency.throttled(&slot));
+        assert_eq!(
+            lock(&concurrency.window).probe_after,
+            PROBE_AFTER_WINDOWS_MAX
+        );
+        // A new level held: probing is frequent again.
+        accepted_at(&concurrency, &slot, 2, HELD_AFTER);
+        let window = lock(&concurrency.window);
+        assert_eq!((window.held, window.probe_after), (2, PROBE_AFTER_WINDOWS));
     }
 
     #[tokio::test]
