@@ -262,9 +262,7 @@ impl<St> Deliveries<St> {
     }
 
     /// The send rate, in requests per second, the client learned from 429s
-    /// and 503s and paces requests at (the slowest, if several operations
-    /// were throttled); `None` if it was never throttled. It is the
-    /// client's, kept from one run to the next.
+    /// and 503s: see [`BatchReport::learned_rate`].
     pub fn learned_rate(&self) -> Option<f64> {
         self.delivery.learned_rate()
     }

@@ -160,11 +160,14 @@ pub struct BatchReport<T> {
     /// cost (two a split).
     pub isolation_requests: usize,
     /// The send rate, in requests per second, the client learned from 429s
-    /// and 503s and paces requests at (the slowest, if several operations
-    /// were throttled); `None` if the client was never throttled. It is the
-    /// client's, kept from one call to the next. A throttled run's summary
-    /// can suggest it as a cap
-    /// ([`RateLimit`](crate::RateLimit::with_max_requests_per_second)).
+    /// and 503s: a little under what the server was found to allow, which
+    /// requests are paced at between probes for more (the slowest, if
+    /// several operations were throttled). `None` if no throttle taught
+    /// one (none came, or they came before a second of sending, or with
+    /// too few requests to say). It is the client's, kept from one call to
+    /// the next; a cap for the next run
+    /// ([`RateLimit::with_max_requests_per_second`](crate::RateLimit::with_max_requests_per_second))
+    /// saves relearning it.
     pub learned_rate: Option<f64>,
     /// The part of [`throttle_wait`](Self::throttle_wait) spent waiting
     /// for the learned send rate, summed over requests.
@@ -211,6 +214,9 @@ impl<T> BatchReport<T> {
 
     /// `Ok(self)` if everything was accepted, else an error holding the
     /// whole report, so `?` works and nothing is lost.
+    // The error is the report, by design (and public): the Ok side is as
+    // large, and it is returned once per batch call.
+    #[allow(clippy::result_large_err)]
     pub fn into_result(self) -> Result<Self, BatchError<T>> {
         if self.is_success() {
             Ok(self)

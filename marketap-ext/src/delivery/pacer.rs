@@ -214,9 +214,18 @@ impl Pacer {
         self.engaged.load(Relaxed)
     }
 
-    /// The learned rate in requests per second, once a throttle taught one.
+    /// The rate paced at now (above the plateau while probing), once a
+    /// throttle taught one.
+    #[cfg(test)]
     pub(crate) fn rate(&self) -> Option<f64> {
         self.is_engaged().then(|| lock(&self.state).rate)
+    }
+
+    /// The rate the server was found to allow, a little under it: the
+    /// plateau the rate holds at between probes; `None` before a throttle
+    /// taught one.
+    pub(crate) fn learned(&self) -> Option<f64> {
+        self.is_engaged().then(|| lock(&self.state).plateau)
     }
 
     /// The time between starts at the learned rate (zero before any
@@ -463,6 +472,7 @@ mod tests {
             pacer.succeeded();
         }
         assert_eq!(pacer.rate(), None);
+        assert_eq!(pacer.learned(), None);
         assert_eq!(pacer.interval(), Duration::ZERO);
         assert!(!pacer.is_engaged());
     }
@@ -500,6 +510,7 @@ mod tests {
         // 21 sent, 20 accepted: the plateau is 0.95 × 20.
         assert!(close(pacer.rate().unwrap(), 19.0), "{:?}", pacer.rate());
         assert_eq!(pacer.interval(), interval(19.0));
+        assert!(close(pacer.learned().unwrap(), 19.0));
         let learned = state(&pacer);
         assert_eq!(learned.hold, HOLD_LEARNED);
         assert!(close(learned.plateau, 19.0));
@@ -617,6 +628,7 @@ mod tests {
         pacer.succeeded();
         let rate = pacer.rate().unwrap();
         assert!((29.9..=32.1).contains(&rate), "{rate}");
+        assert!(close(pacer.learned().unwrap(), 19.0), "the plateau stays");
         // And never falls back by growing.
         send(&pacer, 5, Duration::from_secs(1)).await;
         pacer.succeeded();

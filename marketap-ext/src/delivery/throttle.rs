@@ -59,13 +59,17 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// Requests per second, at most: 1 or more. Default none.
+    /// Requests per second, at most: 1 or more. Default none. Requests are
+    /// spaced evenly (`1 / per_second` apart), so no rolling second sees
+    /// more: a cap a little under a gateway's window is never refused.
     pub fn with_max_requests_per_second(mut self, per_second: u32) -> Self {
         self.max_requests_per_second = Some(per_second);
         self
     }
 
-    /// Items per second, at most: 1 or more. Default none.
+    /// Items per second, at most: 1 or more. Default none. A second's
+    /// worth of items may go at once, then they come at this rate (a token
+    /// bucket one second deep).
     pub fn with_max_items_per_second(mut self, per_second: u32) -> Self {
         self.max_items_per_second = Some(per_second);
         self
@@ -405,25 +409,32 @@ fn pacer_index(operation: Operation) -> usize {
 impl Throttle {
     /// The throttle for a checked `rate` (a cap of 0 is no cap).
     pub(crate) fn new(rate: &RateLimit) -> Self {
-        let limiter = |per_second: Option<u32>| {
-            per_second
-                .and_then(NonZeroU32::new)
-                .map(|n| RateLimiter::direct(Quota::per_second(n)))
-        };
+        // Requests are spaced evenly, so that no rolling second (a sliding
+        // window's) sees more than the cap; items come a request's worth
+        // at a time, so a second's worth may go at once.
+        let requests = rate
+            .max_requests_per_second
+            .and_then(NonZeroU32::new)
+            .map(|n| RateLimiter::direct(Quota::per_second(n).allow_burst(NonZeroU32::MIN)));
+        let items = rate
+            .max_items_per_second
+            .and_then(NonZeroU32::new)
+            .map(|n| RateLimiter::direct(Quota::per_second(n)));
         Self {
             paused_until: Mutex::default(),
-            requests: limiter(rate.max_requests_per_second),
-            items: limiter(rate.max_items_per_second),
+            requests,
+            items,
             learned_bytes: Mutex::default(),
             pacers: std::array::from_fn(|_| Pacer::new()),
         }
     }
 
-    /// The lowest send rate learned, over the operations throttled so far.
+    /// The lowest send rate learned (the rate the server was found to
+    /// allow, a little under it), over the operations throttled so far.
     pub(crate) fn learned_rate(&self) -> Option<f64> {
         self.pacers
             .iter()
-            .filter_map(Pacer::rate)
+            .filter_map(Pacer::learned)
             .min_by(f64::total_cmp)
     }
 
@@ -840,16 +851,15 @@ mod tests {
     }
 
     #[test]
-    fn a_rate_cap_lets_a_burst_through_then_asks_to_wait() {
+    fn a_request_cap_spaces_requests_and_an_item_cap_lets_a_second_through() {
         let throttle = Throttle::new(&RateLimit::default().with_max_requests_per_second(5));
         let events = Operation::CollectBulkUserEvents;
-        for _ in 0..5 {
-            assert_eq!(throttle.next_turn(events, 1000), None);
-        }
-        let until = throttle.next_turn(events, 1000).expect("the sixth waits");
+        assert_eq!(throttle.next_turn(events, 1000), None);
+        // No burst: a rolling second never sees a sixth.
+        let until = throttle.next_turn(events, 1000).expect("the second waits");
         let wait = until - Instant::now();
         assert!(
-            wait > Duration::ZERO && wait <= Duration::from_millis(200),
+            wait > Duration::from_millis(150) && wait <= Duration::from_millis(200),
             "{wait:?}"
         );
 

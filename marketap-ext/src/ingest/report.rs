@@ -61,8 +61,9 @@ pub struct Metrics {
     pub concurrency_limit: u64,
     /// The time between request starts the client learned from 429s and
     /// 503s (the slowest, if several operations were throttled); `None`
-    /// until the first throttle, when starts are not paced at all. See
-    /// [`send_rate`](Self::send_rate).
+    /// until a throttle taught one, when starts are not paced at all. See
+    /// [`send_rate`](Self::send_rate) and
+    /// [`BatchReport::learned_rate`](crate::BatchReport::learned_rate).
     pub send_interval: Option<std::time::Duration>,
     /// Responses that throttled (429 and 503).
     pub throttled: u64,
