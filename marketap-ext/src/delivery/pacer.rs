@@ -290,7 +290,7 @@ impl Pacer {
         // The server saw the requests sent in the second up to this one's
         // start, and refused those it answered so (this one included);
         // those not answered yet count as accepted.
-        let (sent, count) = self.starts.per_second(micros, SPAN);
+        let (_, count) = self.starts.per_second(micros, SPAN);
         let (_, refused_count) = self.refused.per_second(micros, SPAN);
         let accepted = count.saturating_sub(refused_count);
         let allowed = f64::from(accepted) / MEASURE_OVER.as_secs_f64();
@@ -309,21 +309,14 @@ impl Pacer {
             );
             return;
         }
-        // The rate refused is what was sent, if the client was sending
-        // all that second; after a pause it would be too low, and the
-        // rate paced at is what was refused.
-        let paused_lately = started.saturating_duration_since(state.resumed_at) < MEASURE_OVER;
-        let refused = if engaged && paused_lately {
-            state.rate
-        } else {
-            sent.min(state.rate)
-        };
         // A refused probe found the limit: hold longer before the next.
         // A refusal while holding is news (the plateau was too high: a
         // limit that went down, or a burst the server allowed at first
         // counted as its rate): hold briefly, the limit may be moving.
         let probing = engaged && now.saturating_duration_since(state.held_from()) >= state.hold;
-        let mut plateau = PLATEAU * refused.min(allowed);
+        // What the server allowed, and no more than the rate paced at (the
+        // requests sent, of which those allowed are a part, bound it too).
+        let mut plateau = PLATEAU * state.rate.min(allowed);
         if !engaged {
             // A second of sending flat out is the best estimate there is;
             // a few requests after a pause are not.
@@ -359,7 +352,7 @@ impl Pacer {
         state.reported = state.rate;
         self.engaged.store(true, Relaxed);
         tracing::debug!(
-            sent = refused,
+            sent = count,
             accepted = allowed,
             rate = state.rate,
             hold = ?state.hold,
@@ -521,13 +514,13 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_rate_refused_bounds_the_plateau_when_the_server_refused_few() {
+    async fn what_the_server_accepted_sets_the_first_plateau() {
         let pacer = Pacer::new();
         send(&pacer, 20, Duration::from_secs(1)).await;
         // 10 in the last second, none refused but this one: 10 sent.
         send(&pacer, 10, Duration::from_secs(1)).await;
         refuse(&pacer);
-        // min(10 sent, 9 accepted) × 0.95.
+        // 9 accepted × 0.95.
         assert!(close(pacer.rate().unwrap(), 9.0 * PLATEAU));
     }
 
@@ -740,6 +733,50 @@ mod tests {
         for n in 1..20u32 {
             assert_eq!(pacer.reserve(), Some(now + gap * n), "start {n}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_throttle_the_next_start_waits_one_new_interval() {
+        let pacer = learned_at_20().await;
+        let now = Instant::now();
+        // Whatever was reserved at the old rate: one interval from now.
+        assert_eq!(pacer.reserve(), Some(now + interval(19.0)));
+        assert_eq!(pacer.reserve(), Some(now + interval(19.0) * 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_requests_in_the_second_are_enough_to_learn_from_four_are_not() {
+        for (sent, learns) in [(4, false), (5, true)] {
+            let pacer = learned_at_20().await;
+            tokio::time::advance(Duration::from_secs(2)).await;
+            // `sent - 1` accepted in the second, then the refusal.
+            send(&pacer, sent, Duration::from_secs(1)).await;
+            refuse(&pacer);
+            assert_eq!(state(&pacer).plateau < 19.0, learns, "{sent} sent");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_counts_from_the_very_first_start() {
+        // The first start is at the pacer's origin: a refusal a second and
+        // a little later is past the first second.
+        let pacer = Pacer::new();
+        send(&pacer, 20, Duration::from_secs(1)).await;
+        tokio::time::advance(Duration::from_millis(20)).await;
+        refuse(&pacer);
+        assert!(pacer.learned().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_started_at_the_decrease_counts_as_after_it() {
+        let pacer = learned_at_20().await;
+        let decreased_at = state(&pacer).decreased_at;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        send(&pacer, 10, Duration::from_secs(1)).await;
+        // Refused, though started at the very instant of the decrease:
+        // not on its way before it.
+        pacer.throttled(decreased_at);
+        assert!(state(&pacer).decreased_at > decreased_at);
     }
 
     #[test]
