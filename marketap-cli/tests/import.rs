@@ -837,7 +837,9 @@ fn a_throttled_import_suggests_a_cap_that_then_holds() {
         out.stdout
     );
 
-    // With the cap, the server refuses nothing.
+    // With the cap, the server refuses nothing (once the window holds
+    // none of the last run's requests).
+    std::thread::sleep(Duration::from_millis(1100));
     let before_capped = server.requests().len();
     let out = import(&["--max-rps", "4", "--output", "json"]);
     assert_eq!(out.code, Some(0), "{out:?}");
