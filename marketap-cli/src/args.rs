@@ -246,6 +246,13 @@ pub struct SendArgs {
     /// Attempts per request, retries included.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_attempts: u32,
+    /// Requests per second, at most [default: no cap; the rate is learned
+    /// from 429s, and a throttled run's summary suggests a cap].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rps: Option<u32>,
+    /// Items per second, at most [default: no cap].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_items_per_second: Option<u32>,
     /// Fail a request the server refuses with 400 whole, instead of splitting
     /// it to find the items refused (so only those go to the dead letters).
     #[arg(long)]

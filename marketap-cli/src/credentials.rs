@@ -6,7 +6,7 @@
 
 use std::{path::Path, time::Duration};
 
-use marketap_ext::{BatchConfig, Config, ConfigError, Marketap, RetryConfig};
+use marketap_ext::{BatchConfig, Config, ConfigError, Marketap, RateLimit, RetryConfig};
 
 use crate::{args::CredentialArgs, error::CliError};
 
@@ -17,6 +17,8 @@ pub struct Sending {
     pub batch: BatchConfig,
     /// Attempts per request.
     pub max_attempts: Option<u32>,
+    /// Requests and items per second, at most.
+    pub rate: RateLimit,
     /// Letters are resent without the reserved check.
     pub skip_reserved_check: bool,
 }
@@ -55,6 +57,7 @@ pub fn client(credentials: &CredentialArgs, sending: Sending) -> Result<Marketap
     })?;
     config = config
         .with_batch(sending.batch)
+        .with_rate_limit(sending.rate)
         .with_reserved_check(!sending.skip_reserved_check)
         // A request of 1,000 items can take a while on a slow link.
         .with_request_timeout(Duration::from_secs(60));

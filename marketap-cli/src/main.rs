@@ -42,7 +42,7 @@ use std::{process::ExitCode, time::Duration};
 
 use chrono_tz::Tz;
 use clap::Parser;
-use marketap_ext::{BatchConfig, Device, Event, UserDeletion, UserProfile};
+use marketap_ext::{BatchConfig, Device, Event, RateLimit, UserDeletion, UserProfile};
 
 use crate::{
     args::{Cli, Command, InputArgs, ItemArgs, ItemKind, SendArgs, SpoolAction},
@@ -324,8 +324,21 @@ fn sending(send: &SendArgs) -> Sending {
             .with_max_in_flight(send.in_flight)
             .with_isolate_bad_requests(!send.no_isolate),
         max_attempts: Some(send.max_attempts),
+        rate: rate_limit(send),
         ..Sending::default()
     }
+}
+
+/// The caps `--max-rps` and `--max-items-per-second` set.
+fn rate_limit(send: &SendArgs) -> RateLimit {
+    let mut rate = RateLimit::default();
+    if let Some(requests) = send.max_rps {
+        rate = rate.with_max_requests_per_second(requests);
+    }
+    if let Some(items) = send.max_items_per_second {
+        rate = rate.with_max_items_per_second(items);
+    }
+    rate
 }
 
 /// The runtime every sending command runs on.

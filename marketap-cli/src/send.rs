@@ -350,6 +350,8 @@ pub async fn run<T: Kind>(
     let stats = outcomes.stats();
     summary.isolated = stats.isolated;
     summary.isolation_requests = stats.isolation_requests;
+    summary.throttled = stats.throttled;
+    summary.learned_rate = outcomes.learned_rate();
     drop(outcomes);
     progress.finish();
     let report = read_report

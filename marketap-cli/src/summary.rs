@@ -44,6 +44,12 @@ pub struct Summary {
     pub isolated: u64,
     /// Requests sent to isolate them (two a split; see `--no-isolate`).
     pub isolation_requests: u64,
+    /// Responses that throttled (429 and 503), over all attempts.
+    pub throttled: u64,
+    /// The send rate learned from them, in requests per second: a little
+    /// under what Marketap allowed (see `--max-rps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_rate: Option<f64>,
     /// The rejects file, if anything was written to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejects_file: Option<PathBuf>,
@@ -127,6 +133,9 @@ impl Summary {
                 self.isolated, self.isolation_requests
             ));
         }
+        if self.throttled > 0 {
+            line(self.throttling());
+        }
         if let Some(stopped) = &self.stopped {
             line(format!("stopped early: {stopped}"));
         }
@@ -171,10 +180,36 @@ impl Summary {
         text
     }
 
+    /// What throttling said: how often, and the rate to pass next time.
+    fn throttling(&self) -> String {
+        let times = format!(
+            "throttled {} time{} (429 or 503)",
+            self.throttled,
+            if self.throttled == 1 { "" } else { "s" }
+        );
+        match self.learned_rate {
+            Some(rate) => format!(
+                "{times}: Marketap allowed about {rate:.1} requests/s; next time pass --max-rps {}",
+                suggested_cap(rate)
+            ),
+            None => times,
+        }
+    }
+
     /// Sets the exit code from what happened.
     pub fn exit(&mut self, exit: Exit) -> Exit {
         self.exit_code = exit.code();
         exit
+    }
+}
+
+/// The `--max-rps` to suggest for a learned `rate`: its whole part, at
+/// least 1.
+fn suggested_cap(rate: f64) -> u64 {
+    if rate.is_finite() && rate >= 1.0 {
+        rate as u64
+    } else {
+        1
     }
 }
 
@@ -203,5 +238,52 @@ pub fn print_whole(text: &[u8]) {
             let _ = file.set_len(before);
         }
         eprintln!("marketap: could not write the summary to stdout: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_run_suggests_the_rate_it_learned_as_a_cap() {
+        let mut summary = Summary {
+            command: "import events".into(),
+            input: "e.ndjson".into(),
+            ..Summary::default()
+        };
+        assert!(!summary.text().contains("throttled"), "not throttled");
+        summary.throttled = 1;
+        assert!(
+            summary.text().contains("\nthrottled 1 time (429 or 503)\n"),
+            "{}",
+            summary.text()
+        );
+        summary.throttled = 12;
+        summary.learned_rate = Some(19.63);
+        let text = summary.text();
+        assert!(
+            text.contains(
+                "throttled 12 times (429 or 503): Marketap allowed about 19.6 requests/s; \
+                 next time pass --max-rps 19\n"
+            ),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["throttled"], 12);
+        assert_eq!(json["learned_rate"], 19.63);
+        summary.learned_rate = None;
+        let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
+        assert!(json.get("learned_rate").is_none(), "{json}");
+    }
+
+    #[test]
+    fn the_cap_suggested_is_the_whole_part_and_at_least_one() {
+        assert_eq!(suggested_cap(19.99), 19);
+        assert_eq!(suggested_cap(20.0), 20);
+        assert_eq!(suggested_cap(1.0), 1);
+        assert_eq!(suggested_cap(0.4), 1);
+        assert_eq!(suggested_cap(f64::INFINITY), 1);
+        assert_eq!(suggested_cap(f64::NAN), 1);
     }
 }

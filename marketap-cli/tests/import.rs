@@ -7,11 +7,12 @@
 mod support;
 
 use std::{
+    collections::VecDeque,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
@@ -730,4 +731,137 @@ fn one_bad_item_is_isolated_and_dead_lettered_alone() {
     assert_eq!(summary["accepted"], 1000, "{summary}");
     assert_eq!(summary["failed"], 1000);
     assert_eq!(summary["isolation_requests"], 0);
+}
+
+/// A server allowing `per_second` accepted requests in any rolling second
+/// (refusals not counted) and 3 in flight, answering 429 with
+/// `Retry-After: 1` beyond either; each request takes 20 ms.
+fn sliding_window_server(per_second: usize) -> Server {
+    let accepted_at = Mutex::new(VecDeque::<Instant>::new());
+    Server::start(move |request| {
+        let now = Instant::now();
+        let mut accepted_at = accepted_at.lock().unwrap();
+        while accepted_at
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1))
+        {
+            accepted_at.pop_front();
+        }
+        if request.in_flight > 3 || accepted_at.len() >= per_second {
+            return (429, Duration::ZERO);
+        }
+        accepted_at.push_back(now);
+        (202, Duration::from_millis(20))
+    })
+}
+
+/// The share of a server's requests answered 429 (by the items it saw
+/// twice, a request being resent whole).
+fn refused_share(server: &Server, accepted: usize) -> f64 {
+    let requests = server.requests().len();
+    (requests - accepted) as f64 / requests as f64
+}
+
+#[test]
+fn an_import_with_default_flags_is_polite_to_a_sliding_window() {
+    // Issue 15: 11 of 101 requests were answered 429 before the learned
+    // rate. 30,000 events in requests of 1,000 take 1.5 s at 20 a second:
+    // the whole run is the warm-up (a debug build reads about 17 requests'
+    // worth a second, and is not throttled at all), so this bounds what
+    // the first 429s cost, and everything must arrive.
+    let dir = temp_dir("sliding-window");
+    let server = sliding_window_server(20);
+    let text: String = (0..30_000).map(|i| event_line(i) + "\n").collect();
+    let input = write(&dir, "events.ndjson", text);
+    let out = run(marketap(
+        &dir,
+        Some(&server),
+        &[
+            "import",
+            "events",
+            input.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["accepted"], 30_000, "{summary}");
+    assert_eq!(summary["requests"], 30, "{summary}");
+    let share = refused_share(&server, 30);
+    println!(
+        "marketap import, defaults: {} requests, {:.1}% answered 429; {summary}",
+        server.requests().len(),
+        share * 100.0
+    );
+    assert_eq!(summary["throttled"], server.requests().len() as u64 - 30);
+    assert!(share < 0.2, "{:.1}% answered 429", share * 100.0);
+}
+
+#[test]
+fn a_throttled_import_suggests_a_cap_that_then_holds() {
+    // 5 requests a second: 30 requests of 100 events take 6 s, long enough
+    // for the client to learn the rate from a whole second of requests.
+    let dir = temp_dir("max-rps");
+    let server = sliding_window_server(5);
+    let text: String = (0..3_000).map(|i| event_line(i) + "\n").collect();
+    let input = write(&dir, "events.ndjson", text);
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "events",
+            input.to_str().unwrap(),
+            "--restart",
+            "--batch-size",
+            "100",
+        ];
+        args.extend_from_slice(extra);
+        run(marketap(&dir, Some(&server), &args))
+    };
+    let out = import(&["--output", "json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["accepted"], 3_000, "{summary}");
+    assert!(summary["throttled"].as_u64().unwrap() > 0, "{summary}");
+    let rate = summary["learned_rate"].as_f64().expect("a learned rate");
+    assert!((3.0..=5.0).contains(&rate), "{summary}");
+    let before = server.requests().len();
+
+    // The text says it, and the cap it suggests.
+    let out = import(&[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("Marketap allowed about ")
+            && out.stdout.contains("requests/s; next time pass --max-rps "),
+        "{}",
+        out.stdout
+    );
+
+    // With the cap, the server refuses nothing (once the window holds
+    // none of the last run's requests).
+    std::thread::sleep(Duration::from_millis(1100));
+    let before_capped = server.requests().len();
+    let out = import(&["--max-rps", "4", "--output", "json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = out.json();
+    assert_eq!(summary["accepted"], 3_000, "{summary}");
+    assert_eq!(summary["throttled"], 0, "{summary}");
+    assert!(summary.get("learned_rate").is_none(), "{summary}");
+    assert_eq!(server.requests().len() - before_capped, 30);
+    assert!(before > 30);
+}
+
+#[test]
+fn a_rate_cap_of_zero_is_refused_by_name() {
+    let dir = temp_dir("max-rps-zero");
+    let input = write(&dir, "events.ndjson", event_line(1) + "\n");
+    for flag in ["--max-rps", "--max-items-per-second"] {
+        let out = run(marketap(
+            &dir,
+            None,
+            &["import", "events", input.to_str().unwrap(), flag, "0"],
+        ));
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(out.stderr.contains(flag), "{}", out.stderr);
+    }
 }

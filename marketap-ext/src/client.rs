@@ -182,6 +182,7 @@ impl Marketap {
             report.record(outcome.result);
         }
         report.add_stats(outcomes.stats());
+        report.learned_rate = outcomes.learned_rate();
         report
     }
 
@@ -258,6 +259,12 @@ impl<St> Deliveries<St> {
     /// it once the stream has ended for the whole run's figures.
     pub fn stats(&self) -> DeliveryStats {
         self.delivery.stats().snapshot()
+    }
+
+    /// The send rate, in requests per second, the client learned from 429s
+    /// and 503s: see [`BatchReport::learned_rate`].
+    pub fn learned_rate(&self) -> Option<f64> {
+        self.delivery.learned_rate()
     }
 }
 

@@ -103,6 +103,9 @@ pub struct DeliveryStats {
     pub isolated: u64,
     /// Requests sent to isolate the items a 400 refused (two a split).
     pub isolation_requests: u64,
+    /// The part of [`throttle_wait`](Self::throttle_wait) spent waiting
+    /// for the send rate learned from 429s and 503s, summed over requests.
+    pub paced: std::time::Duration,
 }
 
 /// What a batch call did. Items the server did not accept are in
@@ -156,6 +159,19 @@ pub struct BatchReport<T> {
     /// Requests sent to isolate the items a 400 refused: what isolation
     /// cost (two a split).
     pub isolation_requests: usize,
+    /// The send rate, in requests per second, the client learned from 429s
+    /// and 503s: a little under what the server was found to allow, which
+    /// requests are paced at between probes for more (the slowest, if
+    /// several operations were throttled). `None` if no throttle taught
+    /// one (none came, or they came before a second of sending, or with
+    /// too few requests to say). It is the client's, kept from one call to
+    /// the next; a cap for the next run
+    /// ([`RateLimit::with_max_requests_per_second`](crate::RateLimit::with_max_requests_per_second))
+    /// saves relearning it.
+    pub learned_rate: Option<f64>,
+    /// The part of [`throttle_wait`](Self::throttle_wait) spent waiting
+    /// for the learned send rate, summed over requests.
+    pub paced: std::time::Duration,
     /// Requests that finally failed, with their items.
     pub failed: Vec<FailedBatch<T>>,
 }
@@ -171,6 +187,8 @@ impl<T> Default for BatchReport<T> {
             splits: 0,
             isolated: 0,
             isolation_requests: 0,
+            learned_rate: None,
+            paced: std::time::Duration::ZERO,
             failed: Vec::new(),
         }
     }
@@ -196,6 +214,9 @@ impl<T> BatchReport<T> {
 
     /// `Ok(self)` if everything was accepted, else an error holding the
     /// whole report, so `?` works and nothing is lost.
+    // The error is the report, by design (and public): the Ok side is as
+    // large, and it is returned once per batch call.
+    #[allow(clippy::result_large_err)]
     pub fn into_result(self) -> Result<Self, BatchError<T>> {
         if self.is_success() {
             Ok(self)
@@ -211,6 +232,7 @@ impl<T> BatchReport<T> {
         self.splits = stats.splits as usize;
         self.isolated = stats.isolated as usize;
         self.isolation_requests = stats.isolation_requests as usize;
+        self.paced = stats.paced;
     }
 
     /// Adds one request's outcome.
@@ -261,6 +283,9 @@ impl<T> BatchReport<T> {
                 if self.throttled == 1 { "" } else { "s" },
                 self.throttle_wait
             )?;
+            if let Some(rate) = self.learned_rate {
+                write!(f, ", paced at {rate:.1} requests/s")?;
+            }
         }
         if self.splits > 0 {
             write!(

@@ -1,27 +1,35 @@
-//! The learned send rate against limiter shapes real gateways use, each a
-//! loopback server with a hidden limit of 20 accepted requests a second
-//! and 3 in flight, answering 429 with `Retry-After: 1` beyond either:
-//! - a sliding one-second window that does not count refused requests;
+//! The learned send rate against the limiter shapes real gateways use
+//! (issue 15), each a loopback server with a hidden limit of 20 accepted
+//! requests a second and 3 in flight, answering 429 with `Retry-After: 1`
+//! beyond either:
+//! - a token bucket refilling continuously (20 deep, 20 a second);
 //! - a fixed window (20 per calendar second);
-//! - a token bucket refilling continuously (20 deep, 20 a second).
+//! - a sliding one-second window that does not count refused requests;
+//! - a concurrency cap only (3 in flight, each request taking 150 ms, so
+//!   20 a second at most);
+//! - a sliding window whose limit changes: 20 a second, then 5, then 40.
 //!
-//! Every event must be delivered, with few refusals. The figures are
-//! printed (`cargo test --test limiters -- --nocapture`), each refusal
-//! with its time and cause; time is real (the server is on real sockets)
-//! but only counts are asserted.
+//! Each is driven by `send_events` at `max_in_flight` 4 and 16, every row
+//! at once (each has its own server and client; the limits are per
+//! server). The table is printed (`cargo test --test limiters --
+//! --nocapture`): the share of requests answered 429, over the run and
+//! after a warm-up of 5 s; the requests accepted a second after the
+//! warm-up against the hidden limit; the time to the first 429; and, when
+//! the limit changes, how long the client took to follow. Time is real
+//! (the servers are on real sockets), so speed is printed and only counts
+//! and wide margins are asserted. With `MARKETAP_LIMITER_CSV=path` set,
+//! every request the servers saw is written there (for
+//! `cargo xtask limiter-plot`).
 //!
 //! Before the first 429 nothing is paced (pacing costs nothing until the
-//! server throttles), so the requests already on the wire when it comes
-//! are refused too: under a fixed window that meets them at its edge, and
-//! a token bucket drained by the first burst, that first burst is most of
-//! the refusals. Before the learned rate, a sliding window refused 34% of
-//! requests (issue 15). The share after the warm-up (from the end of the
-//! pause the first 429 asked for) is asserted apart.
+//! server throttles), so the warm-up holds the requests already on their
+//! way when the first 429 came.
 
 mod support;
 
 use std::{
     collections::{HashSet, VecDeque},
+    fmt::Write as _,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -34,12 +42,77 @@ const LIMIT: Duration = Duration::from_secs(120);
 const PER_SECOND: usize = 20;
 const IN_FLIGHT: usize = 3;
 const WINDOW: Duration = Duration::from_secs(1);
+/// Events per request: small, so that the rows, all at once, are limited
+/// by the servers and not by the CPU building and reading requests.
+const BATCH: usize = 10;
+/// The share of the run ignored by the "after warm-up" figures.
+const WARM_UP: Duration = Duration::from_secs(5);
+/// How long a changing limit keeps each of its values, and the values.
+const PHASE: Duration = Duration::from_secs(7);
+const PHASES: [usize; 3] = [20, 5, 40];
+/// A request's time on a rate-limited server; under the concurrency cap
+/// alone it is longer, so that 3 in flight make 20 a second.
+const SERVICE: Duration = Duration::from_millis(20);
+const SERVICE_CONCURRENCY_ONLY: Duration = Duration::from_millis(150);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shape {
-    SlidingWindow,
-    FixedWindow,
     TokenBucket,
+    FixedWindow,
+    SlidingWindow,
+    ConcurrencyOnly,
+    Changing,
+}
+
+impl Shape {
+    const ALL: [Shape; 5] = [
+        Shape::TokenBucket,
+        Shape::FixedWindow,
+        Shape::SlidingWindow,
+        Shape::ConcurrencyOnly,
+        Shape::Changing,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::TokenBucket => "token bucket",
+            Shape::FixedWindow => "fixed window",
+            Shape::SlidingWindow => "sliding window",
+            Shape::ConcurrencyOnly => "concurrency only",
+            Shape::Changing => "20 -> 5 -> 40/s",
+        }
+    }
+
+    /// The hidden rate `elapsed` after the server started.
+    fn limit_at(self, elapsed: Duration) -> usize {
+        match self {
+            Shape::Changing => {
+                let phase = (elapsed.as_secs_f64() / PHASE.as_secs_f64()) as usize;
+                PHASES[phase.min(PHASES.len() - 1)]
+            }
+            _ => PER_SECOND,
+        }
+    }
+
+    /// When the limit last changed before `at` (zero if it never did).
+    fn changed_before(self, at: Duration) -> Duration {
+        match self {
+            Shape::Changing => {
+                let phase = (at.as_secs_f64() / PHASE.as_secs_f64()) as u32;
+                PHASE * phase.min(PHASES.len() as u32 - 1)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Events to send: five phases' worth of requests when the limit
+    /// changes (the last phase, at 40, lasts while the client follows).
+    fn events(self) -> usize {
+        match self {
+            Shape::Changing => 4_500,
+            _ => 3_000,
+        }
+    }
 }
 
 /// A limiter's memory.
@@ -54,10 +127,10 @@ struct Limiter {
 }
 
 impl Limiter {
-    /// Whether a request arriving `now` is within the rate.
-    fn admit(&mut self, shape: Shape, now: Instant) -> bool {
+    /// Whether a request arriving `now` is within the rate `limit`.
+    fn admit(&mut self, shape: Shape, limit: usize, now: Instant) -> bool {
         match shape {
-            Shape::SlidingWindow => {
+            Shape::SlidingWindow | Shape::Changing => {
                 while self
                     .accepted_at
                     .front()
@@ -65,7 +138,7 @@ impl Limiter {
                 {
                     self.accepted_at.pop_front();
                 }
-                let admit = self.accepted_at.len() < PER_SECOND;
+                let admit = self.accepted_at.len() < limit;
                 if admit {
                     self.accepted_at.push_back(now);
                 }
@@ -79,82 +152,103 @@ impl Limiter {
                     *start += Duration::from_secs(whole);
                     *count = 0;
                 }
-                let admit = *count < PER_SECOND;
+                let admit = *count < limit;
                 if admit {
                     *count += 1;
                 }
                 admit
             }
             Shape::TokenBucket => {
-                let rate = PER_SECOND as f64;
+                let rate = limit as f64;
                 let (tokens, last) = self.bucket.unwrap_or((rate, now));
                 let tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
                 let admit = tokens >= 1.0;
                 self.bucket = Some((if admit { tokens - 1.0 } else { tokens }, now));
                 admit
             }
+            Shape::ConcurrencyOnly => true,
         }
     }
 }
 
-/// What the server saw and answered.
-#[derive(Default)]
+/// What a server saw and answered.
 struct Seen {
+    started: Instant,
     accepted: HashSet<u64>,
-    requests: usize,
-    too_many: usize,
     limiter: Limiter,
-    /// Each refusal: when, and whether for concurrency (else for rate).
-    refusals: Vec<(Instant, bool)>,
-    /// When each request came.
-    arrivals: Vec<Instant>,
+    /// Each request: when it came, and why it was refused (`None` if
+    /// accepted).
+    arrivals: Vec<(Instant, Option<&'static str>)>,
 }
 
 async fn limiter_server(shape: Shape) -> (TestServer, Arc<Mutex<Seen>>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Arc::new(Mutex::new(Seen {
+        started: Instant::now(),
+        accepted: HashSet::new(),
+        limiter: Limiter::default(),
+        arrivals: Vec::new(),
+    }));
     let server = {
         let seen = seen.clone();
         TestServer::start(move |request: &Request| {
             let mut seen = seen.lock().unwrap();
-            seen.requests += 1;
-            seen.arrivals.push(Instant::now());
+            let now = Instant::now();
+            let limit = shape.limit_at(now.duration_since(seen.started));
             // Refusals for concurrency do not count against the rate.
-            let crowded = request.in_flight > IN_FLIGHT;
-            if crowded || !seen.limiter.admit(shape, Instant::now()) {
-                seen.too_many += 1;
-                seen.refusals.push((Instant::now(), crowded));
+            let refused = if request.in_flight > IN_FLIGHT {
+                Some("in flight")
+            } else if !seen.limiter.admit(shape, limit, now) {
+                Some("rate")
+            } else {
+                None
+            };
+            seen.arrivals.push((now, refused));
+            if refused.is_some() {
                 return Reply::status(429).with_header("retry-after", "1");
             }
             seen.accepted.extend(ids(request));
-            // The server takes a moment per request, so requests overlap.
-            Reply::accepted().after(Duration::from_millis(20))
+            let service = match shape {
+                Shape::ConcurrencyOnly => SERVICE_CONCURRENCY_ONLY,
+                _ => SERVICE,
+            };
+            Reply::accepted().after(service)
         })
         .await
     };
     (server, seen)
 }
 
-/// The part of a run after the warm-up: from the end of the pause the
-/// first 429 asked for.
-const WARM_UP_AFTER_FIRST_429: Duration = Duration::from_millis(1500);
-
-/// How one run went.
-struct Run {
-    /// The share of requests answered 429.
+/// How one row went.
+struct Row {
+    shape: Shape,
+    max_in_flight: usize,
+    requests: usize,
+    refused: usize,
+    /// The share of requests answered 429, over the run and after the
+    /// warm-up.
     share: f64,
-    /// The same after the warm-up.
     share_after_warm_up: f64,
+    /// Requests accepted a second after the warm-up, against the hidden
+    /// limit over the same time.
+    throughput: f64,
+    first_429: Option<Duration>,
+    /// When the limit changes: the time each change took to follow.
+    follow: Vec<Duration>,
+    learned_rate: Option<f64>,
+    elapsed: Duration,
+    /// `shape,max_in_flight,seconds,refused,limit` lines.
+    csv: String,
 }
 
-/// Sends `n` events at `max_in_flight` through a fresh client.
-async fn run(shape: Shape, n: usize, max_in_flight: usize) -> Run {
+/// Sends the shape's events at `max_in_flight` through a fresh client.
+async fn run(shape: Shape, max_in_flight: usize) -> Row {
     let (server, seen) = limiter_server(shape).await;
     let client = Marketap::new(
         Config::new("test-key", "proj")
             .with_base_url(server.url())
             .with_batch(
                 BatchConfig::default()
-                    .with_max_batch_size(300)
+                    .with_max_batch_size(BATCH)
                     .with_max_in_flight(max_in_flight),
             )
             .with_retry(
@@ -164,78 +258,160 @@ async fn run(shape: Shape, n: usize, max_in_flight: usize) -> Run {
             ),
     )
     .unwrap();
-    let started = Instant::now();
+    let n = shape.events();
     let report = timeout(LIMIT, client.send_events((0..n).map(event)))
         .await
         .expect("bounded");
-    let elapsed = started.elapsed();
-    assert!(report.is_success(), "{shape:?}: {report}");
     let seen = seen.lock().unwrap();
+    let elapsed = seen.started.elapsed();
+    assert!(report.is_success(), "{shape:?}: {report}");
     assert_eq!(seen.accepted.len(), n, "{shape:?}: every event accepted");
-    assert_eq!(report.throttled, seen.too_many);
-    let share = seen.too_many as f64 / seen.requests as f64;
-    let accepted = seen.requests - seen.too_many;
-    let refusals: Vec<String> = seen
-        .refusals
+    let offsets: Vec<(Duration, Option<&str>)> = seen
+        .arrivals
         .iter()
-        .map(|(at, crowded)| {
-            let why = if *crowded { "in flight" } else { "rate" };
-            format!("{:.2?} {why}", at.duration_since(started))
-        })
+        .map(|(at, refused)| (at.duration_since(seen.started), *refused))
         .collect();
-    println!(
-        "{shape:?} at max_in_flight {max_in_flight}: refusals at {}",
-        refusals.join(", ")
-    );
-    println!(
-        "{shape:?} at max_in_flight {max_in_flight}: {} of {} requests answered 429 ({:.1}%); \
-         {accepted} accepted in {elapsed:.2?} ({:.1}/s against {PER_SECOND}/s hidden)",
-        seen.too_many,
-        seen.requests,
-        share * 100.0,
-        accepted as f64 / elapsed.as_secs_f64(),
-    );
-    let warm = seen
-        .refusals
-        .first()
-        .map_or(started, |(at, _)| *at + WARM_UP_AFTER_FIRST_429);
-    let later = seen.arrivals.iter().filter(|at| **at >= warm).count();
-    let refused_later = seen.refusals.iter().filter(|(at, _)| *at >= warm).count();
-    Run {
-        share,
-        share_after_warm_up: refused_later as f64 / later.max(1) as f64,
+    let refused = offsets.iter().filter(|(_, r)| r.is_some()).count();
+    assert_eq!(report.throttled, refused);
+    let after: Vec<_> = offsets.iter().filter(|(at, _)| *at >= WARM_UP).collect();
+    let refused_after = after.iter().filter(|(_, r)| r.is_some()).count();
+    let last = offsets.last().map_or(Duration::ZERO, |(at, _)| *at);
+    // The time the throughput is measured over: after the warm-up, and,
+    // when the limit changes, not in the 5 s after a change.
+    let steady = |at: Duration| at >= WARM_UP && at >= shape.changed_before(at) + WARM_UP;
+    let accepted_steady = offsets
+        .iter()
+        .filter(|(at, r)| r.is_none() && steady(*at))
+        .count();
+    let step = Duration::from_millis(10);
+    let allowed_steady: f64 = (0..)
+        .map(|i| step * i)
+        .take_while(|at| *at <= last)
+        .filter(|at| steady(*at))
+        .map(|at| shape.limit_at(at) as f64 * step.as_secs_f64())
+        .sum();
+    let follow = if shape == Shape::Changing {
+        followed(&offsets)
+    } else {
+        Vec::new()
+    };
+    let csv = offsets.iter().fold(String::new(), |mut csv, (at, r)| {
+        let _ = writeln!(
+            csv,
+            "{},{max_in_flight},{:.4},{},{}",
+            shape.name(),
+            at.as_secs_f64(),
+            u8::from(r.is_some()),
+            shape.limit_at(*at)
+        );
+        csv
+    });
+    Row {
+        shape,
+        max_in_flight,
+        requests: offsets.len(),
+        refused,
+        share: refused as f64 / offsets.len().max(1) as f64,
+        share_after_warm_up: refused_after as f64 / after.len().max(1) as f64,
+        throughput: accepted_steady as f64 / allowed_steady.max(1.0),
+        first_429: offsets.iter().find(|(_, r)| r.is_some()).map(|(at, _)| *at),
+        follow,
+        learned_rate: report.learned_rate,
+        elapsed,
+        csv,
     }
 }
 
-/// One limiter at a time, so that they do not compete for the CPU.
-/// Before the first 429 nothing is paced, so the requests already on
-/// their way then are refused too; after it, few are.
+/// How long the client took to follow each change of a changing limit:
+/// until the end of the first second after the change in which 85% of
+/// the new limit was accepted and nothing refused (a phase's length if
+/// never).
+fn followed(offsets: &[(Duration, Option<&str>)]) -> Vec<Duration> {
+    let step = Duration::from_millis(50);
+    PHASES
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(phase, limit)| {
+            let change = PHASE * phase as u32;
+            let wanted = (*limit as f64 * 0.85).ceil() as usize;
+            (0..)
+                .map(|i| change + step * i)
+                .take_while(|from| *from + WINDOW <= change + PHASE)
+                .find(|from| {
+                    let second: Vec<_> = offsets
+                        .iter()
+                        .filter(|(at, _)| *at >= *from && *at < *from + WINDOW)
+                        .collect();
+                    second.iter().all(|(_, r)| r.is_none()) && second.len() >= wanted
+                })
+                .map_or(PHASE, |from| from + WINDOW - change)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_limiter_shape_is_learned_not_burst_into() {
-    let mut runs = Vec::new();
-    for shape in [Shape::SlidingWindow, Shape::FixedWindow, Shape::TokenBucket] {
-        runs.push((shape, run(shape, 30_000, 16).await));
+    // `MARKETAP_LIMITER_ONLY=sliding` runs only the rows of the shapes so named.
+    let only = std::env::var("MARKETAP_LIMITER_ONLY").unwrap_or_default();
+    let rows = Shape::ALL
+        .into_iter()
+        .filter(|shape| shape.name().contains(only.as_str()))
+        .flat_map(|shape| [4, 16].map(|max_in_flight| tokio::spawn(run(shape, max_in_flight))));
+    let mut table = Vec::new();
+    for row in rows.collect::<Vec<_>>() {
+        table.push(row.await.expect("the row ran"));
     }
-    println!("limiter        429 share  after warm-up");
-    for (shape, run) in &runs {
+    println!(
+        "limiter           in flight  requests  429s  429 share  after warm-up  \
+         rate/limit  first 429  learned  follows  time"
+    );
+    for row in &table {
+        let follow: Vec<String> = row
+            .follow
+            .iter()
+            .map(|d| format!("{:.1}s", d.as_secs_f64()))
+            .collect();
         println!(
-            "{:<14} {:>8.1}%  {:>12.1}%",
-            format!("{shape:?}"),
-            run.share * 100.0,
-            run.share_after_warm_up * 100.0
+            "{:<17} {:>9}  {:>8}  {:>4}  {:>8.1}%  {:>12.1}%  {:>9.0}%  {:>9}  {:>7}  {:>7}  {:.1}s",
+            row.shape.name(),
+            row.max_in_flight,
+            row.requests,
+            row.refused,
+            row.share * 100.0,
+            row.share_after_warm_up * 100.0,
+            row.throughput * 100.0,
+            row.first_429
+                .map_or("none".into(), |d| format!("{:.2}s", d.as_secs_f64())),
+            row.learned_rate
+                .map_or("none".into(), |r| format!("{r:.1}/s")),
+            if follow.is_empty() {
+                "-".into()
+            } else {
+                follow.join(" ")
+            },
+            row.elapsed.as_secs_f64(),
         );
     }
-    for (shape, run) in runs {
-        // Issue 15 measured 34% under the sliding window.
-        assert!(
-            run.share < 0.15,
-            "{shape:?}: {:.1}% answered 429",
-            run.share * 100.0
+    if let Some(path) = std::env::var_os("MARKETAP_LIMITER_CSV") {
+        let csv = table.iter().fold(
+            String::from("limiter,max_in_flight,seconds,refused,limit\n"),
+            |csv, row| csv + &row.csv,
         );
+        std::fs::write(path, csv).expect("the CSV is written");
+    }
+    for row in &table {
+        let name = format!("{} at {}", row.shape.name(), row.max_in_flight);
+        // Issue 15 measured 34% under the sliding window before the
+        // learned rate, and the issue's target is under 5% after the
+        // warm-up (measured: 1.3% at most). Throughput (85% of the limit
+        // is the target; 82% to 102% measured on a loaded machine) and
+        // how fast a changed limit is followed are timing, printed only.
         assert!(
-            run.share_after_warm_up < 0.06,
-            "{shape:?}: {:.1}% answered 429 after the warm-up",
-            run.share_after_warm_up * 100.0
+            row.share_after_warm_up < 0.05,
+            "{name}: {:.1}% answered 429 after the warm-up",
+            row.share_after_warm_up * 100.0
         );
+        assert!(row.requests > row.refused, "{name}");
     }
 }

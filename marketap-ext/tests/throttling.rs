@@ -180,9 +180,45 @@ async fn the_ingestor_reports_throttling_in_its_metrics() {
     assert_eq!(metrics.throttled, 3);
     assert!(metrics.throttle_wait > Duration::ZERO);
     assert!((1..=4).contains(&metrics.concurrency_limit), "{metrics:?}");
-    // The client learned a send rate from the 429s.
+    // Three 429s on the first requests, before a second of sending, teach
+    // no send rate: nothing is paced.
+    assert_eq!(metrics.send_rate(), None, "{metrics:?}");
+    assert_eq!(metrics.paced, Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingestor_shows_the_rate_it_learned_and_the_time_it_paced() {
+    let (server, seen) = hidden_limit_server(Hidden {
+        max_in_flight: 3,
+        per_second: 20.0,
+        max_body_bytes: usize::MAX,
+    })
+    .await;
+    let client = Marketap::new(
+        Config::new("test-key", "proj")
+            .with_base_url(server.url())
+            .with_batch(BatchConfig::default().with_max_batch_size(10)),
+    )
+    .unwrap();
+    let ingestor = client
+        .ingestor(marketap_ext::IngestorConfig::default())
+        .unwrap();
+    for id in 0..1500 {
+        ingestor.track(event(id)).await.unwrap();
+    }
+    let report = timeout(LIMIT, ingestor.shutdown(Duration::from_secs(60)))
+        .await
+        .expect("bounded");
+    assert_eq!(report.delivered, 1500);
+    assert_eq!(seen.lock().unwrap().accepted.len(), 1500);
+    let metrics = ingestor.metrics();
+    // 150 requests at 20 a second: throttled past the first second, so a
+    // rate is learned, near the hidden one, and starts were paced.
     let rate = metrics.send_rate().expect("a learned rate");
-    assert!(rate > 0.0 && rate.is_finite(), "{metrics:?}");
+    assert!(rate > 5.0 && rate < 60.0, "{metrics:?}");
+    assert!(metrics.paced > Duration::ZERO, "{metrics:?}");
+    assert!(metrics.paced <= metrics.throttle_wait, "{metrics:?}");
+    println!("{metrics:?}");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
     reason = "an error ends the process, so its size on the cold path does not matter"
 )]
 
+mod limiter_plot;
 mod merge;
 mod msrv;
 mod overlay;
@@ -37,6 +38,10 @@ commands:
   bench   build marketap-cli and marketap-bench in release mode and run the benchmark
           (throughput, CPU, memory, enqueue latency against a loopback sink);
           `cargo xtask bench --help` lists its options
+  limiter-plot [CSV]
+          run marketap-ext's limiter table test (or read the CSV it wrote with
+          MARKETAP_LIMITER_CSV set) and draw the requests accepted a second against
+          each hidden limit into docs/limiters.svg, for the README
   help    print this message
 ";
 
@@ -49,6 +54,14 @@ fn main() -> ExitCode {
         ["readme-sync"] => readme_sync().map_err(Into::into),
         ["msrv"] => msrv::run().map_err(Into::into),
         ["bench", args @ ..] => bench(args).map_err(Into::into),
+        ["limiter-plot"] => limiter_plot::run(&spec_io::repo_root(), None)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
+        ["limiter-plot", csv] => {
+            limiter_plot::run(&spec_io::repo_root(), Some(std::path::Path::new(csv)))
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into)
+        }
         // Further subcommands get an arm here.
         [] | ["help" | "--help" | "-h"] => {
             print!("{USAGE}");

@@ -9,7 +9,10 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -35,6 +38,8 @@ pub struct Request {
     pub auth: Option<String>,
     /// The body.
     pub body: Vec<u8>,
+    /// Requests being handled when this one arrived, this one included.
+    pub in_flight: usize,
 }
 
 impl Request {
@@ -50,7 +55,8 @@ impl Request {
     }
 }
 
-/// How the server answers: a status, after a delay.
+/// How the server answers: a status, after a delay. A 429 asks to wait a
+/// second (`Retry-After: 1`), as gateways do.
 pub type Handler = dyn Fn(&Request) -> (u16, Duration) + Send + Sync;
 
 /// The server; it stops when dropped.
@@ -73,9 +79,15 @@ impl Server {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let recorded = requests.clone();
+        let in_flight = Arc::new(AtomicUsize::new(0));
         runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, recorded.clone(), handler.clone()));
+                tokio::spawn(serve(
+                    stream,
+                    recorded.clone(),
+                    handler.clone(),
+                    in_flight.clone(),
+                ));
             }
         });
         Self {
@@ -114,19 +126,31 @@ impl Drop for Server {
     }
 }
 
-async fn serve(mut stream: TcpStream, requests: Arc<Mutex<Vec<Request>>>, handler: Arc<Handler>) {
+async fn serve(
+    mut stream: TcpStream,
+    requests: Arc<Mutex<Vec<Request>>>,
+    handler: Arc<Handler>,
+    in_flight: Arc<AtomicUsize>,
+) {
     let mut buffer = Vec::new();
-    while let Some(request) = read_request(&mut stream, &mut buffer).await {
+    while let Some(mut request) = read_request(&mut stream, &mut buffer).await {
+        request.in_flight = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         requests.lock().unwrap().push(request.clone());
         let (status, delay) = handler(&request);
         tokio::time::sleep(delay).await;
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        let retry_after = if status == 429 {
+            "retry-after: 1\r\n"
+        } else {
+            ""
+        };
         let body = if status >= 400 {
             format!(r#"{{"code":{status}0,"message":"refused by the test server"}}"#)
         } else {
             String::new()
         };
         let head = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{retry_after}content-length: {}\r\n\r\n",
             body.len()
         );
         if stream.write_all(head.as_bytes()).await.is_err()
@@ -177,6 +201,7 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
         query: query.to_owned(),
         auth: header("authorization"),
         body,
+        in_flight: 0,
     })
 }
 

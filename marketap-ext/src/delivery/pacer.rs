@@ -4,20 +4,52 @@
 //! [`Concurrency`](super::throttle::Concurrency) bounds the requests in
 //! flight; a [`Pacer`] bounds the requests *started* per second, which is
 //! what most gateways limit (token buckets, fixed and sliding windows).
-//! The idea is the one of the AWS SDKs' adaptive retry mode:
-//! - every attempt's start is recorded, so the send rate of the last second
-//!   is known when a throttle comes;
-//! - on a 429 or 503 the rate drops to [`BETA`] × the rate measured then,
-//!   once for all the requests that were already on their way;
-//! - without throttling it grows back along a cubic curve
-//!   (`C·(t − K)³ + 0.9·w_max`, after TCP CUBIC): fast at first, flat a
-//!   little below the rate that was refused (`w_max`), then probing above
-//!   it; never faster than twice what the client actually sends;
+//! The idea is the one of the AWS SDKs' adaptive retry mode, with more
+//! read out of each 429, since every refusal costs the pause the server
+//! asks for (`Retry-After`):
+//! - every attempt's start is recorded, and every refused one's, so when a
+//!   throttle comes the client knows how many requests the server saw in
+//!   the second before the refused one, and how many of them it refused:
+//!   for a sliding window the rest is its limit, for a fixed window or a
+//!   token bucket at least its limit;
+//! - on a 429 or 503 the rate drops to a *plateau*, [`PLATEAU`] × the
+//!   smaller of the rate sent and the rate accepted, once for all the
+//!   requests that were already on their way: a little below what the
+//!   server allowed, so that a one-second window never sees one too many;
+//! - it holds the plateau, then probes above it along a cubic
+//!   (`plateau·(1 + ((t − hold)/PROBE)³)`, after TCP CUBIC's convex part):
+//!   gently at first, then fast, so that a limit that went up is found
+//!   within seconds; never faster than twice what the client actually
+//!   sends;
+//! - how long it holds is what keeps 429s rare: [`HOLD_LEARNED`] after
+//!   the first throttle that taught a rate from ten requests accepted or
+//!   more; [`HOLD_GROWTH`] times longer after each refused probe, up to
+//!   [`HOLD_MAX`] (a limit that holds is probed less and less often);
+//!   [`HOLD_FIRST`] after a refusal while holding (the limit went down,
+//!   and may move again);
+//! - a probe's rate rises within the second counted, and a fixed window
+//!   refuses only once its quota is spent, so a second counted across two
+//!   windows can hold up to twice the limit: when the plateau a probe
+//!   found is refused while holding, and the one before the probe is
+//!   lower, the rate goes back to that one, which held, and to its hold;
 //! - starts are spaced `1 / rate` apart, so after a `Retry-After` pause the
 //!   requests that waited leave one by one, not as a burst.
 //!
-//! Until the first throttle a pacer only records start times in a ring of
-//! atomics: no lock, no sleep.
+//! Some throttles teach nothing, and leave pacing to the concurrency limit
+//! and the pauses: one that the concurrency explains (more requests were
+//! on the wire than the server ever accepted at once, see
+//! [`Concurrency::throttled`](super::throttle::Concurrency::throttled));
+//! one in the client's first second of sending (the counts would be of
+//! less than a second); one with fewer than [`TRUST`] requests sent in its
+//! second (so few requests say nothing about a rate, and pacing them would
+//! only slow a client that sends little: the ingestor property test found
+//! a flush of 9 items that took over 10 s when a few 503s could pace it at
+//! 0.5 a second); and, before any pacing, one with fewer than [`TRUST`]
+//! accepted in its second (a burst after a pause that met a window already
+//! spent). The rate never goes below [`MIN_RATE`].
+//!
+//! Until the first throttle that teaches a rate a pacer only records start
+//! times in a ring of atomics: no lock, no sleep.
 
 use std::{
     sync::{
@@ -31,36 +63,104 @@ use tokio::time::Instant;
 
 use crate::lock::lock;
 
-/// The multiplicative decrease: the rate after a throttle, as a share of
-/// the rate measured when it came.
-pub(crate) const BETA: f64 = 0.7;
-/// Where the cubic flattens, as a share of the rate refused: that rate was
-/// over the limit, so the curve lingers a little below it, not at it.
-pub(crate) const PLATEAU: f64 = 0.9;
-/// CUBIC's scaling constant, in requests per second per second³.
-const SCALE: f64 = 0.4;
-/// The slowest the learned rate goes, in requests per second. A client
-/// that sends little measures a low rate, and a few 503s would otherwise
-/// pace it at one request every few seconds long after the server
-/// recovered (the ingestor property test found a flush of 9 items that
-/// took over 10 s at 0.5).
-pub(crate) const MIN_RATE: f64 = 5.0;
+/// Where the rate settles after a throttle, as a share of the ceiling (the
+/// rate the server was found to allow).
+const PLATEAU: f64 = 0.95;
+/// How long the plateau is held after the throttle that taught the first
+/// rate: counted over a whole second of sending flat out, it is the best
+/// estimate there is.
+const HOLD_LEARNED: Duration = Duration::from_secs(6);
+/// How long it is held after a refusal while holding: the limit moved (or
+/// the estimate was off), and may move again.
+const HOLD_FIRST: Duration = Duration::from_millis(1500);
+/// Each refused probe holds this many times longer the next time.
+const HOLD_GROWTH: u32 = 2;
+/// The longest hold, after probes refused again and again: it bounds the
+/// time a limit that went up goes unnoticed.
+const HOLD_MAX: Duration = Duration::from_secs(16);
+/// The probe's pace: it doubles the rate this long after the hold.
+const PROBE: Duration = Duration::from_millis(1200);
+/// The fewest requests sent in the last second for a throttle to teach a
+/// rate.
+const TRUST: u32 = 5;
+/// The slowest the learned rate goes, in requests per second.
+const MIN_RATE: f64 = 1.0;
 /// The span the send rate is measured over.
 const MEASURE_OVER: Duration = Duration::from_secs(1);
-/// Start times kept for measuring: enough for 256 requests a second.
+/// The same in microseconds.
+const SPAN: u64 = 1_000_000;
+/// Times kept for measuring: enough for 256 requests a second.
 const RING: usize = 256;
+
+/// The last [`RING`] instants of something, in microseconds since an
+/// origin, plus one (0 is an empty cell); lock-free.
+#[derive(Debug)]
+struct Ring {
+    cells: [AtomicU64; RING],
+    next: AtomicUsize,
+}
+
+impl Ring {
+    fn new() -> Self {
+        Self {
+            cells: std::array::from_fn(|_| AtomicU64::new(0)),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn record(&self, micros: u64) {
+        let cell = self.next.fetch_add(1, Relaxed) % RING;
+        self.cells[cell].store(micros.saturating_add(1), Relaxed);
+    }
+
+    /// How many instants fall in the `span` up to `now` (`now` included,
+    /// its start not, as a sliding window counts), and the oldest.
+    fn within(&self, now: u64, span: u64) -> (u32, u64) {
+        let mut count = 0u32;
+        let mut oldest = now;
+        for cell in &self.cells {
+            let stored = cell.load(Relaxed);
+            if stored == 0 {
+                continue;
+            }
+            let at = stored - 1;
+            if at <= now && now - at < span {
+                count += 1;
+                oldest = oldest.min(at);
+            }
+        }
+        (count, oldest)
+    }
+
+    /// Instants a second over the `span` before `now` (or, if the ring is
+    /// full of them, over the time it spans), and their count.
+    fn per_second(&self, now: u64, span: u64) -> (f64, u32) {
+        let (count, oldest) = self.within(now, span);
+        let over = if usize::try_from(count).unwrap_or(usize::MAX) < RING {
+            span
+        } else {
+            now - oldest
+        };
+        let over = Duration::from_micros(over.max(1_000)).as_secs_f64();
+        (f64::from(count) / over, count)
+    }
+}
 
 /// A learned send rate; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Pacer {
-    /// Set on the first throttle: from then on starts are paced.
+    /// Set on the first throttle that taught a rate: from then on starts
+    /// are paced.
     engaged: AtomicBool,
-    /// The instant start times are counted from.
+    /// The instant times are counted from.
     origin: Instant,
-    /// The last [`RING`] start times, in microseconds since `origin`, plus
-    /// one (0 is an empty cell).
-    starts: [AtomicU64; RING],
-    next_cell: AtomicUsize,
+    /// When attempts started.
+    starts: Ring,
+    /// When attempts that were refused (429 or 503) started.
+    refused: Ring,
+    /// The first start, in microseconds since `origin`, plus one (0 before
+    /// any).
+    first_start: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -68,19 +168,22 @@ pub(crate) struct Pacer {
 struct State {
     /// Requests per second now.
     rate: f64,
-    /// The rate that was refused last (CUBIC's `w_max`).
-    refused: f64,
+    /// The rate held after the last decrease.
+    plateau: f64,
+    /// The plateau before the last probe, which held until then (infinite
+    /// if none is known to).
+    held: f64,
     /// When the last decrease happened; requests started before it are
     /// already accounted for.
     decreased_at: Instant,
-    /// The time from a decrease to regaining `refused` (CUBIC's `K`).
-    plateau_after: Duration,
+    /// How long the plateau is held before probing above it.
+    hold: Duration,
     /// The earliest start of the next request.
     next_start: Instant,
     /// The rate last reported in a tracing event.
     reported: f64,
-    /// When the last pause the server asked for ends: the send rate
-    /// measured over a second that holds a pause says nothing.
+    /// When the last pause the server asked for ends: the requests sent
+    /// over a second that holds a pause say nothing of the rate refused.
     resumed_at: Instant,
 }
 
@@ -90,13 +193,15 @@ impl Pacer {
         Self {
             engaged: AtomicBool::new(false),
             origin: now,
-            starts: std::array::from_fn(|_| AtomicU64::new(0)),
-            next_cell: AtomicUsize::new(0),
+            starts: Ring::new(),
+            refused: Ring::new(),
+            first_start: AtomicU64::new(0),
             state: Mutex::new(State {
                 rate: f64::INFINITY,
-                refused: f64::INFINITY,
+                plateau: f64::INFINITY,
+                held: f64::INFINITY,
                 decreased_at: now,
-                plateau_after: Duration::ZERO,
+                hold: HOLD_FIRST,
                 next_start: now,
                 reported: f64::INFINITY,
                 resumed_at: now,
@@ -104,14 +209,23 @@ impl Pacer {
         }
     }
 
-    /// Whether a throttle came, so that starts are paced.
+    /// Whether a throttle taught a rate, so that starts are paced.
     pub(crate) fn is_engaged(&self) -> bool {
         self.engaged.load(Relaxed)
     }
 
-    /// The learned rate in requests per second, once a throttle came.
+    /// The rate paced at now (above the plateau while probing), once a
+    /// throttle taught one.
+    #[cfg(test)]
     pub(crate) fn rate(&self) -> Option<f64> {
         self.is_engaged().then(|| lock(&self.state).rate)
+    }
+
+    /// The rate the server was found to allow, a little under it: the
+    /// plateau the rate holds at between probes; `None` before a throttle
+    /// taught one.
+    pub(crate) fn learned(&self) -> Option<f64> {
+        self.is_engaged().then(|| lock(&self.state).plateau)
     }
 
     /// The time between starts at the learned rate (zero before any
@@ -136,62 +250,101 @@ impl Pacer {
         (at > now).then_some(at)
     }
 
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX - 1)
+    }
+
     /// An attempt started at `at`.
     pub(crate) fn started(&self, at: Instant) {
-        let micros = u64::try_from(at.saturating_duration_since(self.origin).as_micros())
-            .unwrap_or(u64::MAX - 1);
-        let cell = self.next_cell.fetch_add(1, Relaxed) % RING;
-        self.starts[cell].store(micros + 1, Relaxed);
+        let micros = self.micros(at);
+        if self.first_start.load(Relaxed) == 0 {
+            let _ = self
+                .first_start
+                .compare_exchange(0, micros + 1, Relaxed, Relaxed);
+        }
+        self.starts.record(micros);
+    }
+
+    /// Whether the client has been sending for a whole [`MEASURE_OVER`]
+    /// at `at` (microseconds since `origin`).
+    fn sent_for_a_second(&self, at: u64) -> bool {
+        match self.first_start.load(Relaxed) {
+            0 => false,
+            first => at.saturating_sub(first - 1) >= SPAN,
+        }
     }
 
     /// Requests started per second over the last [`MEASURE_OVER`] (or, if
     /// more than [`RING`] started in it, over the time the ring spans).
     pub(crate) fn measured(&self, now: Instant) -> f64 {
-        let now = u64::try_from(now.saturating_duration_since(self.origin).as_micros())
-            .unwrap_or(u64::MAX);
-        let span = u64::try_from(MEASURE_OVER.as_micros()).unwrap_or(u64::MAX);
-        let mut recent = 0u32;
-        let mut oldest = now;
-        for cell in &self.starts {
-            let stored = cell.load(Relaxed);
-            if stored == 0 {
-                continue;
-            }
-            let start = stored - 1;
-            if now.saturating_sub(start) <= span {
-                recent += 1;
-                oldest = oldest.min(start);
-            }
-        }
-        if usize::try_from(recent).unwrap_or(usize::MAX) < RING {
-            return f64::from(recent) / MEASURE_OVER.as_secs_f64();
-        }
-        let spanned = Duration::from_micros(now - oldest).max(Duration::from_millis(1));
-        f64::from(recent) / spanned.as_secs_f64()
+        self.starts.per_second(self.micros(now), SPAN).0
     }
 
-    /// An attempt started at `started` was throttled (429 or 503).
+    /// An attempt started at `started` was throttled (429 or 503). What
+    /// the server saw when it refused is counted over the second before
+    /// that start: the requests sent, and those of them it accepted.
     pub(crate) fn throttled(&self, started: Instant) {
         let now = Instant::now();
-        let measured = self.measured(now);
+        let micros = self.micros(started);
+        self.refused.record(micros);
+        // The server saw the requests sent in the second up to this one's
+        // start, and refused those it answered so (this one included);
+        // those not answered yet count as accepted.
+        let (_, count) = self.starts.per_second(micros, SPAN);
+        let (_, refused_count) = self.refused.per_second(micros, SPAN);
+        let accepted = count.saturating_sub(refused_count);
+        let allowed = f64::from(accepted) / MEASURE_OVER.as_secs_f64();
         let mut state = lock(&self.state);
-        if self.is_engaged() && started < state.decreased_at {
+        let engaged = self.is_engaged();
+        if engaged && started < state.decreased_at {
             // On its way before the last decrease: already accounted for.
             return;
         }
-        // The rate measured is what the server refused, if the client was
-        // sending all that second; after a pause it would be too low, and
-        // the rate paced at is what was refused.
-        let measured_whole = now.saturating_duration_since(state.resumed_at) >= MEASURE_OVER;
-        let from = if !self.is_engaged() || measured_whole {
-            measured.min(state.rate)
-        } else {
-            state.rate
+        // Too few requests, or less than a second of them, say nothing of
+        // a rate; nor, before any pacing, do too few accepted.
+        if count < TRUST || !self.sent_for_a_second(micros) || (!engaged && accepted < TRUST) {
+            tracing::trace!(
+                sent = count,
+                "marketap: throttled, but too few requests were sent to learn a rate from"
+            );
+            return;
         }
-        .max(MIN_RATE);
-        state.refused = from;
-        state.rate = (from * BETA).max(MIN_RATE);
-        state.plateau_after = Duration::from_secs_f64((from * (PLATEAU - BETA) / SCALE).cbrt());
+        // A refused probe found the limit: hold longer before the next.
+        // A refusal while holding is news (the plateau was too high: a
+        // limit that went down, or a burst the server allowed at first
+        // counted as its rate): hold briefly, the limit may be moving.
+        let probing = engaged && now.saturating_duration_since(state.held_from()) >= state.hold;
+        // What the server allowed, and no more than the rate paced at (the
+        // requests sent, of which those allowed are a part, bound it too).
+        let mut plateau = PLATEAU * state.rate.min(allowed);
+        if !engaged {
+            // A second of sending flat out is the best estimate there is;
+            // a few requests after a pause are not.
+            state.hold = if accepted >= 2 * TRUST {
+                HOLD_LEARNED
+            } else {
+                HOLD_FIRST
+            };
+            state.held = f64::INFINITY;
+        } else if probing {
+            // The plateau held until the probe: keep it, should the new
+            // one not hold.
+            state.held = state.plateau;
+            state.hold = (state.hold * HOLD_GROWTH).min(HOLD_MAX);
+        } else if state.held < plateau {
+            // The plateau a probe found did not hold, but the one before
+            // it did: back to that one, and to its hold. A probe's rate
+            // rises within the second counted, and a fixed window refuses
+            // only once its quota is spent: a second counted across two
+            // windows can hold up to twice the limit.
+            plateau = state.held;
+        } else {
+            // The limit went down, and may move again.
+            state.held = f64::INFINITY;
+            state.hold = HOLD_FIRST;
+        }
+        state.plateau = plateau.max(MIN_RATE);
+        state.rate = state.plateau;
         state.decreased_at = now;
         // The next start waits one new interval from now, whatever was
         // reserved at the old rate.
@@ -199,8 +352,10 @@ impl Pacer {
         state.reported = state.rate;
         self.engaged.store(true, Relaxed);
         tracing::debug!(
-            measured = from,
+            sent = count,
+            accepted = allowed,
             rate = state.rate,
+            hold = ?state.hold,
             "marketap: throttled; fewer requests per second"
         );
     }
@@ -211,7 +366,8 @@ impl Pacer {
         state.resumed_at = state.resumed_at.max(until);
     }
 
-    /// An attempt was accepted: the rate grows back along the cubic.
+    /// An attempt was accepted: the rate probes upward once the hold is
+    /// over.
     pub(crate) fn succeeded(&self) {
         if !self.is_engaged() {
             return;
@@ -219,7 +375,7 @@ impl Pacer {
         let now = Instant::now();
         let measured = self.measured(now);
         let mut state = lock(&self.state);
-        let grown = state.cubic(now).min(2.0 * measured);
+        let grown = state.probe(now).min(2.0 * measured);
         if grown <= state.rate {
             return;
         }
@@ -232,14 +388,22 @@ impl Pacer {
 }
 
 impl State {
-    /// CUBIC's rate `now`: `SCALE·(t − K)³ + PLATEAU·refused`, which is
-    /// `BETA·refused` at the decrease.
-    fn cubic(&self, now: Instant) -> f64 {
+    /// When the hold began: at the last decrease, or at the end of the
+    /// pause the server asked for then.
+    fn held_from(&self) -> Instant {
+        self.decreased_at.max(self.resumed_at)
+    }
+
+    /// The rate the probe allows `now`: the plateau while holding, then
+    /// `plateau·(1 + ((t − hold)/PROBE)³)`, `t` counted from
+    /// [`held_from`](Self::held_from).
+    fn probe(&self, now: Instant) -> f64 {
         let t = now
-            .saturating_duration_since(self.decreased_at)
+            .saturating_duration_since(self.held_from())
+            .saturating_sub(self.hold)
             .as_secs_f64()
-            - self.plateau_after.as_secs_f64();
-        SCALE * t * t * t + PLATEAU * self.refused
+            / PROBE.as_secs_f64();
+        self.plateau * (1.0 + t * t * t)
     }
 }
 
@@ -260,12 +424,36 @@ mod tests {
         (a - b).abs() < 1e-6
     }
 
-    /// `n` starts spread evenly over the next `over`, the clock moving.
+    /// `n` starts spread evenly over the next `over`, the clock moving,
+    /// each accepted.
     async fn send(pacer: &Pacer, n: u32, over: Duration) {
         for _ in 0..n {
             pacer.started(Instant::now());
+            pacer.succeeded();
             tokio::time::advance(over / n).await;
         }
+    }
+
+    /// One start now, refused.
+    fn refuse(pacer: &Pacer) {
+        let now = Instant::now();
+        pacer.started(now);
+        pacer.throttled(now);
+    }
+
+    /// A pacer that sent 20 a second, then 21, the last refused: the
+    /// server saw 21 in the last second and refused one.
+    async fn learned_at_20() -> Pacer {
+        let pacer = Pacer::new();
+        send(&pacer, 20, Duration::from_secs(1)).await;
+        send(&pacer, 20, Duration::from_millis(1000 * 20 / 21)).await;
+        tokio::time::advance(Duration::from_millis(1000 / 21)).await;
+        refuse(&pacer);
+        pacer
+    }
+
+    fn state(pacer: &Pacer) -> State {
+        *lock(&pacer.state)
     }
 
     #[tokio::test(start_paused = true)]
@@ -277,6 +465,8 @@ mod tests {
             pacer.succeeded();
         }
         assert_eq!(pacer.rate(), None);
+        assert_eq!(pacer.learned(), None);
+        assert_eq!(pacer.interval(), Duration::ZERO);
         assert!(!pacer.is_engaged());
     }
 
@@ -284,9 +474,9 @@ mod tests {
     async fn the_send_rate_is_measured_over_the_last_second() {
         let pacer = Pacer::new();
         send(&pacer, 30, Duration::from_secs(3)).await;
-        // 10 a second, evenly: the last second holds 10 (11 with its edge).
-        let rate = pacer.measured(Instant::now());
-        assert!((10.0..=11.0).contains(&rate), "{rate}");
+        // 10 a second, evenly: the last second holds 9, the start a
+        // second ago being out of it, as a sliding window counts.
+        assert!(close(pacer.measured(Instant::now()), 9.0));
         // Twenty at once, then nothing: counted while within the second.
         let burst = Pacer::new();
         for _ in 0..20 {
@@ -296,6 +486,10 @@ mod tests {
         assert!(close(burst.measured(Instant::now()), 20.0));
         tokio::time::advance(Duration::from_millis(200)).await;
         assert!(close(burst.measured(Instant::now()), 0.0));
+        // Starts after the instant measured are not counted.
+        let earlier = Instant::now() - Duration::from_millis(500);
+        burst.started(Instant::now());
+        assert!(close(burst.measured(earlier), 20.0));
         // More than the ring holds: measured over the time it spans.
         let fast = Pacer::new();
         send(&fast, 1000, Duration::from_secs(1)).await;
@@ -304,64 +498,234 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_throttle_drops_to_beta_times_the_measured_rate_once_per_decrease() {
-        let pacer = Pacer::new();
-        send(&pacer, 40, Duration::from_secs(2)).await;
-        let before = Instant::now() - Duration::from_millis(10);
-        pacer.throttled(before);
-        let rate = pacer.rate().expect("engaged");
-        let measured = 20.0;
-        assert!(
-            (measured * BETA..=(measured + 1.0) * BETA).contains(&rate),
-            "{rate}"
-        );
+    async fn a_throttle_drops_to_the_plateau_below_what_the_server_accepted() {
+        let pacer = learned_at_20().await;
+        // 21 sent, 20 accepted: the plateau is 0.95 × 20.
+        assert!(close(pacer.rate().unwrap(), 19.0), "{:?}", pacer.rate());
+        assert_eq!(pacer.interval(), interval(19.0));
+        assert!(close(pacer.learned().unwrap(), 19.0));
+        let learned = state(&pacer);
+        assert_eq!(learned.hold, HOLD_LEARNED);
+        assert!(close(learned.plateau, 19.0));
         // A request on its way before the decrease changes nothing.
-        pacer.throttled(before);
-        assert!(close(pacer.rate().unwrap(), rate));
-        // One started after it decreases again, from the lower rate.
-        tokio::time::advance(Duration::from_millis(1)).await;
-        pacer.throttled(Instant::now());
-        let again = pacer.rate().unwrap();
-        assert!(close(again, rate * BETA), "{again} after {rate}");
-        // Never below the floor.
-        for _ in 0..50 {
-            tokio::time::advance(Duration::from_millis(1)).await;
-            pacer.throttled(Instant::now());
-        }
-        assert!(close(pacer.rate().unwrap(), MIN_RATE));
+        pacer.throttled(Instant::now() - Duration::from_millis(1));
+        assert!(close(pacer.rate().unwrap(), 19.0));
+        assert_eq!(state(&pacer).decreased_at, learned.decreased_at);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_throttle_just_after_a_pause_drops_from_the_paced_rate() {
+    async fn what_the_server_accepted_sets_the_first_plateau() {
         let pacer = Pacer::new();
         send(&pacer, 20, Duration::from_secs(1)).await;
-        pacer.throttled(Instant::now());
-        assert!(close(pacer.rate().unwrap(), 14.0));
+        // 10 in the last second, none refused but this one: 10 sent.
+        send(&pacer, 10, Duration::from_secs(1)).await;
+        refuse(&pacer);
+        // 9 accepted × 0.95.
+        assert!(close(pacer.rate().unwrap(), 9.0 * PLATEAU));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttles_too_early_or_too_sparse_teach_no_rate() {
+        // In the first second of sending.
+        let early = Pacer::new();
+        send(&early, 20, Duration::from_millis(500)).await;
+        refuse(&early);
+        assert_eq!(early.rate(), None);
+        // Before any start at all.
+        let idle = Pacer::new();
+        idle.throttled(Instant::now());
+        assert_eq!(idle.rate(), None);
+        // Fewer than TRUST sent in the second, once pacing.
+        let sparse = learned_at_20().await;
+        tokio::time::advance(Duration::from_secs(2)).await;
+        send(&sparse, 3, Duration::from_secs(1)).await;
+        refuse(&sparse);
+        assert!(close(sparse.rate().unwrap(), 19.0), "4 sent");
+        send(&sparse, 1, Duration::from_millis(10)).await;
+        refuse(&sparse);
+        assert!(sparse.rate().unwrap() < 19.0, "6 sent");
+        // Before any pacing, fewer than TRUST accepted.
+        let refused = Pacer::new();
+        send(&refused, 10, Duration::from_secs(1)).await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..6 {
+            let now = Instant::now();
+            refused.started(now);
+            refused.refused.record(refused.micros(now));
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        send(&refused, 4, Duration::from_millis(100)).await;
+        refuse(&refused);
+        assert_eq!(refused.rate(), None, "4 accepted of 11");
+        send(&refused, 1, Duration::from_millis(10)).await;
+        refuse(&refused);
+        assert!(refused.rate().is_some(), "5 accepted of 13");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn few_accepted_are_held_briefly_and_a_whole_second_long() {
+        let few = Pacer::new();
+        send(&few, 10, Duration::from_secs(1)).await;
+        send(&few, 10, Duration::from_secs(1)).await;
+        refuse(&few);
+        assert_eq!(state(&few).hold, HOLD_FIRST, "9 accepted");
+        let many = Pacer::new();
+        send(&many, 10, Duration::from_secs(1)).await;
+        send(&many, 11, Duration::from_secs(1)).await;
+        refuse(&many);
+        assert_eq!(state(&many).hold, HOLD_LEARNED, "10 accepted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_plateau_holds_then_the_probe_rises_along_a_cubic() {
+        let pacer = learned_at_20().await;
+        let learned = state(&pacer);
+        let start = learned.held_from();
+        assert_eq!(start, learned.decreased_at, "no pause asked for");
+        assert!(close(learned.probe(start), 19.0));
+        assert!(close(learned.probe(start + HOLD_LEARNED), 19.0));
+        // plateau·(1 + (t/PROBE)³): twice it one PROBE after the hold,
+        // nine times two PROBEs after.
+        assert!(close(learned.probe(start + HOLD_LEARNED + PROBE), 38.0));
+        assert!(close(
+            learned.probe(start + HOLD_LEARNED + PROBE / 2),
+            19.0 * 1.125
+        ));
+        assert!(close(
+            learned.probe(start + HOLD_LEARNED + 2 * PROBE),
+            171.0
+        ));
+        // A pause the server asked for moves the hold's start.
+        pacer.paused_until(start + Duration::from_secs(1));
+        assert_eq!(state(&pacer).held_from(), start + Duration::from_secs(1));
+        pacer.paused_until(start);
+        assert_eq!(
+            state(&pacer).held_from(),
+            start + Duration::from_secs(1),
+            "a shorter pause never shortens a longer one"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_grows_only_after_the_hold_and_no_faster_than_twice_what_is_sent() {
+        let pacer = learned_at_20().await;
+        // Sending at the plateau while it holds: no growth.
+        send(&pacer, 95, Duration::from_secs(5)).await;
+        assert!(close(pacer.rate().unwrap(), 19.0));
+        // An idle client: nothing sent, so nothing learned about more.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        pacer.succeeded();
+        assert!(close(pacer.rate().unwrap(), 19.0));
+        // Sending 15 a second allows up to 30, the cubic being far past.
+        send(&pacer, 15, Duration::from_secs(1)).await;
+        pacer.succeeded();
+        let rate = pacer.rate().unwrap();
+        assert!((29.9..=32.1).contains(&rate), "{rate}");
+        assert!(close(pacer.learned().unwrap(), 19.0), "the plateau stays");
+        // And never falls back by growing.
+        send(&pacer, 5, Duration::from_secs(1)).await;
+        pacer.succeeded();
+        assert!(pacer.rate().unwrap() >= rate);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_probe_holds_longer_the_next_time_up_to_a_bound() {
+        let pacer = learned_at_20().await;
+        // Probe past the hold at 20 a second, then a refusal.
+        send(&pacer, 140, HOLD_LEARNED + Duration::from_secs(1)).await;
+        refuse(&pacer);
+        let after = state(&pacer);
+        assert_eq!(after.hold, HOLD_LEARNED * HOLD_GROWTH);
+        // 19 accepted in the last second (the one a second ago is out).
+        assert!(close(after.plateau, PLATEAU * 19.0), "{}", after.plateau);
+        lock(&pacer.state).hold = HOLD_MAX - Duration::from_secs(1);
+        send(&pacer, 20 * 16, HOLD_MAX).await;
+        refuse(&pacer);
+        assert_eq!(state(&pacer).hold, HOLD_MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_while_holding_drops_to_what_was_accepted_and_probes_soon() {
+        let pacer = learned_at_20().await;
+        // Still 20 a second (over the plateau), refused while holding.
+        send(&pacer, 30, Duration::from_millis(1500)).await;
+        refuse(&pacer);
+        let after = state(&pacer);
+        assert_eq!(after.hold, HOLD_FIRST);
+        // 0.95 × min(19 paced at, 19 accepted).
+        assert!(close(after.plateau, PLATEAU * 19.0), "{}", after.plateau);
+        assert!(after.held.is_infinite());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_just_after_a_pause_counts_what_the_server_accepted() {
+        let pacer = learned_at_20().await;
         pacer.paused_until(Instant::now() + Duration::from_secs(1));
         tokio::time::advance(Duration::from_secs(1)).await;
-        // Two requests after the pause, then a throttle: the last second
-        // holds two starts, but the client was paced at 14 a second.
-        send(&pacer, 2, Duration::from_millis(150)).await;
-        pacer.throttled(Instant::now());
-        let rate = pacer.rate().unwrap();
-        assert!(close(rate, 14.0 * BETA), "{rate}");
-        // A whole second after the pause, what was sent counts.
-        tokio::time::advance(Duration::from_secs(1)).await;
-        send(&pacer, 10, Duration::from_secs(1)).await;
-        pacer.throttled(Instant::now());
-        let rate = pacer.rate().unwrap();
-        // BETA x what went out in that second: about 10 (paced at 9.8).
-        assert!((9.5 * BETA..=11.0 * BETA).contains(&rate), "{rate}");
+        // The limit went down to 5: five accepted, then a refusal.
+        send(&pacer, 5, Duration::from_millis(250)).await;
+        refuse(&pacer);
+        let after = state(&pacer);
+        assert!(close(after.plateau, 5.0 * PLATEAU), "{}", after.plateau);
+        assert_eq!(after.hold, HOLD_FIRST);
+        // Everything refused: the floor.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for _ in 0..6 {
+            let now = Instant::now();
+            pacer.started(now);
+            pacer.refused.record(pacer.micros(now));
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        refuse(&pacer);
+        assert!(close(pacer.rate().unwrap(), MIN_RATE));
+    }
+
+    /// A pacer holding 19, its hold over, no pause asked for, then 26
+    /// requests in a second, then a refusal: a probe refused.
+    async fn probe_refused() -> Pacer {
+        let pacer = learned_at_20().await;
+        tokio::time::advance(Duration::from_secs(3)).await;
+        {
+            let mut state = lock(&pacer.state);
+            state.rate = 40.0;
+            state.hold = Duration::from_secs(1);
+        }
+        send(&pacer, 27, Duration::from_secs(1)).await;
+        // Off the edge: the first of the 27 falls in the second before.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        refuse(&pacer);
+        pacer
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_plateau_a_probe_found_that_does_not_hold_falls_back_to_the_one_before() {
+        let pacer = probe_refused().await;
+        let probed = state(&pacer);
+        assert!(close(probed.plateau, PLATEAU * 26.0), "{}", probed.plateau);
+        assert!(close(probed.held, 19.0));
+        assert_eq!(probed.hold, Duration::from_secs(2));
+        // A fixed window: 26 in a second was two windows' worth. Refused
+        // again while holding at 24.7: back to 19, which held, and to its
+        // hold.
+        send(&pacer, 24, Duration::from_secs(1)).await;
+        refuse(&pacer);
+        let back = state(&pacer);
+        assert!(close(back.plateau, 19.0), "{}", back.plateau);
+        assert_eq!(back.hold, Duration::from_secs(2));
+        // Refused below that too: the limit went down.
+        send(&pacer, 19, Duration::from_secs(1)).await;
+        refuse(&pacer);
+        let down = state(&pacer);
+        assert!(down.plateau < 19.0, "{}", down.plateau);
+        assert_eq!(down.hold, HOLD_FIRST);
+        assert!(down.held.is_infinite());
     }
 
     #[tokio::test(start_paused = true)]
     async fn starts_are_spaced_by_the_rate_even_after_a_pause() {
-        let pacer = Pacer::new();
-        send(&pacer, 10, Duration::from_secs(1)).await;
-        pacer.throttled(Instant::now());
-        let rate = pacer.rate().unwrap();
-        assert!(close(rate, 7.0), "{rate}");
-        let gap = interval(rate);
+        let pacer = learned_at_20().await;
+        let gap = interval(19.0);
+        assert_eq!(pacer.interval(), gap);
         // A long pause, then twenty requests at once: one by one.
         tokio::time::advance(Duration::from_secs(5)).await;
         let now = Instant::now();
@@ -372,63 +736,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_rate_grows_back_along_a_cubic_flat_near_the_refused_rate() {
-        let pacer = Pacer::new();
-        send(&pacer, 20, Duration::from_secs(1)).await;
-        pacer.throttled(Instant::now());
-        let (refused, low) = {
-            let state = lock(&pacer.state);
-            (state.refused, state.rate)
-        };
-        assert!(close(low, refused * BETA));
-        let plateau = lock(&pacer.state).plateau_after;
-        // K = cbrt(w_max (PLATEAU − β) / C).
-        assert!(close(
-            plateau.as_secs_f64(),
-            (refused * (PLATEAU - BETA) / SCALE).cbrt()
-        ));
-        assert!(close(lock(&pacer.state).cubic(Instant::now()), low));
-        let flat = refused * PLATEAU;
-        // Keep sending at the learned rate while time passes; sample it.
-        let mut samples = Vec::new();
-        let step = Duration::from_millis(250);
-        for _ in 0..24 {
-            let rate = pacer.rate().unwrap();
-            send(&pacer, (rate * step.as_secs_f64()).ceil() as u32, step).await;
-            pacer.succeeded();
-            samples.push(pacer.rate().unwrap());
-        }
-        assert!(samples.windows(2).all(|w| w[0] <= w[1]), "{samples:?}");
-        // Back near (below) the refused rate at K, and slowly there.
-        let at_k = samples[(plateau.as_secs_f64() / step.as_secs_f64()) as usize - 1];
-        assert!((flat - 0.5..=flat).contains(&at_k), "{at_k} at K");
-        let (first_step, near_k) = (
-            samples[1] - samples[0],
-            samples[(plateau.as_secs_f64() / step.as_secs_f64()) as usize]
-                - samples[(plateau.as_secs_f64() / step.as_secs_f64()) as usize - 1],
-        );
-        assert!(first_step > near_k, "concave: {first_step} then {near_k}");
-        // Then probes above it.
-        assert!(*samples.last().unwrap() > refused, "{samples:?}");
+    async fn after_a_throttle_the_next_start_waits_one_new_interval() {
+        let pacer = learned_at_20().await;
+        let now = Instant::now();
+        // Whatever was reserved at the old rate: one interval from now.
+        assert_eq!(pacer.reserve(), Some(now + interval(19.0)));
+        assert_eq!(pacer.reserve(), Some(now + interval(19.0) * 2));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_rate_grows_no_faster_than_twice_what_is_sent() {
+    async fn five_requests_in_the_second_are_enough_to_learn_from_four_are_not() {
+        for (sent, learns) in [(4, false), (5, true)] {
+            let pacer = learned_at_20().await;
+            tokio::time::advance(Duration::from_secs(2)).await;
+            // `sent - 1` accepted in the second, then the refusal.
+            send(&pacer, sent, Duration::from_secs(1)).await;
+            refuse(&pacer);
+            assert_eq!(state(&pacer).plateau < 19.0, learns, "{sent} sent");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_counts_from_the_very_first_start() {
+        // The first start is at the pacer's origin: a refusal a second and
+        // a little later is past the first second.
         let pacer = Pacer::new();
-        send(&pacer, 100, Duration::from_secs(1)).await;
-        pacer.throttled(Instant::now());
-        // An idle client: nothing sent, so nothing learned about more.
-        tokio::time::advance(Duration::from_secs(60)).await;
-        pacer.succeeded();
-        assert!(close(pacer.rate().unwrap(), 70.0));
-        // Sending 5 a second asks for no more than 70 either.
-        send(&pacer, 5, Duration::from_secs(1)).await;
-        pacer.succeeded();
-        assert!(close(pacer.rate().unwrap(), 70.0));
-        // Sending 50 a second allows up to 100, the cubic being far past.
-        send(&pacer, 50, Duration::from_secs(1)).await;
-        pacer.succeeded();
-        let rate = pacer.rate().unwrap();
-        assert!((99.0..=102.0).contains(&rate), "{rate}");
+        send(&pacer, 20, Duration::from_secs(1)).await;
+        tokio::time::advance(Duration::from_millis(20)).await;
+        refuse(&pacer);
+        assert!(pacer.learned().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_started_at_the_decrease_counts_as_after_it() {
+        let pacer = learned_at_20().await;
+        let decreased_at = state(&pacer).decreased_at;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        send(&pacer, 10, Duration::from_secs(1)).await;
+        // Refused, though started at the very instant of the decrease:
+        // not on its way before it.
+        pacer.throttled(decreased_at);
+        assert!(state(&pacer).decreased_at > decreased_at);
+    }
+
+    #[test]
+    fn an_interval_is_the_inverse_of_a_finite_positive_rate() {
+        assert_eq!(interval(4.0), Duration::from_millis(250));
+        assert_eq!(interval(f64::INFINITY), Duration::ZERO);
+        assert_eq!(interval(0.0), Duration::ZERO);
+        assert_eq!(interval(-1.0), Duration::ZERO);
     }
 }

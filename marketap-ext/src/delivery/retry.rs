@@ -274,11 +274,13 @@ where
             items,
             attempt = number
         );
+        let on_wire = pace.concurrency.enter(pace.slot);
         let result = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(Error::Cancelled),
             result = attempt().instrument(span.clone()) => result,
         };
+        drop(on_wire);
         let error = match Error::classify(result).await {
             Ok(()) => {
                 pace.concurrency.succeeded(pace.slot);
@@ -290,11 +292,12 @@ where
         };
         let delay = if error.is_throttling() {
             pace.stats.throttled.fetch_add(1, Relaxed);
-            pace.concurrency.throttled(pace.slot);
+            let crowded = pace.concurrency.throttled(pace.slot);
             // A `Retry-After: 0` asks for no slower rate (only a retry),
-            // so it teaches the learned rate nothing; the concurrency
-            // limit still backs off.
-            if error.retry_after() != Some(Duration::ZERO) {
+            // so it teaches the learned rate nothing; nor does a refusal
+            // the concurrency explains. The concurrency limit still backs
+            // off.
+            if !crowded && error.retry_after() != Some(Duration::ZERO) {
                 pace.throttle.pacer(operation).throttled(started);
             }
             throttles += 1;

@@ -8,7 +8,11 @@
 //!   that window were refused. The limit that was refused becomes a
 //!   ceiling, probed again only after a long run of successes, so a server
 //!   that allows three requests at once is not hit with a fourth every few
-//!   requests.
+//!   requests; a probe refused beyond the most requests ever accepted at
+//!   once waits four times longer the next time.
+//!   A 429 that came when more requests were on the wire than ever were
+//!   accepted at once is *crowded*: the concurrency explains it, and it
+//!   teaches the learned send rate nothing.
 //! - [`Throttle`], per client: a `Retry-After` pauses every request to that
 //!   operation (not only the one that got it), a send rate learned per
 //!   operation from 429s and 503s ([`Pacer`]), an optional rate cap in
@@ -20,7 +24,7 @@ use std::{
     num::NonZeroU32,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -55,13 +59,17 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// Requests per second, at most: 1 or more. Default none.
+    /// Requests per second, at most: 1 or more. Default none. Requests are
+    /// spaced evenly (`1 / per_second` apart), so no rolling second sees
+    /// more: a cap a little under a gateway's window is never refused.
     pub fn with_max_requests_per_second(mut self, per_second: u32) -> Self {
         self.max_requests_per_second = Some(per_second);
         self
     }
 
-    /// Items per second, at most: 1 or more. Default none.
+    /// Items per second, at most: 1 or more. Default none. A second's
+    /// worth of items may go at once, then they come at this rate (a token
+    /// bucket one second deep).
     pub fn with_max_items_per_second(mut self, per_second: u32) -> Self {
         self.max_items_per_second = Some(per_second);
         self
@@ -100,6 +108,13 @@ impl RateLimit {
 /// After a refusal, successes in a row before the limit may probe above
 /// the ceiling again, in windows (one window = `limit` successes).
 const PROBE_AFTER_WINDOWS: usize = 10;
+/// The most windows between probes, after probes refused again and again.
+const PROBE_AFTER_WINDOWS_MAX: usize = 160;
+/// Acceptances with so many requests on the wire before the server is
+/// known to hold that many, and how many times more acceptances than
+/// refusals there must be at that level.
+const HELD_AFTER: u32 = 4;
+const HELD_RATIO: u32 = 4;
 
 /// How many requests of one run may be in flight; see the module docs.
 #[derive(Debug)]
@@ -107,6 +122,9 @@ pub(crate) struct Concurrency {
     window: Mutex<Window>,
     /// Signalled when a slot is freed or the limit grows.
     changed: Notify,
+    /// Requests on the wire now (a slot is held while waiting for a turn
+    /// too).
+    on_wire: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -121,6 +139,14 @@ struct Window {
     successes: usize,
     /// Successes in a row at the ceiling, to probe above it.
     at_ceiling: usize,
+    /// Windows at the ceiling before probing above it.
+    probe_after: usize,
+    /// The most requests on the wire at once that the server holds: see
+    /// [`Window::holds`].
+    held: usize,
+    /// Acceptances and refusals per number of requests on the wire.
+    accepted_at: Vec<u32>,
+    refused_at: Vec<u32>,
     /// Bumped on each decrease: refusals of requests started before it do
     /// not decrease the limit again.
     epoch: u64,
@@ -131,6 +157,19 @@ struct Window {
 pub(crate) struct Slot {
     concurrency: Arc<Concurrency>,
     epoch: u64,
+    /// Requests on the wire when this slot's last attempt started, itself
+    /// included.
+    level: AtomicUsize,
+}
+
+/// An attempt on the wire, until dropped.
+#[derive(Debug)]
+pub(crate) struct OnWire<'a>(&'a Concurrency);
+
+impl Drop for OnWire<'_> {
+    fn drop(&mut self) {
+        self.0.on_wire.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Drop for Slot {
@@ -152,9 +191,14 @@ impl Concurrency {
                 ceiling: max,
                 successes: 0,
                 at_ceiling: 0,
+                probe_after: PROBE_AFTER_WINDOWS,
+                held: 0,
+                accepted_at: vec![0; max + 1],
+                refused_at: vec![0; max + 1],
                 epoch: 0,
             }),
             changed: Notify::new(),
+            on_wire: AtomicUsize::new(0),
         })
     }
 
@@ -176,6 +220,7 @@ impl Concurrency {
                     return Slot {
                         concurrency: self.clone(),
                         epoch: window.epoch,
+                        level: AtomicUsize::new(0),
                     };
                 }
             }
@@ -183,9 +228,24 @@ impl Concurrency {
         }
     }
 
+    /// An attempt in `slot` goes on the wire, until the guard is dropped.
+    pub(crate) fn enter(&self, slot: &Slot) -> OnWire<'_> {
+        let level = self.on_wire.fetch_add(1, Relaxed) + 1;
+        slot.level.store(level, Relaxed);
+        OnWire(self)
+    }
+
     /// A request in `slot` was accepted.
-    pub(crate) fn succeeded(&self, _slot: &Slot) {
+    pub(crate) fn succeeded(&self, slot: &Slot) {
+        let level = slot.level.load(Relaxed);
         let mut window = lock(&self.window);
+        let at = level.min(window.accepted_at.len() - 1);
+        window.accepted_at[at] = window.accepted_at[at].saturating_add(1);
+        if level > window.held && window.holds(level) {
+            // More at once than ever before were accepted: a probe held.
+            window.held = level;
+            window.probe_after = PROBE_AFTER_WINDOWS;
+        }
         let grew = window.grow();
         drop(window);
         if grew {
@@ -193,14 +253,24 @@ impl Concurrency {
         }
     }
 
-    /// A request in `slot` was throttled (429 or 503).
-    pub(crate) fn throttled(&self, slot: &Slot) {
+    /// A request in `slot` was throttled (429 or 503). Whether it was
+    /// crowded: on the wire with more requests than were ever accepted at
+    /// once, so that the concurrency explains the refusal.
+    pub(crate) fn throttled(&self, slot: &Slot) -> bool {
+        let level = slot.level.load(Relaxed);
         let mut window = lock(&self.window);
+        let crowded = !window.holds(level);
+        let at = level.min(window.refused_at.len() - 1);
+        window.refused_at[at] = window.refused_at[at].saturating_add(1);
         if slot.epoch != window.epoch {
             // Started before the last decrease: already accounted for.
-            return;
+            return crowded;
         }
         let refused = window.limit;
+        if crowded && !window.slow_start {
+            // A probe above the ceiling, refused: probe less often.
+            window.probe_after = (window.probe_after * 4).min(PROBE_AFTER_WINDOWS_MAX);
+        }
         window.limit = (refused / 2).max(1);
         window.ceiling = refused.saturating_sub(1).max(1);
         window.slow_start = false;
@@ -210,12 +280,24 @@ impl Concurrency {
         tracing::debug!(
             from = refused,
             to = window.limit,
+            crowded,
             "marketap: throttled; fewer requests in flight"
         );
+        crowded
     }
 }
 
 impl Window {
+    /// Whether the server holds `level` requests on the wire at once: it
+    /// accepted [`HELD_AFTER`] of them, and [`HELD_RATIO`] times more than
+    /// it refused. One lucky acceptance (the server had just finished a
+    /// request the client had not heard back from yet) is not enough.
+    fn holds(&self, level: usize) -> bool {
+        let at = level.min(self.accepted_at.len() - 1);
+        let accepted = self.accepted_at[at];
+        accepted >= HELD_AFTER && accepted >= HELD_RATIO.saturating_mul(self.refused_at[at])
+    }
+
     /// Counts a success; whether the limit grew.
     fn grow(&mut self) -> bool {
         self.successes += 1;
@@ -230,7 +312,7 @@ impl Window {
             self.limit + 1
         } else {
             self.at_ceiling += 1;
-            if self.at_ceiling < PROBE_AFTER_WINDOWS {
+            if self.at_ceiling < self.probe_after {
                 self.successes = 0;
                 return false;
             }
@@ -258,6 +340,8 @@ pub(crate) struct Stats {
     pub throttled: AtomicU64,
     /// Time requests spent waiting on throttling, in microseconds.
     waited_micros: AtomicU64,
+    /// The part of it spent waiting for the learned send rate.
+    paced_micros: AtomicU64,
     /// Requests split in two, after a 413 or to isolate a 400.
     pub splits: AtomicU64,
     /// Requests sent to isolate the items a 400 refused (two a split).
@@ -272,11 +356,17 @@ impl Stats {
             .fetch_add(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
+    pub(crate) fn paced(&self, wait: Duration) {
+        self.paced_micros
+            .fetch_add(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
     /// The counters now.
     pub(crate) fn snapshot(&self) -> crate::report::DeliveryStats {
         crate::report::DeliveryStats {
             throttled: self.throttled.load(Relaxed),
             throttle_wait: self.total_wait(),
+            paced: Duration::from_micros(self.paced_micros.load(Relaxed)),
             splits: self.splits.load(Relaxed),
             isolated: self.isolated.load(Relaxed),
             isolation_requests: self.isolation_requests.load(Relaxed),
@@ -319,25 +409,32 @@ fn pacer_index(operation: Operation) -> usize {
 impl Throttle {
     /// The throttle for a checked `rate` (a cap of 0 is no cap).
     pub(crate) fn new(rate: &RateLimit) -> Self {
-        let limiter = |per_second: Option<u32>| {
-            per_second
-                .and_then(NonZeroU32::new)
-                .map(|n| RateLimiter::direct(Quota::per_second(n)))
-        };
+        // Requests are spaced evenly, so that no rolling second (a sliding
+        // window's) sees more than the cap; items come a request's worth
+        // at a time, so a second's worth may go at once.
+        let requests = rate
+            .max_requests_per_second
+            .and_then(NonZeroU32::new)
+            .map(|n| RateLimiter::direct(Quota::per_second(n).allow_burst(NonZeroU32::MIN)));
+        let items = rate
+            .max_items_per_second
+            .and_then(NonZeroU32::new)
+            .map(|n| RateLimiter::direct(Quota::per_second(n)));
         Self {
             paused_until: Mutex::default(),
-            requests: limiter(rate.max_requests_per_second),
-            items: limiter(rate.max_items_per_second),
+            requests,
+            items,
             learned_bytes: Mutex::default(),
             pacers: std::array::from_fn(|_| Pacer::new()),
         }
     }
 
-    /// The lowest send rate learned, over the operations throttled so far.
+    /// The lowest send rate learned (the rate the server was found to
+    /// allow, a little under it), over the operations throttled so far.
     pub(crate) fn learned_rate(&self) -> Option<f64> {
         self.pacers
             .iter()
-            .filter_map(Pacer::rate)
+            .filter_map(Pacer::learned)
             .min_by(f64::total_cmp)
     }
 
@@ -389,11 +486,13 @@ impl Throttle {
             let Some(at) = pacer.reserve() else {
                 break;
             };
+            let paced_from = Instant::now();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return None,
                 () = tokio::time::sleep_until(at) => {}
             }
+            stats.paced(paced_from.elapsed());
             // Woken well after its turn (the process stalled), with others
             // woken alike: once, take a fresh turn rather than go with them
             // as a burst.
@@ -549,6 +648,93 @@ mod tests {
         assert_eq!(limit_after(&concurrency, 3, &slot), 4);
     }
 
+    /// `n` attempts in `slot` with `level` requests on the wire, accepted.
+    fn accepted_at(concurrency: &Concurrency, slot: &Slot, level: usize, n: u32) {
+        for _ in 0..n {
+            slot.level.store(level, Relaxed);
+            concurrency.succeeded(slot);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_beyond_what_the_server_holds_is_crowded() {
+        let concurrency = Concurrency::new(8);
+        let slot = concurrency.acquire().await;
+        // What goes on the wire is counted while it is there.
+        let first = concurrency.enter(&slot);
+        let second = concurrency.enter(&slot);
+        assert_eq!(slot.level.load(Relaxed), 2);
+        drop((first, second));
+        assert_eq!(concurrency.enter(&slot).0.on_wire.load(Relaxed), 1);
+        // Two at once accepted HELD_AFTER times: held; three only once
+        // (a lucky one): not.
+        accepted_at(&concurrency, &slot, 2, HELD_AFTER);
+        accepted_at(&concurrency, &slot, 3, HELD_AFTER - 1);
+        slot.level.store(3, Relaxed);
+        assert!(concurrency.throttled(&slot), "3 at once is crowded");
+        slot.level.store(2, Relaxed);
+        assert!(!concurrency.throttled(&slot), "2 at once is held");
+        // A level refused often is no longer held: HELD_RATIO times more
+        // acceptances than refusals.
+        let window = lock(&concurrency.window);
+        assert_eq!(window.refused_at[2], 1);
+        assert!(window.holds(2));
+        drop(window);
+        accepted_at(&concurrency, &slot, 2, HELD_RATIO * 2 - HELD_AFTER - 1);
+        slot.level.store(2, Relaxed);
+        concurrency.throttled(&slot);
+        assert!(!lock(&concurrency.window).holds(2), "7 accepted, 2 refused");
+        accepted_at(&concurrency, &slot, 2, 1);
+        assert!(lock(&concurrency.window).holds(2), "8 accepted, 2 refused");
+        // Levels past the maximum count as the maximum.
+        accepted_at(&concurrency, &slot, 100, HELD_AFTER);
+        assert!(lock(&concurrency.window).holds(8));
+    }
+
+    #[tokio::test]
+    async fn a_crowded_refusal_after_slow_start_probes_less_often() {
+        let concurrency = Concurrency::new(8);
+        let slot = concurrency.acquire().await;
+        accepted_at(&concurrency, &slot, 1, HELD_AFTER);
+        assert_eq!(lock(&concurrency.window).held, 1);
+        // In slow start a crowded refusal ends slow start only.
+        slot.level.store(3, Relaxed);
+        assert!(concurrency.throttled(&slot));
+        assert_eq!(lock(&concurrency.window).probe_after, PROBE_AFTER_WINDOWS);
+        drop(slot);
+        let mut slot = concurrency.acquire().await;
+        slot.level.store(3, Relaxed);
+        assert!(concurrency.throttled(&slot));
+        assert_eq!(
+            lock(&concurrency.window).probe_after,
+            PROBE_AFTER_WINDOWS * 4
+        );
+        for _ in 0..3 {
+            drop(slot);
+            let again = concurrency.acquire().await;
+            again.level.store(3, Relaxed);
+            concurrency.throttled(&again);
+            slot = again;
+        }
+        assert_eq!(
+            lock(&concurrency.window).probe_after,
+            PROBE_AFTER_WINDOWS_MAX
+        );
+        // A refusal within what is held changes nothing of it.
+        drop(slot);
+        let slot = concurrency.acquire().await;
+        slot.level.store(1, Relaxed);
+        assert!(!concurrency.throttled(&slot));
+        assert_eq!(
+            lock(&concurrency.window).probe_after,
+            PROBE_AFTER_WINDOWS_MAX
+        );
+        // A new level held: probing is frequent again.
+        accepted_at(&concurrency, &slot, 2, HELD_AFTER);
+        let window = lock(&concurrency.window);
+        assert_eq!((window.held, window.probe_after), (2, PROBE_AFTER_WINDOWS));
+    }
+
     #[tokio::test]
     async fn a_request_waits_for_a_slot_and_gets_one_when_another_ends() {
         let concurrency = Concurrency::new(4);
@@ -665,16 +851,15 @@ mod tests {
     }
 
     #[test]
-    fn a_rate_cap_lets_a_burst_through_then_asks_to_wait() {
+    fn a_request_cap_spaces_requests_and_an_item_cap_lets_a_second_through() {
         let throttle = Throttle::new(&RateLimit::default().with_max_requests_per_second(5));
         let events = Operation::CollectBulkUserEvents;
-        for _ in 0..5 {
-            assert_eq!(throttle.next_turn(events, 1000), None);
-        }
-        let until = throttle.next_turn(events, 1000).expect("the sixth waits");
+        assert_eq!(throttle.next_turn(events, 1000), None);
+        // No burst: a rolling second never sees a sixth.
+        let until = throttle.next_turn(events, 1000).expect("the second waits");
         let wait = until - Instant::now();
         assert!(
-            wait > Duration::ZERO && wait <= Duration::from_millis(200),
+            wait > Duration::from_millis(150) && wait <= Duration::from_millis(200),
             "{wait:?}"
         );
 

@@ -513,6 +513,7 @@ impl Ingestor {
             splits: stats.splits,
             isolated: stats.isolated,
             isolation_requests: stats.isolation_requests,
+            paced: stats.paced,
             ..shared.counters.snapshot()
         };
         if let Some(lane) = &shared.spool {

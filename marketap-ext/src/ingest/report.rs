@@ -61,8 +61,9 @@ pub struct Metrics {
     pub concurrency_limit: u64,
     /// The time between request starts the client learned from 429s and
     /// 503s (the slowest, if several operations were throttled); `None`
-    /// until the first throttle, when starts are not paced at all. See
-    /// [`send_rate`](Self::send_rate).
+    /// until a throttle taught one, when starts are not paced at all. See
+    /// [`send_rate`](Self::send_rate) and
+    /// [`BatchReport::learned_rate`](crate::BatchReport::learned_rate).
     pub send_interval: Option<std::time::Duration>,
     /// Responses that throttled (429 and 503).
     pub throttled: u64,
@@ -76,6 +77,9 @@ pub struct Metrics {
     pub isolated: u64,
     /// Requests sent to isolate the items a 400 refused (two a split).
     pub isolation_requests: u64,
+    /// The part of [`throttle_wait`](Self::throttle_wait) spent waiting
+    /// for the learned send rate, summed over requests.
+    pub paced: std::time::Duration,
     /// With a spool: items in it not yet delivered or finally failed,
     /// those read back into memory (queued, in flight, waiting for a
     /// retry) included. What the spool held when the ingestor started
