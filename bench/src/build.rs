@@ -7,8 +7,13 @@
 
 use std::{fmt::Write as _, hint::black_box, time::Instant};
 
-use marketap_ext::{Event, Product};
+use marketap_api::types::CreateEventReq;
+use marketap_ext::{
+    Event, Product,
+    taxonomy::{event, event_property},
+};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::{
     contenders::{ext_event, raw_event},
@@ -32,10 +37,20 @@ enum Way {
     Purchase,
     /// `Event::from_raw` of the hand-written struct (building it included).
     FromRaw,
+    /// The purchase of `Purchase` (two line items, order id, revenue)
+    /// written by hand as a `CreateEventReq`: what `Purchase` would cost
+    /// without the SDK, since it carries twice the line items of `Raw`.
+    RawPurchase,
 }
 
 impl Way {
-    const ALL: [Self; 4] = [Self::Raw, Self::Ext, Self::Purchase, Self::FromRaw];
+    const ALL: [Self; 5] = [
+        Self::Raw,
+        Self::Ext,
+        Self::Purchase,
+        Self::FromRaw,
+        Self::RawPurchase,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -43,6 +58,7 @@ impl Way {
             Self::Ext => "build-ext",
             Self::Purchase => "build-purchase",
             Self::FromRaw => "build-from-raw",
+            Self::RawPurchase => "build-raw-purchase",
         }
     }
 
@@ -64,17 +80,17 @@ impl Way {
                 }
             }
             Self::Purchase => {
-                let inputs: Vec<(EventSpec, String, String)> = specs
-                    .into_iter()
-                    .map(|spec| {
-                        let order = format!("order-{}", spec.product_id);
-                        let second = format!("{}-b", spec.product_id);
-                        (spec, order, second)
-                    })
-                    .collect();
+                let inputs = purchase_inputs(specs);
                 started = Instant::now();
                 for (spec, order, second) in inputs {
                     drop(black_box(purchase(spec, order, second)));
+                }
+            }
+            Self::RawPurchase => {
+                let inputs = purchase_inputs(specs);
+                started = Instant::now();
+                for (spec, order, second) in inputs {
+                    drop(black_box(raw_purchase(spec, order, second)));
                 }
             }
             Self::FromRaw => {
@@ -89,8 +105,26 @@ impl Way {
     }
 }
 
+/// Each event's inputs with an order id and a second product id, made
+/// before the clock starts.
+fn purchase_inputs(specs: Vec<EventSpec>) -> Vec<(EventSpec, String, String)> {
+    specs
+        .into_iter()
+        .map(|spec| {
+            let order = format!("order-{}", spec.product_id);
+            let second = format!("{}-b", spec.product_id);
+            (spec, order, second)
+        })
+        .collect()
+}
+
+/// The revenue of the purchase: both line items.
+fn revenue(spec: &EventSpec) -> f64 {
+    spec.price * f64::from(spec.quantity) + spec.price
+}
+
 fn purchase(spec: EventSpec, order_id: String, second_id: String) -> Event {
-    let revenue = spec.price * f64::from(spec.quantity) + spec.price;
+    let revenue = revenue(&spec);
     let first = Product::new(spec.product_id)
         .name(spec.product_name)
         .price(spec.price)
@@ -108,12 +142,49 @@ fn purchase(spec: EventSpec, order_id: String, second_id: String) -> Event {
         .expect("the benchmark's events are valid")
 }
 
+/// [`purchase`]'s event, written by hand as the raw contender would.
+fn raw_purchase(spec: EventSpec, order_id: String, second_id: String) -> CreateEventReq {
+    let revenue = revenue(&spec);
+    let EventSpec {
+        user_id,
+        product_id,
+        product_name,
+        price,
+        quantity,
+        category,
+        is_member,
+        timestamp,
+        ..
+    } = spec;
+    let item = |product_id: String, quantity: u32| {
+        let mut item = Map::new();
+        item.insert(events::PRODUCT_ID.into(), product_id.into());
+        item.insert(events::PRODUCT_NAME.into(), product_name.into());
+        item.insert(events::PRODUCT_PRICE.into(), price.into());
+        item.insert(events::QUANTITY.into(), quantity.into());
+        item.insert(events::CATEGORY1.into(), category.into());
+        Value::Object(item)
+    };
+    let items = vec![item(product_id, quantity), item(second_id, 1)];
+    let mut properties = Map::new();
+    properties.insert(event_property::ORDER_ID.into(), order_id.into());
+    properties.insert(event_property::REVENUE.into(), revenue.into());
+    properties.insert(events::ITEMS.into(), items.into());
+    properties.insert(events::IS_MEMBER.into(), is_member.into());
+    CreateEventReq {
+        event_name: event::PURCHASE.to_owned(),
+        properties,
+        timestamp: Some(timestamp.into_datetime()),
+        user_id,
+    }
+}
+
 /// What one `build` process measured: per round, ns per event for each way
 /// in [`Way::ALL`] order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildResult {
     pub n: usize,
-    pub rounds: Vec<[f64; 4]>,
+    pub rounds: Vec<[f64; 5]>,
 }
 
 /// Times every way `rounds` times at `n` events, rotating who goes first.
@@ -124,7 +195,7 @@ pub fn run(n: usize, rounds: usize) -> BuildResult {
     }
     let rounds = (0..rounds)
         .map(|round| {
-            let mut ns = [0.0; 4];
+            let mut ns = [0.0; 5];
             for i in 0..Way::ALL.len() {
                 let index = (round + i) % Way::ALL.len();
                 ns[index] = Way::ALL[index].time(n);
@@ -177,6 +248,9 @@ pub fn render(result: &BuildResult) -> String {
     let _ = writeln!(w, "ratio build-ext/build-raw: {ext:.2}");
     let _ = writeln!(w, "ratio build-purchase/build-raw: {purchase:.2}");
     let _ = writeln!(w, "ratio build-from-raw/build-raw: {:.2}", ratio(3));
+    // Informational: the purchase against the same purchase written by hand.
+    let by_hand = median(result.rounds.iter().map(|ns| ns[2] / ns[4]).collect());
+    let _ = writeln!(w, "ratio build-purchase/build-raw-purchase: {by_hand:.2}");
     w
 }
 
@@ -188,7 +262,10 @@ mod tests {
     fn ratios_are_paired_within_rounds_and_lines_are_printed() {
         let result = BuildResult {
             n: 10,
-            rounds: vec![[100.0, 110.0, 120.0, 150.0], [200.0, 300.0, 240.0, 260.0]],
+            rounds: vec![
+                [100.0, 110.0, 120.0, 150.0, 100.0],
+                [200.0, 300.0, 240.0, 260.0, 120.0],
+            ],
         };
         let text = render(&result);
         // Per round 1.10 and 1.50: the median is 1.30, not 410/300.
@@ -206,6 +283,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("| build-raw | 150 |"), "{text}");
+        // Per round 1.20 and 2.00.
+        assert!(
+            text.contains("ratio build-purchase/build-raw-purchase: 1.60\n"),
+            "{text}"
+        );
+        assert!(text.contains("| build-raw-purchase | 110 |"), "{text}");
+    }
+
+    /// The hand-written purchase is the SDK's purchase, byte for byte.
+    #[test]
+    fn the_purchase_by_hand_is_the_same_event() {
+        for (spec, order, second) in purchase_inputs(events::generate(50).collect()) {
+            let sdk = purchase(spec.clone(), order.clone(), second.clone());
+            let by_hand = raw_purchase(spec, order, second);
+            assert_eq!(
+                serde_json::to_string(&sdk).unwrap(),
+                serde_json::to_string(&by_hand).unwrap()
+            );
+        }
     }
 
     #[test]

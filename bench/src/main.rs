@@ -86,8 +86,8 @@ bench` builds; its NDJSON inputs are written to a temp directory first, and remo
 at the end.
 
 Then the build section: each way of building an event (a raw struct, Event::builder,
-Event::purchase with two products, Event::from_raw) timed min(N, 20000) events a round,
-R rounds, in a process of its own; `marketap-bench build --print [--n N] [--rounds R]`
+Event::purchase with two products, Event::from_raw, and that purchase written by hand)
+timed min(N, 20000) events a round, R rounds, in a process of its own; `marketap-bench build --print [--n N] [--rounds R]`
 runs only that section.
 
 internal: marketap-bench sink --delay-ms D [--refuse]

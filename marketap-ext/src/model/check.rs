@@ -345,6 +345,30 @@ mod tests {
         ));
     }
 
+    /// Inside a list the reserved check looks into (`mkt_items`), its
+    /// objects and other elements count their levels as anywhere else.
+    #[test]
+    fn depth_limit_is_exact_inside_a_reserved_list() {
+        let scope = Some(Scope::EventProperty);
+        // `properties` 1, `mkt_items` 2, its element 3: 61 more reach 64.
+        let nest = |levels: usize, element: fn(Value) -> Value| {
+            let mut value = json!(1);
+            for _ in 0..levels {
+                value = element(value);
+            }
+            object(json!({ "mkt_items": [value] }))
+        };
+        let in_objects = |value| json!({ "x": value });
+        let in_arrays = |value| json!([value]);
+        for element in [in_objects as fn(Value) -> Value, in_arrays] {
+            assert!(walk(&nest(MAX_DEPTH - 2, element), scope, &Known::NONE).is_ok());
+            assert!(matches!(
+                walk(&nest(MAX_DEPTH - 1, element), scope, &Known::NONE),
+                Err(ValidationError::TooDeep { .. })
+            ));
+        }
+    }
+
     #[test]
     fn depth_comes_before_a_reserved_problem_met_earlier() {
         let mut deep = json!(1);
