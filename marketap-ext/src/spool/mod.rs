@@ -22,7 +22,6 @@ mod store;
 use std::{
     fmt,
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -179,7 +178,7 @@ impl SpoolConfig {
 /// A spool could not be opened, read or written.
 ///
 /// Cloneable so that every caller of one failed group commit gets it.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpoolError {
     /// Another ingestor or process holds the spool.
@@ -211,7 +210,7 @@ pub enum SpoolError {
         path: PathBuf,
         /// The operating system's error.
         #[source]
-        source: Arc<std::io::Error>,
+        source: IoCause,
     },
     /// The spool's storage thread is gone (the ingestor shut down).
     #[error("the spool is closed")]
@@ -223,27 +222,39 @@ impl SpoolError {
         SpoolError::Io {
             action,
             path: path.to_owned(),
-            source: Arc::new(source),
+            source: IoCause::from(source),
         }
     }
 }
 
-/// Two spool errors are equal when they say the same thing (an I/O error
-/// compares by its kind and message).
-impl PartialEq for SpoolError {
-    fn eq(&self, other: &Self) -> bool {
-        self.to_string() == other.to_string()
-            && match (self, other) {
-                (SpoolError::Io { source: a, .. }, SpoolError::Io { source: b, .. }) => {
-                    a.kind() == b.kind() && a.to_string() == b.to_string()
-                }
-                _ => true,
-            }
+/// What the operating system said when a spool file could not be read or
+/// written: the kind and message of the `std::io::Error`.
+///
+/// Kept as plain data rather than the `io::Error` itself, so that
+/// [`SpoolError`] (and every error holding it) stays `Clone`, comparable
+/// and unwind-safe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct IoCause {
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
+impl IoCause {
+    /// The kind, e.g. `StorageFull` for a full disk.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.kind
     }
 }
 
-/// Equal to itself: the comparison is of what the errors say.
-impl Eq for SpoolError {}
+impl From<std::io::Error> for IoCause {
+    fn from(error: std::io::Error) -> Self {
+        Self {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+}
 
 /// A damaged region of a spool file: its records could not be read, and
 /// its bytes were copied aside (see [`Inspection::corrupted`]).

@@ -403,3 +403,13 @@ async fn dropping_the_last_handle_closes_the_spool_and_keeps_its_records() {
     .unwrap();
     assert_eq!(items(&read_now(&spool).await), (0..6).collect::<Vec<_>>());
 }
+
+/// Every error that can hold a spool error stays unwind-safe, as the
+/// released ones were (cargo semver-checks caught an `io::Error` inside).
+#[test]
+fn errors_holding_a_spool_error_stay_unwind_safe() {
+    fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe + Send + Sync>() {}
+    unwind_safe::<SpoolError>();
+    unwind_safe::<crate::ConfigError>();
+    unwind_safe::<crate::EnqueueError<crate::Event>>();
+}
