@@ -171,16 +171,10 @@ impl Intake {
         if let Some(closed) = state.closed {
             return Err(closed.refuse(item));
         }
-        let slot = &mut state.filling[T::INDEX];
-        let filling = slot.get_or_insert_with(|| batch::new::<T>(self.max_batch_size));
+        let filling =
+            state.filling[T::INDEX].get_or_insert_with(|| batch::new::<T>(self.max_batch_size));
         batch::push(filling.as_mut(), item);
-        let first_full = if filling.len() >= self.max_batch_size {
-            let full = slot.take().expect("filled just above");
-            state.full.push(full);
-            state.full.len() == 1
-        } else {
-            false
-        };
+        let first_full = self.seal_if_full(&mut state, T::INDEX);
         // Counted under the lock: the worker takes under it too.
         self.counters.enqueued(1);
         drop(state);
@@ -189,6 +183,21 @@ impl Intake {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Moves kind `index`'s filling batch to the full ones if it is full;
+    /// whether it is the first full one waiting (the worker must be woken).
+    fn seal_if_full(&self, state: &mut State, index: usize) -> bool {
+        let slot = &mut state.filling[index];
+        if slot
+            .as_ref()
+            .is_none_or(|filling| filling.len() < self.max_batch_size)
+        {
+            return false;
+        }
+        let full = slot.take().expect("checked just above");
+        state.full.push(full);
+        state.full.len() == 1
     }
 
     pub(super) fn refuse<T>(&self, item: T) -> EnqueueError<T> {
@@ -240,16 +249,10 @@ impl Intake {
         if state.closed.is_some() {
             return Err(item);
         }
-        let slot = &mut state.filling[T::INDEX];
-        let filling = slot.get_or_insert_with(|| batch::new_spooled::<T>(self.max_batch_size));
+        let filling = state.filling[T::INDEX]
+            .get_or_insert_with(|| batch::new_spooled::<T>(self.max_batch_size));
         batch::push_spooled(filling.as_mut(), item, tag);
-        let first_full = if filling.len() >= self.max_batch_size {
-            let full = slot.take().expect("filled just above");
-            state.full.push(full);
-            state.full.len() == 1
-        } else {
-            false
-        };
+        let first_full = self.seal_if_full(&mut state, T::INDEX);
         self.counters.enqueued(1);
         drop(state);
         if first_full {
