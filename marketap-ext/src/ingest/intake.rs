@@ -241,6 +241,12 @@ impl Intake {
         Some(1 + taken)
     }
 
+    /// Takes room for one item if there is some now, without waiting and
+    /// without having the worker send partial batches; whether it did.
+    pub(super) fn try_take_one(&self) -> bool {
+        self.room.try_acquire().map(SemaphorePermit::forget).is_ok()
+    }
+
     /// Adds an item read back from the spool (its room already taken) to
     /// its kind's filling batch, like [`enqueue`](Self::enqueue). Hands
     /// the item back once intake is closed.

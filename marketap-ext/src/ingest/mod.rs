@@ -357,6 +357,7 @@ impl Ingestor {
                     .map_err(ConfigError::Spool)?;
                 Some(SpoolLane {
                     written: AtomicU64::new(0),
+                    admitted: AtomicU64::new(0),
                     spool,
                     max_age: spool_config.max_age(),
                     flushes: Default::default(),

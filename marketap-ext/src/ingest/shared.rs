@@ -40,9 +40,13 @@ pub(super) struct SpoolLane {
     /// How long an item may keep failing for now before it finally fails.
     pub max_age: Duration,
     /// Records written since the spool was opened. With those it held when
-    /// opened (`SpoolStats::recovered`), what a flush waits for the pump to
-    /// have read.
+    /// opened (`SpoolStats::recovered`), what a flush waits for to be in
+    /// the intake.
     pub written: AtomicU64,
+    /// Records added to the intake: held by `enqueue`, or read back by the
+    /// pump. Counted before `written`, so a flush that counts a record
+    /// finds it here once it is in the intake.
+    pub admitted: AtomicU64,
     /// Flushes waiting for the pump, with the count of records each waits
     /// for.
     pub flushes: Mutex<Flushes>,

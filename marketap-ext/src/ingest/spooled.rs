@@ -1,12 +1,15 @@
 //! The ingestor with a spool: `track` writes the item into the spool and
 //! returns once it is written; the pump reads records back into the
-//! intake, never more than its capacity; a request task acknowledges what
+//! intake, never more than its capacity, when they could not stay in memory
+//! (the intake was full, or the spool was opened with records in it); a request task acknowledges what
 //! is done with (delivered, or finally failed and handed over) and keeps
 //! what failed for now in the spool, sending it again with capped backoff
 //! for as long as the outage lasts, up to the spool's `max_age`.
 //!
 //! - [`enqueue`] and [`try_enqueue`]: the write, and what its failure
-//!   hands back.
+//!   hands back. While the intake has room, the item also stays in memory
+//!   (the spool *holds* it for its caller), so a spool that keeps up costs
+//!   one serialisation and a write per item, and no read back.
 //! - [`pump`]: the task that reads the spool lazily into the intake's
 //!   per-kind batches (the room of each item read is taken first), and
 //!   passes flushes on once it has read what they wait for.
@@ -40,7 +43,7 @@ use crate::{
     model::item::{Device, Event, UserDeletion, UserProfile},
     model::kind::{Item, KINDS},
     report::FailedBatch,
-    spool::{SpoolError, Stored},
+    spool::{SpoolError, Stored, Written},
 };
 
 /// The first wait before a spooled batch that failed for now is sent again.
@@ -70,23 +73,33 @@ fn body<T: Item>(lane: &SpoolLane, item: &T) -> Result<Vec<u8>, SpoolError> {
 
 /// Writes `item` into the spool: waits while the spool is at its byte
 /// cap, then until the item is written (and synced, with
-/// [`SyncPolicy::Always`](crate::spool::SyncPolicy::Always)).
+/// [`SyncPolicy::Always`](crate::spool::SyncPolicy::Always)). With room in
+/// the intake, the item stays in memory too ([`keep`]).
 pub(super) async fn enqueue<T: Item>(shared: &Shared, item: T) -> Result<(), EnqueueError<T>> {
     let lane = spool_lane(shared);
     if let Some(closed) = shared.intake.closed() {
         return Err(closed.refuse(item));
     }
-    let written = match body(lane, &item) {
-        Ok(body) => lane.spool.append(T::INDEX as u8, body).await,
-        Err(error) => Err(error),
+    let body = match body(lane, &item) {
+        Ok(body) => body,
+        Err(error) => {
+            shared.counters.write_error();
+            return Err(EnqueueError::Spool(item, Box::new(error)));
+        }
     };
-    match written {
-        Ok(()) => {
-            lane.written.fetch_add(1, Relaxed);
+    let room = shared.intake.try_take_one();
+    match lane.spool.append(T::INDEX as u8, body, room).await {
+        Ok(written) => {
+            keep(shared, lane, item, written, room);
             Ok(())
         }
-        Err(SpoolError::Closed) => Err(shared.intake.refuse(item)),
         Err(error) => {
+            if room {
+                shared.intake.release(1);
+            }
+            if error == SpoolError::Closed {
+                return Err(shared.intake.refuse(item));
+            }
             shared.counters.write_error();
             Err(EnqueueError::Spool(item, Box::new(error)))
         }
@@ -108,17 +121,22 @@ pub(super) fn try_enqueue<T: Item>(shared: &Arc<Shared>, item: T) -> Result<(), 
             return Err(EnqueueError::Spool(item, Box::new(error)));
         }
     };
-    let Ok(write) = lane.spool.try_append(T::INDEX as u8, body) else {
+    let room = shared.intake.try_take_one();
+    let Ok(write) = lane.spool.try_append(T::INDEX as u8, body, room) else {
+        if room {
+            shared.intake.release(1);
+        }
         return Err(EnqueueError::Full(item));
     };
     let owner = shared.clone();
     let writing = async move {
         let lane = spool_lane(&owner);
         match write.await {
-            Ok(()) => {
-                lane.written.fetch_add(1, Relaxed);
-            }
+            Ok(written) => keep(&owner, lane, item, written, room),
             Err(error) => {
+                if room {
+                    owner.intake.release(1);
+                }
                 if error != SpoolError::Closed {
                     owner.counters.write_error();
                 }
@@ -134,6 +152,28 @@ pub(super) fn try_enqueue<T: Item>(shared: &Arc<Shared>, item: T) -> Result<(), 
     };
     shared.tasks.spawn_on(writing, &lane.runtime);
     Ok(())
+}
+
+/// After `item` is written: when the spool lets its caller hold it (there
+/// was `room` in the intake, and the reader's window allows), the item
+/// goes straight into the intake, never read back and parsed while this
+/// ingestor runs; otherwise the pump reads it back when there is room.
+fn keep<T: Item>(shared: &Shared, lane: &SpoolLane, item: T, written: Written, room: bool) {
+    if written.held {
+        let tag = Tag {
+            seq: written.seq,
+            enqueued_at: written.enqueued_at,
+        };
+        if shared.intake.push_spooled(item, tag).is_err() {
+            // Intake closed: the record stays in the spool for the next
+            // opening.
+            shared.intake.release(1);
+        }
+        lane.admitted.fetch_add(1, Relaxed);
+    } else if room {
+        shared.intake.release(1);
+    }
+    lane.written.fetch_add(1, Relaxed);
 }
 
 /// Waits until every item written before the call has been delivered, has
@@ -199,7 +239,6 @@ async fn pump(shared: Arc<Shared>) {
     let lane = spool_lane(&shared);
     let mut phase = shared.phase.subscribe();
     let max = shared.intake.max_batch_size();
-    let mut read: u64 = 0;
     // Kept across wake-ups: a read, once asked for, must be taken whole.
     let mut reading: Reading = Fuse::terminated();
     let interval = shared.flush_interval;
@@ -209,7 +248,7 @@ async fn pump(shared: Arc<Shared>) {
         if *phase.borrow_and_update() != Phase::Running {
             break;
         }
-        pass_flushes(&shared, lane, read);
+        pass_flushes(&shared, lane);
         if reading.is_terminated() {
             let shared = shared.clone();
             reading = async move {
@@ -231,7 +270,7 @@ async fn pump(shared: Arc<Shared>) {
                     break;
                 }
                 shared.intake.release(room - records.len());
-                read += records.len() as u64;
+                lane.admitted.fetch_add(records.len() as u64, Relaxed);
                 for record in records {
                     take_in(&shared, lane, record);
                 }
@@ -272,10 +311,12 @@ fn take_in(shared: &Shared, lane: &SpoolLane, record: Stored) {
     }
 }
 
-/// Passes the flushes whose records were all read (or that wait during an
-/// outage, or for an empty spool) to the intake, after the batches of what
-/// was read: the worker releases them once those batches are done.
-fn pass_flushes(shared: &Shared, lane: &SpoolLane, read: u64) {
+/// Passes the flushes whose records are all in the intake (or that wait
+/// during an outage, or for an empty spool) to the intake, after the
+/// batches of those records: the worker releases them once those batches
+/// are done.
+fn pass_flushes(shared: &Shared, lane: &SpoolLane) {
+    let admitted = lane.admitted.load(Relaxed);
     let mut flushes = lock(&lane.flushes);
     if flushes.waiting.is_empty() {
         return;
@@ -284,7 +325,7 @@ fn pass_flushes(shared: &Shared, lane: &SpoolLane, read: u64) {
     let empty = lane.spool.stats().items == 0;
     let ready: Vec<_> = flushes
         .waiting
-        .extract_if(.., |(target, _)| outage || empty || read >= *target)
+        .extract_if(.., |(target, _)| outage || empty || admitted >= *target)
         .map(|(_, done)| done)
         .collect();
     drop(flushes);
@@ -457,9 +498,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = SpoolConfig::new(dir.path());
         let spool = Spool::open(&config, 100).unwrap();
-        spool.append(9, b"{}".to_vec()).await.unwrap();
+        spool.append(9, b"{}".to_vec(), false).await.unwrap();
         spool
-            .append(0, b"{\"not an event\":".to_vec())
+            .append(0, b"{\"not an event\":".to_vec(), false)
             .await
             .unwrap();
         spool.close().await;

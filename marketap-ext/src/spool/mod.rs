@@ -26,7 +26,7 @@ use std::{
 };
 
 pub use format::FORMAT_VERSION;
-pub(crate) use store::{Spool, Stored};
+pub(crate) use store::{Spool, Stored, Written};
 
 use crate::error::ConfigError;
 

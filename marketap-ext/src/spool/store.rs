@@ -9,6 +9,12 @@
 //! - **Reading back.** Records are read lazily, oldest first, at most as
 //!   many as asked for; a sealed segment is read whole (segments are small),
 //!   the one being written from where the reader left off.
+//! - **Held records.** An append may ask to be *held*: its caller keeps the
+//!   item in memory and delivers it itself, so it is never read back while
+//!   this spool is open (it counts as handed out from the moment it is
+//!   written). The thread agrees within the same window as the reader, and
+//!   when the reader has caught up it simply moves past the record, so a
+//!   spool that keeps up with its callers is written and never read.
 //! - **Acknowledgement.** A record handed out stays in the spool until it is
 //!   acknowledged. The ledger stores the lowest sequence number not yet
 //!   acknowledged (written with the periodic sync, atomically by rename);
@@ -109,15 +115,31 @@ struct Shared {
     opened: watch::Sender<bool>,
 }
 
-/// An append waiting for its group commit: kind, body, and its caller.
-type Waiting = (u8, Vec<u8>, oneshot::Sender<Result<(), SpoolError>>);
+/// A record written by [`Spool::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Its place in the spool, to acknowledge it by.
+    pub seq: u64,
+    /// When it was written.
+    pub enqueued_at: SystemTime,
+    /// Whether it is held by the caller: asked for, and within the
+    /// reader's window. A held record is never read back while the spool
+    /// is open; the caller delivers it and acknowledges it.
+    pub held: bool,
+}
+
+type Reply = oneshot::Sender<Result<Written, SpoolError>>;
+
+/// An append waiting for its group commit.
+struct Waiting {
+    kind: u8,
+    body: Vec<u8>,
+    hold: bool,
+    reply: Reply,
+}
 
 enum Command {
-    Append {
-        kind: u8,
-        body: Vec<u8>,
-        reply: oneshot::Sender<Result<(), SpoolError>>,
-    },
+    Append(Waiting),
     Read {
         max: usize,
         reply: oneshot::Sender<Vec<Stored>>,
@@ -175,8 +197,14 @@ impl Spool {
 
     /// Writes a record: waits while the spool is at its byte cap, then
     /// until the group commit that holds it is written (and synced, with
-    /// [`SyncPolicy::Always`]).
-    pub(crate) async fn append(&self, kind: u8, body: Vec<u8>) -> Result<(), SpoolError> {
+    /// [`SyncPolicy::Always`]). With `hold`, asks for the record to be
+    /// [held](Written::held) by the caller.
+    pub(crate) async fn append(
+        &self,
+        kind: u8,
+        body: Vec<u8>,
+        hold: bool,
+    ) -> Result<Written, SpoolError> {
         let size = record_permits(body.len());
         self.shared
             .room
@@ -184,7 +212,7 @@ impl Spool {
             .await
             .map_err(|_| SpoolError::Closed)?
             .forget();
-        self.commit(kind, body, size).await
+        self.commit(kind, body, hold, size).await
     }
 
     /// Writes a record if there is room under the byte cap now; hands the
@@ -193,19 +221,32 @@ impl Spool {
         &self,
         kind: u8,
         body: Vec<u8>,
-    ) -> Result<impl Future<Output = Result<(), SpoolError>> + Send + 'static, Vec<u8>> {
+        hold: bool,
+    ) -> Result<impl Future<Output = Result<Written, SpoolError>> + Send + 'static, Vec<u8>> {
         let size = record_permits(body.len());
         match self.shared.room.try_acquire_many(size) {
             Ok(permit) => permit.forget(),
             Err(_) => return Err(body),
         }
         let spool = self.clone();
-        Ok(async move { spool.commit(kind, body, size).await })
+        Ok(async move { spool.commit(kind, body, hold, size).await })
     }
 
-    async fn commit(&self, kind: u8, body: Vec<u8>, size: u32) -> Result<(), SpoolError> {
+    async fn commit(
+        &self,
+        kind: u8,
+        body: Vec<u8>,
+        hold: bool,
+        size: u32,
+    ) -> Result<Written, SpoolError> {
         let (reply, written) = oneshot::channel();
-        let result = match self.send(Command::Append { kind, body, reply }) {
+        let waiting = Waiting {
+            kind,
+            body,
+            hold,
+            reply,
+        };
+        let result = match self.send(Command::Append(waiting)) {
             Ok(()) => written.await.unwrap_or(Err(SpoolError::Closed)),
             Err(_) => Err(SpoolError::Closed),
         };
@@ -277,6 +318,14 @@ impl Shared {
     }
 }
 
+/// A group of records just written: the first one's sequence number, when,
+/// and whether the reader had read everything before it.
+struct GroupWritten {
+    first: u64,
+    at: SystemTime,
+    caught_up: bool,
+}
+
 /// A segment file (named by the sequence number of its first record).
 #[derive(Debug)]
 struct Segment {
@@ -306,8 +355,10 @@ struct Store {
     active: Option<File>,
     next_seq: u64,
     cursor: Cursor,
-    /// Records handed out and not acknowledged, with their sizes.
+    /// Records handed out (or held) and not acknowledged, with their sizes.
     handed_out: BTreeMap<u64, u64>,
+    /// Held records past the reader's cursor, ascending: it skips them.
+    held_ahead: VecDeque<u64>,
     /// The sequence number after the last record read (handed out or
     /// skipped as acknowledged before).
     read_upto: u64,
@@ -484,6 +535,7 @@ impl Store {
                 loaded: None,
             },
             handed_out: BTreeMap::new(),
+            held_ahead: VecDeque::new(),
             read_upto: watermark,
             window: window.max(1),
             watermark,
@@ -681,7 +733,7 @@ impl Store {
                 .chain(std::iter::from_fn(|| commands.try_recv().ok()))
             {
                 match command {
-                    Command::Append { kind, body, reply } => group.push((kind, body, reply)),
+                    Command::Append(waiting) => group.push(waiting),
                     Command::Read { max, reply } => self.pending_read = Some((max, reply)),
                     Command::Ack(seqs) => acks.extend(seqs),
                     Command::Close(reply) => closing = Some(reply),
@@ -713,13 +765,12 @@ impl Store {
 
     /// Writes a group of appends with one write, then answers them all.
     fn commit(&mut self, group: &mut Vec<Waiting>, shared: &Shared) {
-        let result = self.write_group(group);
         let counters = &shared.counters;
-        match &result {
-            Ok(()) => {
+        match self.write_group(group) {
+            Ok(written) => {
                 let bytes: u64 = group
                     .iter()
-                    .map(|(_, body, _)| format::record_len(body.len()))
+                    .map(|waiting| format::record_len(waiting.body.len()))
                     .sum();
                 self.live_items += group.len() as u64;
                 self.live_bytes += bytes;
@@ -727,35 +778,98 @@ impl Store {
                     .items
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
                 counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                let held = self.hold(group, written);
+                for (waiting, written) in group.drain(..).zip(held) {
+                    let _ = waiting.reply.send(Ok(written));
+                }
             }
             Err(error) => {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     items = group.len(),
-                    error = %crate::ErrorChain(error),
+                    error = %crate::ErrorChain(&error),
                     "marketap spool: a write failed; its callers get their items back"
                 );
+                for waiting in group.drain(..) {
+                    let _ = waiting.reply.send(Err(error.clone()));
+                }
             }
-        }
-        for (_, _, reply) in group.drain(..) {
-            let _ = reply.send(result.clone());
         }
     }
 
-    fn write_group(&mut self, group: &[Waiting]) -> Result<(), SpoolError> {
+    /// Settles which records of a group just written (the first at
+    /// `first`, the cursor where the group starts when `caught_up`) are
+    /// held by their callers: those that asked, within the reader's window.
+    /// While the reader is caught up, it moves past them; past the first
+    /// record it must read, it skips them when it gets there.
+    fn hold(&mut self, group: &[Waiting], written: GroupWritten) -> Vec<Written> {
+        let GroupWritten {
+            first,
+            at,
+            mut caught_up,
+        } = written;
+        let mut answers = Vec::with_capacity(group.len());
+        for (seq, waiting) in (first..).zip(group) {
+            let size = format::record_len(waiting.body.len());
+            let held = waiting.hold && seq < self.next_unacked().saturating_add(self.window);
+            if held {
+                self.handed_out.insert(seq, size);
+                if caught_up {
+                    self.cursor.offset += size;
+                    self.read_upto = seq + 1;
+                } else {
+                    self.held_ahead.push_back(seq);
+                }
+            } else {
+                caught_up = false;
+            }
+            answers.push(Written {
+                seq,
+                enqueued_at: at,
+                held,
+            });
+        }
+        answers
+    }
+
+    /// Whether the reader has read everything written: its cursor at the
+    /// end of the active segment (moved past any sealed one it finished).
+    fn caught_up(&mut self) -> bool {
+        let last = self.segments.len().saturating_sub(1);
+        while self.cursor.segment < last
+            && self.cursor.offset >= self.segments[self.cursor.segment].len
+        {
+            self.cursor = Cursor {
+                segment: self.cursor.segment + 1,
+                offset: format::SEGMENT_HEADER as u64,
+                loaded: None,
+            };
+        }
+        if self.cursor.segment != last || self.cursor.offset != self.segments[last].len {
+            return false;
+        }
+        // Every record on disk was passed: any sequence number in between
+        // is not there (acknowledged before opening, or lost to damage).
+        self.read_upto = self.next_seq;
+        self.held_ahead.clear();
+        true
+    }
+
+    fn write_group(&mut self, group: &[Waiting]) -> Result<GroupWritten, SpoolError> {
         if self.active.is_none() {
             self.start_segment()?;
         }
+        let caught_up = self.caught_up();
         let now = SystemTime::now();
         let mut out = Vec::with_capacity(
             group
                 .iter()
-                .map(|(_, body, _)| format::record_len(body.len()) as usize)
+                .map(|waiting| format::record_len(waiting.body.len()) as usize)
                 .sum(),
         );
         let first = self.next_seq;
-        for (seq, (kind, body, _)) in (first..).zip(group) {
-            format::encode(&mut out, seq, now, *kind, body);
+        for (seq, waiting) in (first..).zip(group) {
+            format::encode(&mut out, seq, now, waiting.kind, &waiting.body);
         }
         let segment = self.segments.back_mut().expect("an active segment");
         let file = self.active.as_mut().expect("an active segment");
@@ -781,6 +895,11 @@ impl Store {
             SyncPolicy::Always => self.last_sync = Instant::now(),
             SyncPolicy::Interval(_) => self.dirty = true,
         }
+        let written = GroupWritten {
+            first,
+            at: now,
+            caught_up,
+        };
         if segment.len >= self.segment_bytes {
             self.sync_now();
             self.active = None;
@@ -788,7 +907,7 @@ impl Store {
                 tracing::error!(error = %crate::ErrorChain(&error), "marketap spool: could not start a new segment; the next write tries again");
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     fn sync_now(&mut self) {
@@ -856,13 +975,12 @@ impl Store {
     }
 
     /// The lowest sequence number not yet acknowledged: the oldest record
-    /// handed out, or else the next one to read.
+    /// handed out (or held), or else the next one to read.
     fn next_unacked(&self) -> u64 {
         self.handed_out
             .keys()
             .next()
-            .copied()
-            .unwrap_or(self.read_upto)
+            .map_or(self.read_upto, |&oldest| oldest.min(self.read_upto))
     }
 
     fn serve_read(&mut self, shared: &Shared) {
@@ -919,6 +1037,19 @@ impl Store {
                             continue;
                         }
                         self.read_upto = record.seq + 1;
+                        // Held records the reader never met were lost to
+                        // damage; the one it meets now, its caller delivers.
+                        while self
+                            .held_ahead
+                            .front()
+                            .is_some_and(|&held| held < record.seq)
+                        {
+                            self.held_ahead.pop_front();
+                        }
+                        if self.held_ahead.front() == Some(&record.seq) {
+                            self.held_ahead.pop_front();
+                            continue;
+                        }
                         self.handed_out
                             .insert(record.seq, format::record_len(record.body.len()));
                         records.push(Stored {

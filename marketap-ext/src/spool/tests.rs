@@ -28,7 +28,7 @@ fn config(dir: &Path) -> SpoolConfig {
 
 async fn append_all(spool: &Spool, range: std::ops::Range<u64>) {
     for i in range {
-        spool.append(0, body(i)).await.expect("written");
+        spool.append(0, body(i), false).await.expect("written");
     }
 }
 
@@ -327,7 +327,7 @@ async fn past_the_byte_cap_try_append_hands_the_item_back_until_acknowledged() {
     let big = vec![b'x'; 100_000];
     let mut written = 0;
     loop {
-        match spool.try_append(1, big.clone()) {
+        match spool.try_append(1, big.clone(), false) {
             Ok(write) => {
                 write.await.unwrap();
                 written += 1;
@@ -346,7 +346,7 @@ async fn past_the_byte_cap_try_append_hands_the_item_back_until_acknowledged() {
     let waiting = tokio::spawn({
         let spool = spool.clone();
         let big = big.clone();
-        async move { spool.append(1, big).await }
+        async move { spool.append(1, big, false).await }
     });
     let first = spool.read(1).await;
     spool.ack(vec![first[0].seq]);
@@ -365,7 +365,7 @@ async fn the_always_policy_writes_and_reads_back() {
     let writes: Vec<_> = (0..50)
         .map(|i| {
             let spool = spool.clone();
-            tokio::spawn(async move { spool.append(0, body(i)).await })
+            tokio::spawn(async move { spool.append(0, body(i), false).await })
         })
         .collect();
     for write in writes {
@@ -385,7 +385,7 @@ async fn dropping_the_last_handle_closes_the_spool_and_keeps_its_records() {
     append_all(&spool, 0..5).await;
     let copy = spool.clone();
     drop(spool);
-    copy.append(0, body(5))
+    copy.append(0, body(5), false)
         .await
         .expect("a clone keeps it open");
     drop(copy);
@@ -412,4 +412,82 @@ fn errors_holding_a_spool_error_stay_unwind_safe() {
     unwind_safe::<SpoolError>();
     unwind_safe::<crate::ConfigError>();
     unwind_safe::<crate::EnqueueError<crate::Event>>();
+}
+
+/// Writes record `i`, asking for it to be held; whether it is.
+async fn append_held(spool: &Spool, i: u64) -> (u64, bool) {
+    let written = spool.append(0, body(i), true).await.expect("written");
+    (written.seq, written.held)
+}
+
+#[tokio::test]
+async fn held_records_are_never_read_back_while_open_and_come_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
+    // The reader has caught up: held records are passed over as written.
+    let (first, held) = append_held(&spool, 0).await;
+    assert!(held);
+    append_all(&spool, 1..3).await;
+    // Behind the two unread records, held ones are skipped when reached.
+    let (_, held) = append_held(&spool, 3).await;
+    assert!(held);
+    append_all(&spool, 4..5).await;
+    assert_eq!(items(&read_now(&spool).await), [1, 2, 4]);
+    // Only the first held record is acknowledged: the other one is still
+    // the caller's, and the spool keeps it.
+    spool.ack(vec![first]);
+    spool.close().await;
+
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
+    assert_eq!(items(&read_now(&spool).await), [1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_held_record_counts_as_unacknowledged_for_the_window_and_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 3)).await;
+    let mut held = Vec::new();
+    for i in 0..4 {
+        held.push(append_held(&spool, i).await);
+    }
+    // A window of 3 past the oldest unacknowledged record: the fourth is
+    // not held, and the reader hands it out only once room is made.
+    assert_eq!(
+        held.iter().map(|h| h.1).collect::<Vec<_>>(),
+        [true, true, true, false]
+    );
+    assert!(read_now(&spool).await.is_empty());
+    spool.ack(vec![held[0].0]);
+    assert_eq!(items(&read_now(&spool).await), [3]);
+    spool.close().await;
+    // Records 1 and 2 were held and never acknowledged: they come back;
+    // record 0 was acknowledged and does not.
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
+    assert_eq!(items(&read_now(&spool).await), [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_spool_that_keeps_up_is_written_and_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = opened(Spool::open(
+        &config(dir.path()).with_segment_bytes(400),
+        1_000,
+    ))
+    .await;
+    for i in 0..50 {
+        let (seq, held) = append_held(&spool, i).await;
+        assert!(held, "record {i} is held");
+        spool.ack(vec![seq]);
+    }
+    assert!(read_now(&spool).await.is_empty());
+    assert_eq!(spool.stats().items, 0);
+    // Each sealed segment was deleted once its records were acknowledged.
+    assert!(
+        segments(dir.path()).len() <= 2,
+        "{:?}",
+        segments(dir.path())
+    );
+    spool.close().await;
+    let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
+    assert!(read_now(&spool).await.is_empty());
 }
