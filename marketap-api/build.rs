@@ -3,8 +3,9 @@
 //!
 //! The `schemars` feature adds `schemars::JsonSchema` to the types' derives.
 //!
-//! `src/lib.rs` includes `codegen.rs` and `error_statuses.rs` (the error
-//! statuses the spec documents with a JSON body); with the `mock` feature
+//! `src/lib.rs` includes `codegen.rs`, `error_statuses.rs` (the error
+//! statuses the spec documents with a JSON body) and `operations.rs` (each
+//! operation's id, method and path); with the `mock` feature
 //! it also includes `mock.rs`, progenitor's typed httpmock extension.
 
 use std::{env, fs, path::Path};
@@ -53,6 +54,12 @@ fn main() {
     )
     .unwrap_or_else(|e| panic!("writing error_statuses.rs: {e}"));
 
+    fs::write(
+        Path::new(&out_dir).join("operations.rs"),
+        operations_table(&spec),
+    )
+    .unwrap_or_else(|e| panic!("writing operations.rs: {e}"));
+
     if env::var_os("CARGO_FEATURE_MOCK").is_some() {
         let mock = Generator::new(&settings)
             .httpmock(&spec, "crate")
@@ -85,6 +92,29 @@ fn documented_error_statuses(spec: &openapiv3::OpenAPI) -> Vec<u16> {
     statuses.sort_unstable();
     statuses.dedup();
     statuses
+}
+
+/// `OPERATIONS`: each operation's `operationId`, method and path, as the
+/// spec gives them, sorted by `operationId`.
+fn operations_table(spec: &openapiv3::OpenAPI) -> String {
+    let mut rows: Vec<String> = spec
+        .operations()
+        .map(|(path, method, operation)| {
+            let id = operation
+                .operation_id
+                .as_deref()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            format!("    ({id:?}, {:?}, {path:?}),\n", method.to_uppercase())
+        })
+        .collect();
+    rows.sort();
+    format!(
+        "/// Each operation's `operationId`, HTTP method and path, from the spec:\n\
+         /// for callers that send a body they serialised themselves (see\n\
+         /// \"Pre-serialised bodies\" in the crate docs).\n\
+         pub const OPERATIONS: &[(&str, &str, &str)] = &[\n{}];\n",
+        rows.concat()
+    )
 }
 
 fn tokens(code: &str) -> proc_macro2::TokenStream {

@@ -68,6 +68,14 @@
 //! connection pool), use [`Client::new_with_client`]; the header is still
 //! added to each request.
 //!
+//! # Pre-serialised bodies
+//! A caller that already holds a request body as JSON bytes (`marketap-ext`
+//! keeps each item's JSON in its durable spool) can send those bytes as
+//! they are rather than build the typed body and serialise it again.
+//! [`OPERATIONS`] gives each operation's method and path, generated from
+//! the spec like the methods, so such a request goes where the generated
+//! method would send it; [`Auth::apply`] and [`ClientInfo`] give the rest.
+//!
 //! # Regenerating
 //! The client is generated on every build from `openapi.json` (a link to
 //! the workspace's `openapi/marketap.json`, stored as a file in the
@@ -79,6 +87,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/codegen.rs"));
 include!(concat!(env!("OUT_DIR"), "/error_statuses.rs"));
+include!(concat!(env!("OUT_DIR"), "/operations.rs"));
 
 /// Keeps the status of a documented error response whose body is not the
 /// documented JSON (see "Responses" above). Progenitor calls this hook for

@@ -16,11 +16,14 @@
 //!
 //! Beside the engine: [`retry`] (one request's attempts and backoff),
 //! [`throttle`] (concurrency, the server's limits and the optional rate
-//! cap), [`pacer`] (the send rate learned from throttling) and [`cancel`] (when a run must give up, and the public [`Stop`]).
+//! cap), [`pacer`] (the send rate learned from throttling), [`encoded`]
+//! (items sent as the JSON the spool wrote) and [`cancel`] (when a run
+//! must give up, and the public [`Stop`]).
 //!
 //! [`Stop`]: cancel::Stop
 
 pub(crate) mod cancel;
+pub(crate) mod encoded;
 pub(crate) mod pacer;
 pub(crate) mod retry;
 pub(crate) mod throttle;
@@ -43,7 +46,7 @@ use crate::{
     delivery::retry::Pace,
     delivery::throttle::{Concurrency, Slot, Stats},
     error::{Error, ValidationError},
-    model::kind::Item,
+    model::kind::sealed::Wire,
     report::{Accepted, FailedBatch},
 };
 
@@ -127,7 +130,7 @@ impl Delivery {
 
     /// Sends `items`, once a request slot is free, in as many requests as
     /// the byte limits ask for; see [`send_in`](Self::send_in).
-    pub(crate) async fn send<T: Item>(&self, items: Vec<T>) -> Vec<Piece<T>> {
+    pub(crate) async fn send<T: Wire>(&self, items: Vec<T>) -> Vec<Piece<T>> {
         match self.slot().await {
             Some(slot) => self.send_in(slot, items).await,
             None => vec![(0, Err(unsent(items, Error::Cancelled)))],
@@ -141,7 +144,7 @@ impl Delivery {
     /// item; failed items come back, `attempts == 0` meaning they never
     /// went on the wire. An item too large to send alone, or refused alone,
     /// fails with its own error.
-    pub(crate) async fn send_in<T: Item>(&self, slot: Slot, items: Vec<T>) -> Vec<Piece<T>> {
+    pub(crate) async fn send_in<T: Wire>(&self, slot: Slot, items: Vec<T>) -> Vec<Piece<T>> {
         if let Some(error) = invalid_count::<T>(items.len()) {
             return vec![(0, Err(unsent(items, error.into())))];
         }
@@ -212,7 +215,7 @@ impl Delivery {
 
     /// Sends `items` as exactly one request: a body over the byte limit is
     /// a validation error, and a 413 is not split.
-    pub(crate) async fn send_exactly<T: Item>(
+    pub(crate) async fn send_exactly<T: Wire>(
         &self,
         items: Vec<T>,
     ) -> Result<Accepted, FailedBatch<T>> {
@@ -232,14 +235,14 @@ impl Delivery {
 
     /// The largest body for `T`'s operation: the configured cap, or less
     /// once a 413 taught so.
-    fn max_bytes<T: Item>(&self) -> usize {
+    fn max_bytes<T: Wire>(&self) -> usize {
         self.connection
             .throttle
             .max_bytes(T::OPERATION, self.connection.batch.max_request_bytes())
     }
 
     /// One request in `slot`, with retries.
-    async fn request<T: Item>(
+    async fn request<T: Wire>(
         &self,
         slot: &Slot,
         items: Vec<T>,
@@ -313,7 +316,7 @@ fn unsent<T>(items: Vec<T>, error: Error) -> FailedBatch<T> {
 }
 
 /// A body of `bytes`, over the limit of `max`.
-fn too_large<T: Item>(bytes: usize, max: usize) -> Error {
+fn too_large<T: Wire>(bytes: usize, max: usize) -> Error {
     ValidationError::TooLarge {
         field: T::FIELD.to_owned(),
         bytes,
@@ -323,12 +326,12 @@ fn too_large<T: Item>(bytes: usize, max: usize) -> Error {
 }
 
 /// The bytes of an empty bulk body: `{"<field>":[]}`.
-fn envelope_bytes<T: Item>() -> usize {
+fn envelope_bytes<T: Wire>() -> usize {
     T::FIELD.len() + 7
 }
 
 /// The bytes of a bulk body holding `items`: `{"<field>":[a,b,...]}`.
-fn body_bytes<T: Item>(items: &[T]) -> usize {
+fn body_bytes<T: Wire>(items: &[T]) -> usize {
     let commas = items.len().saturating_sub(1);
     envelope_bytes::<T>() + commas + items.iter().map(T::wire_bytes).sum::<usize>()
 }
@@ -336,7 +339,7 @@ fn body_bytes<T: Item>(items: &[T]) -> usize {
 /// `items` cut into runs of consecutive items whose bodies fit in
 /// `max_bytes`, each with the offset of its first item. An item that does
 /// not fit alone is handed back on its own, with a validation error.
-fn cut_by_bytes<T: Item>(items: Vec<T>, max_bytes: usize) -> Vec<Run<T>> {
+fn cut_by_bytes<T: Wire>(items: Vec<T>, max_bytes: usize) -> Vec<Run<T>> {
     let envelope = envelope_bytes::<T>();
     if body_bytes(&items) <= max_bytes {
         return vec![(0, Ok(items))];
@@ -374,7 +377,7 @@ fn cut_by_bytes<T: Item>(items: Vec<T>, max_bytes: usize) -> Vec<Run<T>> {
 }
 
 /// A request must hold 1 to [`MAX_BATCH_SIZE`] items.
-fn invalid_count<T: Item>(count: usize) -> Option<ValidationError> {
+fn invalid_count<T: Wire>(count: usize) -> Option<ValidationError> {
     if count == 0 {
         Some(ValidationError::empty(T::FIELD, "[]"))
     } else if count > MAX_BATCH_SIZE {
@@ -403,7 +406,10 @@ mod tests {
     use crate::{Device, Event, Platform, UserDeletion, UserProfile};
 
     /// The real length of the body `items` make.
-    fn real_bytes<T: Item>(items: Vec<T>) -> usize {
+    fn real_bytes<T: crate::model::kind::Item>(items: Vec<T>) -> usize
+    where
+        T::Body: serde::Serialize,
+    {
         serde_json::to_vec(&T::into_body(items)).unwrap().len()
     }
 

@@ -2,8 +2,9 @@
 //! ingestor keeps every kind in one queue and sends them through one
 //! engine without a `match` on the kind.
 //!
-//! Items read back from the spool travel as a [`Tagged`] batch: each item
-//! with its place in the spool and its age. Sending one sorts each item's
+//! Items written to the spool travel as a [`Tagged`] batch: each item with
+//! its JSON as the spool wrote it (which is what goes on the wire, see
+//! [`Encoded`]), its place in the spool and its age. Sending one sorts each item's
 //! outcome ([`Settled`]): accepted, finally failed, failed for now (to try
 //! again while younger than the spool's `max_age`), or left in the spool
 //! (the shutdown deadline passed).
@@ -17,6 +18,7 @@ use futures::{FutureExt, future::BoxFuture};
 
 use crate::{
     delivery::Delivery,
+    delivery::encoded::Encoded,
     delivery::throttle::Slot,
     error::{Error, ErrorChain},
     model::kind::Item,
@@ -107,10 +109,24 @@ pub(super) struct Tag {
     pub enqueued_at: SystemTime,
 }
 
-/// Items read back from the spool, each with its [`Tag`].
+/// Items written to the spool, each with its JSON and its [`Tag`].
 pub(super) struct Tagged<T> {
-    items: Vec<T>,
+    items: Vec<Encoded<T>>,
     tags: Vec<Tag>,
+}
+
+/// The items of a failed request of [`Encoded`] ones, as they are handed
+/// back.
+fn decoded<T>(failed: FailedBatch<Encoded<T>>) -> FailedBatch<T> {
+    FailedBatch {
+        items: failed
+            .items
+            .into_iter()
+            .map(|encoded| encoded.item)
+            .collect(),
+        error: failed.error,
+        attempts: failed.attempts,
+    }
 }
 
 /// A [`Tagged`] batch of any kind.
@@ -176,11 +192,20 @@ impl<T: Item> Batch for Tagged<T> {
         delivery: &Delivery,
         slot: Slot,
     ) -> BoxFuture<'_, Vec<Result<Accepted, Undelivered>>> {
-        Box::new(self.items).send(delivery, slot)
+        delivery
+            .send_in(slot, self.items)
+            .map(|pieces| {
+                pieces
+                    .into_iter()
+                    .map(|(_, result)| result.map_err(|failed| T::undelivered(decoded(failed))))
+                    .collect()
+            })
+            .boxed()
     }
 
     fn fail(self: Box<Self>, error: Error) -> Undelivered {
-        Box::new(self.items).fail(error)
+        let items: Vec<T> = self.items.into_iter().map(|encoded| encoded.item).collect();
+        Box::new(items).fail(error)
     }
 
     fn spooled(self: Box<Self>) -> Result<Box<dyn Spooled>, Box<dyn Batch>> {
@@ -210,7 +235,7 @@ impl<T: Item> Spooled for Tagged<T> {
 /// Sorts the outcome of each request (`pieces`, by the offset of their
 /// first item in the batch whose tags are `tags`).
 fn settle<T: Item>(
-    pieces: Vec<crate::delivery::Piece<T>>,
+    pieces: Vec<crate::delivery::Piece<Encoded<T>>>,
     tags: &[Tag],
     max_age: Duration,
     now: SystemTime,
@@ -244,7 +269,7 @@ fn settle<T: Item>(
         if !transient(&failed.error) {
             settled
                 .failed
-                .push((T::undelivered(failed), seqs(offset, count)));
+                .push((T::undelivered(decoded(failed)), seqs(offset, count)));
             continue;
         }
         // Failing for now: the young items wait for another try, the old
@@ -264,7 +289,7 @@ fn settle<T: Item>(
                 retry.tags.push(*tag);
                 young += 1;
             } else {
-                old.push(item);
+                old.push(item.item);
                 old_seqs.push(tag.seq);
             }
         }
@@ -302,9 +327,9 @@ pub(super) fn new_spooled<T: Item>(capacity: usize) -> Box<dyn Batch> {
     })
 }
 
-/// Adds `item`, read back from the spool, to `batch`, which must be a
+/// Adds `item`, written to the spool, to `batch`, which must be a
 /// [`Tagged`] batch of `T`s.
-pub(super) fn push_spooled<T: Item>(batch: &mut dyn Batch, item: T, tag: Tag) {
+pub(super) fn push_spooled<T: Item>(batch: &mut dyn Batch, item: Encoded<T>, tag: Tag) {
     let tagged = batch
         .as_any_mut()
         .downcast_mut::<Tagged<T>>()
@@ -320,6 +345,12 @@ mod tests {
 
     fn event(id: usize) -> Event {
         Event::builder(format!("u{id}"), "e").build().unwrap()
+    }
+
+    fn encoded(id: usize) -> Encoded<Event> {
+        let item = event(id);
+        let json = serde_json::to_vec(&item).unwrap();
+        Encoded { item, json }
     }
 
     #[test]
@@ -350,7 +381,7 @@ mod tests {
             })
             .collect();
         let failed = |ids: std::ops::Range<usize>, error| FailedBatch {
-            items: ids.map(event).collect(),
+            items: ids.map(encoded).collect(),
             error,
             attempts: 2,
         };
@@ -414,7 +445,7 @@ mod tests {
             enqueued_at: now,
         }];
         let refused = FailedBatch {
-            items: vec![event(0)],
+            items: vec![encoded(0)],
             error: Error::BadRequest {
                 code: None,
                 message: None,

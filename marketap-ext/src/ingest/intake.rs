@@ -21,6 +21,7 @@ use super::{
     report::Counters,
 };
 use crate::{
+    delivery::encoded::Encoded,
     lock::lock,
     model::kind::{Item, KINDS},
 };
@@ -247,10 +248,14 @@ impl Intake {
         self.room.try_acquire().map(SemaphorePermit::forget).is_ok()
     }
 
-    /// Adds an item read back from the spool (its room already taken) to
+    /// Adds an item written to the spool (its room already taken) to
     /// its kind's filling batch, like [`enqueue`](Self::enqueue). Hands
     /// the item back once intake is closed.
-    pub(super) fn push_spooled<T: Item>(&self, item: T, tag: batch::Tag) -> Result<(), T> {
+    pub(super) fn push_spooled<T: Item>(
+        &self,
+        item: Encoded<T>,
+        tag: batch::Tag,
+    ) -> Result<(), Encoded<T>> {
         let mut state = self.lock();
         if state.closed.is_some() {
             return Err(item);

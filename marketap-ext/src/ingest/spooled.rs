@@ -37,6 +37,7 @@ use super::{
     shared::{Shared, SpoolLane},
 };
 use crate::{
+    delivery::encoded::Encoded,
     delivery::{cancel::Phase, throttle::Slot},
     error::Error,
     lock::lock,
@@ -62,13 +63,17 @@ fn spool_lane(shared: &Shared) -> &SpoolLane {
 
 /// An item as the spool keeps it: its own JSON, the API's.
 fn body<T: Item>(lane: &SpoolLane, item: &T) -> Result<Vec<u8>, SpoolError> {
-    serde_json::to_vec(item).map_err(|error| {
-        SpoolError::io(
-            "serialise an item for",
-            lane.spool.path(),
-            std::io::Error::other(error),
-        )
-    })
+    // Its exact length is known from when it was built: one allocation.
+    let mut body = Vec::with_capacity(item.wire_bytes());
+    serde_json::to_writer(&mut body, item)
+        .map(|()| body)
+        .map_err(|error| {
+            SpoolError::io(
+                "serialise an item for",
+                lane.spool.path(),
+                std::io::Error::other(error),
+            )
+        })
 }
 
 /// Writes `item` into the spool: waits while the spool is at its byte
@@ -159,12 +164,16 @@ pub(super) fn try_enqueue<T: Item>(shared: &Arc<Shared>, item: T) -> Result<(), 
 /// goes straight into the intake, never read back and parsed while this
 /// ingestor runs; otherwise the pump reads it back when there is room.
 fn keep<T: Item>(shared: &Shared, lane: &SpoolLane, item: T, written: Written, room: bool) {
-    if written.held {
+    if let Some(json) = written.body {
         let tag = Tag {
             seq: written.seq,
             enqueued_at: written.enqueued_at,
         };
-        if shared.intake.push_spooled(item, tag).is_err() {
+        if shared
+            .intake
+            .push_spooled(Encoded { item, json }, tag)
+            .is_err()
+        {
             // Intake closed: the record stays in the spool for the next
             // opening.
             shared.intake.release(1);
@@ -199,7 +208,7 @@ pub(super) async fn flush(shared: &Shared) {
 
 /// Reads a record's body into its kind's item and adds it to the intake;
 /// an error says why it cannot be read.
-type Admit = fn(&Shared, &[u8], Tag) -> Result<(), serde_json::Error>;
+type Admit = fn(&Shared, Vec<u8>, Tag) -> Result<(), serde_json::Error>;
 
 /// By kind index ([`sealed::Kind::INDEX`](crate::model::kind::sealed::Kind::INDEX)).
 const ADMIT: [Admit; KINDS] = [
@@ -215,9 +224,13 @@ const _: () = assert!(
         && <UserDeletion as crate::model::kind::sealed::Kind>::INDEX == 3
 );
 
-fn admit<T: Item>(shared: &Shared, body: &[u8], tag: Tag) -> Result<(), serde_json::Error> {
-    let item = T::from_spool(body)?;
-    if shared.intake.push_spooled(item, tag).is_err() {
+fn admit<T: Item>(shared: &Shared, body: Vec<u8>, tag: Tag) -> Result<(), serde_json::Error> {
+    let item = T::from_spool(&body)?;
+    if shared
+        .intake
+        .push_spooled(Encoded { item, json: body }, tag)
+        .is_err()
+    {
         // Intake closed: the record stays in the spool for the next opening.
         shared.intake.release(1);
     }
@@ -293,15 +306,16 @@ fn take_in(shared: &Shared, lane: &SpoolLane, record: Stored) {
         seq: record.seq,
         enqueued_at: record.enqueued_at,
     };
+    let bytes = record.body.len();
     let admitted = match ADMIT.get(usize::from(record.kind)) {
-        Some(admit) => admit(shared, &record.body, tag).map_err(|error| error.to_string()),
+        Some(admit) => admit(shared, record.body, tag).map_err(|error| error.to_string()),
         None => Err(format!("unknown kind {}", record.kind)),
     };
     if let Err(why) = admitted {
         tracing::error!(
             seq = record.seq,
             kind = record.kind,
-            bytes = record.body.len(),
+            bytes,
             why,
             "marketap ingestor: a spool record could not be read back as an item; it is removed from the spool and counted as failed and unreported"
         );

@@ -9,6 +9,8 @@
 use std::{fmt::Debug, future::Future};
 
 use marketap_api::{Client, types};
+
+use self::sealed::Wire as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -68,18 +70,18 @@ pub(crate) mod sealed {
 
     pub use crate::error::ApiResult;
 
-    /// The kind-specific part of [`Item`](super::Item).
-    pub trait Kind: Sized {
+    /// What the delivery engine needs of what it sends: a request body
+    /// made of a list of them, and how that body is posted. Every kind is
+    /// one, and so is an item with its JSON already written
+    /// ([`Encoded`](crate::delivery::encoded::Encoded)).
+    pub trait Wire: Sized + Send + Sync + 'static {
         /// The request body the generated client takes by reference.
-        type Body: Serialize + Send + Sync + 'static;
+        type Body: Send + Sync + 'static;
         /// The list's name in a bulk body (`events`, `profiles`,
         /// `user_ids`), and in a dead letter's body.
         const FIELD: &'static str;
         /// The operation a dead letter of this kind names.
         const OPERATION: Operation;
-        /// Which slot of per-kind storage (the ingestor's lanes) is this
-        /// kind's: 0 to [`KINDS`] - 1, one per kind.
-        const INDEX: usize;
 
         /// Wraps items into a body: a move, no copy.
         fn into_body(items: Vec<Self>) -> Self::Body;
@@ -95,6 +97,16 @@ pub(crate) mod sealed {
             project_id: &'a str,
             body: &'a Self::Body,
         ) -> impl Future<Output = ApiResult> + Send + 'a;
+        /// The item's length as JSON in a request body, in bytes.
+        fn wire_bytes(&self) -> usize;
+    }
+
+    /// The kind-specific part of [`Item`](super::Item).
+    pub trait Kind: Wire {
+        /// Which slot of per-kind storage (the ingestor's lanes) is this
+        /// kind's: 0 to [`KINDS`] - 1, one per kind.
+        const INDEX: usize;
+
         /// Checks an item that did not come from a builder (read back from
         /// a dead letter), with the reserved check on or off.
         fn validate(self, reserved_check: bool) -> Result<Self, ValidationError>;
@@ -103,10 +115,31 @@ pub(crate) mod sealed {
         /// An item read back from the spool, where it was written as its
         /// own JSON (`serde_json::to_vec(&item)`) after it was checked.
         fn from_spool(bytes: &[u8]) -> Result<Self, serde_json::Error>;
+        /// The request body of items whose own JSON is `jsons`, as
+        /// [`post`](Wire::post) would send it, and its operation: the
+        /// list `{FIELD:[a,b,...]}` (deletions of one user differ).
+        fn encoded_body(jsons: &[&[u8]]) -> (Operation, Vec<u8>) {
+            (Self::OPERATION, encoded_list(Self::FIELD, jsons))
+        }
         /// Failed items of this kind, as the ingestor hands them back.
         fn undelivered(batch: FailedBatch<Self>) -> Undelivered;
-        /// The item's length as JSON in a request body, in bytes.
-        fn wire_bytes(&self) -> usize;
+    }
+
+    /// `{"<field>":[a,b,...]}` from each element's JSON.
+    pub(crate) fn encoded_list(field: &str, jsons: &[&[u8]]) -> Vec<u8> {
+        let len = field.len() + 7 + jsons.iter().map(|json| json.len() + 1).sum::<usize>();
+        let mut body = Vec::with_capacity(len);
+        body.extend_from_slice(b"{\"");
+        body.extend_from_slice(field.as_bytes());
+        body.extend_from_slice(b"\":[");
+        for (i, json) in jsons.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(json);
+        }
+        body.extend_from_slice(b"]}");
+        body
     }
 }
 
@@ -118,11 +151,10 @@ pub(crate) const KINDS: usize = 4;
 /// checks one element again (with the reserved check on or off).
 macro_rules! bulk_kind {
     ($item:ident, $body:ident, $raw:ident, $list:ident, $operation:ident, $method:ident, $index:literal, $undelivered:ident, $validate:expr) => {
-        impl sealed::Kind for $item {
+        impl sealed::Wire for $item {
             type Body = types::$body;
             const FIELD: &'static str = stringify!($list);
             const OPERATION: Operation = Operation::$operation;
-            const INDEX: usize = $index;
 
             fn into_body(items: Vec<Self>) -> Self::Body {
                 types::$body {
@@ -142,6 +174,14 @@ macro_rules! bulk_kind {
                 api.$method(project_id, body)
             }
 
+            fn wire_bytes(&self) -> usize {
+                $item::wire_bytes(self)
+            }
+        }
+
+        impl sealed::Kind for $item {
+            const INDEX: usize = $index;
+
             fn validate(self, reserved_check: bool) -> Result<Self, ValidationError> {
                 let validate: fn(_, bool) -> Result<Self, ValidationError> = $validate;
                 validate(self.into_raw(), reserved_check)
@@ -157,10 +197,6 @@ macro_rules! bulk_kind {
 
             fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
                 Undelivered::$undelivered(batch)
-            }
-
-            fn wire_bytes(&self) -> usize {
-                $item::wire_bytes(self)
             }
         }
     };
@@ -214,11 +250,10 @@ pub enum DeletionBody {
     Many(types::DeleteBulkUserProfileReq),
 }
 
-impl sealed::Kind for UserDeletion {
+impl sealed::Wire for UserDeletion {
     type Body = DeletionBody;
     const FIELD: &'static str = "user_ids";
     const OPERATION: Operation = Operation::RequestBulkUserProfileDeletion;
-    const INDEX: usize = 3;
 
     fn into_body(mut items: Vec<Self>) -> Self::Body {
         if items.len() == 1 {
@@ -255,6 +290,14 @@ impl sealed::Kind for UserDeletion {
         }
     }
 
+    fn wire_bytes(&self) -> usize {
+        crate::model::properties::json_len(self.user_id())
+    }
+}
+
+impl sealed::Kind for UserDeletion {
+    const INDEX: usize = 3;
+
     fn validate(self, _reserved_check: bool) -> Result<Self, ValidationError> {
         Self::new(self.into_user_id())
     }
@@ -268,12 +311,22 @@ impl sealed::Kind for UserDeletion {
         serde_json::from_slice::<String>(bytes).map(Self::from_checked)
     }
 
-    fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
-        Undelivered::Deletions(batch)
+    fn encoded_body(jsons: &[&[u8]]) -> (Operation, Vec<u8>) {
+        match jsons {
+            // One user: `{"user_id":"..."}`, as `into_body` does.
+            [one] => {
+                let mut body = Vec::with_capacity(one.len() + 12);
+                body.extend_from_slice(b"{\"user_id\":");
+                body.extend_from_slice(one);
+                body.push(b'}');
+                (Operation::RequestUserProfileDeletion, body)
+            }
+            _ => (Self::OPERATION, sealed::encoded_list(Self::FIELD, jsons)),
+        }
     }
 
-    fn wire_bytes(&self) -> usize {
-        crate::model::properties::json_len(self.user_id())
+    fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
+        Undelivered::Deletions(batch)
     }
 }
 

@@ -47,6 +47,10 @@ use super::{
 };
 use crate::lock::lock;
 
+/// How long the storage thread waits for more appends once one came, when
+/// the last group held more than one: short beside a disk's write, and well
+/// within what `track` may take.
+const LINGER: Duration = Duration::from_micros(50);
 const LOCK_FILE: &str = "spool.lock";
 const LEDGER_FILE: &str = "ledger";
 const CORRUPT_DIR: &str = "corrupt";
@@ -116,7 +120,7 @@ struct Shared {
 }
 
 /// A record written by [`Spool::append`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Written {
     /// Its place in the spool, to acknowledge it by.
     pub seq: u64,
@@ -126,6 +130,9 @@ pub(crate) struct Written {
     /// reader's window. A held record is never read back while the spool
     /// is open; the caller delivers it and acknowledges it.
     pub held: bool,
+    /// The body given to [`Spool::append`], back to the caller of a held
+    /// record (whose JSON it is, to send).
+    pub body: Option<Vec<u8>>,
 }
 
 type Reply = oneshot::Sender<Result<Written, SpoolError>>;
@@ -714,6 +721,7 @@ impl Store {
     fn run(mut self, commands: mpsc::Receiver<Command>, shared: &Shared) {
         self.recover_all(shared);
         let mut group = Vec::new();
+        let mut last_group = 0;
         loop {
             let wait = match self.sync {
                 SyncPolicy::Interval(interval) if self.dirty => {
@@ -726,6 +734,12 @@ impl Store {
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            if last_group > 1 && matches!(first, Some(Command::Append(_))) {
+                // Several callers append at once: let the others of this
+                // round arrive, so they share one write (and this thread is
+                // not woken once for each).
+                std::thread::sleep(LINGER);
+            }
             let mut closing = None;
             let mut acks = Vec::new();
             for command in first
@@ -739,6 +753,7 @@ impl Store {
                     Command::Close(reply) => closing = Some(reply),
                 }
             }
+            last_group = group.len();
             if !group.is_empty() {
                 self.commit(&mut group, shared);
             }
@@ -779,7 +794,10 @@ impl Store {
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
                 counters.bytes.fetch_add(bytes, Ordering::Relaxed);
                 let held = self.hold(group, written);
-                for (waiting, written) in group.drain(..).zip(held) {
+                for (waiting, mut written) in group.drain(..).zip(held) {
+                    if written.held {
+                        written.body = Some(waiting.body);
+                    }
                     let _ = waiting.reply.send(Ok(written));
                 }
             }
@@ -827,6 +845,7 @@ impl Store {
                 seq,
                 enqueued_at: at,
                 held,
+                body: None,
             });
         }
         answers
