@@ -190,11 +190,15 @@ impl IngestorConfig {
     ///   5xx, timeout, transport error or 401 keeps it in the spool, sent
     ///   again with a backoff of 1 s doubling to 60 s for as long as the
     ///   outage lasts; a 401 does not close intake.
-    /// - Delivery is at least once: after a crash, the items read back but
+    /// - Each item is serialised once: the JSON written to the spool is what
+    ///   goes on the wire. While the queue has room the item also stays in
+    ///   memory, so a spool that keeps up is written and never read.
+    /// - Delivery is at least once: after a crash, the items in memory but
     ///   not yet acknowledged are sent again, at most
     ///   [`capacity`](Self::with_capacity) items.
     /// - Memory stays within `capacity` items however much the spool holds:
-    ///   the spool is read back lazily. The disk holds at most `max_bytes`.
+    ///   what does not fit is read back lazily. The disk holds at most
+    ///   `max_bytes`.
     /// - [`shutdown`](Ingestor::shutdown) leaves what it could not deliver
     ///   in the spool ([`ShutdownReport::spooled`]), for the next ingestor
     ///   opened on it, not failed.
