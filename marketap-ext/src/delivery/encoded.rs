@@ -189,7 +189,22 @@ mod tests {
                 .build()
                 .unwrap()
         };
-        both_ways(vec![event(1), event(2)]).await;
+        let at = |id: u32, when: &str| {
+            Event::builder(format!("u{id}"), "mkt_login")
+                .timestamp(when)
+                .build()
+                .unwrap()
+        };
+        both_ways(vec![
+            event(1),
+            event(2),
+            // No properties; timestamps with 0, 3, 6 and 9 fractional digits.
+            at(3, "2025-01-17T05:39:22+09:00"),
+            at(4, "2025-01-17T05:39:22.5Z"),
+            at(5, "2025-01-17T05:39:22.000120Z"),
+            at(6, "0001-02-03T04:05:06.000000007Z"),
+        ])
+        .await;
         both_ways(vec![
             UserProfile::builder("u1")
                 .property("mkt_name", "Kim")

@@ -232,13 +232,42 @@ fn timestamp_of(
 /// assert_eq!(event.timestamp().unwrap().to_string(), "2025-01-16T20:39:22Z");
 /// # Ok::<(), marketap_ext::ValidationError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     raw: types::CreateEventReq,
     /// Its length as JSON, for cutting requests by bytes.
-    #[serde(skip)]
     bytes: usize,
+}
+
+/// The generated `CreateEventReq`'s JSON, byte for byte (a test checks it),
+/// with the timestamp written without chrono's `fmt` round trip: this is
+/// what the spool writes for each event, and what goes on the wire from it.
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Every field named: a field the spec adds fails to compile here.
+        let types::CreateEventReq {
+            event_name,
+            properties,
+            timestamp,
+            user_id,
+        } = &self.raw;
+        let mut out = serializer.serialize_struct("CreateEventReq", 4)?;
+        out.serialize_field("event_name", event_name)?;
+        if properties.is_empty() {
+            out.skip_field("properties")?;
+        } else {
+            out.serialize_field("properties", properties)?;
+        }
+        match timestamp {
+            Some(timestamp) => {
+                out.serialize_field("timestamp", &crate::model::timestamp::OnTheWire(timestamp))?
+            }
+            None => out.skip_field("timestamp")?,
+        }
+        out.serialize_field("user_id", user_id)?;
+        out.end()
+    }
 }
 
 /// Builds an [`Event`]; errors surface in [`build`](Self::build).

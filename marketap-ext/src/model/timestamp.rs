@@ -336,7 +336,78 @@ impl TryFrom<String> for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        OnTheWire(&self.0).serialize(serializer)
+    }
+}
+
+/// A UTC date-time serialised exactly as chrono serialises it (RFC 3339,
+/// `Z`, 0, 3, 6 or 9 fractional digits), without chrono's trip through
+/// `fmt` and serde's `collect_str`, which wrote it a character at a time:
+/// 2,400 instructions an event, a third of writing the event. Years
+/// outside 0000 to 9999 go through chrono itself.
+pub(crate) struct OnTheWire<'a>(pub &'a DateTime<Utc>);
+
+impl OnTheWire<'_> {
+    /// The text, in `buf`, unless the year needs chrono.
+    fn write(&self, buf: &mut [u8; 30]) -> Option<usize> {
+        let dt = self.0;
+        let year = dt.year();
+        if !WIRE_YEARS.contains(&year) {
+            return None;
+        }
+        let mut nano = dt.nanosecond();
+        let mut second = dt.second();
+        if nano >= 1_000_000_000 {
+            // A leap second, as chrono writes it: second 60.
+            second += 1;
+            nano -= 1_000_000_000;
+        }
+        let fields = [
+            (year as u32, 4, b'-'),
+            (dt.month(), 2, b'-'),
+            (dt.day(), 2, b'T'),
+            (dt.hour(), 2, b':'),
+            (dt.minute(), 2, b':'),
+        ];
+        let mut at = 0;
+        for (value, width, then) in fields {
+            at = put_digits(buf, at, value, width);
+            buf[at] = then;
+            at += 1;
+        }
+        at = put_digits(buf, at, second, 2);
+        let (fraction, width) = match nano {
+            0 => (0, 0),
+            n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+            n if n % 1_000 == 0 => (n / 1_000, 6),
+            n => (n, 9),
+        };
+        if width > 0 {
+            buf[at] = b'.';
+            at = put_digits(buf, at + 1, fraction, width);
+        }
+        buf[at] = b'Z';
+        Some(at + 1)
+    }
+}
+
+/// Writes `value` as `width` decimal digits at `at`; returns where they end.
+fn put_digits(buf: &mut [u8], at: usize, mut value: u32, width: usize) -> usize {
+    for place in (at..at + width).rev() {
+        buf[place] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    at + width
+}
+
+impl Serialize for OnTheWire<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0; 30];
+        match self.write(&mut buf) {
+            Some(len) => serializer
+                .serialize_str(std::str::from_utf8(&buf[..len]).expect("ASCII digits and marks")),
+            None => self.0.serialize(serializer),
+        }
     }
 }
 
@@ -495,7 +566,64 @@ pub enum TimestampError {
 mod tests {
     use super::*;
     use chrono::{FixedOffset, NaiveDate};
+    use proptest::prelude::*;
     use std::time::Duration;
+
+    /// The instant `seconds` after the epoch with `nanos` (past 10⁹: a
+    /// leap second), as chrono holds it.
+    fn instant(seconds: i64, nanos: u32) -> Option<DateTime<Utc>> {
+        let second = DateTime::from_timestamp(seconds, 0)?;
+        // chrono takes a leap second only at second 59.
+        let nanos = if second.second() == 59 {
+            nanos
+        } else {
+            nanos % 1_000_000_000
+        };
+        second.with_nanosecond(nanos)
+    }
+
+    fn same_as_chrono(dt: &DateTime<Utc>) -> Result<(), TestCaseError> {
+        let ours = serde_json::to_string(&OnTheWire(dt)).unwrap();
+        let chrono = serde_json::to_string(dt).unwrap();
+        prop_assert_eq!(ours, chrono);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn on_the_wire_writes_what_chrono_writes(
+            // Years -300 to 12,000: the fast path and chrono's own either side.
+            seconds in -71_700_000_000i64..316_500_000_000,
+            nanos in prop_oneof![
+                Just(0u32),
+                (0u32..1000).prop_map(|ms| ms * 1_000_000),
+                (0u32..1_000_000).prop_map(|us| us * 1_000),
+                0u32..2_000_000_000,
+            ],
+        ) {
+            if let Some(dt) = instant(seconds, nanos) {
+                same_as_chrono(&dt)?;
+            }
+        }
+    }
+
+    #[test]
+    fn on_the_wire_edges_read_as_chrono_writes_them() {
+        let cases = [
+            (0, 0),                         // 1970-01-01T00:00:00Z
+            (-62_167_219_200, 0),           // 0000-01-01, the first fast year
+            (-62_167_219_201, 999_999_999), // -0001: chrono's own
+            (253_402_300_799, 999_999_999), // 9999-12-31T23:59:59.999999999Z
+            (253_402_300_800, 0),           // +10000: chrono's own
+            (1_483_228_799, 1_500_000_000), // a leap second, written as second 60
+            (1_737_092_362, 120_000),       // six fractional digits
+            (1_737_092_362, 1),             // nine
+        ];
+        for (seconds, nanos) in cases {
+            let dt = instant(seconds, nanos).expect("a valid instant");
+            same_as_chrono(&dt).unwrap();
+        }
+    }
 
     #[derive(Debug)]
     enum Want {
