@@ -129,7 +129,7 @@ impl Summary {
         ));
         if self.isolation_requests > 0 {
             line(format!(
-                "isolated: {} items refused alone with 400, found in {} more requests                  (the rest of their requests was accepted)",
+                "isolated: {} items refused alone with 400, found in {} more requests (the rest of their requests was accepted)",
                 self.isolated, self.isolation_requests
             ));
         }
@@ -275,6 +275,22 @@ mod tests {
         summary.learned_rate = None;
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         assert!(json.get("learned_rate").is_none(), "{json}");
+    }
+
+    #[test]
+    fn the_isolation_line_reads_as_one_sentence() {
+        let summary = Summary {
+            isolated: 2,
+            isolation_requests: 6,
+            ..Summary::default()
+        };
+        let text = summary.text();
+        assert!(
+            text.contains(
+                "\nisolated: 2 items refused alone with 400, found in 6 more requests (the rest of their requests was accepted)\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
