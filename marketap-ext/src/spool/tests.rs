@@ -401,6 +401,9 @@ async fn dropping_the_last_handle_closes_the_spool_and_keeps_its_records() {
     })
     .await
     .unwrap();
+    // Checking the records (and syncing the new segment) can take longer
+    // than read_now's wait on a busy disk: read once they are checked.
+    spool.opened().await;
     assert_eq!(items(&read_now(&spool).await), (0..6).collect::<Vec<_>>());
 }
 
