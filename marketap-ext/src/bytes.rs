@@ -35,6 +35,18 @@ pub(crate) const fn may_be_control(word: u64) -> bool {
     below(word, 0x20) | equal(word, 0x7f) | equal(word, 0xc2) != 0
 }
 
+/// Whether `word` holds a byte that either test above finds: one scan for
+/// an id that must be free of control characters and whose length as JSON
+/// is counted.
+pub(crate) const fn escapes_or_control(word: u64) -> bool {
+    below(word, 0x20)
+        | equal(word, b'"')
+        | equal(word, b'\\')
+        | equal(word, 0x7f)
+        | equal(word, 0xc2)
+        != 0
+}
+
 /// Whether `found` holds for some word of `bytes`. Words may overlap (the
 /// last one ends at the last byte; so may the two halves of a string of
 /// four to seven bytes); fewer than four bytes are padded with `a`, which
@@ -100,11 +112,17 @@ mod tests {
                         control_by_byte(&bytes),
                         "{bytes:?}"
                     );
+                    assert_eq!(
+                        any_word(&bytes, escapes_or_control),
+                        escapes_by_byte(&bytes) || control_by_byte(&bytes),
+                        "{bytes:?}"
+                    );
                 }
             }
             let plain = vec![b'x'; len];
             assert!(!any_word(&plain, escapes));
             assert!(!any_word(&plain, may_be_control));
+            assert!(!any_word(&plain, escapes_or_control));
         }
     }
 
@@ -113,6 +131,10 @@ mod tests {
         fn words_agree_with_bytes(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
             prop_assert_eq!(any_word(&bytes, escapes), escapes_by_byte(&bytes));
             prop_assert_eq!(any_word(&bytes, may_be_control), control_by_byte(&bytes));
+            prop_assert_eq!(
+                any_word(&bytes, escapes_or_control),
+                escapes_by_byte(&bytes) || control_by_byte(&bytes)
+            );
         }
     }
 }

@@ -5,11 +5,12 @@
 //! cannot hold them, and the setters refuse them on the way in. Valid input
 //! allocates nothing: paths and echoes are made only for an error.
 //!
-//! A list of [`Product`](crate::Product)s that a typed setter put in
-//! (`mkt_items`, `mkt_cart`, `mkt_wish_list`) is [`Known`]: its length was
-//! counted as it was built, and every name and value in it is one the
-//! reserved check passes, so the walk takes the length and does not look
-//! inside.
+//! A value that a typed setter put in is [`Known`]: a list of
+//! [`Product`](crate::Product)s (`mkt_items`, `mkt_cart`, `mkt_wish_list`)
+//! or a plain value of its reserved name's type (`mkt_order_id`,
+//! `mkt_revenue`, a member's `mkt_email`, ...). Its length was counted as
+//! it was built, and every name and value in it is one the reserved check
+//! passes, so the walk takes the length and does not look inside.
 
 use serde_json::{Map, Value};
 
@@ -20,31 +21,36 @@ use crate::{
     model::taxonomy::Scope,
 };
 
-/// The top-level properties that a typed setter wrote as a list of
-/// products, each with its value's length as JSON. What such a list holds
-/// passes every check of the walk by construction: a reserved list name of
-/// the builder's scope, objects of item fields of their types, three levels
-/// deep, numbers finite (a non-finite one was refused when the list was
-/// made). Up to two are kept (a profile's cart and wish list); a list set
-/// past that is walked as any other value. Whatever sets a property
-/// otherwise forgets its name here.
+/// The top-level properties that a typed setter wrote, each with its
+/// value's length as JSON. What such a value holds passes every check of
+/// the walk by construction: a reserved name of the builder's scope with a
+/// value of its type (a list of products: objects of item fields of their
+/// types, three levels deep), numbers finite (a non-finite one was refused
+/// when the value was made). Up to [`Known::CAPACITY`] are kept (a
+/// purchase's items, order id and revenue); a value set past that is
+/// walked as any other. Whatever sets a property otherwise forgets its
+/// name here.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Known {
-    lists: [(&'static str, usize); 2],
+    values: [(&'static str, usize); Known::CAPACITY],
     len: usize,
 }
 
 impl Known {
-    /// No known lists.
+    /// How many values are kept.
+    const CAPACITY: usize = 4;
+
+    /// No known values.
     const NONE: Self = Self {
-        lists: [("", 0); 2],
+        values: [("", 0); Known::CAPACITY],
         len: 0,
     };
 
-    /// Records that `name` holds a list of products `bytes` long as JSON.
+    /// Records that `name` holds a value a typed setter made, `bytes` long
+    /// as JSON.
     pub(crate) fn insert(&mut self, name: &'static str, bytes: usize) {
         self.forget(name);
-        if let Some(slot) = self.lists.get_mut(self.len) {
+        if let Some(slot) = self.values.get_mut(self.len) {
             *slot = (name, bytes);
             self.len += 1;
         }
@@ -52,11 +58,11 @@ impl Known {
 
     /// `name` now holds a value the walk must look at.
     pub(crate) fn forget(&mut self, name: &str) {
-        if let Some(index) = self.lists[..self.len]
+        if let Some(index) = self.values[..self.len]
             .iter()
             .position(|(known, _)| *known == name)
         {
-            self.lists.swap(index, self.len - 1);
+            self.values.swap(index, self.len - 1);
             self.len -= 1;
         }
     }
@@ -66,9 +72,9 @@ impl Known {
         self.len = 0;
     }
 
-    /// The length of `name`'s value, if it is a known list.
+    /// The length of `name`'s value, if it is known.
     fn get(&self, name: &str) -> Option<usize> {
-        self.lists[..self.len]
+        self.values[..self.len]
             .iter()
             .find(|(known, _)| *known == name)
             .map(|(_, bytes)| *bytes)
@@ -138,7 +144,9 @@ impl Walk {
         for (key, value) in object {
             if let Some(bytes) = known.get(key) {
                 debug_assert_eq!(bytes, crate::model::properties::json_len(value), "{key}");
-                members += str_len(key) + 1 + bytes;
+                // A name of the taxonomy: nothing in it is escaped.
+                debug_assert_eq!(str_len(key), key.len() + 2, "{key}");
+                members += key.len() + r#""":"#.len() + bytes;
                 continue;
             }
             let here = Path::Key(path, key);
@@ -311,6 +319,8 @@ mod tests {
         let mut known = Known::default();
         known.insert(event_property::ITEMS, list_bytes);
         known.insert(user_property::CART, 7);
+        known.insert(user_property::EMAIL, 8);
+        known.insert(user_property::NAME, 3);
         known.insert(user_property::WISH_LIST, 9);
         assert_eq!(walked(&known).reserved, None);
         assert_eq!(
@@ -318,7 +328,10 @@ mod tests {
             serde_json::to_vec(&properties).unwrap().len()
         );
         assert_eq!(known.get(user_property::CART), Some(7));
-        assert_eq!(known.get(user_property::WISH_LIST), None, "two at most");
+        assert_eq!(known.get(user_property::NAME), Some(3));
+        assert_eq!(known.get(user_property::WISH_LIST), None, "four at most");
+        known.forget(user_property::EMAIL);
+        known.forget(user_property::NAME);
 
         known.insert(event_property::ITEMS, list_bytes);
         assert_eq!(
@@ -537,6 +550,46 @@ mod tests {
                 .build()
                 .unwrap();
             prop_assert_eq!(profile.wire_bytes(), serde_json::to_vec(&profile).unwrap().len());
+        }
+
+        /// Every typed member setter counts its value as it sets it: more
+        /// of them than [`Known`] keeps (the rest are walked), texts with
+        /// escapes, both flags, any points and prices; and a typed value
+        /// replaced by `property` is walked again.
+        #[test]
+        fn a_typed_profile_counts_its_own_wire_length(
+            texts in prop::collection::vec(text(), 5..6),
+            flags in any::<[bool; 3]>(),
+            points in any::<i64>(),
+            prices in any::<[f64; 2]>().prop_filter("finite", |p| p.iter().all(|x| x.is_finite())),
+            gender in prop::sample::select(user_property::Gender::ALL.to_vec()),
+            replaced in any::<bool>(),
+            checked in any::<bool>(),
+        ) {
+            let mut builder = crate::UserProfile::builder("u")
+                .name(texts[0].clone())
+                .phone_number(texts[1].clone())
+                .email(texts[2].clone())
+                .gender(gender)
+                .grade(texts[3].clone())
+                .text_message_opt_in(flags[0])
+                .kakao_opt_in(flags[1])
+                .email_opt_in(flags[2])
+                .available_points(points)
+                .cart_total_price(prices[0])
+                .wish_list_total_price(prices[1]);
+            if replaced {
+                builder = builder.property(user_property::NAME, &texts[4]);
+            }
+            if !checked {
+                builder = builder.skip_reserved_check();
+            }
+            let profile = builder.build().unwrap();
+            prop_assert_eq!(profile.wire_bytes(), serde_json::to_vec(&profile).unwrap().len());
+            let order = crate::Event::purchase("u", texts[4].clone(), prices[0], [])
+                .build()
+                .unwrap();
+            prop_assert_eq!(order.wire_bytes(), serde_json::to_vec(&order).unwrap().len());
         }
 
         #[test]

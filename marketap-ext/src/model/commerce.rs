@@ -58,10 +58,7 @@ impl Fields {
 
     fn set_number(&mut self, name: &'static str, number: f64) {
         match serde_json::Number::from_f64(number) {
-            Some(number) => {
-                let bytes = properties::number_len(&number);
-                self.set(name, Value::Number(number), bytes);
-            }
+            Some(json) => self.set(name, Value::Number(json), properties::float_len(number)),
             None => {
                 self.set(name, Value::Null, "null".len());
                 self.non_finite.push((name, number));
@@ -339,23 +336,44 @@ impl Event {
     }
 }
 
+/// A typed setter's text, moved in as a JSON string, with its length as JSON.
+fn known_text(text: String) -> Result<(Value, usize), ValidationError> {
+    let bytes = properties::str_len(&text);
+    Ok((Value::String(text), bytes))
+}
+
+/// A typed setter's flag as JSON, with its length.
+fn known_bool(on: bool) -> Result<(Value, usize), ValidationError> {
+    let bytes = if on { "true".len() } else { "false".len() };
+    Ok((Value::Bool(on), bytes))
+}
+
+/// A typed setter's number for the property `name` as JSON, with its
+/// length; NaN or infinity is [`ValidationError::NonFiniteNumber`].
+fn known_number(name: &'static str, number: f64) -> Result<(Value, usize), ValidationError> {
+    let json = properties::number(format_args!("properties.{name}"), number)?;
+    Ok((json, properties::float_len(number)))
+}
+
 /// The typed event properties of [`crate::taxonomy::event_property`].
 impl EventBuilder {
     /// The event's revenue ([`event_property::REVENUE`]); NaN or infinity is an error.
     pub fn revenue(self, revenue: f64) -> Self {
-        let field = format_args!("properties.{}", event_property::REVENUE);
-        self.set(event_property::REVENUE, properties::number(field, revenue))
+        self.set_known(
+            event_property::REVENUE,
+            known_number(event_property::REVENUE, revenue),
+        )
     }
 
     /// The order's id ([`event_property::ORDER_ID`]).
     pub fn order_id(self, order_id: impl Into<String>) -> Self {
-        self.set(event_property::ORDER_ID, Ok(Value::String(order_id.into())))
+        self.set_known(event_property::ORDER_ID, known_text(order_id.into()))
     }
 
     /// The items involved ([`event_property::ITEMS`]), replacing any set before.
     pub fn items(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
-        self.set_products(
+        self.set_known(
             event_property::ITEMS,
             Fields::list(event_property::ITEMS, items),
         )
@@ -366,86 +384,84 @@ impl EventBuilder {
 impl UserProfileBuilder {
     /// The member's name ([`user_property::NAME`]).
     pub fn name(self, name: impl Into<String>) -> Self {
-        self.set(user_property::NAME, Ok(Value::String(name.into())))
+        self.set_known(user_property::NAME, known_text(name.into()))
     }
 
     /// The member's phone number ([`user_property::PHONE_NUMBER`]).
     pub fn phone_number(self, phone_number: impl Into<String>) -> Self {
-        self.set(
-            user_property::PHONE_NUMBER,
-            Ok(Value::String(phone_number.into())),
-        )
+        let phone_number = known_text(phone_number.into());
+        self.set_known(user_property::PHONE_NUMBER, phone_number)
     }
 
     /// The member's email address ([`user_property::EMAIL`]).
     pub fn email(self, email: impl Into<String>) -> Self {
-        self.set(user_property::EMAIL, Ok(Value::String(email.into())))
+        self.set_known(user_property::EMAIL, known_text(email.into()))
     }
 
     /// The member's gender ([`user_property::GENDER`]).
     pub fn gender(self, gender: user_property::Gender) -> Self {
-        let gender = Value::String(gender.as_str().to_owned());
-        self.set(user_property::GENDER, Ok(gender))
+        let gender = known_text(gender.as_str().to_owned());
+        self.set_known(user_property::GENDER, gender)
     }
 
     /// The member's grade or tier ([`user_property::GRADE`]).
     pub fn grade(self, grade: impl Into<String>) -> Self {
-        self.set(user_property::GRADE, Ok(Value::String(grade.into())))
+        self.set_known(user_property::GRADE, known_text(grade.into()))
     }
 
     /// The member's date of birth ([`user_property::BIRTH`]), sent as `YYYY-MM-DD`. A year
     /// outside 0000 to 9999 cannot be written so, and is an error.
     pub fn birth(self, date: NaiveDate) -> Self {
         let birth = date.format("%Y-%m-%d").to_string();
+        // Walked in `build()`, which refuses a year that is not four digits.
         self.set(user_property::BIRTH, Ok(Value::String(birth)))
     }
 
     /// Consent to marketing text messages ([`user_property::TEXT_MESSAGE_OPT_IN`]). Only
     /// `false` excludes the member: leave it unset when you do not know.
     pub fn text_message_opt_in(self, opt_in: bool) -> Self {
-        self.set(user_property::TEXT_MESSAGE_OPT_IN, Ok(Value::Bool(opt_in)))
+        self.set_known(user_property::TEXT_MESSAGE_OPT_IN, known_bool(opt_in))
     }
 
     /// Consent to marketing messages on KakaoTalk ([`user_property::KAKAO_OPT_IN`]). Only
     /// `false` excludes the member.
     pub fn kakao_opt_in(self, opt_in: bool) -> Self {
-        self.set(user_property::KAKAO_OPT_IN, Ok(Value::Bool(opt_in)))
+        self.set_known(user_property::KAKAO_OPT_IN, known_bool(opt_in))
     }
 
     /// Consent to marketing email ([`user_property::EMAIL_OPT_IN`]). Only `false` excludes
     /// the member.
     pub fn email_opt_in(self, opt_in: bool) -> Self {
-        self.set(user_property::EMAIL_OPT_IN, Ok(Value::Bool(opt_in)))
+        self.set_known(user_property::EMAIL_OPT_IN, known_bool(opt_in))
     }
 
     /// Points the member can spend ([`user_property::AVAILABLE_POINTS`]).
     pub fn available_points(self, points: i64) -> Self {
-        self.set(user_property::AVAILABLE_POINTS, Ok(Value::from(points)))
+        let points = serde_json::Number::from(points);
+        let bytes = properties::number_len(&points);
+        self.set_known(
+            user_property::AVAILABLE_POINTS,
+            Ok((Value::Number(points), bytes)),
+        )
     }
 
     /// The total price of the member's cart ([`user_property::CART_TOTAL_PRICE`]).
     pub fn cart_total_price(self, price: f64) -> Self {
-        let field = format_args!("properties.{}", user_property::CART_TOTAL_PRICE);
-        self.set(
-            user_property::CART_TOTAL_PRICE,
-            properties::number(field, price),
-        )
+        let price = known_number(user_property::CART_TOTAL_PRICE, price);
+        self.set_known(user_property::CART_TOTAL_PRICE, price)
     }
 
     /// The total price of the member's wish list
     /// ([`user_property::WISH_LIST_TOTAL_PRICE`]).
     pub fn wish_list_total_price(self, price: f64) -> Self {
-        let field = format_args!("properties.{}", user_property::WISH_LIST_TOTAL_PRICE);
-        self.set(
-            user_property::WISH_LIST_TOTAL_PRICE,
-            properties::number(field, price),
-        )
+        let price = known_number(user_property::WISH_LIST_TOTAL_PRICE, price);
+        self.set_known(user_property::WISH_LIST_TOTAL_PRICE, price)
     }
 
     /// What is in the member's cart ([`user_property::CART`]).
     pub fn cart(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
-        self.set_products(
+        self.set_known(
             user_property::CART,
             Fields::list(user_property::CART, items),
         )
@@ -454,7 +470,7 @@ impl UserProfileBuilder {
     /// What is in the member's wish list ([`user_property::WISH_LIST`]).
     pub fn wish_list(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
-        self.set_products(
+        self.set_known(
             user_property::WISH_LIST,
             Fields::list(user_property::WISH_LIST, items),
         )

@@ -19,7 +19,8 @@ use serde_json::{Map, Value};
 #[cfg(feature = "tracking-plan")]
 use crate::model::typed::TrackEvent;
 use crate::{
-    error::{ValidationError, require_id},
+    bytes,
+    error::{ValidationError, require_id, require_non_empty},
     model::check,
     model::properties,
     model::reserved,
@@ -67,6 +68,7 @@ macro_rules! property_setters {
 
         /// Sets one property. `value` may be anything `Serialize`; a NaN or
         /// infinite number is an error.
+        #[inline]
         pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
             let key = key.into();
             self.known.forget(&key);
@@ -74,29 +76,11 @@ macro_rules! property_setters {
             self
         }
 
-        /// Sets one property to a value the SDK built itself, moved in as
-        /// it is, or remembers the first error for `build()`.
-        pub(crate) fn set(
-            mut self,
-            key: &'static str,
-            value: Result<Value, ValidationError>,
-        ) -> Self {
-            if self.error.is_none() {
-                match value {
-                    Ok(value) => {
-                        self.known.forget(key);
-                        self.raw.properties.insert(key.to_owned(), value);
-                    }
-                    Err(error) => self.error = Some(error),
-                }
-            }
-            self
-        }
-
-        /// Sets a reserved list to products the SDK built, with its length
-        /// as JSON: `build()` counts it without walking it
-        /// ([`check::Known`]).
-        pub(crate) fn set_products(
+        /// Sets a reserved property to a value a typed setter built, of the
+        /// name's reserved type, with its length as JSON: `build()` counts
+        /// it without walking it ([`check::Known`]).
+        #[inline]
+        pub(crate) fn set_known(
             mut self,
             key: &'static str,
             list: Result<(Value, usize), ValidationError>,
@@ -107,7 +91,7 @@ macro_rules! property_setters {
                         self.raw.properties.insert(key.to_owned(), list);
                         self.known.insert(key, bytes);
                     }
-                    Err(error) => self.error = Some(error),
+                    Err(error) => self.error = Some(Box::new(error)),
                 }
             }
             self
@@ -123,10 +107,15 @@ macro_rules! property_setters {
     };
 }
 
+/// The first problem a setter found, for `build()` to return: boxed, so
+/// that a builder, which each setter takes and gives back by value, stays
+/// small to move.
+type FirstError = Option<Box<ValidationError>>;
+
 /// Adds a property to `map`, or remembers the first error for `build()`.
 fn insert_property(
     map: &mut Map<String, Value>,
-    error: &mut Option<ValidationError>,
+    error: &mut FirstError,
     key: String,
     value: &(impl Serialize + ?Sized),
 ) {
@@ -134,21 +123,21 @@ fn insert_property(
         return;
     }
     if key.is_empty() {
-        *error = Some(ValidationError::empty("property name", &key));
+        *error = Some(Box::new(ValidationError::empty("property name", &key)));
         return;
     }
     match properties::to_value(format_args!("properties.{key}"), value) {
         Ok(value) => {
             map.insert(key, value);
         }
-        Err(e) => *error = Some(e),
+        Err(e) => *error = Some(Box::new(e)),
     }
 }
 
 /// Merges an object's fields into `map`, or remembers the first error.
 fn merge_properties(
     map: &mut Map<String, Value>,
-    error: &mut Option<ValidationError>,
+    error: &mut FirstError,
     value: &(impl Serialize + ?Sized),
 ) {
     if error.is_some() {
@@ -156,7 +145,7 @@ fn merge_properties(
     }
     match properties::to_object("properties", value) {
         Ok(object) => map.extend(object),
-        Err(e) => *error = Some(e),
+        Err(e) => *error = Some(Box::new(e)),
     }
 }
 
@@ -178,14 +167,25 @@ fn timestamp_len(timestamp: &chrono::DateTime<chrono::Utc>) -> usize {
     r#""2025-01-17T05:39:22Z""#.len() + fraction
 }
 
-/// The length of an event as JSON, by arithmetic, given that of its
-/// properties (from [`check::walk`]): `{"event_name":..,"properties":..,
-/// "timestamp":..,"user_id":..}`, the properties left out when empty and
-/// the timestamp when unset, as the generated type writes them.
-fn event_len(raw: &types::CreateEventReq, properties_bytes: usize) -> usize {
-    let mut bytes = r#"{"event_name":,"user_id":}"#.len()
-        + properties::str_len(&raw.event_name)
-        + properties::str_len(&raw.user_id);
+/// Checks an id as [`require_id`] does, and gives its length as a JSON
+/// string: one scan of the usual id, which holds no byte that is escaped or
+/// may start a control character.
+fn id_len(field: &'static str, id: &str) -> Result<usize, ValidationError> {
+    require_non_empty(field, id)?;
+    if !bytes::any_word(id.as_bytes(), bytes::escapes_or_control) {
+        return Ok(2 + id.len());
+    }
+    require_id(field, id)?;
+    Ok(properties::str_len(id))
+}
+
+/// The length of an event as JSON, by arithmetic, given those of its
+/// two ids as JSON strings (from [`id_len`]) and of its properties (from
+/// [`check::walk`]): `{"event_name":..,"properties":..,"timestamp":..,
+/// "user_id":..}`, the properties left out when empty and the timestamp
+/// when unset, as the generated type writes them.
+fn event_len(raw: &types::CreateEventReq, ids_bytes: usize, properties_bytes: usize) -> usize {
+    let mut bytes = r#"{"event_name":,"user_id":}"#.len() + ids_bytes;
     if !raw.properties.is_empty() {
         bytes += r#","properties":"#.len() + properties_bytes;
     }
@@ -195,22 +195,22 @@ fn event_len(raw: &types::CreateEventReq, properties_bytes: usize) -> usize {
     bytes
 }
 
-/// The length of a profile as JSON, by arithmetic, given that of its
-/// properties: `{"properties":..,"user_id":..}`.
-fn profile_len(raw: &types::BulkUserProfile, properties_bytes: usize) -> usize {
-    r#"{"properties":,"user_id":}"#.len() + properties_bytes + properties::str_len(&raw.user_id)
+/// The length of a profile as JSON, by arithmetic, given those of its
+/// user id as a JSON string and of its properties:
+/// `{"properties":..,"user_id":..}`.
+fn profile_len(user_id_bytes: usize, properties_bytes: usize) -> usize {
+    r#"{"properties":,"user_id":}"#.len() + properties_bytes + user_id_bytes
 }
 
-fn timestamp_of(
-    value: impl IntoTimestamp,
-    error: &mut Option<ValidationError>,
-) -> Option<Timestamp> {
+fn timestamp_of(value: impl IntoTimestamp, error: &mut FirstError) -> Option<Timestamp> {
     match value.into_timestamp() {
         Ok(timestamp) => Some(timestamp),
         Err(source) => {
-            error.get_or_insert(ValidationError::Timestamp {
-                field: "timestamp",
-                source,
+            error.get_or_insert_with(|| {
+                Box::new(ValidationError::Timestamp {
+                    field: "timestamp",
+                    source,
+                })
             });
             None
         }
@@ -275,9 +275,13 @@ impl Serialize for Event {
 #[must_use = "call .build() to get the event"]
 pub struct EventBuilder {
     raw: types::CreateEventReq,
-    error: Option<ValidationError>,
+    error: FirstError,
     reserved_check: bool,
     known: check::Known,
+    /// Whether `raw.timestamp` came from a [`Timestamp`], which the wire
+    /// can carry by construction; one given in the wire type is checked in
+    /// `build()`.
+    timestamp_checked: bool,
 }
 
 /// Starts from an event in the wire type (read from a file, say), so that
@@ -291,6 +295,7 @@ impl From<types::CreateEventReq> for EventBuilder {
             error: None,
             reserved_check: true,
             known: check::Known::default(),
+            timestamp_checked: false,
         }
     }
 }
@@ -310,6 +315,7 @@ impl Event {
             error: None,
             reserved_check: true,
             known: check::Known::default(),
+            timestamp_checked: false,
         }
     }
 
@@ -365,17 +371,23 @@ impl EventBuilder {
     /// a [`Timestamp`], or an ISO 8601 string with an offset.
     pub fn timestamp(mut self, timestamp: impl IntoTimestamp) -> Self {
         self.raw.timestamp = timestamp_of(timestamp, &mut self.error).map(Timestamp::into_datetime);
+        self.timestamp_checked = true;
         self
     }
 
     /// The event, or the first problem found.
     pub fn build(self) -> Result<Event, ValidationError> {
         if let Some(error) = self.error {
-            return Err(error);
+            return Err(*error);
         }
-        require_id("user_id", &self.raw.user_id)?;
-        require_id("event_name", &self.raw.event_name)?;
-        if let Some(timestamp) = &self.raw.timestamp {
+        let ids_bytes =
+            id_len("user_id", &self.raw.user_id)? + id_len("event_name", &self.raw.event_name)?;
+        if let Some(timestamp) = self
+            .raw
+            .timestamp
+            .as_ref()
+            .filter(|_| !self.timestamp_checked)
+        {
             check_wire(timestamp).map_err(|source| ValidationError::Timestamp {
                 field: "timestamp",
                 source,
@@ -389,7 +401,7 @@ impl EventBuilder {
         if let Some(error) = walked.reserved {
             return Err(error);
         }
-        let bytes = properties::check_size("event", event_len(&self.raw, walked.bytes))?;
+        let bytes = properties::check_size("event", event_len(&self.raw, ids_bytes, walked.bytes))?;
         Ok(Event {
             raw: self.raw,
             bytes,
@@ -425,7 +437,7 @@ pub struct UserProfile {
 #[must_use = "call .build() to get the profile"]
 pub struct UserProfileBuilder {
     raw: types::BulkUserProfile,
-    error: Option<ValidationError>,
+    error: FirstError,
     reserved_check: bool,
     known: check::Known,
 }
@@ -486,18 +498,34 @@ impl UserProfile {
 impl UserProfileBuilder {
     property_setters!();
 
+    /// Sets one property to a value the SDK built itself, moved in as it
+    /// is, to be walked in `build()` as any other (a typed setter's value
+    /// that the walk must still look at), or remembers the first error.
+    pub(crate) fn set(mut self, key: &'static str, value: Result<Value, ValidationError>) -> Self {
+        if self.error.is_none() {
+            match value {
+                Ok(value) => {
+                    self.known.forget(key);
+                    self.raw.properties.insert(key.to_owned(), value);
+                }
+                Err(error) => self.error = Some(Box::new(error)),
+            }
+        }
+        self
+    }
+
     /// The profile, or the first problem found.
     pub fn build(self) -> Result<UserProfile, ValidationError> {
         if let Some(error) = self.error {
-            return Err(error);
+            return Err(*error);
         }
-        require_id("user_id", &self.raw.user_id)?;
+        let user_id_bytes = id_len("user_id", &self.raw.user_id)?;
         let scope = self.reserved_check.then_some(Scope::UserProperty);
         let walked = check::walk(&self.raw.properties, scope, &self.known)?;
         if let Some(error) = walked.reserved {
             return Err(error);
         }
-        let bytes = properties::check_size("profile", profile_len(&self.raw, walked.bytes))?;
+        let bytes = properties::check_size("profile", profile_len(user_id_bytes, walked.bytes))?;
         Ok(UserProfile {
             raw: self.raw,
             bytes,
@@ -565,7 +593,7 @@ pub struct Device {
 #[must_use = "call .build() to get the device"]
 pub struct DeviceBuilder {
     raw: types::UpdateDeviceProfileReq,
-    error: Option<ValidationError>,
+    error: FirstError,
 }
 
 checked_wrapper!(Device, types::UpdateDeviceProfileReq);
@@ -636,7 +664,7 @@ impl DeviceBuilder {
     /// The device, or the first problem found.
     pub fn build(self) -> Result<Device, ValidationError> {
         if let Some(error) = self.error {
-            return Err(error);
+            return Err(*error);
         }
         require_id("token", &self.raw.device.token)?;
         require_id("platform", &self.raw.device.platform)?;

@@ -86,17 +86,38 @@ pub(crate) fn str_len(text: &str) -> usize {
     2 + text.len() + extra
 }
 
+/// How many decimal digits `n` has.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
 /// The length of `number` as JSON, as serde_json writes it.
 pub(crate) fn number_len(number: &serde_json::Number) -> usize {
-    let digits = |n: u64| n.checked_ilog10().map_or(1, |log| log as usize + 1);
     if let Some(n) = number.as_u64() {
         digits(n)
     } else if let Some(n) = number.as_i64() {
         1 + digits(n.unsigned_abs())
     } else {
-        // A float: serde_json's own shortest form, written to a counter.
-        json_len(number)
+        // Without serde_json's `arbitrary_precision`, which this crate does
+        // not turn on, a number that is no integer is an `f64`.
+        number.as_f64().map_or_else(|| json_len(number), float_len)
     }
+}
+
+/// The length of a finite `float` as JSON, as serde_json writes it: the
+/// shortest form that reads back as the same `f64`, by zmij, which writes
+/// `59000.0`, `0.1`, `1e16` and `1.5e-7`.
+pub(crate) fn float_len(float: f64) -> usize {
+    // A whole number below 10^15 (a price in won, a count) is written as
+    // its digits and `.0`: at that size a double holds every whole number
+    // exactly, and no shorter decimal reads back as it.
+    // (A cast, not `fract`: that is a call to libm's `trunc`.)
+    if float.abs() < 1e15 && float as i64 as f64 == float {
+        let sign = usize::from(float.is_sign_negative());
+        return sign + digits(float.abs() as u64) + ".0".len();
+    }
+    // Anything else as serde_json does it, to a buffer on the stack.
+    zmij::Buffer::new().format_finite(float).len()
 }
 
 /// The length of a JSON array or object of `count` members whose own
@@ -830,6 +851,42 @@ mod tests {
                 max: MAX_ITEM_BYTES,
             }),
         );
+    }
+
+    /// Whole floats take the short way below 10^15 and zmij's from there:
+    /// both agree with serde_json on each side of every power of ten.
+    #[test]
+    fn float_lengths_match_serde_json_around_powers_of_ten() {
+        let mut floats = vec![0.0, -0.0, 1.0, 0.5, 1e15 - 0.5, 1e16 - 2.0, 2f64.powi(53)];
+        for power in 0..=20 {
+            let ten = 10f64.powi(power);
+            floats.extend([ten - 1.0, ten, ten + 1.0, ten * 1.5]);
+        }
+        for float in floats {
+            for float in [float, -float] {
+                let json = serde_json::to_string(&float).unwrap();
+                assert_eq!(float_len(float), json.len(), "{json}");
+                let number = serde_json::Number::from_f64(float).unwrap();
+                assert_eq!(number_len(&number), json.len(), "{json}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn float_lengths_match_serde_json(
+            float in proptest::strategy::Strategy::prop_filter(
+                proptest::prelude::any::<f64>(),
+                "finite",
+                |x| x.is_finite(),
+            ),
+            whole in -1e17_f64..1e17,
+        ) {
+            for float in [float, whole.trunc()] {
+                let json = serde_json::to_string(&float).unwrap();
+                proptest::prop_assert_eq!(float_len(float), json.len(), "{}", json);
+            }
+        }
     }
 
     #[test]
