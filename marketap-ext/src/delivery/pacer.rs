@@ -65,11 +65,11 @@ use crate::lock::lock;
 
 /// Where the rate settles after a throttle, as a share of the ceiling (the
 /// rate the server was found to allow).
-const PLATEAU: f64 = 0.95;
+const PLATEAU: f64 = 0.97;
 /// How long the plateau is held after the throttle that taught the first
 /// rate: counted over a whole second of sending flat out, it is the best
 /// estimate there is.
-const HOLD_LEARNED: Duration = Duration::from_secs(6);
+const HOLD_LEARNED: Duration = Duration::from_secs(10);
 /// How long it is held after a refusal while holding: the limit moved (or
 /// the estimate was off), and may move again.
 const HOLD_FIRST: Duration = Duration::from_millis(1500);
@@ -77,9 +77,21 @@ const HOLD_FIRST: Duration = Duration::from_millis(1500);
 const HOLD_GROWTH: u32 = 2;
 /// The longest hold, after probes refused again and again: it bounds the
 /// time a limit that went up goes unnoticed.
-const HOLD_MAX: Duration = Duration::from_secs(16);
+const HOLD_MAX: Duration = Duration::from_secs(20);
 /// The probe's pace: it doubles the rate this long after the hold.
 const PROBE: Duration = Duration::from_millis(1200);
+/// A refused probe that found this many times the old ceiling found a
+/// limit that went up.
+const RISE: f64 = 1.5;
+/// A refusal while holding that finds less than this share of the plateau
+/// found a limit that went down.
+const DROP: f64 = 0.75;
+/// After a limit went down, the hold stays under this share of the time
+/// since (and at least [`HOLD_FIRST`]): a limit that moved may move back.
+const AFTER_DROP: u32 = 3;
+/// A second in which the client sent this share of the plateau or more
+/// counts toward a two-second measure.
+const STEADY: f64 = 0.9;
 /// The fewest requests sent in the last second for a throttle to teach a
 /// rate.
 const TRUST: u32 = 5;
@@ -185,6 +197,8 @@ struct State {
     /// When the last pause the server asked for ends: the requests sent
     /// over a second that holds a pause say nothing of the rate refused.
     resumed_at: Instant,
+    /// When the limit was last found to go down (`None` if never).
+    dropped_at: Option<Instant>,
 }
 
 impl Pacer {
@@ -205,6 +219,7 @@ impl Pacer {
                 next_start: now,
                 reported: f64::INFINITY,
                 resumed_at: now,
+                dropped_at: None,
             }),
         }
     }
@@ -265,12 +280,12 @@ impl Pacer {
         self.starts.record(micros);
     }
 
-    /// Whether the client has been sending for a whole [`MEASURE_OVER`]
-    /// at `at` (microseconds since `origin`).
-    fn sent_for_a_second(&self, at: u64) -> bool {
+    /// Whether the client has been sending for `span` microseconds at
+    /// `at` (microseconds since `origin`).
+    fn sent_for(&self, at: u64, span: u64) -> bool {
         match self.first_start.load(Relaxed) {
             0 => false,
-            first => at.saturating_sub(first - 1) >= SPAN,
+            first => at.saturating_sub(first - 1) >= span,
         }
     }
 
@@ -302,54 +317,32 @@ impl Pacer {
         }
         // Too few requests, or less than a second of them, say nothing of
         // a rate; nor, before any pacing, do too few accepted.
-        if count < TRUST || !self.sent_for_a_second(micros) || (!engaged && accepted < TRUST) {
+        if count < TRUST || !self.sent_for(micros, SPAN) || (!engaged && accepted < TRUST) {
             tracing::trace!(
                 sent = count,
                 "marketap: throttled, but too few requests were sent to learn a rate from"
             );
             return;
         }
-        // A refused probe found the limit: hold longer before the next.
-        // A refusal while holding is news (the plateau was too high: a
-        // limit that went down, or a burst the server allowed at first
-        // counted as its rate): hold briefly, the limit may be moving.
-        let probing = engaged && now.saturating_duration_since(state.held_from()) >= state.hold;
-        // What the server allowed, and no more than the rate paced at (the
-        // requests sent, of which those allowed are a part, bound it too).
-        let mut plateau = PLATEAU * state.rate.min(allowed);
-        if !engaged {
-            // A second of sending flat out is the best estimate there is;
-            // a few requests after a pause are not.
-            state.hold = if accepted >= 2 * TRUST {
-                HOLD_LEARNED
-            } else {
-                HOLD_FIRST
-            };
-            state.held = f64::INFINITY;
-        } else if probing {
-            // The plateau held until the probe: keep it, should the new
-            // one not hold.
-            state.held = state.plateau;
-            state.hold = (state.hold * HOLD_GROWTH).min(HOLD_MAX);
-        } else if state.held < plateau {
-            // The plateau a probe found did not hold, but the one before
-            // it did: back to that one, and to its hold. A probe's rate
-            // rises within the second counted, and a fixed window refuses
-            // only once its quota is spent: a second counted across two
-            // windows can hold up to twice the limit.
-            plateau = state.held;
-        } else {
-            // The limit went down, and may move again.
-            state.held = f64::INFINITY;
-            state.hold = HOLD_FIRST;
-        }
-        state.plateau = plateau.max(MIN_RATE);
-        state.rate = state.plateau;
-        state.decreased_at = now;
-        // The next start waits one new interval from now, whatever was
-        // reserved at the old rate.
-        state.next_start = now + interval(state.rate);
-        state.reported = state.rate;
+        // The second before that one, when the client sent over both
+        // without a pause.
+        let before = (self.sent_for(micros, 2 * SPAN)
+            && started.saturating_duration_since(state.resumed_at) >= 2 * MEASURE_OVER)
+            .then(|| {
+                let (_, count) = self.starts.per_second(micros, 2 * SPAN);
+                let (_, refused_count) = self.refused.per_second(micros, 2 * SPAN);
+                let two = count.saturating_sub(refused_count);
+                f64::from(two.saturating_sub(accepted)) / MEASURE_OVER.as_secs_f64()
+            });
+        state.learn(
+            now,
+            Seen {
+                engaged,
+                accepted,
+                allowed,
+                before,
+            },
+        );
         self.engaged.store(true, Relaxed);
         tracing::debug!(
             sent = count,
@@ -387,7 +380,101 @@ impl Pacer {
     }
 }
 
+/// What the server was seen to allow when it refused a request.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Whether a rate was learned before.
+    engaged: bool,
+    /// The requests it accepted in the second before the refused one.
+    accepted: u32,
+    /// The same a second.
+    allowed: f64,
+    /// The requests it accepted in the second before that one, when the
+    /// client sent over both without a pause.
+    before: Option<f64>,
+}
+
+impl Seen {
+    /// Accepted a second over both seconds, when the client sent at
+    /// about `plateau` or more in the first (an idle second would say
+    /// nothing of the limit).
+    fn over_two(&self, plateau: f64) -> Option<f64> {
+        self.before
+            .filter(|before| *before >= STEADY * plateau)
+            .map(|before| (before + self.allowed) / 2.0)
+    }
+}
+
 impl State {
+    /// A refusal the client learns from, `now`: the new plateau and hold.
+    fn learn(&mut self, now: Instant, seen: Seen) {
+        // What the server allowed, and no more than the rate paced at (the
+        // requests sent, of which those allowed are a part, bound it too).
+        let mut plateau = PLATEAU * self.rate.min(seen.allowed);
+        // The ceiling the plateau was learned from.
+        let ceiling = self.plateau / PLATEAU;
+        if !seen.engaged {
+            // A second of sending flat out is the best estimate there is;
+            // a few requests after a pause are not.
+            self.hold = if seen.accepted >= 2 * TRUST {
+                HOLD_LEARNED
+            } else {
+                HOLD_FIRST
+            };
+            self.held = f64::INFINITY;
+        } else if now.saturating_duration_since(self.held_from()) >= self.hold {
+            // A refused probe. The plateau held until the probe: keep it,
+            // should the new one not hold.
+            self.held = self.plateau;
+            if seen.allowed >= RISE * ceiling {
+                // The limit went up: a second of probing flat out
+                // measured it, as the first throttle did.
+                self.hold = HOLD_LEARNED;
+            } else {
+                // About where it was. A probe's rate rises within the
+                // second counted, and a fixed window refuses only once its
+                // quota is spent: a second counted across two windows can
+                // hold up to twice the limit. Two seconds hold at most
+                // three windows' worth, and hold the plateau too.
+                if let Some(over_two) = seen.over_two(self.plateau) {
+                    plateau = plateau.min(PLATEAU * over_two);
+                }
+                // Confirmed: hold longer before the next probe, but not
+                // long after the limit went down, as it may come back.
+                let mut hold = (self.hold * HOLD_GROWTH).min(HOLD_MAX);
+                if let Some(dropped_at) = self.dropped_at {
+                    hold = hold.min(HOLD_FIRST.max(now.saturating_duration_since(dropped_at) / AFTER_DROP));
+                }
+                self.hold = hold;
+            }
+        } else if self.held < plateau {
+            // Refused while holding: the plateau a probe found did not
+            // hold, but the one before it did: back to that one, and to
+            // its hold.
+            plateau = self.held;
+        } else if plateau < DROP * self.plateau {
+            // The limit went down, and may move again: probe soon.
+            self.held = f64::INFINITY;
+            self.hold = HOLD_FIRST;
+            self.dropped_at = Some(now);
+        } else {
+            // A little too high (a first second counted across two fixed
+            // windows, or a burst the server allowed at first): a little
+            // lower, held as long again. Over two seconds, if there are.
+            if let Some(over_two) = seen.over_two(self.plateau) {
+                plateau = plateau.min(PLATEAU * over_two);
+            }
+            self.held = f64::INFINITY;
+        }
+        self.plateau = plateau.max(MIN_RATE);
+        self.rate = self.plateau;
+        self.decreased_at = now;
+        // The next start waits one new interval from now, whatever was
+        // reserved at the old rate.
+        self.next_start = now + interval(self.rate);
+        self.reported = self.rate;
+    }
+
     /// When the hold began: at the last decrease, or at the end of the
     /// pause the server asked for then.
     fn held_from(&self) -> Instant {
@@ -452,6 +539,11 @@ mod tests {
         pacer
     }
 
+    /// The plateau [`learned_at_20`] learns.
+    fn at_20() -> f64 {
+        PLATEAU * 20.0
+    }
+
     fn state(pacer: &Pacer) -> State {
         *lock(&pacer.state)
     }
@@ -501,15 +593,15 @@ mod tests {
     async fn a_throttle_drops_to_the_plateau_below_what_the_server_accepted() {
         let pacer = learned_at_20().await;
         // 21 sent, 20 accepted: the plateau is 0.95 × 20.
-        assert!(close(pacer.rate().unwrap(), 19.0), "{:?}", pacer.rate());
-        assert_eq!(pacer.interval(), interval(19.0));
-        assert!(close(pacer.learned().unwrap(), 19.0));
+        assert!(close(pacer.rate().unwrap(), at_20()), "{:?}", pacer.rate());
+        assert_eq!(pacer.interval(), interval(at_20()));
+        assert!(close(pacer.learned().unwrap(), at_20()));
         let learned = state(&pacer);
         assert_eq!(learned.hold, HOLD_LEARNED);
-        assert!(close(learned.plateau, 19.0));
+        assert!(close(learned.plateau, at_20()));
         // A request on its way before the decrease changes nothing.
         pacer.throttled(Instant::now() - Duration::from_millis(1));
-        assert!(close(pacer.rate().unwrap(), 19.0));
+        assert!(close(pacer.rate().unwrap(), at_20()));
         assert_eq!(state(&pacer).decreased_at, learned.decreased_at);
     }
 
@@ -540,10 +632,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         send(&sparse, 3, Duration::from_secs(1)).await;
         refuse(&sparse);
-        assert!(close(sparse.rate().unwrap(), 19.0), "4 sent");
+        assert!(close(sparse.rate().unwrap(), at_20()), "4 sent");
         send(&sparse, 1, Duration::from_millis(10)).await;
         refuse(&sparse);
-        assert!(sparse.rate().unwrap() < 19.0, "6 sent");
+        assert!(sparse.rate().unwrap() < at_20(), "6 sent");
         // Before any pacing, fewer than TRUST accepted.
         let refused = Pacer::new();
         send(&refused, 10, Duration::from_secs(1)).await;
@@ -582,18 +674,18 @@ mod tests {
         let learned = state(&pacer);
         let start = learned.held_from();
         assert_eq!(start, learned.decreased_at, "no pause asked for");
-        assert!(close(learned.probe(start), 19.0));
-        assert!(close(learned.probe(start + HOLD_LEARNED), 19.0));
+        assert!(close(learned.probe(start), at_20()));
+        assert!(close(learned.probe(start + HOLD_LEARNED), at_20()));
         // plateau·(1 + (t/PROBE)³): twice it one PROBE after the hold,
         // nine times two PROBEs after.
-        assert!(close(learned.probe(start + HOLD_LEARNED + PROBE), 38.0));
+        assert!(close(learned.probe(start + HOLD_LEARNED + PROBE), 2.0 * at_20()));
         assert!(close(
             learned.probe(start + HOLD_LEARNED + PROBE / 2),
-            19.0 * 1.125
+            at_20() * 1.125
         ));
         assert!(close(
             learned.probe(start + HOLD_LEARNED + 2 * PROBE),
-            171.0
+            9.0 * at_20()
         ));
         // A pause the server asked for moves the hold's start.
         pacer.paused_until(start + Duration::from_secs(1));
@@ -611,17 +703,17 @@ mod tests {
         let pacer = learned_at_20().await;
         // Sending at the plateau while it holds: no growth.
         send(&pacer, 95, Duration::from_secs(5)).await;
-        assert!(close(pacer.rate().unwrap(), 19.0));
+        assert!(close(pacer.rate().unwrap(), at_20()));
         // An idle client: nothing sent, so nothing learned about more.
         tokio::time::advance(Duration::from_secs(60)).await;
         pacer.succeeded();
-        assert!(close(pacer.rate().unwrap(), 19.0));
+        assert!(close(pacer.rate().unwrap(), at_20()));
         // Sending 15 a second allows up to 30, the cubic being far past.
         send(&pacer, 15, Duration::from_secs(1)).await;
         pacer.succeeded();
         let rate = pacer.rate().unwrap();
         assert!((29.9..=32.1).contains(&rate), "{rate}");
-        assert!(close(pacer.learned().unwrap(), 19.0), "the plateau stays");
+        assert!(close(pacer.learned().unwrap(), at_20()), "the plateau stays");
         // And never falls back by growing.
         send(&pacer, 5, Duration::from_secs(1)).await;
         pacer.succeeded();
@@ -632,29 +724,30 @@ mod tests {
     async fn a_refused_probe_holds_longer_the_next_time_up_to_a_bound() {
         let pacer = learned_at_20().await;
         // Probe past the hold at 20 a second, then a refusal.
-        send(&pacer, 140, HOLD_LEARNED + Duration::from_secs(1)).await;
+        send(&pacer, 220, HOLD_LEARNED + Duration::from_secs(1)).await;
         refuse(&pacer);
         let after = state(&pacer);
         assert_eq!(after.hold, HOLD_LEARNED * HOLD_GROWTH);
         // 19 accepted in the last second (the one a second ago is out).
         assert!(close(after.plateau, PLATEAU * 19.0), "{}", after.plateau);
         lock(&pacer.state).hold = HOLD_MAX - Duration::from_secs(1);
-        send(&pacer, 20 * 16, HOLD_MAX).await;
+        send(&pacer, 20 * 20, HOLD_MAX).await;
         refuse(&pacer);
         assert_eq!(state(&pacer).hold, HOLD_MAX);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_refusal_while_holding_drops_to_what_was_accepted_and_probes_soon() {
+    async fn a_refusal_while_holding_a_little_high_lowers_the_plateau_and_holds_as_long() {
         let pacer = learned_at_20().await;
         // Still 20 a second (over the plateau), refused while holding.
         send(&pacer, 30, Duration::from_millis(1500)).await;
         refuse(&pacer);
         let after = state(&pacer);
-        assert_eq!(after.hold, HOLD_FIRST);
-        // 0.95 × min(19 paced at, 19 accepted).
+        assert_eq!(after.hold, HOLD_LEARNED);
+        // PLATEAU × min(19.4 paced at, 19 accepted).
         assert!(close(after.plateau, PLATEAU * 19.0), "{}", after.plateau);
         assert!(after.held.is_infinite());
+        assert_eq!(after.dropped_at, None, "not a limit that went down");
     }
 
     #[tokio::test(start_paused = true)]
@@ -668,6 +761,7 @@ mod tests {
         let after = state(&pacer);
         assert!(close(after.plateau, 5.0 * PLATEAU), "{}", after.plateau);
         assert_eq!(after.hold, HOLD_FIRST);
+        assert_eq!(after.dropped_at, Some(Instant::now()), "the limit went down");
         // Everything refused: the floor.
         tokio::time::advance(Duration::from_secs(2)).await;
         for _ in 0..6 {
@@ -702,7 +796,7 @@ mod tests {
         let pacer = probe_refused().await;
         let probed = state(&pacer);
         assert!(close(probed.plateau, PLATEAU * 26.0), "{}", probed.plateau);
-        assert!(close(probed.held, 19.0));
+        assert!(close(probed.held, at_20()));
         assert_eq!(probed.hold, Duration::from_secs(2));
         // A fixed window: 26 in a second was two windows' worth. Refused
         // again while holding at 24.7: back to 19, which held, and to its
@@ -710,21 +804,28 @@ mod tests {
         send(&pacer, 24, Duration::from_secs(1)).await;
         refuse(&pacer);
         let back = state(&pacer);
-        assert!(close(back.plateau, 19.0), "{}", back.plateau);
+        assert!(close(back.plateau, at_20()), "{}", back.plateau);
         assert_eq!(back.hold, Duration::from_secs(2));
-        // Refused below that too: the limit went down.
+        // Refused below that too: a little lower, held as long.
         send(&pacer, 19, Duration::from_secs(1)).await;
         refuse(&pacer);
+        let lower = state(&pacer);
+        assert!(lower.plateau < at_20(), "{}", lower.plateau);
+        assert_eq!(lower.hold, Duration::from_secs(2));
+        assert!(lower.held.is_infinite());
+        // Refused far below: the limit went down.
+        send(&pacer, 11, Duration::from_secs(1)).await;
+        refuse(&pacer);
         let down = state(&pacer);
-        assert!(down.plateau < 19.0, "{}", down.plateau);
+        assert!(close(down.plateau, PLATEAU * 10.0), "{}", down.plateau);
         assert_eq!(down.hold, HOLD_FIRST);
-        assert!(down.held.is_infinite());
+        assert!(down.dropped_at.is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn starts_are_spaced_by_the_rate_even_after_a_pause() {
         let pacer = learned_at_20().await;
-        let gap = interval(19.0);
+        let gap = interval(at_20());
         assert_eq!(pacer.interval(), gap);
         // A long pause, then twenty requests at once: one by one.
         tokio::time::advance(Duration::from_secs(5)).await;
@@ -740,8 +841,8 @@ mod tests {
         let pacer = learned_at_20().await;
         let now = Instant::now();
         // Whatever was reserved at the old rate: one interval from now.
-        assert_eq!(pacer.reserve(), Some(now + interval(19.0)));
-        assert_eq!(pacer.reserve(), Some(now + interval(19.0) * 2));
+        assert_eq!(pacer.reserve(), Some(now + interval(at_20())));
+        assert_eq!(pacer.reserve(), Some(now + interval(at_20()) * 2));
     }
 
     #[tokio::test(start_paused = true)]
@@ -752,7 +853,7 @@ mod tests {
             // `sent - 1` accepted in the second, then the refusal.
             send(&pacer, sent, Duration::from_secs(1)).await;
             refuse(&pacer);
-            assert_eq!(state(&pacer).plateau < 19.0, learns, "{sent} sent");
+            assert_eq!(state(&pacer).plateau < at_20(), learns, "{sent} sent");
         }
     }
 
