@@ -83,6 +83,9 @@ const PROBE: Duration = Duration::from_millis(1200);
 /// A refused probe that found this many times the old ceiling found a
 /// limit that went up.
 const RISE: f64 = 1.5;
+/// A refused probe that found up to this many times the old ceiling over
+/// two seconds found the same limit: a fixed window's straddle, or noise.
+const NOISE: f64 = 1.15;
 /// A refusal while holding that finds less than this share of the plateau
 /// found a limit that went down.
 const DROP: f64 = 0.75;
@@ -436,8 +439,13 @@ impl State {
                 // quota is spent: a second counted across two windows can
                 // hold up to twice the limit. Two seconds hold at most
                 // three windows' worth, and hold the plateau too.
-                if let Some(over_two) = seen.over_two(self.plateau) {
-                    plateau = plateau.min(PLATEAU * over_two);
+                match seen.over_two(self.plateau) {
+                    // No more than a fixed window's straddle, or a sliding
+                    // window's limit reached again: the limit did not
+                    // move, and the plateau held.
+                    Some(over_two) if over_two <= NOISE * ceiling => plateau = self.plateau,
+                    Some(over_two) => plateau = plateau.min(PLATEAU * over_two),
+                    None => {}
                 }
                 // Confirmed: hold longer before the next probe, but not
                 // long after the limit went down, as it may come back.
@@ -728,8 +736,10 @@ mod tests {
         refuse(&pacer);
         let after = state(&pacer);
         assert_eq!(after.hold, HOLD_LEARNED * HOLD_GROWTH);
-        // 19 accepted in the last second (the one a second ago is out).
-        assert!(close(after.plateau, PLATEAU * 19.0), "{}", after.plateau);
+        // 19 accepted in the last second (the one a second ago is out),
+        // 20 in the one before: the same limit, so the plateau held.
+        assert!(close(after.plateau, at_20()), "{}", after.plateau);
+        assert!(close(after.held, at_20()));
         lock(&pacer.state).hold = HOLD_MAX - Duration::from_secs(1);
         send(&pacer, 20 * 20, HOLD_MAX).await;
         refuse(&pacer);
@@ -878,6 +888,121 @@ mod tests {
         // not on its way before it.
         pacer.throttled(decreased_at);
         assert!(state(&pacer).decreased_at > decreased_at);
+    }
+
+    /// A state holding 19.4 (learned at 20) since `at`, for 2 s.
+    fn holding(at: Instant) -> State {
+        State {
+            rate: at_20(),
+            plateau: at_20(),
+            held: f64::INFINITY,
+            decreased_at: at,
+            hold: Duration::from_secs(2),
+            next_start: at,
+            reported: at_20(),
+            resumed_at: at,
+            dropped_at: None,
+        }
+    }
+
+    fn seen(allowed: f64, before: Option<f64>) -> Seen {
+        Seen {
+            engaged: true,
+            accepted: 20,
+            allowed,
+            before,
+        }
+    }
+
+    #[test]
+    fn a_refused_probe_that_found_about_the_old_limit_keeps_the_plateau() {
+        let at = Instant::now();
+        let probe = at + Duration::from_secs(3);
+        // 24 in the last second, 19.4 in the one before: (19.4 + 24) / 2
+        // = 21.7 <= NOISE × 20, a fixed window's straddle.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(24.0, Some(19.4)));
+        assert!(close(state.plateau, at_20()), "{}", state.plateau);
+        assert!(close(state.held, at_20()));
+        assert_eq!(state.hold, Duration::from_secs(4));
+        // (19.4 + 28) / 2 = 23.7 > NOISE × 20 = 23: a limit that rose a
+        // little, measured over the two seconds.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(28.0, Some(19.4)));
+        assert!(close(state.plateau, PLATEAU * 23.7), "{}", state.plateau);
+        // An idle second before says nothing: the last second's 28.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(28.0, Some(0.9 * at_20() - 0.01)));
+        assert!(close(state.plateau, PLATEAU * 28.0), "{}", state.plateau);
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(29.0, Some(0.9 * at_20())));
+        assert!(close(state.plateau, PLATEAU * (29.0 + 0.9 * at_20()) / 2.0));
+    }
+
+    #[test]
+    fn a_refused_probe_that_found_half_as_much_again_found_a_limit_that_rose() {
+        let at = Instant::now();
+        let probe = at + Duration::from_secs(3);
+        let mut state = holding(at);
+        state.rate = 50.0;
+        state.learn(probe, seen(30.0, Some(20.0)));
+        assert!(close(state.plateau, PLATEAU * 30.0), "{}", state.plateau);
+        assert_eq!(state.hold, HOLD_LEARNED);
+        assert!(close(state.held, at_20()));
+        // Just under RISE: the same limit, measured over two seconds.
+        let mut state = holding(at);
+        state.rate = 50.0;
+        state.learn(probe, seen(29.9, Some(20.0)));
+        assert_eq!(state.hold, Duration::from_secs(4));
+        assert!(close(state.plateau, PLATEAU * 24.95), "{}", state.plateau);
+    }
+
+    #[test]
+    fn after_a_fall_the_hold_stays_under_a_third_of_the_time_since() {
+        let at = Instant::now();
+        let mut state = holding(at);
+        state.hold = Duration::from_secs(8);
+        state.dropped_at = Some(at);
+        // 9 s after the fall, 3 s at most (not 16).
+        state.learn(at + Duration::from_secs(9), seen(20.0, Some(19.4)));
+        assert_eq!(state.hold, Duration::from_secs(3));
+        // Soon after it, HOLD_FIRST at least.
+        let mut state = holding(at);
+        state.dropped_at = Some(at);
+        state.learn(at + Duration::from_secs(3), seen(20.0, Some(19.4)));
+        assert_eq!(state.hold, HOLD_FIRST);
+        // Long after it, the doubling rules, up to HOLD_MAX.
+        let mut state = holding(at);
+        state.hold = Duration::from_secs(15);
+        state.dropped_at = Some(at);
+        state.learn(at + Duration::from_secs(100), seen(20.0, Some(19.4)));
+        assert_eq!(state.hold, HOLD_MAX);
+    }
+
+    #[test]
+    fn a_refusal_while_holding_a_quarter_below_is_a_fall() {
+        let at = Instant::now();
+        let now = at + Duration::from_secs(1);
+        // 0.97 × 15 = 14.55 is at 0.75 × 19.4 = 14.55: not below it.
+        let mut state = holding(at);
+        state.learn(now, seen(15.0, None));
+        assert_eq!(state.dropped_at, None);
+        assert_eq!(state.hold, Duration::from_secs(2));
+        let mut state = holding(at);
+        state.learn(now, seen(14.9, None));
+        assert_eq!(state.dropped_at, Some(now));
+        assert_eq!(state.hold, HOLD_FIRST);
+        assert!(close(state.plateau, PLATEAU * 14.9));
+        assert_eq!(state.next_start, now + interval(PLATEAU * 14.9));
+        // A little high, with a steady second before: over both.
+        let mut state = holding(at);
+        state.learn(now, seen(19.0, Some(18.0)));
+        assert!(close(state.plateau, PLATEAU * 18.5), "{}", state.plateau);
+        assert_eq!(state.decreased_at, now);
     }
 
     #[test]
