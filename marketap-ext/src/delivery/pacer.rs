@@ -21,17 +21,28 @@
 //!   gently at first, then fast, so that a limit that went up is found
 //!   within seconds; never faster than twice what the client actually
 //!   sends;
-//! - how long it holds is what keeps 429s rare: [`HOLD_LEARNED`] after
-//!   the first throttle that taught a rate from ten requests accepted or
-//!   more; [`HOLD_GROWTH`] times longer after each refused probe, up to
-//!   [`HOLD_MAX`] (a limit that holds is probed less and less often);
-//!   [`HOLD_FIRST`] after a refusal while holding (the limit went down,
-//!   and may move again);
+//! - every refused probe costs the pause the server asks for (a second of
+//!   sending nothing, at `Retry-After: 1`), so a probe every `P` seconds
+//!   costs about `1/P` of the throughput; how long it holds trades that
+//!   against how soon a limit that went up is found: [`HOLD_LEARNED`]
+//!   after the first throttle that taught a rate from ten requests
+//!   accepted or more, and after a probe that found [`RISE`] times the old
+//!   limit or more (both measured a second of sending flat out);
+//!   [`HOLD_GROWTH`] times longer after each probe refused at about the
+//!   old limit, up to [`HOLD_MAX`]; but after a fall (a refusal while
+//!   holding that found less than [`DROP`] of the plateau) [`HOLD_FIRST`],
+//!   and never more than a third of the time since the fall
+//!   ([`AFTER_DROP`]): a limit that moved may move back, and is followed
+//!   within seconds;
 //! - a probe's rate rises within the second counted, and a fixed window
 //!   refuses only once its quota is spent, so a second counted across two
-//!   windows can hold up to twice the limit: when the plateau a probe
-//!   found is refused while holding, and the one before the probe is
-//!   lower, the rate goes back to that one, which held, and to its hold;
+//!   windows can hold up to twice the limit: a refused probe is also
+//!   counted over two seconds when the client sent steadily in both
+//!   ([`STEADY`]), and one that found no more than [`NOISE`] times the old
+//!   limit so keeps the plateau; when the plateau a probe found is refused
+//!   while holding, and the one before the probe is lower, the rate goes
+//!   back to that one, which held, and to its hold; a refusal while
+//!   holding a little below the plateau lowers it and holds as long;
 //! - starts are spaced `1 / rate` apart, so after a `Retry-After` pause the
 //!   requests that waited leave one by one, not as a burst.
 //!
@@ -451,7 +462,9 @@ impl State {
                 // long after the limit went down, as it may come back.
                 let mut hold = (self.hold * HOLD_GROWTH).min(HOLD_MAX);
                 if let Some(dropped_at) = self.dropped_at {
-                    hold = hold.min(HOLD_FIRST.max(now.saturating_duration_since(dropped_at) / AFTER_DROP));
+                    hold = hold.min(
+                        HOLD_FIRST.max(now.saturating_duration_since(dropped_at) / AFTER_DROP),
+                    );
                 }
                 self.hold = hold;
             }
@@ -686,7 +699,10 @@ mod tests {
         assert!(close(learned.probe(start + HOLD_LEARNED), at_20()));
         // plateau·(1 + (t/PROBE)³): twice it one PROBE after the hold,
         // nine times two PROBEs after.
-        assert!(close(learned.probe(start + HOLD_LEARNED + PROBE), 2.0 * at_20()));
+        assert!(close(
+            learned.probe(start + HOLD_LEARNED + PROBE),
+            2.0 * at_20()
+        ));
         assert!(close(
             learned.probe(start + HOLD_LEARNED + PROBE / 2),
             at_20() * 1.125
@@ -721,7 +737,10 @@ mod tests {
         pacer.succeeded();
         let rate = pacer.rate().unwrap();
         assert!((29.9..=32.1).contains(&rate), "{rate}");
-        assert!(close(pacer.learned().unwrap(), at_20()), "the plateau stays");
+        assert!(
+            close(pacer.learned().unwrap(), at_20()),
+            "the plateau stays"
+        );
         // And never falls back by growing.
         send(&pacer, 5, Duration::from_secs(1)).await;
         pacer.succeeded();
@@ -771,7 +790,11 @@ mod tests {
         let after = state(&pacer);
         assert!(close(after.plateau, 5.0 * PLATEAU), "{}", after.plateau);
         assert_eq!(after.hold, HOLD_FIRST);
-        assert_eq!(after.dropped_at, Some(Instant::now()), "the limit went down");
+        assert_eq!(
+            after.dropped_at,
+            Some(Instant::now()),
+            "the limit went down"
+        );
         // Everything refused: the floor.
         tokio::time::advance(Duration::from_secs(2)).await;
         for _ in 0..6 {
