@@ -442,7 +442,9 @@ impl State {
             self.held = self.plateau;
             if seen.allowed >= RISE * ceiling {
                 // The limit went up: a second of probing flat out
-                // measured it, as the first throttle did.
+                // measured it, as the first throttle did. The old plateau
+                // is no fallback: far below, it is no longer the limit.
+                self.held = f64::INFINITY;
                 self.hold = HOLD_LEARNED;
             } else {
                 // About where it was. A probe's rate rises within the
@@ -975,7 +977,13 @@ mod tests {
         state.learn(probe, seen(30.0, Some(20.0)));
         assert!(close(state.plateau, PLATEAU * 30.0), "{}", state.plateau);
         assert_eq!(state.hold, HOLD_LEARNED);
-        assert!(close(state.held, at_20()));
+        assert!(state.held.is_infinite(), "no fallback to the old limit");
+        // Refused while holding it, a little below: a little lower, not
+        // back to 19.4 (a 20 -> 5 -> 40 limit sat at 5 for 10 s so).
+        let later = probe + Duration::from_secs(2);
+        state.learn(later, seen(28.0, Some(29.0)));
+        assert!(close(state.plateau, PLATEAU * 28.0), "{}", state.plateau);
+        assert_eq!(state.hold, HOLD_LEARNED);
         // Just under RISE: the same limit, measured over two seconds.
         let mut state = holding(at);
         state.rate = 50.0;
