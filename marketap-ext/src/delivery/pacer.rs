@@ -969,6 +969,53 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_at_exactly_noise_times_the_old_limit_found_the_same_limit() {
+        let at = Instant::now();
+        let probe = at + Duration::from_secs(3);
+        // (20 + 26) / 2 = 23 = NOISE × 20, exactly: the same limit.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(26.0, Some(20.0)));
+        assert!(close(state.plateau, at_20()), "{}", state.plateau);
+        // Just over: measured over both seconds.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(26.2, Some(20.0)));
+        assert!(close(state.plateau, PLATEAU * 23.1), "{}", state.plateau);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_seconds_are_counted_only_without_a_pause_in_them() {
+        // A probe refused 1.5 s after a pause ended: the last second only,
+        // though the client sent steadily through both (the pause is set
+        // to have ended in the past, as a pause asked for by a request
+        // that went before).
+        for (since_pause, two_seconds) in [(1500, false), (2000, true)] {
+            let pacer = learned_at_20().await;
+            lock(&pacer.state).hold = Duration::from_millis(500);
+            send(&pacer, 60, Duration::from_secs(3)).await;
+            lock(&pacer.state).rate = 40.0;
+            // 25 accepted in the last second (the first of the 26 falls
+            // off its edge): (20 + 25) / 2 = 22.5, the old limit.
+            send(&pacer, 26, Duration::from_secs(1)).await;
+            tokio::time::advance(Duration::from_millis(1)).await;
+            // The hold counts from the pause's end: over either way.
+            pacer.paused_until(Instant::now() - Duration::from_millis(since_pause));
+            refuse(&pacer);
+            let after = state(&pacer);
+            if two_seconds {
+                assert!(close(after.plateau, at_20()), "{}", after.plateau);
+            } else {
+                assert!(
+                    close(after.plateau, PLATEAU * 25.0),
+                    "{since_pause} ms: {}",
+                    after.plateau
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_refused_probe_that_found_half_as_much_again_found_a_limit_that_rose() {
         let at = Instant::now();
         let probe = at + Duration::from_secs(3);
