@@ -404,9 +404,12 @@ async fn every_limiter_shape_is_learned_not_burst_into() {
         let name = format!("{} at {}", row.shape.name(), row.max_in_flight);
         // Issue 15 measured 34% under the sliding window before the
         // learned rate, and the issue's target is under 5% after the
-        // warm-up (measured: 1.3% at most). Throughput (85% of the limit
-        // is the target; 82% to 102% measured on a loaded machine) and
-        // how fast a changed limit is followed are timing, printed only.
+        // warm-up (measured: 1.6% at most over five runs). Throughput (85%
+        // of the limit is the target; 79% to 104% over five runs on a
+        // loaded two-core machine, 5 of 50 rows under 85%, each from a
+        // pause a 429 asked for) and how fast a changed limit is followed
+        // (target 5 s; 3.1 to 4.0 s up, 1.2 to 1.5 s down) are timing,
+        // printed only.
         assert!(
             row.share_after_warm_up < 0.05,
             "{name}: {:.1}% answered 429 after the warm-up",

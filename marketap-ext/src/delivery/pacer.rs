@@ -21,17 +21,28 @@
 //!   gently at first, then fast, so that a limit that went up is found
 //!   within seconds; never faster than twice what the client actually
 //!   sends;
-//! - how long it holds is what keeps 429s rare: [`HOLD_LEARNED`] after
-//!   the first throttle that taught a rate from ten requests accepted or
-//!   more; [`HOLD_GROWTH`] times longer after each refused probe, up to
-//!   [`HOLD_MAX`] (a limit that holds is probed less and less often);
-//!   [`HOLD_FIRST`] after a refusal while holding (the limit went down,
-//!   and may move again);
+//! - every refused probe costs the pause the server asks for (a second of
+//!   sending nothing, at `Retry-After: 1`), so a probe every `P` seconds
+//!   costs about `1/P` of the throughput; how long it holds trades that
+//!   against how soon a limit that went up is found: [`HOLD_LEARNED`]
+//!   after the first throttle that taught a rate from ten requests
+//!   accepted or more, and after a probe that found [`RISE`] times the old
+//!   limit or more (both measured a second of sending flat out);
+//!   [`HOLD_GROWTH`] times longer after each probe refused at about the
+//!   old limit, up to [`HOLD_MAX`]; but after a fall (a refusal while
+//!   holding that found less than [`DROP`] of the plateau) [`HOLD_FIRST`],
+//!   and never more than a third of the time since the fall
+//!   ([`AFTER_DROP`]): a limit that moved may move back, and is followed
+//!   within seconds;
 //! - a probe's rate rises within the second counted, and a fixed window
 //!   refuses only once its quota is spent, so a second counted across two
-//!   windows can hold up to twice the limit: when the plateau a probe
-//!   found is refused while holding, and the one before the probe is
-//!   lower, the rate goes back to that one, which held, and to its hold;
+//!   windows can hold up to twice the limit: a refused probe is also
+//!   counted over two seconds when the client sent steadily in both
+//!   ([`STEADY`]), and one that found no more than [`NOISE`] times the old
+//!   limit so keeps the plateau; when the plateau a probe found is refused
+//!   while holding, and the one before the probe is lower, the rate goes
+//!   back to that one, which held, and to its hold; a refusal while
+//!   holding a little below the plateau lowers it and holds as long;
 //! - starts are spaced `1 / rate` apart, so after a `Retry-After` pause the
 //!   requests that waited leave one by one, not as a burst.
 //!
@@ -65,11 +76,11 @@ use crate::lock::lock;
 
 /// Where the rate settles after a throttle, as a share of the ceiling (the
 /// rate the server was found to allow).
-const PLATEAU: f64 = 0.95;
+const PLATEAU: f64 = 0.97;
 /// How long the plateau is held after the throttle that taught the first
 /// rate: counted over a whole second of sending flat out, it is the best
 /// estimate there is.
-const HOLD_LEARNED: Duration = Duration::from_secs(6);
+const HOLD_LEARNED: Duration = Duration::from_secs(10);
 /// How long it is held after a refusal while holding: the limit moved (or
 /// the estimate was off), and may move again.
 const HOLD_FIRST: Duration = Duration::from_millis(1500);
@@ -77,9 +88,24 @@ const HOLD_FIRST: Duration = Duration::from_millis(1500);
 const HOLD_GROWTH: u32 = 2;
 /// The longest hold, after probes refused again and again: it bounds the
 /// time a limit that went up goes unnoticed.
-const HOLD_MAX: Duration = Duration::from_secs(16);
+const HOLD_MAX: Duration = Duration::from_secs(20);
 /// The probe's pace: it doubles the rate this long after the hold.
 const PROBE: Duration = Duration::from_millis(1200);
+/// A refused probe that found this many times the old ceiling found a
+/// limit that went up.
+const RISE: f64 = 1.5;
+/// A refused probe that found up to this many times the old ceiling over
+/// two seconds found the same limit: a fixed window's straddle, or noise.
+const NOISE: f64 = 1.15;
+/// A refusal while holding that finds less than this share of the plateau
+/// found a limit that went down.
+const DROP: f64 = 0.75;
+/// After a limit went down, the hold stays under this share of the time
+/// since (and at least [`HOLD_FIRST`]): a limit that moved may move back.
+const AFTER_DROP: u32 = 3;
+/// A second in which the client sent this share of the plateau or more
+/// counts toward a two-second measure.
+const STEADY: f64 = 0.9;
 /// The fewest requests sent in the last second for a throttle to teach a
 /// rate.
 const TRUST: u32 = 5;
@@ -185,6 +211,8 @@ struct State {
     /// When the last pause the server asked for ends: the requests sent
     /// over a second that holds a pause say nothing of the rate refused.
     resumed_at: Instant,
+    /// When the limit was last found to go down (`None` if never).
+    dropped_at: Option<Instant>,
 }
 
 impl Pacer {
@@ -205,6 +233,7 @@ impl Pacer {
                 next_start: now,
                 reported: f64::INFINITY,
                 resumed_at: now,
+                dropped_at: None,
             }),
         }
     }
@@ -265,12 +294,12 @@ impl Pacer {
         self.starts.record(micros);
     }
 
-    /// Whether the client has been sending for a whole [`MEASURE_OVER`]
-    /// at `at` (microseconds since `origin`).
-    fn sent_for_a_second(&self, at: u64) -> bool {
+    /// Whether the client has been sending for `span` microseconds at
+    /// `at` (microseconds since `origin`).
+    fn sent_for(&self, at: u64, span: u64) -> bool {
         match self.first_start.load(Relaxed) {
             0 => false,
-            first => at.saturating_sub(first - 1) >= SPAN,
+            first => at.saturating_sub(first - 1) >= span,
         }
     }
 
@@ -302,54 +331,32 @@ impl Pacer {
         }
         // Too few requests, or less than a second of them, say nothing of
         // a rate; nor, before any pacing, do too few accepted.
-        if count < TRUST || !self.sent_for_a_second(micros) || (!engaged && accepted < TRUST) {
+        if count < TRUST || !self.sent_for(micros, SPAN) || (!engaged && accepted < TRUST) {
             tracing::trace!(
                 sent = count,
                 "marketap: throttled, but too few requests were sent to learn a rate from"
             );
             return;
         }
-        // A refused probe found the limit: hold longer before the next.
-        // A refusal while holding is news (the plateau was too high: a
-        // limit that went down, or a burst the server allowed at first
-        // counted as its rate): hold briefly, the limit may be moving.
-        let probing = engaged && now.saturating_duration_since(state.held_from()) >= state.hold;
-        // What the server allowed, and no more than the rate paced at (the
-        // requests sent, of which those allowed are a part, bound it too).
-        let mut plateau = PLATEAU * state.rate.min(allowed);
-        if !engaged {
-            // A second of sending flat out is the best estimate there is;
-            // a few requests after a pause are not.
-            state.hold = if accepted >= 2 * TRUST {
-                HOLD_LEARNED
-            } else {
-                HOLD_FIRST
-            };
-            state.held = f64::INFINITY;
-        } else if probing {
-            // The plateau held until the probe: keep it, should the new
-            // one not hold.
-            state.held = state.plateau;
-            state.hold = (state.hold * HOLD_GROWTH).min(HOLD_MAX);
-        } else if state.held < plateau {
-            // The plateau a probe found did not hold, but the one before
-            // it did: back to that one, and to its hold. A probe's rate
-            // rises within the second counted, and a fixed window refuses
-            // only once its quota is spent: a second counted across two
-            // windows can hold up to twice the limit.
-            plateau = state.held;
-        } else {
-            // The limit went down, and may move again.
-            state.held = f64::INFINITY;
-            state.hold = HOLD_FIRST;
-        }
-        state.plateau = plateau.max(MIN_RATE);
-        state.rate = state.plateau;
-        state.decreased_at = now;
-        // The next start waits one new interval from now, whatever was
-        // reserved at the old rate.
-        state.next_start = now + interval(state.rate);
-        state.reported = state.rate;
+        // The second before that one, when the client sent over both
+        // without a pause.
+        let before = (self.sent_for(micros, 2 * SPAN)
+            && started.saturating_duration_since(state.resumed_at) >= 2 * MEASURE_OVER)
+            .then(|| {
+                let (_, count) = self.starts.per_second(micros, 2 * SPAN);
+                let (_, refused_count) = self.refused.per_second(micros, 2 * SPAN);
+                let two = count.saturating_sub(refused_count);
+                f64::from(two.saturating_sub(accepted)) / MEASURE_OVER.as_secs_f64()
+            });
+        state.learn(
+            now,
+            Seen {
+                engaged,
+                accepted,
+                allowed,
+                before,
+            },
+        );
         self.engaged.store(true, Relaxed);
         tracing::debug!(
             sent = count,
@@ -387,7 +394,110 @@ impl Pacer {
     }
 }
 
+/// What the server was seen to allow when it refused a request.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Whether a rate was learned before.
+    engaged: bool,
+    /// The requests it accepted in the second before the refused one.
+    accepted: u32,
+    /// The same a second.
+    allowed: f64,
+    /// The requests it accepted in the second before that one, when the
+    /// client sent over both without a pause.
+    before: Option<f64>,
+}
+
+impl Seen {
+    /// Accepted a second over both seconds, when the client sent at
+    /// about `plateau` or more in the first (an idle second would say
+    /// nothing of the limit).
+    fn over_two(&self, plateau: f64) -> Option<f64> {
+        self.before
+            .filter(|before| *before >= STEADY * plateau)
+            .map(|before| (before + self.allowed) / 2.0)
+    }
+}
+
 impl State {
+    /// A refusal the client learns from, `now`: the new plateau and hold.
+    fn learn(&mut self, now: Instant, seen: Seen) {
+        // What the server allowed, and no more than the rate paced at (the
+        // requests sent, of which those allowed are a part, bound it too).
+        let mut plateau = PLATEAU * self.rate.min(seen.allowed);
+        // The ceiling the plateau was learned from.
+        let ceiling = self.plateau / PLATEAU;
+        if !seen.engaged {
+            // A second of sending flat out is the best estimate there is;
+            // a few requests after a pause are not.
+            self.hold = if seen.accepted >= 2 * TRUST {
+                HOLD_LEARNED
+            } else {
+                HOLD_FIRST
+            };
+            self.held = f64::INFINITY;
+        } else if now.saturating_duration_since(self.held_from()) >= self.hold {
+            // A refused probe. The plateau held until the probe: keep it,
+            // should the new one not hold.
+            self.held = self.plateau;
+            if seen.allowed >= RISE * ceiling {
+                // The limit went up: a second of probing flat out
+                // measured it, as the first throttle did. The old plateau
+                // is no fallback: far below, it is no longer the limit.
+                self.held = f64::INFINITY;
+                self.hold = HOLD_LEARNED;
+            } else {
+                // About where it was. A probe's rate rises within the
+                // second counted, and a fixed window refuses only once its
+                // quota is spent: a second counted across two windows can
+                // hold up to twice the limit. Two seconds hold at most
+                // three windows' worth, and hold the plateau too.
+                match seen.over_two(self.plateau) {
+                    // No more than a fixed window's straddle, or a sliding
+                    // window's limit reached again: the limit did not
+                    // move, and the plateau held.
+                    Some(over_two) if over_two <= NOISE * ceiling => plateau = self.plateau,
+                    Some(over_two) => plateau = plateau.min(PLATEAU * over_two),
+                    None => {}
+                }
+                // Confirmed: hold longer before the next probe, but not
+                // long after the limit went down, as it may come back.
+                let mut hold = (self.hold * HOLD_GROWTH).min(HOLD_MAX);
+                if let Some(dropped_at) = self.dropped_at {
+                    hold = hold.min(
+                        HOLD_FIRST.max(now.saturating_duration_since(dropped_at) / AFTER_DROP),
+                    );
+                }
+                self.hold = hold;
+            }
+        } else if self.held < plateau {
+            // Refused while holding: the plateau a probe found did not
+            // hold, but the one before it did: back to that one, and to
+            // its hold.
+            plateau = self.held;
+        } else if plateau < DROP * self.plateau {
+            // The limit went down, and may move again: probe soon.
+            self.held = f64::INFINITY;
+            self.hold = HOLD_FIRST;
+            self.dropped_at = Some(now);
+        } else {
+            // A little too high (a first second counted across two fixed
+            // windows, or a burst the server allowed at first): a little
+            // lower, held as long again. Over two seconds, if there are.
+            if let Some(over_two) = seen.over_two(self.plateau) {
+                plateau = plateau.min(PLATEAU * over_two);
+            }
+            self.held = f64::INFINITY;
+        }
+        self.plateau = plateau.max(MIN_RATE);
+        self.rate = self.plateau;
+        self.decreased_at = now;
+        // The next start waits one new interval from now, whatever was
+        // reserved at the old rate.
+        self.next_start = now + interval(self.rate);
+        self.reported = self.rate;
+    }
+
     /// When the hold began: at the last decrease, or at the end of the
     /// pause the server asked for then.
     fn held_from(&self) -> Instant {
@@ -452,6 +562,11 @@ mod tests {
         pacer
     }
 
+    /// The plateau [`learned_at_20`] learns.
+    fn at_20() -> f64 {
+        PLATEAU * 20.0
+    }
+
     fn state(pacer: &Pacer) -> State {
         *lock(&pacer.state)
     }
@@ -501,15 +616,15 @@ mod tests {
     async fn a_throttle_drops_to_the_plateau_below_what_the_server_accepted() {
         let pacer = learned_at_20().await;
         // 21 sent, 20 accepted: the plateau is 0.95 × 20.
-        assert!(close(pacer.rate().unwrap(), 19.0), "{:?}", pacer.rate());
-        assert_eq!(pacer.interval(), interval(19.0));
-        assert!(close(pacer.learned().unwrap(), 19.0));
+        assert!(close(pacer.rate().unwrap(), at_20()), "{:?}", pacer.rate());
+        assert_eq!(pacer.interval(), interval(at_20()));
+        assert!(close(pacer.learned().unwrap(), at_20()));
         let learned = state(&pacer);
         assert_eq!(learned.hold, HOLD_LEARNED);
-        assert!(close(learned.plateau, 19.0));
+        assert!(close(learned.plateau, at_20()));
         // A request on its way before the decrease changes nothing.
         pacer.throttled(Instant::now() - Duration::from_millis(1));
-        assert!(close(pacer.rate().unwrap(), 19.0));
+        assert!(close(pacer.rate().unwrap(), at_20()));
         assert_eq!(state(&pacer).decreased_at, learned.decreased_at);
     }
 
@@ -540,10 +655,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         send(&sparse, 3, Duration::from_secs(1)).await;
         refuse(&sparse);
-        assert!(close(sparse.rate().unwrap(), 19.0), "4 sent");
+        assert!(close(sparse.rate().unwrap(), at_20()), "4 sent");
         send(&sparse, 1, Duration::from_millis(10)).await;
         refuse(&sparse);
-        assert!(sparse.rate().unwrap() < 19.0, "6 sent");
+        assert!(sparse.rate().unwrap() < at_20(), "6 sent");
         // Before any pacing, fewer than TRUST accepted.
         let refused = Pacer::new();
         send(&refused, 10, Duration::from_secs(1)).await;
@@ -582,18 +697,21 @@ mod tests {
         let learned = state(&pacer);
         let start = learned.held_from();
         assert_eq!(start, learned.decreased_at, "no pause asked for");
-        assert!(close(learned.probe(start), 19.0));
-        assert!(close(learned.probe(start + HOLD_LEARNED), 19.0));
+        assert!(close(learned.probe(start), at_20()));
+        assert!(close(learned.probe(start + HOLD_LEARNED), at_20()));
         // plateau·(1 + (t/PROBE)³): twice it one PROBE after the hold,
         // nine times two PROBEs after.
-        assert!(close(learned.probe(start + HOLD_LEARNED + PROBE), 38.0));
+        assert!(close(
+            learned.probe(start + HOLD_LEARNED + PROBE),
+            2.0 * at_20()
+        ));
         assert!(close(
             learned.probe(start + HOLD_LEARNED + PROBE / 2),
-            19.0 * 1.125
+            at_20() * 1.125
         ));
         assert!(close(
             learned.probe(start + HOLD_LEARNED + 2 * PROBE),
-            171.0
+            9.0 * at_20()
         ));
         // A pause the server asked for moves the hold's start.
         pacer.paused_until(start + Duration::from_secs(1));
@@ -611,17 +729,20 @@ mod tests {
         let pacer = learned_at_20().await;
         // Sending at the plateau while it holds: no growth.
         send(&pacer, 95, Duration::from_secs(5)).await;
-        assert!(close(pacer.rate().unwrap(), 19.0));
+        assert!(close(pacer.rate().unwrap(), at_20()));
         // An idle client: nothing sent, so nothing learned about more.
         tokio::time::advance(Duration::from_secs(60)).await;
         pacer.succeeded();
-        assert!(close(pacer.rate().unwrap(), 19.0));
+        assert!(close(pacer.rate().unwrap(), at_20()));
         // Sending 15 a second allows up to 30, the cubic being far past.
         send(&pacer, 15, Duration::from_secs(1)).await;
         pacer.succeeded();
         let rate = pacer.rate().unwrap();
         assert!((29.9..=32.1).contains(&rate), "{rate}");
-        assert!(close(pacer.learned().unwrap(), 19.0), "the plateau stays");
+        assert!(
+            close(pacer.learned().unwrap(), at_20()),
+            "the plateau stays"
+        );
         // And never falls back by growing.
         send(&pacer, 5, Duration::from_secs(1)).await;
         pacer.succeeded();
@@ -632,29 +753,32 @@ mod tests {
     async fn a_refused_probe_holds_longer_the_next_time_up_to_a_bound() {
         let pacer = learned_at_20().await;
         // Probe past the hold at 20 a second, then a refusal.
-        send(&pacer, 140, HOLD_LEARNED + Duration::from_secs(1)).await;
+        send(&pacer, 220, HOLD_LEARNED + Duration::from_secs(1)).await;
         refuse(&pacer);
         let after = state(&pacer);
         assert_eq!(after.hold, HOLD_LEARNED * HOLD_GROWTH);
-        // 19 accepted in the last second (the one a second ago is out).
-        assert!(close(after.plateau, PLATEAU * 19.0), "{}", after.plateau);
+        // 19 accepted in the last second (the one a second ago is out),
+        // 20 in the one before: the same limit, so the plateau held.
+        assert!(close(after.plateau, at_20()), "{}", after.plateau);
+        assert!(close(after.held, at_20()));
         lock(&pacer.state).hold = HOLD_MAX - Duration::from_secs(1);
-        send(&pacer, 20 * 16, HOLD_MAX).await;
+        send(&pacer, 20 * 20, HOLD_MAX).await;
         refuse(&pacer);
         assert_eq!(state(&pacer).hold, HOLD_MAX);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_refusal_while_holding_drops_to_what_was_accepted_and_probes_soon() {
+    async fn a_refusal_while_holding_a_little_high_lowers_the_plateau_and_holds_as_long() {
         let pacer = learned_at_20().await;
         // Still 20 a second (over the plateau), refused while holding.
         send(&pacer, 30, Duration::from_millis(1500)).await;
         refuse(&pacer);
         let after = state(&pacer);
-        assert_eq!(after.hold, HOLD_FIRST);
-        // 0.95 × min(19 paced at, 19 accepted).
+        assert_eq!(after.hold, HOLD_LEARNED);
+        // PLATEAU × min(19.4 paced at, 19 accepted).
         assert!(close(after.plateau, PLATEAU * 19.0), "{}", after.plateau);
         assert!(after.held.is_infinite());
+        assert_eq!(after.dropped_at, None, "not a limit that went down");
     }
 
     #[tokio::test(start_paused = true)]
@@ -668,6 +792,11 @@ mod tests {
         let after = state(&pacer);
         assert!(close(after.plateau, 5.0 * PLATEAU), "{}", after.plateau);
         assert_eq!(after.hold, HOLD_FIRST);
+        assert_eq!(
+            after.dropped_at,
+            Some(Instant::now()),
+            "the limit went down"
+        );
         // Everything refused: the floor.
         tokio::time::advance(Duration::from_secs(2)).await;
         for _ in 0..6 {
@@ -702,7 +831,7 @@ mod tests {
         let pacer = probe_refused().await;
         let probed = state(&pacer);
         assert!(close(probed.plateau, PLATEAU * 26.0), "{}", probed.plateau);
-        assert!(close(probed.held, 19.0));
+        assert!(close(probed.held, at_20()));
         assert_eq!(probed.hold, Duration::from_secs(2));
         // A fixed window: 26 in a second was two windows' worth. Refused
         // again while holding at 24.7: back to 19, which held, and to its
@@ -710,21 +839,28 @@ mod tests {
         send(&pacer, 24, Duration::from_secs(1)).await;
         refuse(&pacer);
         let back = state(&pacer);
-        assert!(close(back.plateau, 19.0), "{}", back.plateau);
+        assert!(close(back.plateau, at_20()), "{}", back.plateau);
         assert_eq!(back.hold, Duration::from_secs(2));
-        // Refused below that too: the limit went down.
+        // Refused below that too: a little lower, held as long.
         send(&pacer, 19, Duration::from_secs(1)).await;
         refuse(&pacer);
+        let lower = state(&pacer);
+        assert!(lower.plateau < at_20(), "{}", lower.plateau);
+        assert_eq!(lower.hold, Duration::from_secs(2));
+        assert!(lower.held.is_infinite());
+        // Refused far below: the limit went down.
+        send(&pacer, 11, Duration::from_secs(1)).await;
+        refuse(&pacer);
         let down = state(&pacer);
-        assert!(down.plateau < 19.0, "{}", down.plateau);
+        assert!(close(down.plateau, PLATEAU * 10.0), "{}", down.plateau);
         assert_eq!(down.hold, HOLD_FIRST);
-        assert!(down.held.is_infinite());
+        assert!(down.dropped_at.is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn starts_are_spaced_by_the_rate_even_after_a_pause() {
         let pacer = learned_at_20().await;
-        let gap = interval(19.0);
+        let gap = interval(at_20());
         assert_eq!(pacer.interval(), gap);
         // A long pause, then twenty requests at once: one by one.
         tokio::time::advance(Duration::from_secs(5)).await;
@@ -740,8 +876,8 @@ mod tests {
         let pacer = learned_at_20().await;
         let now = Instant::now();
         // Whatever was reserved at the old rate: one interval from now.
-        assert_eq!(pacer.reserve(), Some(now + interval(19.0)));
-        assert_eq!(pacer.reserve(), Some(now + interval(19.0) * 2));
+        assert_eq!(pacer.reserve(), Some(now + interval(at_20())));
+        assert_eq!(pacer.reserve(), Some(now + interval(at_20()) * 2));
     }
 
     #[tokio::test(start_paused = true)]
@@ -752,7 +888,7 @@ mod tests {
             // `sent - 1` accepted in the second, then the refusal.
             send(&pacer, sent, Duration::from_secs(1)).await;
             refuse(&pacer);
-            assert_eq!(state(&pacer).plateau < 19.0, learns, "{sent} sent");
+            assert_eq!(state(&pacer).plateau < at_20(), learns, "{sent} sent");
         }
     }
 
@@ -777,6 +913,174 @@ mod tests {
         // not on its way before it.
         pacer.throttled(decreased_at);
         assert!(state(&pacer).decreased_at > decreased_at);
+    }
+
+    /// A state holding 19.4 (learned at 20) since `at`, for 2 s.
+    fn holding(at: Instant) -> State {
+        State {
+            rate: at_20(),
+            plateau: at_20(),
+            held: f64::INFINITY,
+            decreased_at: at,
+            hold: Duration::from_secs(2),
+            next_start: at,
+            reported: at_20(),
+            resumed_at: at,
+            dropped_at: None,
+        }
+    }
+
+    fn seen(allowed: f64, before: Option<f64>) -> Seen {
+        Seen {
+            engaged: true,
+            accepted: 20,
+            allowed,
+            before,
+        }
+    }
+
+    #[test]
+    fn a_refused_probe_that_found_about_the_old_limit_keeps_the_plateau() {
+        let at = Instant::now();
+        let probe = at + Duration::from_secs(3);
+        // 24 in the last second, 19.4 in the one before: (19.4 + 24) / 2
+        // = 21.7 <= NOISE × 20, a fixed window's straddle.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(24.0, Some(19.4)));
+        assert!(close(state.plateau, at_20()), "{}", state.plateau);
+        assert!(close(state.held, at_20()));
+        assert_eq!(state.hold, Duration::from_secs(4));
+        // (19.4 + 28) / 2 = 23.7 > NOISE × 20 = 23: a limit that rose a
+        // little, measured over the two seconds.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(28.0, Some(19.4)));
+        assert!(close(state.plateau, PLATEAU * 23.7), "{}", state.plateau);
+        // An idle second before says nothing: the last second's 28.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(28.0, Some(0.9 * at_20() - 0.01)));
+        assert!(close(state.plateau, PLATEAU * 28.0), "{}", state.plateau);
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(29.0, Some(0.9 * at_20())));
+        assert!(close(state.plateau, PLATEAU * (29.0 + 0.9 * at_20()) / 2.0));
+    }
+
+    #[test]
+    fn a_probe_at_exactly_noise_times_the_old_limit_found_the_same_limit() {
+        let at = Instant::now();
+        let probe = at + Duration::from_secs(3);
+        // (20 + 26) / 2 = 23 = NOISE × 20, exactly: the same limit.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(26.0, Some(20.0)));
+        assert!(close(state.plateau, at_20()), "{}", state.plateau);
+        // Just over: measured over both seconds.
+        let mut state = holding(at);
+        state.rate = 30.0;
+        state.learn(probe, seen(26.2, Some(20.0)));
+        assert!(close(state.plateau, PLATEAU * 23.1), "{}", state.plateau);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_seconds_are_counted_only_without_a_pause_in_them() {
+        // A probe refused 1.5 s after a pause ended: the last second only,
+        // though the client sent steadily through both (the pause is set
+        // to have ended in the past, as a pause asked for by a request
+        // that went before).
+        for (since_pause, two_seconds) in [(1500, false), (2000, true)] {
+            let pacer = learned_at_20().await;
+            lock(&pacer.state).hold = Duration::from_millis(500);
+            send(&pacer, 60, Duration::from_secs(3)).await;
+            lock(&pacer.state).rate = 40.0;
+            // 25 accepted in the last second (the first of the 26 falls
+            // off its edge): (20 + 25) / 2 = 22.5, the old limit.
+            send(&pacer, 26, Duration::from_secs(1)).await;
+            tokio::time::advance(Duration::from_millis(1)).await;
+            // The hold counts from the pause's end: over either way.
+            pacer.paused_until(Instant::now() - Duration::from_millis(since_pause));
+            refuse(&pacer);
+            let after = state(&pacer);
+            if two_seconds {
+                assert!(close(after.plateau, at_20()), "{}", after.plateau);
+            } else {
+                assert!(
+                    close(after.plateau, PLATEAU * 25.0),
+                    "{since_pause} ms: {}",
+                    after.plateau
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_probe_that_found_half_as_much_again_found_a_limit_that_rose() {
+        let at = Instant::now();
+        let probe = at + Duration::from_secs(3);
+        let mut state = holding(at);
+        state.rate = 50.0;
+        state.learn(probe, seen(30.0, Some(20.0)));
+        assert!(close(state.plateau, PLATEAU * 30.0), "{}", state.plateau);
+        assert_eq!(state.hold, HOLD_LEARNED);
+        assert!(state.held.is_infinite(), "no fallback to the old limit");
+        // Refused while holding it, a little below: a little lower, not
+        // back to 19.4 (a 20 -> 5 -> 40 limit sat at 5 for 10 s so).
+        let later = probe + Duration::from_secs(2);
+        state.learn(later, seen(28.0, Some(29.0)));
+        assert!(close(state.plateau, PLATEAU * 28.0), "{}", state.plateau);
+        assert_eq!(state.hold, HOLD_LEARNED);
+        // Just under RISE: the same limit, measured over two seconds.
+        let mut state = holding(at);
+        state.rate = 50.0;
+        state.learn(probe, seen(29.9, Some(20.0)));
+        assert_eq!(state.hold, Duration::from_secs(4));
+        assert!(close(state.plateau, PLATEAU * 24.95), "{}", state.plateau);
+    }
+
+    #[test]
+    fn after_a_fall_the_hold_stays_under_a_third_of_the_time_since() {
+        let at = Instant::now();
+        let mut state = holding(at);
+        state.hold = Duration::from_secs(8);
+        state.dropped_at = Some(at);
+        // 9 s after the fall, 3 s at most (not 16).
+        state.learn(at + Duration::from_secs(9), seen(20.0, Some(19.4)));
+        assert_eq!(state.hold, Duration::from_secs(3));
+        // Soon after it, HOLD_FIRST at least.
+        let mut state = holding(at);
+        state.dropped_at = Some(at);
+        state.learn(at + Duration::from_secs(3), seen(20.0, Some(19.4)));
+        assert_eq!(state.hold, HOLD_FIRST);
+        // Long after it, the doubling rules, up to HOLD_MAX.
+        let mut state = holding(at);
+        state.hold = Duration::from_secs(15);
+        state.dropped_at = Some(at);
+        state.learn(at + Duration::from_secs(100), seen(20.0, Some(19.4)));
+        assert_eq!(state.hold, HOLD_MAX);
+    }
+
+    #[test]
+    fn a_refusal_while_holding_a_quarter_below_is_a_fall() {
+        let at = Instant::now();
+        let now = at + Duration::from_secs(1);
+        // 0.97 × 15 = 14.55 is at 0.75 × 19.4 = 14.55: not below it.
+        let mut state = holding(at);
+        state.learn(now, seen(15.0, None));
+        assert_eq!(state.dropped_at, None);
+        assert_eq!(state.hold, Duration::from_secs(2));
+        let mut state = holding(at);
+        state.learn(now, seen(14.9, None));
+        assert_eq!(state.dropped_at, Some(now));
+        assert_eq!(state.hold, HOLD_FIRST);
+        assert!(close(state.plateau, PLATEAU * 14.9));
+        assert_eq!(state.next_start, now + interval(PLATEAU * 14.9));
+        // A little high, with a steady second before: over both.
+        let mut state = holding(at);
+        state.learn(now, seen(19.0, Some(18.0)));
+        assert!(close(state.plateau, PLATEAU * 18.5), "{}", state.plateau);
+        assert_eq!(state.decreased_at, now);
     }
 
     #[test]
