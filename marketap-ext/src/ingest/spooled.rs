@@ -61,19 +61,28 @@ fn spool_lane(shared: &Shared) -> &SpoolLane {
         .expect("spooled paths run only for an ingestor with a spool")
 }
 
-/// An item as the spool keeps it: its own JSON, the API's.
-fn body<T: Item>(lane: &SpoolLane, item: &T) -> Result<Vec<u8>, SpoolError> {
+/// What both writes start from: `item` with its JSON, as the spool keeps
+/// it (the API's own), or the item handed back when intake is closed or it
+/// cannot be serialised.
+fn prepared<T: Item>(shared: &Shared, item: T) -> Result<(T, Vec<u8>), EnqueueError<T>> {
+    if let Some(closed) = shared.intake.closed() {
+        return Err(closed.refuse(item));
+    }
     // Its exact length is known from when it was built: one allocation.
     let mut body = Vec::with_capacity(item.wire_bytes());
-    serde_json::to_writer(&mut body, item)
-        .map(|()| body)
-        .map_err(|error| {
-            SpoolError::io(
+    match serde_json::to_writer(&mut body, &item) {
+        Ok(()) => Ok((item, body)),
+        Err(error) => {
+            shared.counters.write_error();
+            let lane = spool_lane(shared);
+            let error = SpoolError::io(
                 "serialise an item for",
                 lane.spool.path(),
                 std::io::Error::other(error),
-            )
-        })
+            );
+            Err(EnqueueError::Spool(item, Box::new(error)))
+        }
+    }
 }
 
 /// Writes `item` into the spool: waits while the spool is at its byte
@@ -82,16 +91,7 @@ fn body<T: Item>(lane: &SpoolLane, item: &T) -> Result<Vec<u8>, SpoolError> {
 /// the intake, the item stays in memory too ([`keep`]).
 pub(super) async fn enqueue<T: Item>(shared: &Shared, item: T) -> Result<(), EnqueueError<T>> {
     let lane = spool_lane(shared);
-    if let Some(closed) = shared.intake.closed() {
-        return Err(closed.refuse(item));
-    }
-    let body = match body(lane, &item) {
-        Ok(body) => body,
-        Err(error) => {
-            shared.counters.write_error();
-            return Err(EnqueueError::Spool(item, Box::new(error)));
-        }
-    };
+    let (item, body) = prepared(shared, item)?;
     let room = shared.intake.try_take_one();
     match lane.spool.append(T::INDEX as u8, body, room).await {
         Ok(written) => {
@@ -116,16 +116,7 @@ pub(super) async fn enqueue<T: Item>(shared: &Shared, item: T) -> Result<(), Enq
 /// the item goes where failures go, with [`Error::Spool`].
 pub(super) fn try_enqueue<T: Item>(shared: &Arc<Shared>, item: T) -> Result<(), EnqueueError<T>> {
     let lane = spool_lane(shared);
-    if let Some(closed) = shared.intake.closed() {
-        return Err(closed.refuse(item));
-    }
-    let body = match body(lane, &item) {
-        Ok(body) => body,
-        Err(error) => {
-            shared.counters.write_error();
-            return Err(EnqueueError::Spool(item, Box::new(error)));
-        }
-    };
+    let (item, body) = prepared(shared, item)?;
     let room = shared.intake.try_take_one();
     let Ok(write) = lane.spool.try_append(T::INDEX as u8, body, room) else {
         if room {
