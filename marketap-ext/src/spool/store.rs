@@ -129,12 +129,10 @@ pub(crate) struct Written {
     pub seq: u64,
     /// When it was written.
     pub enqueued_at: SystemTime,
-    /// Whether it is held by the caller: asked for, and within the
-    /// reader's window. A held record is never read back while the spool
-    /// is open; the caller delivers it and acknowledges it.
-    pub held: bool,
-    /// The body given to [`Spool::append`], back to the caller of a held
-    /// record (whose JSON it is, to send).
+    /// The body given to [`Spool::append`], back to its caller when the
+    /// record is *held*: asked for, and within the reader's window. A held
+    /// record is never read back while the spool is open; the caller
+    /// delivers it (the body is its JSON, to send) and acknowledges it.
     pub body: Option<Vec<u8>>,
 }
 
@@ -208,7 +206,7 @@ impl Spool {
     /// Writes a record: waits while the spool is at its byte cap, then
     /// until the group commit that holds it is written (and synced, with
     /// [`SyncPolicy::Always`]). With `hold`, asks for the record to be
-    /// [held](Written::held) by the caller.
+    /// held by the caller ([`Written::body`]).
     pub(crate) async fn append(
         &self,
         kind: u8,
@@ -799,11 +797,14 @@ impl Store {
                     .items
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
                 counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                let (first, at) = (written.first, written.at);
                 let held = self.hold(group, written);
-                for (waiting, mut written) in group.drain(..).zip(held) {
-                    if written.held {
-                        written.body = Some(waiting.body);
-                    }
+                for ((seq, waiting), held) in (first..).zip(group.drain(..)).zip(held) {
+                    let written = Written {
+                        seq,
+                        enqueued_at: at,
+                        body: held.then_some(waiting.body),
+                    };
                     let _ = waiting.reply.send(Ok(written));
                 }
             }
@@ -825,12 +826,13 @@ impl Store {
     /// `first`, the cursor where the group starts when `caught_up`) are
     /// held by their callers: those that asked, within the reader's window.
     /// While the reader is caught up, it moves past them; past the first
-    /// record it must read, it skips them when it gets there.
-    fn hold(&mut self, group: &[Waiting], written: GroupWritten) -> Vec<Written> {
+    /// record it must read, it skips them when it gets there. Whether each
+    /// is held, in order.
+    fn hold(&mut self, group: &[Waiting], written: GroupWritten) -> Vec<bool> {
         let GroupWritten {
             first,
-            at,
             mut caught_up,
+            ..
         } = written;
         let mut answers = Vec::with_capacity(group.len());
         for (seq, waiting) in (first..).zip(group) {
@@ -847,12 +849,7 @@ impl Store {
             } else {
                 caught_up = false;
             }
-            answers.push(Written {
-                seq,
-                enqueued_at: at,
-                held,
-                body: None,
-            });
+            answers.push(held);
         }
         answers
     }
@@ -860,6 +857,20 @@ impl Store {
     /// Whether the reader has read everything written: its cursor at the
     /// end of the active segment (moved past any sealed one it finished).
     fn caught_up(&mut self) -> bool {
+        self.pass_finished_segments();
+        let last = self.segments.len().saturating_sub(1);
+        if self.cursor.segment != last || self.cursor.offset != self.segments[last].len {
+            return false;
+        }
+        // Every record on disk was passed: any sequence number in between
+        // is not there (acknowledged before opening, or lost to damage).
+        self.read_upto = self.next_seq;
+        self.held_ahead.clear();
+        true
+    }
+
+    /// Moves the cursor past every sealed segment it has read to the end.
+    fn pass_finished_segments(&mut self) {
         let last = self.segments.len().saturating_sub(1);
         while self.cursor.segment < last
             && self.cursor.offset >= self.segments[self.cursor.segment].len
@@ -870,14 +881,6 @@ impl Store {
                 loaded: None,
             };
         }
-        if self.cursor.segment != last || self.cursor.offset != self.segments[last].len {
-            return false;
-        }
-        // Every record on disk was passed: any sequence number in between
-        // is not there (acknowledged before opening, or lost to damage).
-        self.read_upto = self.next_seq;
-        self.held_ahead.clear();
-        true
     }
 
     fn write_group(&mut self, group: &[Waiting]) -> Result<GroupWritten, SpoolError> {
@@ -1049,18 +1052,11 @@ impl Store {
             && self.cursor.segment < self.segments.len()
             && self.read_upto < self.next_unacked().saturating_add(self.window)
         {
+            self.pass_finished_segments();
             let last = self.cursor.segment + 1 == self.segments.len();
-            let segment = &self.segments[self.cursor.segment];
-            if self.cursor.offset >= segment.len {
-                if last {
-                    break;
-                }
-                self.cursor = Cursor {
-                    segment: self.cursor.segment + 1,
-                    offset: format::SEGMENT_HEADER as u64,
-                    loaded: None,
-                };
-                continue;
+            if self.cursor.offset >= self.segments[self.cursor.segment].len {
+                // The end of the active segment: nothing more to read.
+                break;
             }
             let (bytes, base) = match self.load(last) {
                 Ok(loaded) => loaded,

@@ -420,7 +420,7 @@ fn errors_holding_a_spool_error_stay_unwind_safe() {
 /// Writes record `i`, asking for it to be held; whether it is.
 async fn append_held(spool: &Spool, i: u64) -> (u64, bool) {
     let written = spool.append(0, body(i), true).await.expect("written");
-    (written.seq, written.held)
+    (written.seq, written.body.is_some())
 }
 
 #[tokio::test]
