@@ -269,13 +269,7 @@ mod tests {
 
     #[test]
     fn every_operation_has_a_route_in_the_spec() {
-        for operation in [
-            Operation::CollectBulkUserEvents,
-            Operation::UpdateBulkUserProfiles,
-            Operation::UpdateBulkDeviceProfiles,
-            Operation::RequestUserProfileDeletion,
-            Operation::RequestBulkUserProfileDeletion,
-        ] {
+        for operation in Operation::ALL {
             let (method, path) = route(operation);
             assert_eq!(method, reqwest::Method::POST);
             assert!(path.starts_with("/v1/api/"), "{operation}: {path}");

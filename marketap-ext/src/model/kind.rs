@@ -50,6 +50,18 @@ impl Operation {
     }
 }
 
+#[cfg(test)]
+impl Operation {
+    /// Every operation, for tests that go through them all.
+    pub(crate) const ALL: [Operation; 5] = [
+        Operation::CollectBulkUserEvents,
+        Operation::UpdateBulkUserProfiles,
+        Operation::UpdateBulkDeviceProfiles,
+        Operation::RequestUserProfileDeletion,
+        Operation::RequestBulkUserProfileDeletion,
+    ];
+}
+
 impl std::fmt::Display for Operation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -445,13 +457,7 @@ mod tests {
 
     #[test]
     fn operations_serialise_as_their_operation_ids() {
-        for operation in [
-            Operation::CollectBulkUserEvents,
-            Operation::UpdateBulkUserProfiles,
-            Operation::UpdateBulkDeviceProfiles,
-            Operation::RequestUserProfileDeletion,
-            Operation::RequestBulkUserProfileDeletion,
-        ] {
+        for operation in Operation::ALL {
             let json = serde_json::to_value(operation).unwrap();
             assert_eq!(json, operation.as_str());
             assert_eq!(
