@@ -735,8 +735,9 @@ fn one_bad_item_is_isolated_and_dead_lettered_alone() {
 
 /// A server allowing `per_second` accepted requests in any rolling second
 /// (refusals not counted) and 3 in flight, answering 429 with
-/// `Retry-After: 1` beyond either; each request takes 20 ms.
-fn sliding_window_server(per_second: usize) -> Server {
+/// `Retry-After: 1` beyond either; each request takes 20 ms. Each
+/// request's arrival, and whether it was refused, is logged in `arrivals`.
+fn sliding_window_server(per_second: usize, arrivals: Arrivals) -> Server {
     let accepted_at = Mutex::new(VecDeque::<Instant>::new());
     Server::start(move |request| {
         let now = Instant::now();
@@ -747,13 +748,18 @@ fn sliding_window_server(per_second: usize) -> Server {
         {
             accepted_at.pop_front();
         }
-        if request.in_flight > 3 || accepted_at.len() >= per_second {
+        let refused = request.in_flight > 3 || accepted_at.len() >= per_second;
+        arrivals.lock().unwrap().push((now, refused));
+        if refused {
             return (429, Duration::ZERO);
         }
         accepted_at.push_back(now);
         (202, Duration::from_millis(20))
     })
 }
+
+/// When each request reached a test server, and whether it was refused.
+type Arrivals = Arc<Mutex<Vec<(Instant, bool)>>>;
 
 /// The share of a server's requests answered 429 (by the items it saw
 /// twice, a request being resent whole).
@@ -770,7 +776,7 @@ fn an_import_with_default_flags_is_polite_to_a_sliding_window() {
     // worth a second, and is not throttled at all), so this bounds what
     // the first 429s cost, and everything must arrive.
     let dir = temp_dir("sliding-window");
-    let server = sliding_window_server(20);
+    let server = sliding_window_server(20, Arrivals::default());
     let text: String = (0..30_000).map(|i| event_line(i) + "\n").collect();
     let input = write(&dir, "events.ndjson", text);
     let out = run(marketap(
@@ -810,28 +816,8 @@ fn an_import_with_default_flags_keeps_to_a_sliding_window_after_warm_up() {
     const PER_SECOND: usize = 10;
     const WARM_UP: Duration = Duration::from_secs(5);
     let dir = temp_dir("sliding-window-steady");
-    let arrivals = Arc::new(Mutex::new(Vec::<(Instant, bool)>::new()));
-    let server = {
-        let arrivals = arrivals.clone();
-        let accepted_at = Mutex::new(VecDeque::<Instant>::new());
-        Server::start(move |request| {
-            let now = Instant::now();
-            let mut accepted_at = accepted_at.lock().unwrap();
-            while accepted_at
-                .front()
-                .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1))
-            {
-                accepted_at.pop_front();
-            }
-            let refused = request.in_flight > 3 || accepted_at.len() >= PER_SECOND;
-            arrivals.lock().unwrap().push((now, refused));
-            if refused {
-                return (429, Duration::ZERO);
-            }
-            accepted_at.push_back(now);
-            (202, Duration::from_millis(20))
-        })
-    };
+    let arrivals = Arrivals::default();
+    let server = sliding_window_server(PER_SECOND, arrivals.clone());
     let text: String = (0..140_000).map(|i| event_line(i) + "\n").collect();
     let input = write(&dir, "events.ndjson", text);
     let out = run(marketap(
@@ -887,7 +873,7 @@ fn a_throttled_import_suggests_a_cap_that_then_holds() {
     // 5 requests a second: 30 requests of 100 events take 6 s, long enough
     // for the client to learn the rate from a whole second of requests.
     let dir = temp_dir("max-rps");
-    let server = sliding_window_server(5);
+    let server = sliding_window_server(5, Arrivals::default());
     let text: String = (0..3_000).map(|i| event_line(i) + "\n").collect();
     let input = write(&dir, "events.ndjson", text);
     let import = |extra: &[&str]| {
