@@ -82,6 +82,9 @@ impl Server {
         let in_flight = Arc::new(AtomicUsize::new(0));
         runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                // The head and body go in two writes: without this, Nagle
+                // holds the body until the client's delayed ACK, 40 ms.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(serve(
                     stream,
                     recorded.clone(),

@@ -144,6 +144,9 @@ impl TestServer {
         let accepting = state.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                // The head and body go in two writes: without this, Nagle
+                // holds the body until the client's delayed ACK, 40 ms.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(serve(stream, accepting.clone()));
             }
         });
