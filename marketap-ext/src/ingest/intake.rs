@@ -6,8 +6,10 @@
 //! its kind's filling batch. A full batch moves to the `full` list as a
 //! whole, so enqueueing and taking cost O(1) per item however long the
 //! queue grows. The worker is woken when the first full batch is waiting,
-//! when a flush is asked for, and when a caller finds no room (so a
-//! capacity below the batch size never waits for the flush interval).
+//! when a flush is asked for, and when a caller finds no room: then
+//! partial batches go too once nothing else would use a free request slot
+//! (so a capacity below the batch size never waits for the flush interval,
+//! and many callers at capacity do not split the queue into tiny requests).
 //!
 //! Closing is final and has a reason; it hands back everything still
 //! queued, and callers waiting for room get their item back at once.
@@ -85,6 +87,21 @@ impl Closed {
             Closed::Stopped => EnqueueError::Stopped(item),
         }
     }
+}
+
+/// Which partial batches [`Intake::take`] takes besides the full ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Partials {
+    /// Every one (the flush interval passed).
+    All,
+    /// Every one if a caller found no room and no full batch is waiting:
+    /// the worker has a request slot free for them. A partial batch sent
+    /// while full ones wait, or while every slot is busy, would free no
+    /// room sooner, and many callers finding none at once would split the
+    /// queue into requests of a few items each.
+    IfStarved,
+    /// None: the worker has no slot free for them.
+    None,
 }
 
 /// What the worker takes: batches to send, and flush calls that wait for
@@ -297,12 +314,19 @@ impl Intake {
         Ok(())
     }
 
-    /// The full batches; partial ones too when `all`, when a flush was
-    /// asked for, or when a caller found no room.
-    pub(super) fn take(&self, all: bool) -> Taken {
+    /// The full batches; partial ones too as `partials` says, and always
+    /// when a flush was asked for.
+    pub(super) fn take(&self, partials: Partials) -> Taken {
         let mut state = self.lock();
-        let all = all || state.starved || !state.flush_waiters.is_empty();
-        state.starved = false;
+        let starving = state.starved && state.full.is_empty();
+        let all = match partials {
+            Partials::All => true,
+            Partials::IfStarved => starving,
+            Partials::None => false,
+        } || !state.flush_waiters.is_empty();
+        if all {
+            state.starved = false;
+        }
         Self::take_locked(&mut state, all)
     }
 
@@ -382,9 +406,9 @@ mod tests {
         intake
             .try_enqueue(UserProfile::builder("u").build().unwrap())
             .unwrap();
-        assert_eq!(sizes(&intake.take(false)), [10, 10]);
-        assert!(intake.take(false).batches.is_empty());
-        let mut partial = sizes(&intake.take(true));
+        assert_eq!(sizes(&intake.take(Partials::IfStarved)), [10, 10]);
+        assert!(intake.take(Partials::IfStarved).batches.is_empty());
+        let mut partial = sizes(&intake.take(Partials::All));
         partial.sort_unstable();
         assert_eq!(partial, [1, 5], "one partial batch per kind");
         assert_eq!(intake.counters.snapshot().queued, 26);
@@ -396,7 +420,7 @@ mod tests {
         for id in 0..100_000 {
             intake.try_enqueue(event(id)).unwrap();
         }
-        let taken = intake.take(false);
+        let taken = intake.take(Partials::IfStarved);
         assert_eq!(taken.batches.len(), 100);
         assert!(taken.batches.iter().all(|batch| batch.len() == 1000));
     }
@@ -410,7 +434,7 @@ mod tests {
         let full = intake.try_enqueue(event(3)).unwrap_err();
         assert!(matches!(&full, EnqueueError::Full(e) if e.user_id() == "u3"));
         // The worker, woken, takes the partial batch although nobody flushed.
-        assert_eq!(sizes(&intake.take(false)), [3]);
+        assert_eq!(sizes(&intake.take(Partials::IfStarved)), [3]);
         // Room comes back only when the request finishes.
         assert!(matches!(
             intake.try_enqueue(event(4)),
@@ -418,6 +442,22 @@ mod tests {
         ));
         intake.release(3);
         intake.try_enqueue(event(4)).unwrap();
+    }
+
+    #[test]
+    fn no_room_sends_partial_batches_only_when_nothing_else_could_go() {
+        let intake = intake(23, 10);
+        for id in 0..23 {
+            intake.try_enqueue(event(id)).unwrap();
+        }
+        intake.try_enqueue(event(23)).unwrap_err();
+        // Full batches are waiting: they go, and free room, first.
+        assert_eq!(sizes(&intake.take(Partials::IfStarved)), [10, 10]);
+        // Every slot busy: the partial one waits, and the caller with it.
+        assert!(intake.take(Partials::None).batches.is_empty());
+        // A slot frees and nothing else waits: now it goes.
+        assert_eq!(sizes(&intake.take(Partials::IfStarved)), [3]);
+        assert!(intake.take(Partials::IfStarved).batches.is_empty());
     }
 
     #[tokio::test]
@@ -432,7 +472,7 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), intake.woken())
             .await
             .expect("woken");
-        assert_eq!(sizes(&intake.take(false)), [1]);
+        assert_eq!(sizes(&intake.take(Partials::IfStarved)), [1]);
         let closed = intake.close(Closed::Unauthorized);
         assert!(closed.batches.is_empty());
         let refused = waiting.await.unwrap().unwrap_err();
@@ -472,7 +512,7 @@ mod tests {
         intake.try_enqueue(event(0)).unwrap();
         let (done, _waiting) = oneshot::channel();
         intake.flush(done).unwrap();
-        let taken = intake.take(false);
+        let taken = intake.take(Partials::IfStarved);
         assert_eq!((sizes(&taken), taken.flush_waiters.len()), (vec![1], 1));
     }
 

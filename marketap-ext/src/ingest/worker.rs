@@ -25,7 +25,7 @@ use tokio::{
 
 use super::{
     batch::Batch,
-    intake::{Closed, Taken},
+    intake::{Closed, Partials, Taken},
     shared::Shared,
     spooled,
 };
@@ -80,14 +80,21 @@ impl Worker {
             }
             let waiting = !self.ready.is_empty();
             tokio::select! {
-                Some((id, finished)) = self.requests.next() => self.finished(id, finished),
+                Some((id, finished)) = self.requests.next() => {
+                    self.finished(id, finished);
+                    // A slot is free: a caller who found no room while every
+                    // slot was busy may now need the partial batches.
+                    if !self.draining {
+                        self.take(shared.intake.take(self.partials()));
+                    }
+                }
                 slot = shared.delivery.slot(), if waiting => match slot {
                     Some(slot) => self.send(slot),
                     None => self.fail_ready(|| Error::Cancelled),
                 },
                 _ = self.phase.changed(), if !self.draining => self.drain(Closed::ShutDown),
-                () = shared.intake.woken(), if !self.draining => self.take(shared.intake.take(false)),
-                _ = tick.tick(), if !self.draining => self.take(shared.intake.take(true)),
+                () = shared.intake.woken(), if !self.draining => self.take(shared.intake.take(self.partials())),
+                _ = tick.tick(), if !self.draining => self.take(shared.intake.take(Partials::All)),
             }
         }
     }
@@ -106,6 +113,17 @@ impl Worker {
                     .unauthorized()
                     .expect("closed for a 401 after one came")
             });
+        }
+    }
+
+    /// Which partial batches a caller finding no room may have sent now:
+    /// only when no batch waits for a request slot and one is free.
+    fn partials(&self) -> Partials {
+        let slot_free = self.requests.len() < self.shared.delivery.concurrency_limit();
+        if self.ready.is_empty() && slot_free {
+            Partials::IfStarved
+        } else {
+            Partials::None
         }
     }
 
