@@ -2,8 +2,10 @@
 //! to it through a channel, so no Tokio worker waits for the disk.
 //!
 //! - **Group commit.** The thread takes every append waiting in the
-//!   channel, writes them with one `write`, syncs if the policy says so,
-//!   then wakes all their callers together. A write that fails is cut back
+//!   channel, writes them with one `write` (and `fsync`s, with
+//!   [`SyncPolicy::Always`]), then wakes all their callers together. The
+//!   interval policy's `fsync`s run on a syncer thread of their own, so
+//!   appends go on while one waits for the disk. A write that fails is cut back
 //!   off the file, so nothing half-written stays, and every caller of the
 //!   group gets the error.
 //! - **Reading back.** Records are read lazily, oldest first, at most as
@@ -386,6 +388,8 @@ struct Store {
     pending_read: Option<(usize, oneshot::Sender<Vec<Stored>>)>,
     /// Segments found when opening, checked by the storage thread first.
     to_recover: Vec<PathBuf>,
+    /// Runs the interval policy's syncs.
+    syncer: Syncer,
     _lock: File,
 }
 
@@ -558,6 +562,7 @@ impl Store {
             corrupted: Vec::new(),
             pending_read: None,
             to_recover: listed.into_iter().map(|(_, path)| path).collect(),
+            syncer: Syncer::default(),
             _lock: lock_file,
         };
         Ok(store)
@@ -768,7 +773,7 @@ impl Store {
             if let SyncPolicy::Interval(interval) = self.sync
                 && self.last_sync.elapsed() >= interval
             {
-                self.sync_now();
+                self.sync_soon();
             }
             if let Some(reply) = closing {
                 self.finish();
@@ -929,7 +934,7 @@ impl Store {
             caught_up,
         };
         if segment.len >= self.segment_bytes {
-            self.sync_now();
+            self.sync_soon();
             self.active = None;
             if let Err(error) = self.start_segment() {
                 tracing::error!(error = %crate::ErrorChain(&error), "marketap spool: could not start a new segment; the next write tries again");
@@ -938,12 +943,14 @@ impl Store {
         Ok(written)
     }
 
-    fn sync_now(&mut self) {
+    /// Has what was written so far synced by the syncer thread, without
+    /// waiting for it (only the interval policy leaves anything unsynced),
+    /// and writes the ledger.
+    fn sync_soon(&mut self) {
         if self.dirty
-            && let Some(file) = &self.active
-            && let Err(error) = file.sync_data()
+            && let (Some(file), Some(segment)) = (&self.active, self.segments.back())
         {
-            tracing::error!(%error, "marketap spool: fsync failed");
+            self.syncer.sync(&segment.path, file);
         }
         self.dirty = false;
         self.last_sync = Instant::now();
@@ -1143,13 +1150,92 @@ impl Store {
         Ok((bytes, self.cursor.offset))
     }
 
-    /// The last sync and ledger, then the lock goes with the store.
+    /// The last syncs and ledger, then the lock goes with the store.
     fn finish(&mut self) {
-        self.dirty = true;
-        self.sync_now();
+        self.syncer.finish();
+        if let Some(file) = &self.active
+            && let Err(error) = file.sync_data()
+        {
+            tracing::error!(%error, "marketap spool: fsync failed");
+        }
+        self.dirty = false;
+        self.write_ledger();
         if let Some((_, reply)) = self.pending_read.take() {
             let _ = reply.send(Vec::new());
         }
+    }
+}
+
+/// The interval policy's `fsync`s, on a thread of their own: an `fsync`
+/// waits for everything written since the last one to reach the disk,
+/// hundreds of milliseconds on a busy one, and appends written meanwhile
+/// must not wait with it. Started with the first sync asked for.
+#[derive(Default)]
+struct Syncer {
+    jobs: Option<mpsc::Sender<(PathBuf, File)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    /// Has `file` (the segment at `path`) synced soon. Where no thread can
+    /// take it, syncs here.
+    fn sync(&mut self, path: &Path, file: &File) {
+        let file = match file.try_clone() {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "marketap spool: could not hand a segment to the syncer; syncing it on the storage thread");
+                return sync_segment(path, file);
+            }
+        };
+        if self.jobs.is_none() {
+            let (jobs, receiver) = mpsc::channel();
+            match std::thread::Builder::new()
+                .name("marketap-spool-sync".into())
+                .spawn(move || sync_all_of(&receiver))
+            {
+                Ok(thread) => (self.jobs, self.thread) = (Some(jobs), Some(thread)),
+                Err(error) => {
+                    tracing::error!(%error, "marketap spool: could not start the syncer thread; syncing on the storage thread");
+                    return sync_segment(path, &file);
+                }
+            }
+        }
+        let jobs = self.jobs.as_ref().expect("started above");
+        if let Err(mpsc::SendError((path, file))) = jobs.send((path.to_owned(), file)) {
+            sync_segment(&path, &file);
+        }
+    }
+
+    /// Waits for every sync asked for to be done.
+    fn finish(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The syncer thread: syncs each segment asked for, once for all the asks
+/// that queued up while it waited for the disk.
+fn sync_all_of(jobs: &mpsc::Receiver<(PathBuf, File)>) {
+    while let Ok(first) = jobs.recv() {
+        let mut due = vec![first];
+        for (path, file) in jobs.try_iter() {
+            if !due.iter().any(|(queued, _)| *queued == path) {
+                due.push((path, file));
+            }
+        }
+        for (path, file) in &due {
+            #[cfg(test)]
+            sync_gate::pass(path);
+            sync_segment(path, file);
+        }
+    }
+}
+
+fn sync_segment(path: &Path, file: &File) {
+    if let Err(error) = file.sync_data() {
+        tracing::error!(path = %path.display(), %error, "marketap spool: fsync failed");
     }
 }
 
@@ -1234,4 +1320,50 @@ pub(super) fn inspect(dir: &Path) -> Result<Inspection, SpoolError> {
         }
     }
     Ok(inspection)
+}
+
+/// A test's slow disk: the syncer's syncs of segments under a shut
+/// directory wait until it is opened again.
+#[cfg(test)]
+pub(super) mod sync_gate {
+    use std::{
+        path::{Path, PathBuf},
+        sync::{Condvar, Mutex},
+        time::Duration,
+    };
+
+    /// Shut directories, each with the syncs waiting under it.
+    static SHUT: Mutex<Vec<(PathBuf, usize)>> = Mutex::new(Vec::new());
+    static CHANGED: Condvar = Condvar::new();
+
+    pub(crate) fn shut(dir: &Path) {
+        SHUT.lock().unwrap().push((dir.to_owned(), 0));
+    }
+
+    pub(crate) fn open(dir: &Path) {
+        SHUT.lock().unwrap().retain(|(shut, _)| shut != dir);
+        CHANGED.notify_all();
+    }
+
+    /// Syncs waiting under `dir` now.
+    pub(crate) fn waiting(dir: &Path) -> usize {
+        let shut = SHUT.lock().unwrap();
+        shut.iter().find(|(d, _)| d == dir).map_or(0, |(_, n)| *n)
+    }
+
+    /// Waits while `path`'s directory is shut (at most 30 s, so a broken
+    /// test fails rather than hangs).
+    pub(super) fn pass(path: &Path) {
+        let under = |dir: &PathBuf| path.starts_with(dir);
+        let mut shut = SHUT.lock().unwrap();
+        let Some((_, waiting)) = shut.iter_mut().find(|(dir, _)| under(dir)) else {
+            return;
+        };
+        *waiting += 1;
+        let _open = CHANGED
+            .wait_timeout_while(shut, Duration::from_secs(30), |shut| {
+                shut.iter().any(|(dir, _)| under(dir))
+            })
+            .unwrap();
+    }
 }

@@ -520,3 +520,31 @@ async fn a_damaged_ledger_sends_everything_again_and_loses_nothing() {
     let spool = opened(Spool::open(&config(dir.path()), 1_000)).await;
     assert_eq!(items(&read_now(&spool).await), [0, 1, 2, 3, 4, 5]);
 }
+
+/// The interval policy's `fsync` runs on a thread of its own: appends go
+/// on while it waits for a slow disk (a shut gate here), and closing waits
+/// for it.
+#[tokio::test]
+async fn appends_go_on_while_an_interval_sync_waits_for_the_disk() {
+    use super::store::sync_gate;
+    let dir = tempfile::tempdir().unwrap();
+    sync_gate::shut(dir.path());
+    let every_ms = config(dir.path()).with_sync(SyncPolicy::Interval(Duration::from_millis(1)));
+    let spool = opened(Spool::open(&every_ms, 1_000)).await;
+    append_all(&spool, 0..1).await;
+    let stuck = tokio::time::timeout(Duration::from_secs(10), async {
+        while sync_gate::waiting(dir.path()) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    stuck.await.expect("the first write's sync is asked for");
+    tokio::time::timeout(Duration::from_secs(10), append_all(&spool, 1..100))
+        .await
+        .expect("appends do not wait for a sync stuck on the disk");
+    assert_eq!(spool.stats().items, 100);
+    sync_gate::open(dir.path());
+    spool.close().await;
+
+    let spool = opened(Spool::open(&every_ms, 1_000)).await;
+    assert_eq!(items(&read_now(&spool).await), (0..100).collect::<Vec<_>>());
+}
