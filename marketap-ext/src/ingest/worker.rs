@@ -1,7 +1,8 @@
 //! The ingestor's background task: it takes batches from the intake (when
-//! one is full, when the flush interval passes, when a flush is asked for
-//! or a caller finds no room), and starts a request task for each as the
-//! delivery engine frees a request slot. Each request task hands its own
+//! one is full, when the flush interval passes, when a flush is asked for,
+//! and when a request finishes), and starts a request task for each as the
+//! delivery engine frees a request slot. A caller who finds no room gets
+//! partial batches sent only when nothing else waits for a free slot. Each request task hands its own
 //! failures over, so nothing depends on the worker to reach the caller.
 //!
 //! The worker keeps the batches waiting for a slot and the bookkeeping of
