@@ -749,6 +749,75 @@ mod tests {
         assert!(pacer.rate().unwrap() >= rate);
     }
 
+    /// Keeps the `rate` of each event on this thread whose message
+    /// contains `text`.
+    struct Rates {
+        text: &'static str,
+        seen: std::sync::Arc<Mutex<Vec<f64>>>,
+    }
+
+    impl tracing::Subscriber for Rates {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            struct Fields<'a>(&'a str, bool, Option<f64>);
+            impl tracing::field::Visit for Fields<'_> {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    self.1 |= field.name() == "message" && format!("{value:?}").contains(self.0);
+                }
+                fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+                    if field.name() == "rate" {
+                        self.2 = Some(value);
+                    }
+                }
+            }
+            let mut fields = Fields(self.text, false, None);
+            event.record(&mut fields);
+            if let (true, Some(rate)) = (fields.1, fields.2) {
+                lock(&self.seen).push(rate);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rising_rate_is_a_debug_event_per_request_a_second_gained() {
+        let seen = std::sync::Arc::default();
+        let _events = tracing::subscriber::set_default(Rates {
+            text: "more requests per second",
+            seen: std::sync::Arc::clone(&seen),
+        });
+        let pacer = learned_at_20().await;
+        // Past the hold, sending fast: the probe lifts the rate many times,
+        // a little each time.
+        send(&pacer, 300, HOLD_LEARNED + Duration::from_secs(2)).await;
+        let rate = pacer.rate().unwrap();
+        assert!(rate > at_20() + 5.0, "the rate rose to {rate}");
+        let mut reported = vec![at_20()];
+        reported.extend(lock(&seen).iter());
+        // Each event a whole request a second above the one before, and
+        // none owed at the end.
+        assert!(
+            reported.windows(2).all(|pair| pair[1] >= pair[0] + 1.0),
+            "{reported:?}"
+        );
+        assert!(
+            rate < reported[reported.len() - 1] + 1.0,
+            "{reported:?} then {rate}"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_refused_probe_holds_longer_the_next_time_up_to_a_bound() {
         let pacer = learned_at_20().await;
