@@ -458,6 +458,10 @@ mod tests {
         // A slot frees and nothing else waits: now it goes.
         assert_eq!(sizes(&intake.take(Partials::IfStarved)), [3]);
         assert!(intake.take(Partials::IfStarved).batches.is_empty());
+        // That answered the caller: the next partial batch waits again.
+        intake.release(23);
+        intake.try_enqueue(event(24)).unwrap();
+        assert!(intake.take(Partials::IfStarved).batches.is_empty());
     }
 
     #[tokio::test]
