@@ -2,8 +2,9 @@
 //! one is full, when the flush interval passes, when a flush is asked for,
 //! and when a request finishes), and starts a request task for each as the
 //! delivery engine frees a request slot. A caller who finds no room gets
-//! partial batches sent only when nothing else waits for a free slot. Each request task hands its own
-//! failures over, so nothing depends on the worker to reach the caller.
+//! partial batches sent only when nothing else waits for a free slot. Each
+//! request task hands its own failures over, so nothing depends on the
+//! worker to reach the caller.
 //!
 //! The worker keeps the batches waiting for a slot and the bookkeeping of
 //! flushes. It ends when draining is done; however it ends (a panic

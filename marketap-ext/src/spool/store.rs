@@ -5,9 +5,9 @@
 //!   channel, writes them with one `write` (and `fsync`s, with
 //!   [`SyncPolicy::Always`]), then wakes all their callers together. The
 //!   interval policy's `fsync`s run on a syncer thread of their own, so
-//!   appends go on while one waits for the disk. A write that fails is cut back
-//!   off the file, so nothing half-written stays, and every caller of the
-//!   group gets the error.
+//!   appends go on while one waits for the disk. A write that fails is cut
+//!   back off the file, so nothing half-written stays, and every caller of
+//!   the group gets the error.
 //! - **Reading back.** Records are read lazily, oldest first, at most as
 //!   many as asked for; a sealed segment is read whole (segments are small),
 //!   the one being written from where the reader left off.
@@ -1153,10 +1153,8 @@ impl Store {
     /// The last syncs and ledger, then the lock goes with the store.
     fn finish(&mut self) {
         self.syncer.finish();
-        if let Some(file) = &self.active
-            && let Err(error) = file.sync_data()
-        {
-            tracing::error!(%error, "marketap spool: fsync failed");
+        if let (Some(file), Some(segment)) = (&self.active, self.segments.back()) {
+            sync_segment(&segment.path, file);
         }
         self.dirty = false;
         self.write_ledger();
