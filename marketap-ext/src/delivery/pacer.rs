@@ -793,6 +793,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_rising_rate_is_a_debug_event_per_request_a_second_gained() {
+        // With one dispatcher registered, tracing-core decides the interest
+        // of a callsite first hit on another test's thread from that
+        // thread's default (none), and caches "never": a second one keeps
+        // it from that shortcut.
+        let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
         let seen = std::sync::Arc::default();
         let _events = tracing::subscriber::set_default(Rates {
             text: "more requests per second",
