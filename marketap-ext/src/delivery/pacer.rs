@@ -1106,6 +1106,70 @@ mod tests {
         }
     }
 
+    /// Accepted starts at each of `at` (ms after `base`), then a refused
+    /// one at `refused`, the clock moving to each.
+    async fn starts_then_refused(pacer: &Pacer, base: Instant, at: &[u64], refused: u64) {
+        for ms in at.iter().chain([&refused]) {
+            let when = base + Duration::from_millis(*ms);
+            tokio::time::advance(when - Instant::now()).await;
+            pacer.started(when);
+            if *ms == refused {
+                pacer.throttled(when);
+            } else {
+                pacer.succeeded();
+            }
+        }
+    }
+
+    /// `n` times `step` ms apart, the first `from + step`.
+    fn every(step: u64, from: u64, n: u64) -> Vec<u64> {
+        (1..=n).map(|k| from + k * step).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_second_before_counts_only_once_the_client_sent_for_two() {
+        let pacer = Pacer::new();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let base = Instant::now();
+        // One start at 0, 17 in (0, 0.9], 3 in (0.9, 1.0), refused at 1 s:
+        // 20 accepted in its second, so a plateau at 19.
+        let mut first = vec![0];
+        first.extend(every(50, 0, 17));
+        first.extend([920, 940, 960]);
+        starts_then_refused(&pacer, base, &first, 1_000).await;
+        assert!(close(state(&pacer).plateau, PLATEAU * 20.0));
+        // 16 more, refused at 1.9 s: 19 accepted in its second, a little
+        // high. The second before it, (-0.1 s, 0.9 s], held 18: counted,
+        // (18 + 19) / 2 would lower the plateau to PLATEAU × 18.5; but
+        // the client had sent for 1.9 s only, so it is not counted.
+        starts_then_refused(&pacer, base, &every(50, 1_000, 16), 1_900).await;
+        let after = state(&pacer);
+        assert!(close(after.plateau, PLATEAU * 19.0), "{}", after.plateau);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_second_before_leaves_out_the_refusals_in_it() {
+        let pacer = Pacer::new();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let base = Instant::now();
+        // 24 starts 50 ms apart from 0, refused at 1.2 s: 19 accepted in
+        // its second, a plateau at PLATEAU × 19.
+        let mut first = vec![0];
+        first.extend(every(50, 0, 23));
+        starts_then_refused(&pacer, base, &first, 1_200).await;
+        assert!(close(state(&pacer).plateau, PLATEAU * 19.0));
+        // Then 14 to 1.9 s and 18 in (2 s, 3 s), refused at 3 s: 18
+        // accepted in its second; in the second before, (1 s, 2 s], 18
+        // started and one was refused, so 17 accepted, and over both
+        // (17 + 18) / 2 = 17.5 (with that refusal counted as accepted it
+        // would be 18).
+        let mut then = every(50, 1_200, 14);
+        then.extend(every(50, 2_000, 18));
+        starts_then_refused(&pacer, base, &then, 3_000).await;
+        let after = state(&pacer);
+        assert!(close(after.plateau, PLATEAU * 17.5), "{}", after.plateau);
+    }
+
     #[test]
     fn a_refused_probe_that_found_half_as_much_again_found_a_limit_that_rose() {
         let at = Instant::now();
