@@ -16,7 +16,7 @@ use std::{
 
 use marketap_ext::{
     BatchConfig, Config, EnqueueError, Error, Event, IngestorConfig, Marketap, RetryConfig,
-    Undelivered,
+    Undelivered, UserProfile,
 };
 use support::{Reply, TestServer, event, ids, undelivered_ids};
 use tokio::time::timeout;
@@ -533,6 +533,41 @@ async fn a_caller_finding_no_room_gets_partial_batches_sent() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ingestor.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Callers waiting for room when every request has finished and what is
+/// queued fills no batch (two kinds, each partial) used to wait for the
+/// flush interval: the "no room" signal was spent on the partial batches
+/// sent before, and nothing else sends them.
+#[tokio::test]
+async fn callers_still_waiting_when_nothing_is_in_flight_get_partial_batches_sent() {
+    let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(50))).await;
+    let ingestor = client(&server, batch(3, 2))
+        .ingestor(
+            IngestorConfig::default()
+                .with_capacity(3)
+                .with_flush_interval(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let callers: Vec<_> = (0..12)
+        .map(|id| {
+            let ingestor = ingestor.clone();
+            tokio::spawn(async move {
+                if id % 2 == 0 {
+                    ingestor.track(event(id)).await.unwrap();
+                } else {
+                    let profile = UserProfile::builder(format!("user-{id}")).build().unwrap();
+                    ingestor.identify(profile).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    timeout(Duration::from_secs(10), futures::future::join_all(callers))
+        .await
+        .expect("the callers waited for the flush interval");
+    ingestor.shutdown(Duration::from_secs(5)).await;
+    let items: usize = server.requests().iter().map(|r| r.items().len()).sum();
+    assert_eq!(items, 12);
 }
 
 /// Many request handlers tracking at once into a full queue (a web service

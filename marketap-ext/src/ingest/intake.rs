@@ -14,7 +14,10 @@
 //! Closing is final and has a reason; it hands back everything still
 //! queued, and callers waiting for room get their item back at once.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicUsize, Ordering::Relaxed},
+};
 
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, TryAcquireError, oneshot};
 
@@ -100,6 +103,9 @@ pub(super) enum Partials {
     /// room sooner, and many callers finding none at once would split the
     /// queue into requests of a few items each.
     IfStarved,
+    /// As [`IfStarved`](Self::IfStarved), or if a caller still waits for
+    /// room: nothing is in flight, so nothing else will free any.
+    IfWaiting,
     /// None: the worker has no slot free for them.
     None,
 }
@@ -117,6 +123,8 @@ pub(super) struct Intake {
     /// One permit per item the ingestor may still hold: queued, in flight,
     /// or waiting for its dead letter to be written.
     room: Arc<Semaphore>,
+    /// Callers waiting for room now.
+    waiting: AtomicUsize,
     wake: Notify,
     max_batch_size: usize,
     counters: Arc<Counters>,
@@ -145,6 +153,7 @@ impl Intake {
                 closed: None,
             }),
             room: Arc::new(Semaphore::new(capacity)),
+            waiting: AtomicUsize::new(0),
             wake: Notify::new(),
             max_batch_size: max_batch_size.min(capacity),
             counters,
@@ -158,18 +167,37 @@ impl Intake {
 
     /// Queues `item`, waiting for room while the queue is full.
     pub(super) async fn enqueue<T: Item>(&self, item: T) -> Result<(), EnqueueError<T>> {
-        let permit = match self.room.try_acquire() {
-            Ok(permit) => permit,
-            Err(TryAcquireError::Closed) => return Err(self.refuse(item)),
+        match self.room.try_acquire() {
+            Ok(permit) => self.push(permit, item),
+            Err(TryAcquireError::Closed) => Err(self.refuse(item)),
             Err(TryAcquireError::NoPermits) => {
-                self.starve();
-                match self.room.acquire().await {
-                    Ok(permit) => permit,
-                    Err(_) => return Err(self.refuse(item)),
-                }
+                let Some(permit) = self.wait_for_room().await else {
+                    return Err(self.refuse(item));
+                };
+                let pushed = self.push(permit, item);
+                // Others may still wait, with nothing in flight to free
+                // room: the worker looks again (see `Partials::IfWaiting`).
+                self.wake.notify_one();
+                pushed
             }
-        };
-        self.push(permit, item)
+        }
+    }
+
+    /// Waits for one item's room, having the worker send partial batches
+    /// meanwhile; `None` once intake is closed.
+    async fn wait_for_room(&self) -> Option<SemaphorePermit<'_>> {
+        /// Counts a caller in [`Intake::waiting`] while it waits, however
+        /// the wait ends.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        self.starve();
+        self.room.acquire().await.ok()
     }
 
     /// Queues `item`, or hands it back at once when the queue is full.
@@ -241,10 +269,7 @@ impl Intake {
         let first = match self.room.try_acquire() {
             Ok(permit) => permit,
             Err(TryAcquireError::Closed) => return None,
-            Err(TryAcquireError::NoPermits) => {
-                self.starve();
-                self.room.acquire().await.ok()?
-            }
+            Err(TryAcquireError::NoPermits) => self.wait_for_room().await?,
         };
         first.forget();
         let more = self.room.available_permits().min(max.saturating_sub(1));
@@ -322,6 +347,9 @@ impl Intake {
         let all = match partials {
             Partials::All => true,
             Partials::IfStarved => starving,
+            Partials::IfWaiting => {
+                starving || (self.waiting.load(Relaxed) > 0 && state.full.is_empty())
+            }
             Partials::None => false,
         } || !state.flush_waiters.is_empty();
         if all {
@@ -482,6 +510,46 @@ mod tests {
         let refused = waiting.await.unwrap().unwrap_err();
         assert!(matches!(&refused, EnqueueError::Unauthorized(e) if e.user_id() == "u1"));
         assert!(refused.to_string().contains("401"));
+    }
+
+    #[tokio::test]
+    async fn a_caller_still_waiting_has_partial_batches_sent_when_nothing_is_in_flight() {
+        let intake = Arc::new(intake(3, 10));
+        intake.enqueue(event(0)).await.unwrap();
+        intake.enqueue(event(1)).await.unwrap();
+        // Two items in flight, one queued, no room left; two callers wait.
+        assert_eq!(sizes(&intake.take(Partials::All)), [2]);
+        intake.enqueue(event(2)).await.unwrap();
+        let spawn = |id| {
+            let intake = intake.clone();
+            tokio::spawn(async move { intake.enqueue(event(id)).await })
+        };
+        let (first, second) = (spawn(3), spawn(4));
+        while intake.waiting.load(Relaxed) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // They woke the worker (a wake not yet awaited is kept, once).
+        tokio::time::timeout(std::time::Duration::from_secs(5), intake.woken())
+            .await
+            .expect("woken");
+        // Their "no room" is answered once: the partial batch goes.
+        assert_eq!(sizes(&intake.take(Partials::IfStarved)), [1]);
+        // That request finishes: the first caller queues its item, and
+        // wakes the worker to look again.
+        intake.release(1);
+        first.await.unwrap().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), intake.woken())
+            .await
+            .expect("woken after a wait");
+        assert!(intake.take(Partials::IfStarved).batches.is_empty());
+        // With nothing in flight (the worker says so), nothing else frees
+        // room for the second: the partial batch goes.
+        assert_eq!(sizes(&intake.take(Partials::IfWaiting)), [1]);
+        intake.release(3);
+        second.await.unwrap().unwrap();
+        // Nobody waits: a partial batch waits for the interval again.
+        assert_eq!(intake.waiting.load(Relaxed), 0);
+        assert!(intake.take(Partials::IfWaiting).batches.is_empty());
     }
 
     #[test]

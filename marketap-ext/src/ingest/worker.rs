@@ -2,7 +2,8 @@
 //! one is full, when the flush interval passes, when a flush is asked for,
 //! and when a request finishes), and starts a request task for each as the
 //! delivery engine frees a request slot. A caller who finds no room gets
-//! partial batches sent only when nothing else waits for a free slot. Each
+//! partial batches sent only when nothing else waits for a free slot, and
+//! again, while it waits, whenever nothing is in flight. Each
 //! request task hands its own failures over, so nothing depends on the
 //! worker to reach the caller.
 //!
@@ -119,13 +120,16 @@ impl Worker {
     }
 
     /// Which partial batches a caller finding no room may have sent now:
-    /// only when no batch waits for a request slot and one is free.
+    /// only when no batch waits for a request slot and one is free; and
+    /// when nothing is in flight, for callers still waiting too.
     fn partials(&self) -> Partials {
         let slot_free = self.requests.len() < self.shared.delivery.concurrency_limit();
-        if self.ready.is_empty() && slot_free {
-            Partials::IfStarved
-        } else {
+        if !self.ready.is_empty() || !slot_free {
             Partials::None
+        } else if self.requests.is_empty() {
+            Partials::IfWaiting
+        } else {
+            Partials::IfStarved
         }
     }
 
