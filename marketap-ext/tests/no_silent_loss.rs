@@ -15,8 +15,8 @@ use std::{
 };
 
 use marketap_ext::{
-    BatchConfig, Config, EnqueueError, Error, Event, IngestorConfig, Marketap, RetryConfig,
-    Undelivered, UserProfile,
+    BatchConfig, Config, EnqueueError, Error, Event, Ingestor, IngestorConfig, Marketap,
+    RetryConfig, Undelivered, UserProfile,
 };
 use support::{Reply, TestServer, event, ids, undelivered_ids};
 use tokio::time::timeout;
@@ -43,6 +43,19 @@ fn batch(max_batch_size: usize, max_in_flight: usize) -> BatchConfig {
     BatchConfig::default()
         .with_max_batch_size(max_batch_size)
         .with_max_in_flight(max_in_flight)
+}
+
+/// An ingestor of `capacity` items in batches of `max_batch_size`, 2 in
+/// flight, whose flush interval (a minute) never comes within a test: what
+/// is sent is sent because a batch filled or a caller found no room.
+fn at_capacity(server: &TestServer, max_batch_size: usize, capacity: usize) -> Ingestor {
+    client(server, batch(max_batch_size, 2))
+        .ingestor(
+            IngestorConfig::default()
+                .with_capacity(capacity)
+                .with_flush_interval(Duration::from_secs(60)),
+        )
+        .unwrap()
 }
 
 fn received(server: &TestServer) -> Vec<u64> {
@@ -347,13 +360,7 @@ async fn no_request_starts_after_the_deadline() {
 #[tokio::test]
 async fn a_capacity_below_the_batch_size_does_not_stall() {
     let server = TestServer::start(|_| Reply::accepted()).await;
-    let ingestor = client(&server, batch(1000, 2))
-        .ingestor(
-            IngestorConfig::default()
-                .with_capacity(5)
-                .with_flush_interval(Duration::from_secs(60)),
-        )
-        .unwrap();
+    let ingestor = at_capacity(&server, 1000, 5);
     timeout(Duration::from_secs(10), async {
         for id in 0..40 {
             ingestor.track(event(id)).await.unwrap();
@@ -508,13 +515,7 @@ fn ids_with_control_characters_are_refused() {
 #[tokio::test]
 async fn a_caller_finding_no_room_gets_partial_batches_sent() {
     let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(300))).await;
-    let ingestor = client(&server, batch(8, 2))
-        .ingestor(
-            IngestorConfig::default()
-                .with_capacity(10)
-                .with_flush_interval(Duration::from_secs(60)),
-        )
-        .unwrap();
+    let ingestor = at_capacity(&server, 8, 10);
     // Eight fill a batch; two wait in a partial one; the eleventh finds no
     // room, which must send the partial batch, not leave it for a minute.
     for id in 0..11 {
@@ -542,13 +543,7 @@ async fn a_caller_finding_no_room_gets_partial_batches_sent() {
 #[tokio::test]
 async fn callers_still_waiting_when_nothing_is_in_flight_get_partial_batches_sent() {
     let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(50))).await;
-    let ingestor = client(&server, batch(3, 2))
-        .ingestor(
-            IngestorConfig::default()
-                .with_capacity(3)
-                .with_flush_interval(Duration::from_secs(60)),
-        )
-        .unwrap();
+    let ingestor = at_capacity(&server, 3, 3);
     let callers: Vec<_> = (0..12)
         .map(|id| {
             let ingestor = ingestor.clone();
@@ -578,13 +573,7 @@ async fn callers_still_waiting_when_nothing_is_in_flight_get_partial_batches_sen
 async fn concurrent_callers_at_capacity_still_get_full_batches() {
     const EVENTS: usize = 4000;
     let server = TestServer::start(|_| Reply::accepted().after(Duration::from_millis(5))).await;
-    let ingestor = client(&server, batch(100, 2))
-        .ingestor(
-            IngestorConfig::default()
-                .with_capacity(400)
-                .with_flush_interval(Duration::from_secs(60)),
-        )
-        .unwrap();
+    let ingestor = at_capacity(&server, 100, 400);
     let producers: Vec<_> = (0..64)
         .map(|producer| {
             let ingestor = ingestor.clone();

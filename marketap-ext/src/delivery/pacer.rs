@@ -1121,6 +1121,14 @@ mod tests {
         }
     }
 
+    /// A pacer made two seconds ago, and now: its first second of sending
+    /// is not right after a pause.
+    async fn idle_for_two_seconds() -> (Pacer, Instant) {
+        let pacer = Pacer::new();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        (pacer, Instant::now())
+    }
+
     /// `n` times `step` ms apart, the first `from + step`.
     fn every(step: u64, from: u64, n: u64) -> Vec<u64> {
         (1..=n).map(|k| from + k * step).collect()
@@ -1128,9 +1136,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_second_before_counts_only_once_the_client_sent_for_two() {
-        let pacer = Pacer::new();
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let base = Instant::now();
+        let (pacer, base) = idle_for_two_seconds().await;
         // One start at 0, 17 in (0, 0.9], 3 in (0.9, 1.0), refused at 1 s:
         // 20 accepted in its second, so a plateau at 19.
         let mut first = vec![0];
@@ -1149,9 +1155,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_second_before_leaves_out_the_refusals_in_it() {
-        let pacer = Pacer::new();
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let base = Instant::now();
+        let (pacer, base) = idle_for_two_seconds().await;
         // 24 starts 50 ms apart from 0, refused at 1.2 s: 19 accepted in
         // its second, a plateau at PLATEAU × 19.
         let mut first = vec![0];
