@@ -1222,6 +1222,18 @@ mod tests {
     }
 
     #[test]
+    fn a_plateau_held_before_the_probe_and_found_again_is_not_lower() {
+        // Refused while holding at exactly the plateau held before the
+        // probe: not a lower one to go back to, but a little too high.
+        let at = Instant::now();
+        let mut state = holding(at);
+        state.held = PLATEAU * 18.0;
+        state.learn(at + Duration::from_secs(1), seen(18.0, None));
+        assert!(close(state.plateau, PLATEAU * 18.0), "{}", state.plateau);
+        assert!(state.held.is_infinite(), "{}", state.held);
+    }
+
+    #[test]
     fn a_refusal_while_holding_a_quarter_below_is_a_fall() {
         let at = Instant::now();
         let now = at + Duration::from_secs(1);
