@@ -90,6 +90,10 @@ mod error;
 mod ingest;
 mod lock;
 mod model;
+/// The tracing recorder the integration tests use too.
+#[cfg(test)]
+#[path = "../tests/support/recorded.rs"]
+mod recorded;
 mod report;
 pub mod spool;
 

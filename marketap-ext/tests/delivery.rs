@@ -19,7 +19,11 @@ use marketap_ext::{
     BatchConfig, Config, EnqueueError, Error, Ingestor, IngestorConfig, Marketap, Operation,
     RetryConfig, Stop, dead_letter,
 };
-use support::{Reply, TestServer, event, ids, undelivered_ids};
+use support::{
+    Reply, TestServer, event, ids,
+    recorded::{Recorded, Recorder},
+    undelivered_ids,
+};
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -519,41 +523,19 @@ async fn retries_follow_retry_after_and_stop_at_the_limit() {
     assert_eq!((report.failed[0].attempts, server.requests().len()), (1, 1));
 }
 
-/// A tracing subscriber that keeps the messages of WARN events.
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-impl tracing::Subscriber for Warnings {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Message<'a>(&'a mut String);
-        impl tracing::field::Visit for Message<'_> {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!("{}={value:?} ", field.name()));
-            }
-        }
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut text = String::new();
-            event.record(&mut Message(&mut text));
-            self.0.lock().unwrap().push(text);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[tokio::test]
 async fn dropping_without_shutdown_warns() {
     let server = TestServer::start(|_| Reply::accepted()).await;
     let client = client(&server, Duration::from_secs(5), BatchConfig::default());
-    let warnings = Arc::new(Mutex::new(Vec::new()));
-    let _guard = tracing::subscriber::set_default(Warnings(warnings.clone()));
+    let recorder = Recorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.clone());
+    let warnings = || -> Vec<Recorded> {
+        recorder
+            .events()
+            .into_iter()
+            .filter(|event| event.level == tracing::Level::WARN)
+            .collect()
+    };
 
     let ingestor = client.ingestor(IngestorConfig::default()).unwrap();
     let clone = ingestor.clone();
@@ -564,25 +546,18 @@ async fn dropping_without_shutdown_warns() {
         "{printed}"
     );
     drop(ingestor);
-    assert!(
-        warnings.lock().unwrap().is_empty(),
-        "a clone is still alive"
-    );
+    assert!(warnings().is_empty(), "a clone is still alive");
     drop(clone);
     {
-        let warnings = warnings.lock().unwrap();
+        let warnings = warnings();
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("without shutdown"), "{warnings:?}");
+        assert!(warnings[0].says("without shutdown"), "{warnings:?}");
     }
 
     let shut = client.ingestor(IngestorConfig::default()).unwrap();
     shut.shutdown(Duration::from_secs(1)).await;
     drop(shut);
-    assert_eq!(
-        warnings.lock().unwrap().len(),
-        1,
-        "no warning after a clean shutdown"
-    );
+    assert_eq!(warnings().len(), 1, "no warning after a clean shutdown");
 }
 
 #[tokio::test]

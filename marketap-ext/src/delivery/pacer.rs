@@ -576,6 +576,8 @@ mod tests {
         PLATEAU * 20.0
     }
 
+    use crate::recorded::Recorder;
+
     fn state(pacer: &Pacer) -> State {
         *lock(&pacer.state)
     }
@@ -758,48 +760,6 @@ mod tests {
         assert!(pacer.rate().unwrap() >= rate);
     }
 
-    /// Keeps the `rate` of each event on this thread whose message
-    /// contains `text`.
-    struct Rates {
-        text: &'static str,
-        seen: std::sync::Arc<Mutex<Vec<f64>>>,
-    }
-
-    impl tracing::Subscriber for Rates {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, event: &tracing::Event<'_>) {
-            struct Fields<'a>(&'a str, bool, Option<f64>);
-            impl tracing::field::Visit for Fields<'_> {
-                fn record_debug(
-                    &mut self,
-                    field: &tracing::field::Field,
-                    value: &dyn std::fmt::Debug,
-                ) {
-                    self.1 |= field.name() == "message" && format!("{value:?}").contains(self.0);
-                }
-                fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-                    if field.name() == "rate" {
-                        self.2 = Some(value);
-                    }
-                }
-            }
-            let mut fields = Fields(self.text, false, None);
-            event.record(&mut fields);
-            if let (true, Some(rate)) = (fields.1, fields.2) {
-                lock(&self.seen).push(rate);
-            }
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_rising_rate_is_a_debug_event_per_request_a_second_gained() {
         // With one dispatcher registered, tracing-core decides the interest
@@ -807,11 +767,8 @@ mod tests {
         // thread's default (none), and caches "never": a second one keeps
         // it from that shortcut.
         let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-        let seen = std::sync::Arc::default();
-        let _events = tracing::subscriber::set_default(Rates {
-            text: "more requests per second",
-            seen: std::sync::Arc::clone(&seen),
-        });
+        let recorder = Recorder::default();
+        let _events = tracing::subscriber::set_default(recorder.clone());
         let pacer = learned_at_20().await;
         // Past the hold, sending fast: the probe lifts the rate many times,
         // a little each time.
@@ -819,7 +776,18 @@ mod tests {
         let rate = pacer.rate().unwrap();
         assert!(rate > at_20() + 5.0, "the rate rose to {rate}");
         let mut reported = vec![at_20()];
-        reported.extend(lock(&seen).iter());
+        reported.extend(
+            recorder
+                .events()
+                .iter()
+                .filter(|event| event.says("more requests per second"))
+                .map(|event| {
+                    event
+                        .field("rate")
+                        .and_then(|rate| rate.parse::<f64>().ok())
+                })
+                .map(|rate| rate.expect("each event says its rate")),
+        );
         // Each event a whole request a second above the one before, and
         // none owed at the end.
         assert!(

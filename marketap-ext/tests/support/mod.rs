@@ -4,6 +4,8 @@
 //! a [`Reply`]; every request is recorded.
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod recorded;
+
 use std::{
     sync::{
         Arc, Mutex,
