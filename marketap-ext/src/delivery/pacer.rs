@@ -30,11 +30,10 @@
 //!   [`RISE`] times the old limit or more (both measured a second of
 //!   sending flat out); a shorter hold grows [`HOLD_GROWTH`] times after
 //!   each probe refused at about the old limit, up to [`HOLD_MAX`]; but
-//!   after a fall (a refusal while
-//!   holding that found less than [`DROP`] of the plateau) [`HOLD_FIRST`],
-//!   and never more than a third of the time since the fall
-//!   ([`AFTER_DROP`]): a limit that moved may move back, and is followed
-//!   within seconds;
+//!   after a fall (a refusal while holding that found less than [`DROP`]
+//!   of the plateau) [`HOLD_FIRST`], and never more than a third of the
+//!   time since the fall ([`AFTER_DROP`]): a limit that moved may move
+//!   back, and is followed within seconds;
 //! - a probe's rate rises within the second counted, and a fixed window
 //!   refuses only once its quota is spent, so a second counted across two
 //!   windows can hold up to twice the limit: a refused probe is also
