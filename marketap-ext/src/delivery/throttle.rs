@@ -3,14 +3,9 @@
 //! - [`Concurrency`], per delivery run: how many requests may be in flight.
 //!   It starts at one and grows by one per success (a slow start, as TCP
 //!   does), then adds one per window of successes up to `max_in_flight`
-//!   (additive increase); a 429 or 503 halves the requests that were on
-//!   the wire, never below one (multiplicative decrease), once per window
-//!   however many requests of that window were refused. It grows only
-//!   while it is used, as TCP's window validation has it (RFC 7661): never
-//!   past twice the most requests that were on the wire at once in slow
-//!   start, nor one past it after; a client that sends one request at a
-//!   time for an hour must not have earned a burst of sixteen. The number
-//!   that was refused becomes a
+//!   (additive increase); a 429 or 503 halves it, never below one
+//!   (multiplicative decrease), once per window however many requests of
+//!   that window were refused. The limit that was refused becomes a
 //!   ceiling, probed again only after a long run of successes, so a server
 //!   that allows three requests at once is not hit with a fourth every few
 //!   requests; after a probe refused beyond the most requests ever
@@ -153,9 +148,6 @@ struct Window {
     /// The most requests on the wire at once that the server holds: see
     /// [`Window::holds`].
     held: usize,
-    /// The most requests on the wire at once that were accepted: the
-    /// limit grows only while it is used.
-    used: usize,
     /// Acceptances and refusals per number of requests on the wire.
     accepted_at: Vec<u32>,
     refused_at: Vec<u32>,
@@ -205,7 +197,6 @@ impl Concurrency {
                 at_ceiling: 0,
                 probe_after: PROBE_AFTER_WINDOWS,
                 held: 0,
-                used: 0,
                 accepted_at: vec![0; max + 1],
                 refused_at: vec![0; max + 1],
                 epoch: 0,
@@ -259,7 +250,6 @@ impl Concurrency {
             window.held = level;
             window.probe_after = PROBE_AFTER_WINDOWS;
         }
-        window.used = window.used.max(level);
         let grew = window.grow();
         drop(window);
         if grew {
@@ -280,9 +270,7 @@ impl Concurrency {
             // Started before the last decrease: already accounted for.
             return crowded;
         }
-        // What the server refused is what was on the wire (TCP's
-        // FlightSize, RFC 5681), not a limit the client never reached.
-        let refused = level.clamp(1, window.limit);
+        let refused = window.limit;
         if crowded && !window.slow_start {
             // A probe above the ceiling, refused: the ceiling is confirmed,
             // and each refused probe costs the pause the server asks for.
@@ -319,17 +307,6 @@ impl Window {
     fn grow(&mut self) -> bool {
         self.successes += 1;
         if self.limit >= self.max {
-            return false;
-        }
-        let room = if self.slow_start {
-            self.used.saturating_mul(2)
-        } else {
-            self.used.saturating_add(1)
-        };
-        if self.limit >= room {
-            // A limit not reached says nothing about one more: a window
-            // counts from when it is.
-            self.successes = 0;
             return false;
         }
         let next = if self.slow_start {
@@ -613,20 +590,11 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    /// The limit after `successes` acceptances, each with as many
-    /// requests on the wire as the limit allowed.
     fn limit_after(concurrency: &Arc<Concurrency>, successes: usize, slot: &Slot) -> usize {
         for _ in 0..successes {
-            slot.level.store(concurrency.limit(), Relaxed);
             concurrency.succeeded(slot);
         }
         concurrency.limit()
-    }
-
-    /// `slot`'s attempt, with `level` requests on the wire, is throttled.
-    fn throttled_at(concurrency: &Concurrency, slot: &Slot, level: usize) -> bool {
-        slot.level.store(level, Relaxed);
-        concurrency.throttled(slot)
     }
 
     #[tokio::test]
@@ -650,16 +618,16 @@ mod tests {
         limit_after(&concurrency, 7, &first);
         assert_eq!(concurrency.limit(), 8);
         let second = concurrency.acquire().await;
-        throttled_at(&concurrency, &first, 8);
+        concurrency.throttled(&first);
         assert_eq!(concurrency.limit(), 4);
         // Started before the decrease: already accounted for.
-        throttled_at(&concurrency, &second, 8);
+        concurrency.throttled(&second);
         assert_eq!(concurrency.limit(), 4);
         drop((first, second));
         for expected in [2, 1, 1] {
             let slot = concurrency.acquire().await;
-            throttled_at(&concurrency, &slot, 8);
-            assert_eq!(concurrency.limit(), expected, "never more than the limit");
+            concurrency.throttled(&slot);
+            assert_eq!(concurrency.limit(), expected);
         }
     }
 
@@ -669,7 +637,7 @@ mod tests {
         let slot = concurrency.acquire().await;
         limit_after(&concurrency, 3, &slot);
         assert_eq!(concurrency.limit(), 4);
-        throttled_at(&concurrency, &slot, 4);
+        concurrency.throttled(&slot);
         drop(slot);
         let slot = concurrency.acquire().await;
         assert_eq!(concurrency.limit(), 2);
@@ -683,47 +651,6 @@ mod tests {
         );
         // ...then probes one above.
         assert_eq!(limit_after(&concurrency, 3, &slot), 4);
-    }
-
-    #[tokio::test]
-    async fn the_limit_grows_only_while_it_is_used() {
-        let concurrency = Concurrency::new(16);
-        let slot = concurrency.acquire().await;
-        // One request at a time, for as long as it takes: slow start stops
-        // at twice that.
-        accepted_at(&concurrency, &slot, 1, 100);
-        assert_eq!(concurrency.limit(), 2);
-        accepted_at(&concurrency, &slot, 3, 100);
-        assert_eq!(concurrency.limit(), 6);
-        // After a refusal, never more than one past the most on the wire.
-        assert!(throttled_at(&concurrency, &slot, 6), "6 never accepted");
-        assert_eq!(concurrency.limit(), 3);
-        accepted_at(&concurrency, &slot, 3, 100);
-        assert_eq!(concurrency.limit(), 4, "never more than 3 on the wire");
-        accepted_at(&concurrency, &slot, 4, 3);
-        assert_eq!(concurrency.limit(), 4, "a window is 4 successes");
-        accepted_at(&concurrency, &slot, 4, 1);
-        assert_eq!(concurrency.limit(), 5, "the ceiling: 6 was refused");
-        // Windows that never reached the ceiling do not count toward a
-        // probe above it.
-        accepted_at(&concurrency, &slot, 4, 100);
-        assert_eq!(concurrency.limit(), 5);
-        accepted_at(&concurrency, &slot, 5, 5 * PROBE_AFTER_WINDOWS as u32 - 1);
-        assert_eq!(concurrency.limit(), 5);
-        accepted_at(&concurrency, &slot, 5, 1);
-        assert_eq!(concurrency.limit(), 6, "a probe, once the ceiling was used");
-    }
-
-    #[tokio::test]
-    async fn a_refusal_halves_what_was_on_the_wire_not_an_unused_limit() {
-        let concurrency = Concurrency::new(16);
-        let slot = concurrency.acquire().await;
-        accepted_at(&concurrency, &slot, 8, 20);
-        assert_eq!(concurrency.limit(), 16);
-        // Refused with 5 on the wire: 5 is too many, whatever the limit.
-        throttled_at(&concurrency, &slot, 5);
-        let window = lock(&concurrency.window);
-        assert_eq!((window.limit, window.ceiling), (2, 4));
     }
 
     /// `n` attempts in `slot` with `level` requests on the wire, accepted.
@@ -830,7 +757,6 @@ mod tests {
             let concurrency = concurrency.clone();
             async move { concurrency.acquire().await }
         });
-        slot.level.store(1, Relaxed);
         concurrency.succeeded(&slot);
         tokio::time::timeout(Duration::from_secs(5), next)
             .await
