@@ -145,12 +145,14 @@ async fn a_backfill_slows_to_a_hidden_rate_and_concurrency_limit() {
     let allowed = Duration::from_secs_f64((batches as f64 - hidden.per_second) / hidden.per_second);
     println!(
         "{N} events in {batches} requests: {elapsed:.2?} against {allowed:.2?} the hidden limit allows \
-         ({:.2}x); {} answered 429 of {} ({:.1}%), {first_round} of them before the first pause \
-         ended; {:.2?} spent waiting",
+         ({:.2}x); {} answered 429 of {} ({:.1}%), {first_round} before the first pause ended and \
+         {} of {} after it; {:.2?} spent waiting",
         elapsed.as_secs_f64() / allowed.as_secs_f64(),
         seen.too_many,
         seen.requests,
         share * 100.0,
+        seen.too_many_after_first_pause,
+        seen.requests_after_first_pause,
         report.throttle_wait
     );
 }
