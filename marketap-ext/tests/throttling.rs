@@ -130,14 +130,14 @@ async fn a_backfill_slows_to_a_hidden_rate_and_concurrency_limit() {
         "{first_round} refused before the first pause ended"
     );
     // From then on, the client paces itself: few refusals.
-    let share =
+    let share_after =
         seen.too_many_after_first_pause as f64 / seen.requests_after_first_pause.max(1) as f64;
     assert!(
-        share < 0.15,
+        share_after < 0.15,
         "{} of {} requests after the first pause answered 429 ({:.0}%)",
         seen.too_many_after_first_pause,
         seen.requests_after_first_pause,
-        share * 100.0
+        share_after * 100.0
     );
     assert_eq!(report.throttled, seen.too_many);
     let share = seen.too_many as f64 / seen.requests as f64;

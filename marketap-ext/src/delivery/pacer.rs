@@ -537,6 +537,7 @@ fn interval(rate: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recorded::Recorder;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-6
@@ -574,8 +575,6 @@ mod tests {
     fn at_20() -> f64 {
         PLATEAU * 20.0
     }
-
-    use crate::recorded::Recorder;
 
     fn state(pacer: &Pacer) -> State {
         *lock(&pacer.state)
@@ -781,11 +780,9 @@ mod tests {
                 .iter()
                 .filter(|event| event.says("more requests per second"))
                 .map(|event| {
-                    event
-                        .field("rate")
-                        .and_then(|rate| rate.parse::<f64>().ok())
-                })
-                .map(|rate| rate.expect("each event says its rate")),
+                    let rate = event.field("rate").expect("each event says its rate");
+                    rate.parse::<f64>().expect("a number")
+                }),
         );
         // Each event a whole request a second above the one before, and
         // none owed at the end.

@@ -343,11 +343,12 @@ impl Intake {
     /// when a flush was asked for.
     pub(super) fn take(&self, partials: Partials) -> Taken {
         let mut state = self.lock();
-        let waiting = self.waiting.load(Relaxed) > 0;
         let all = match partials {
             Partials::All => true,
             Partials::IfStarved => state.starved && state.full.is_empty(),
-            Partials::IfWaiting => (state.starved || waiting) && state.full.is_empty(),
+            Partials::IfWaiting => {
+                (state.starved || self.waiting.load(Relaxed) > 0) && state.full.is_empty()
+            }
             Partials::None => false,
         } || !state.flush_waiters.is_empty();
         if all {
