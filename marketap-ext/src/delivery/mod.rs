@@ -222,9 +222,8 @@ impl Delivery {
         if let Some(error) = invalid_count::<T>(items.len()) {
             return Err(unsent(items, error.into()));
         }
-        let bytes = body_bytes(&items);
         let max = self.max_bytes::<T>();
-        if bytes > max {
+        if let Some(bytes) = body_over(&items, max) {
             return Err(unsent(items, too_large::<T>(bytes, max)));
         }
         let Some(slot) = self.slot().await else {
@@ -332,8 +331,28 @@ fn envelope_bytes<T: Wire>() -> usize {
 
 /// The bytes of a bulk body holding `items`: `{"<field>":[a,b,...]}`.
 fn body_bytes<T: Wire>(items: &[T]) -> usize {
+    body_len(items, T::wire_bytes)
+}
+
+/// At least [`body_bytes`], from the items' bounds: no counting.
+fn body_bound<T: Wire>(items: &[T]) -> usize {
+    body_len(items, T::wire_bound)
+}
+
+/// A bulk body's length, given each item's by `item_len`.
+fn body_len<T: Wire>(items: &[T], item_len: impl Fn(&T) -> usize) -> usize {
     let commas = items.len().saturating_sub(1);
-    envelope_bytes::<T>() + commas + items.iter().map(T::wire_bytes).sum::<usize>()
+    envelope_bytes::<T>() + commas + items.iter().map(item_len).sum::<usize>()
+}
+
+/// Whether the bulk body of `items` is within `max_bytes`, or its length
+/// when it is not: settled by the items' bounds when they fit, the usual
+/// case, and counted only when they do not.
+fn body_over<T: Wire>(items: &[T], max_bytes: usize) -> Option<usize> {
+    if body_bound(items) <= max_bytes {
+        return None;
+    }
+    Some(body_bytes(items)).filter(|&bytes| bytes > max_bytes)
 }
 
 /// `items` cut into runs of consecutive items whose bodies fit in
@@ -341,9 +360,10 @@ fn body_bytes<T: Wire>(items: &[T]) -> usize {
 /// not fit alone is handed back on its own, with a validation error.
 fn cut_by_bytes<T: Wire>(items: Vec<T>, max_bytes: usize) -> Vec<Run<T>> {
     let envelope = envelope_bytes::<T>();
-    if body_bytes(&items) <= max_bytes {
+    if body_bound(&items) <= max_bytes {
         return vec![(0, Ok(items))];
     }
+    // Each item counted once: the runs below are cut by exact lengths.
     let mut pieces = Vec::new();
     let mut current: Vec<T> = Vec::new();
     let mut current_bytes = envelope;
@@ -494,6 +514,23 @@ mod tests {
             }
             assert_eq!(next, 40, "round {round}: every item is in a run");
         }
+    }
+
+    /// Bounds settle most bodies without counting, but never refuse or
+    /// cut one whose real length fits.
+    #[test]
+    fn a_body_over_its_bound_but_within_the_limit_goes_whole() {
+        // Each pad string is bounded by six bytes per byte.
+        let items: Vec<Event> = (0..4).map(|i| event(i, 100)).collect();
+        let exact = real_bytes(items.clone());
+        assert!(body_bound(&items) > exact + 4 * 400);
+        assert_eq!(body_bytes(&items), exact);
+        assert_eq!(body_over(&items, exact), None);
+        assert_eq!(body_over(&items, exact - 1), Some(exact));
+        let runs = cut_by_bytes(items.clone(), exact);
+        assert!(matches!(&runs[..], [(0, Ok(run))] if run.len() == 4));
+        let runs = cut_by_bytes(items, exact - 1);
+        assert_eq!(runs.len(), 2, "cut by the real length, not the bound");
     }
 
     #[test]

@@ -68,8 +68,8 @@ fn prepared<T: Item>(shared: &Shared, item: T) -> Result<(T, Vec<u8>), EnqueueEr
     if let Some(closed) = shared.intake.closed() {
         return Err(closed.refuse(item));
     }
-    // Its exact length is known from when it was built: one allocation.
-    let mut body = Vec::with_capacity(item.wire_bytes());
+    // At most its bound, known from when it was built: one allocation.
+    let mut body = Vec::with_capacity(item.wire_bound());
     match serde_json::to_writer(&mut body, &item) {
         Ok(()) => Ok((item, body)),
         Err(error) => {

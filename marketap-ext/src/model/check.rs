@@ -1,15 +1,16 @@
 //! One pass over a finished item's `properties`: how deeply they nest
 //! ([`MAX_DEPTH`]), their reserved names and types ([`crate::model::reserved`])
-//! and their length as JSON, counted as serde_json would write it without
-//! writing it. NaN and infinity need no look here: a `serde_json::Value`
+//! and a bound of their length as JSON: exact, as serde_json would write it
+//! without writing it, but for the values typed setters counted. NaN and infinity need no look here: a `serde_json::Value`
 //! cannot hold them, and the setters refuse them on the way in. Valid input
 //! allocates nothing: paths and echoes are made only for an error.
 //!
 //! A value that a typed setter put in is [`Known`]: a list of
 //! [`Product`](crate::Product)s (`mkt_items`, `mkt_cart`, `mkt_wish_list`)
 //! or a plain value of its reserved name's type (`mkt_order_id`,
-//! `mkt_revenue`, a member's `mkt_email`, ...). Its length was counted as
-//! it was built, and every name and value in it is one the reserved check
+//! `mkt_revenue`, a member's `mkt_email`, ...). A bound of its length was
+//! counted as it was built, without reading its strings
+//! ([`crate::model::properties::value_bound`]), and every name and value in it is one the reserved check
 //! passes, so the walk takes the length and does not look inside.
 
 use serde_json::{Map, Value};
@@ -21,8 +22,8 @@ use crate::{
     model::taxonomy::Scope,
 };
 
-/// The top-level properties that a typed setter wrote, each with its
-/// value's length as JSON. What such a value holds passes every check of
+/// The top-level properties that a typed setter wrote, each with a bound
+/// of its value's length as JSON. What such a value holds passes every check of
 /// the walk by construction: a reserved name of the builder's scope with a
 /// value of its type (a list of products: objects of item fields of their
 /// types, three levels deep), numbers finite (a non-finite one was refused
@@ -46,8 +47,8 @@ impl Known {
         len: 0,
     };
 
-    /// Records that `name` holds a value a typed setter made, `bytes` long
-    /// as JSON.
+    /// Records that `name` holds a value a typed setter made, at most
+    /// `bytes` long as JSON.
     pub(crate) fn insert(&mut self, name: &'static str, bytes: usize) {
         self.forget(name);
         if let Some(slot) = self.values.get_mut(self.len) {
@@ -72,7 +73,7 @@ impl Known {
         self.len = 0;
     }
 
-    /// The length of `name`'s value, if it is known.
+    /// The bound of `name`'s value's length, if it is known.
     fn get(&self, name: &str) -> Option<usize> {
         self.values[..self.len]
             .iter()
@@ -84,7 +85,8 @@ impl Known {
 /// What the walk over valid-enough `properties` found.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Walked {
-    /// The length of the properties object as JSON, in bytes.
+    /// At least the length of the properties object as JSON, in bytes:
+    /// exact but for the [`Known`] values' bounds.
     pub(crate) bytes: usize,
     /// The first reserved-name problem, in the order the walk met it.
     pub(crate) reserved: Option<ValidationError>,
@@ -143,7 +145,7 @@ impl Walk {
         let mut members = 0;
         for (key, value) in object {
             if let Some(bytes) = known.get(key) {
-                debug_assert_eq!(bytes, crate::model::properties::json_len(value), "{key}");
+                debug_assert!(bytes >= crate::model::properties::json_len(value), "{key}");
                 // A name of the taxonomy: nothing in it is escaped.
                 debug_assert_eq!(str_len(key), key.len() + 2, "{key}");
                 members += key.len() + r#""":"#.len() + bytes;
@@ -514,10 +516,29 @@ mod tests {
             .items([item(), item()])
             .build()
             .unwrap();
-        assert_eq!(
-            event.wire_bytes(),
-            serde_json::to_vec(&event).unwrap().len()
-        );
+        within_bounds(event.wire_bound(), &serde_json::to_vec(&event).unwrap()).unwrap();
+    }
+
+    /// `bound` is at least the length of `json`, and at most six times it
+    /// (a string is bounded by six bytes per byte, a float by 24 bytes,
+    /// which is at most eight times the three of `0.0`).
+    fn within_bounds(bound: usize, json: &[u8]) -> Result<(), TestCaseError> {
+        prop_assert!(bound >= json.len(), "{bound} < {}", json.len());
+        prop_assert!(bound <= 8 * json.len(), "{bound} > 8 × {}", json.len());
+        Ok(())
+    }
+
+    /// A string, an integer, a finite float, a bool or null.
+    fn plain_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            text().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |x| x.is_finite())
+                .prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            Just(Value::Null),
+        ]
     }
 
     proptest! {
@@ -538,7 +559,7 @@ mod tests {
                 .skip_reserved_check()
                 .build()
                 .unwrap();
-            prop_assert_eq!(event.wire_bytes(), serde_json::to_vec(&event).unwrap().len());
+            within_bounds(event.wire_bound(), &serde_json::to_vec(&event).unwrap())?;
 
             let products = || (0..count).map(|_| product(&texts, price, quantity, again));
             let profile = crate::UserProfile::builder(user_id)
@@ -549,7 +570,7 @@ mod tests {
                 .skip_reserved_check()
                 .build()
                 .unwrap();
-            prop_assert_eq!(profile.wire_bytes(), serde_json::to_vec(&profile).unwrap().len());
+            within_bounds(profile.wire_bound(), &serde_json::to_vec(&profile).unwrap())?;
         }
 
         /// Every typed member setter counts its value as it sets it: more
@@ -585,11 +606,11 @@ mod tests {
                 builder = builder.skip_reserved_check();
             }
             let profile = builder.build().unwrap();
-            prop_assert_eq!(profile.wire_bytes(), serde_json::to_vec(&profile).unwrap().len());
+            within_bounds(profile.wire_bound(), &serde_json::to_vec(&profile).unwrap())?;
             let order = crate::Event::purchase("u", texts[4].clone(), prices[0], [])
                 .build()
                 .unwrap();
-            prop_assert_eq!(order.wire_bytes(), serde_json::to_vec(&order).unwrap().len());
+            within_bounds(order.wire_bound(), &serde_json::to_vec(&order).unwrap())?;
         }
 
         #[test]
@@ -610,7 +631,10 @@ mod tests {
                 }),
             };
             let event = crate::EventBuilder::from(raw).skip_reserved_check().build().unwrap();
-            prop_assert_eq!(event.wire_bytes(), serde_json::to_vec(&event).unwrap().len());
+            // Walked: counted exactly.
+            let json = serde_json::to_vec(&event).unwrap();
+            prop_assert_eq!(event.wire_bound(), json.len());
+            prop_assert_eq!(event.wire_bytes(), json.len());
         }
 
         #[test]
@@ -626,7 +650,43 @@ mod tests {
                 .skip_reserved_check()
                 .build()
                 .unwrap();
-            prop_assert_eq!(profile.wire_bytes(), serde_json::to_vec(&profile).unwrap().len());
+            let json = serde_json::to_vec(&profile).unwrap();
+            prop_assert_eq!(profile.wire_bound(), json.len());
+            prop_assert_eq!(profile.wire_bytes(), json.len());
+        }
+
+        /// Plain values set by `property` under names that are not
+        /// reserved are counted as they are set (no walk in `build()`):
+        /// each string by its bound, everything else exactly.
+        #[test]
+        fn plain_properties_are_bounded_as_they_are_set(
+            values in prop::collection::btree_map(
+                text().prop_map(|key| format!("k{key}")),
+                plain_value(),
+                0..8,
+            ),
+            again in any::<bool>(),
+        ) {
+            let mut builder = crate::Event::builder("u", "e");
+            for (key, value) in &values {
+                builder = builder.property(key, value);
+                if again {
+                    // Set twice: the first is taken off (here by walking).
+                    builder = builder.property(key, value);
+                }
+            }
+            let event = builder.build().unwrap();
+            let json = serde_json::to_vec(&event).unwrap();
+            within_bounds(event.wire_bound(), &json)?;
+            use crate::model::properties::{json_len, text_bound, value_bound};
+            let extra: usize = values
+                .iter()
+                .filter(|_| !again)
+                .map(|(key, value)| {
+                    text_bound(key) - str_len(key) + value_bound(value) - json_len(value)
+                })
+                .sum();
+            prop_assert_eq!(event.wire_bound(), json.len() + extra);
         }
 
         #[test]

@@ -19,15 +19,16 @@ use crate::{
 /// The reserved fields set on a product or coupon, as the JSON object they
 /// go on the wire as: each setter moves its value in, so putting a product
 /// into an event moves the object, never copies it. Setting a field again
-/// replaces its value. The object's length as JSON is counted as it is
-/// built, so a list of products goes into an event already counted
-/// (`check::Known`).
+/// replaces its value. A bound of the object's length as JSON is counted
+/// as it is built, without reading its strings
+/// ([`properties::value_bound`]), so a list of products goes into an event
+/// already counted (`check::Known`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(transparent)]
 struct Fields {
     object: Map<String, Value>,
-    /// The length as JSON of the members of `object` (`"name":value`),
-    /// added up: without the braces and commas.
+    /// A bound of the length as JSON of the members of `object`
+    /// (`"name":value`), added up: without the braces and commas.
     #[serde(skip)]
     members: usize,
     /// Fields set to NaN or infinity (null in `object`): refused when the
@@ -38,8 +39,10 @@ struct Fields {
 }
 
 impl Fields {
-    /// Sets `name` to `value`, `bytes` long as JSON.
+    /// Sets `name` to `value`, whose bound is `bytes`
+    /// ([`properties::value_bound`], known to each setter by its type).
     fn set(&mut self, name: &'static str, value: Value, bytes: usize) {
+        debug_assert_eq!(bytes, properties::value_bound(&value), "{name}");
         if !self.non_finite.is_empty() {
             self.non_finite.retain(|(set, _)| *set != name);
         }
@@ -47,18 +50,18 @@ impl Fields {
         let member = name.len() + r#""":"#.len();
         self.members += member + bytes;
         if let Some(replaced) = self.object.insert(name.to_owned(), value) {
-            self.members -= member + properties::json_len(&replaced);
+            self.members -= member + properties::value_bound(&replaced);
         }
     }
 
     fn set_text(&mut self, name: &'static str, text: String) {
-        let bytes = properties::str_len(&text);
+        let bytes = properties::text_bound(&text);
         self.set(name, Value::String(text), bytes);
     }
 
     fn set_number(&mut self, name: &'static str, number: f64) {
         match serde_json::Number::from_f64(number) {
-            Some(json) => self.set(name, Value::Number(json), properties::float_len(number)),
+            Some(json) => self.set(name, Value::Number(json), properties::float_bound(number)),
             None => {
                 self.set(name, Value::Null, "null".len());
                 self.non_finite.push((name, number));
@@ -77,8 +80,8 @@ impl Fields {
         self.set(name, Value::Bool(value), bytes);
     }
 
-    /// The list of `fields` as the JSON array under `key`, moved, with its
-    /// length as JSON; the first non-finite number is
+    /// The list of `fields` as the JSON array under `key`, moved, with a
+    /// bound of its length as JSON; the first non-finite number is
     /// [`ValidationError::NonFiniteNumber`] naming its path
     /// (`properties.mkt_items[1].mkt_product_price`).
     fn list(
@@ -336,9 +339,10 @@ impl Event {
     }
 }
 
-/// A typed setter's text, moved in as a JSON string, with its length as JSON.
+/// A typed setter's text, moved in as a JSON string, with a bound of its
+/// length as JSON.
 fn known_text(text: String) -> Result<(Value, usize), ValidationError> {
-    let bytes = properties::str_len(&text);
+    let bytes = properties::text_bound(&text);
     Ok((Value::String(text), bytes))
 }
 
@@ -348,11 +352,11 @@ fn known_bool(on: bool) -> Result<(Value, usize), ValidationError> {
     Ok((Value::Bool(on), bytes))
 }
 
-/// A typed setter's number for the property `name` as JSON, with its
-/// length; NaN or infinity is [`ValidationError::NonFiniteNumber`].
+/// A typed setter's number for the property `name` as JSON, with a bound
+/// of its length; NaN or infinity is [`ValidationError::NonFiniteNumber`].
 fn known_number(name: &'static str, number: f64) -> Result<(Value, usize), ValidationError> {
     let json = properties::number(format_args!("properties.{name}"), number)?;
-    Ok((json, properties::float_len(number)))
+    Ok((json, properties::float_bound(number)))
 }
 
 /// The typed event properties of [`crate::taxonomy::event_property`].
@@ -488,6 +492,23 @@ impl UserProfileBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A product's strings are bounded as if every byte were escaped (six
+    /// bytes each), its float price by 24; the rest is counted exactly.
+    /// Replacing a field takes off what it added.
+    #[test]
+    fn a_product_is_bounded_without_reading_its_strings() {
+        let event = |product: Product| {
+            let event = Event::builder("u", "e").items([product]).build().unwrap();
+            let exact = serde_json::to_vec(&event).unwrap().len();
+            (event.wire_bound(), exact)
+        };
+        let (bound, exact) = event(Product::new("p\"\n").quantity(12).price(1000.0));
+        // `"p\"\n"`: 7 bytes as JSON, bounded by 2 + 6 × 3.
+        assert_eq!(bound, exact - 7 + 20);
+        let (bound, exact) = event(Product::new("x").name("long name").name("n").price(0.5));
+        assert_eq!(bound, exact + 5 + 5 + (24 - 3));
+    }
 
     #[test]
     fn setting_a_field_again_replaces_it() {

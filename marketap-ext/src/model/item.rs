@@ -24,28 +24,59 @@ use crate::{
     model::check,
     model::properties,
     model::reserved,
-    model::taxonomy::Scope,
+    model::taxonomy::{Scope, is_reserved},
     model::timestamp::{IntoTimestamp, Timestamp, check_wire},
 };
 
-/// `from_checked` and `wire_bytes` of an item that wraps a wire value `raw`
-/// with its length as JSON, `bytes`: the same for every such item.
+/// `from_checked`, `wire_bound`, `wire_bytes` and `PartialEq` of an item
+/// that wraps a wire value `raw` with a bound of its length as JSON,
+/// `bound`: the same for every such item.
 macro_rules! checked_wrapper {
     ($item:ident, $raw:ty) => {
         impl $item {
             /// Wraps a wire value that was validated before (it came out of
             /// an item of this kind).
             pub(crate) fn from_checked(raw: $raw) -> Self {
-                let bytes = properties::json_len(&raw);
-                Self { raw, bytes }
+                let bound = properties::json_len(&raw);
+                Self { raw, bound }
             }
 
-            /// Its length as JSON, in bytes.
+            /// At least its length as JSON, in bytes, without counting: what
+            /// the builder counted (a typed setter's strings as if every
+            /// byte were escaped). Most requests are settled by bounds.
+            pub(crate) fn wire_bound(&self) -> usize {
+                self.bound
+            }
+
+            /// Its length as JSON, in bytes: counted, for when a bound does
+            /// not settle a limit.
             pub(crate) fn wire_bytes(&self) -> usize {
-                self.bytes
+                properties::json_len(self)
+            }
+        }
+
+        /// Items are equal when their wire values are (however their
+        /// lengths were bounded).
+        impl PartialEq for $item {
+            fn eq(&self, other: &Self) -> bool {
+                self.raw == other.raw
             }
         }
     };
+}
+
+/// `bound` if it is within [`crate::MAX_ITEM_BYTES`]; else the item's
+/// length as JSON counted by `exact`, which must be within it too, or
+/// [`ValidationError::TooLarge`] naming `field`.
+fn check_bound(
+    field: &str,
+    bound: usize,
+    exact: impl FnOnce() -> usize,
+) -> Result<usize, ValidationError> {
+    if bound <= crate::MAX_ITEM_BYTES {
+        return Ok(bound);
+    }
+    properties::check_size(field, exact())
 }
 
 /// `property`, `properties` and `skip_reserved_check` for a builder whose
@@ -71,8 +102,15 @@ macro_rules! property_setters {
         #[inline]
         pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
             let key = key.into();
-            self.known.forget(&key);
-            insert_property(&mut self.raw.properties, &mut self.error, key, &value);
+            // Typed setters write reserved names only.
+            if is_reserved(&key) {
+                self.known.forget(&key);
+            }
+            let member = insert_property(&mut self.raw.properties, &mut self.error, key, &value);
+            self.counted = self
+                .counted
+                .zip(member)
+                .map(|(counted, member)| counted + member);
             self
         }
 
@@ -88,8 +126,14 @@ macro_rules! property_setters {
             if self.error.is_none() {
                 match list {
                     Ok((list, bytes)) => {
-                        self.raw.properties.insert(key.to_owned(), list);
+                        let replaced = self.raw.properties.insert(key.to_owned(), list);
                         self.known.insert(key, bytes);
+                        // A reserved name: nothing in it is escaped.
+                        let member = key.len() + r#""":"#.len() + bytes;
+                        self.counted = self
+                            .counted
+                            .filter(|_| replaced.is_none())
+                            .map(|counted| counted + member);
                     }
                     Err(error) => self.error = Some(Box::new(error)),
                 }
@@ -101,10 +145,36 @@ macro_rules! property_setters {
         /// object (a struct, a map, or `serde_json::json!({...})`).
         pub fn properties(mut self, properties: impl Serialize) -> Self {
             self.known.clear();
+            self.counted = None;
             merge_properties(&mut self.raw.properties, &mut self.error, &properties);
             self
         }
     };
+}
+
+/// A bound of the members (`"key":value`) of a builder's properties,
+/// added up, while every one of them is known to pass the walk of
+/// `build()` as it was set: a typed setter's value ([`check::Known`]) or a
+/// plain value under a name that is not reserved. `None` once anything
+/// else was set (or the builder started from a wire value): `build()`
+/// walks the properties.
+type Counted = Option<usize>;
+
+/// What `build()` needs of the properties: with every member `counted`,
+/// their bound at once; else [`check::walk`].
+fn walk(
+    properties: &Map<String, Value>,
+    counted: Counted,
+    scope: Option<Scope>,
+    known: &check::Known,
+) -> Result<check::Walked, ValidationError> {
+    match counted {
+        Some(members) => Ok(check::Walked {
+            bytes: properties::compound_len(properties.len(), members),
+            reserved: None,
+        }),
+        None => check::walk(properties, scope, known),
+    }
 }
 
 /// The first problem a setter found, for `build()` to return: boxed, so
@@ -113,24 +183,34 @@ macro_rules! property_setters {
 type FirstError = Option<Box<ValidationError>>;
 
 /// Adds a property to `map`, or remembers the first error for `build()`.
+/// A plain value under a name that is not reserved passes every check of
+/// `build()`'s walk as it is set: the bound of its member's length
+/// (`"key":value`) comes back, so the walk is not needed for it. Anything
+/// else (an array or object, a reserved name, a name set before) is
+/// `None`: `build()` walks.
 fn insert_property(
     map: &mut Map<String, Value>,
     error: &mut FirstError,
     key: String,
     value: &(impl Serialize + ?Sized),
-) {
+) -> Option<usize> {
     if error.is_some() {
-        return;
+        return None;
     }
     if key.is_empty() {
         *error = Some(Box::new(ValidationError::empty("property name", &key)));
-        return;
+        return None;
     }
     match properties::to_value(format_args!("properties.{key}"), value) {
         Ok(value) => {
-            map.insert(key, value);
+            let member = (!value.is_array() && !value.is_object() && !is_reserved(&key))
+                .then(|| properties::text_bound(&key) + 1 + properties::value_bound(&value));
+            map.insert(key, value).map_or(member, |_| None)
         }
-        Err(e) => *error = Some(Box::new(e)),
+        Err(e) => {
+            *error = Some(Box::new(e));
+            None
+        }
     }
 }
 
@@ -232,11 +312,11 @@ fn timestamp_of(value: impl IntoTimestamp, error: &mut FirstError) -> Option<Tim
 /// assert_eq!(event.timestamp().unwrap().to_string(), "2025-01-16T20:39:22Z");
 /// # Ok::<(), marketap_ext::ValidationError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Event {
     raw: types::CreateEventReq,
-    /// Its length as JSON, for cutting requests by bytes.
-    bytes: usize,
+    /// At least its length as JSON, for cutting requests by bytes.
+    bound: usize,
 }
 
 /// The generated `CreateEventReq`'s JSON, byte for byte (a test checks it),
@@ -278,6 +358,7 @@ pub struct EventBuilder {
     error: FirstError,
     reserved_check: bool,
     known: check::Known,
+    counted: Counted,
     /// Whether `raw.timestamp` came from a [`Timestamp`], which the wire
     /// can carry by construction; one given in the wire type is checked in
     /// `build()`.
@@ -295,6 +376,7 @@ impl From<types::CreateEventReq> for EventBuilder {
             error: None,
             reserved_check: true,
             known: check::Known::default(),
+            counted: None,
             timestamp_checked: false,
         }
     }
@@ -315,6 +397,7 @@ impl Event {
             error: None,
             reserved_check: true,
             known: check::Known::default(),
+            counted: Some(0),
             timestamp_checked: false,
         }
     }
@@ -394,17 +477,18 @@ impl EventBuilder {
             })?;
         }
         let scope = self.reserved_check.then_some(Scope::EventProperty);
-        let walked = check::walk(&self.raw.properties, scope, &self.known)?;
+        let walked = walk(&self.raw.properties, self.counted, scope, &self.known)?;
         if self.reserved_check {
             reserved::check_event_name(&self.raw.event_name)?;
         }
         if let Some(error) = walked.reserved {
             return Err(error);
         }
-        let bytes = properties::check_size("event", event_len(&self.raw, ids_bytes, walked.bytes))?;
+        let bound = event_len(&self.raw, ids_bytes, walked.bytes);
+        let bound = check_bound("event", bound, || properties::json_len(&self.raw))?;
         Ok(Event {
             raw: self.raw,
-            bytes,
+            bound,
         })
     }
 }
@@ -423,13 +507,13 @@ impl EventBuilder {
 /// assert_eq!(profile.properties().len(), 2);
 /// # Ok::<(), marketap_ext::ValidationError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct UserProfile {
     raw: types::BulkUserProfile,
-    /// Its length as JSON, for cutting requests by bytes.
+    /// At least its length as JSON, for cutting requests by bytes.
     #[serde(skip)]
-    bytes: usize,
+    bound: usize,
 }
 
 /// Builds a [`UserProfile`]; errors surface in [`build`](Self::build).
@@ -440,6 +524,7 @@ pub struct UserProfileBuilder {
     error: FirstError,
     reserved_check: bool,
     known: check::Known,
+    counted: Counted,
 }
 
 /// Starts from a profile in the wire type, so that the builder's switches
@@ -453,6 +538,7 @@ impl From<types::BulkUserProfile> for UserProfileBuilder {
             error: None,
             reserved_check: true,
             known: check::Known::default(),
+            counted: None,
         }
     }
 }
@@ -470,6 +556,7 @@ impl UserProfile {
             error: None,
             reserved_check: true,
             known: check::Known::default(),
+            counted: Some(0),
         }
     }
 
@@ -506,6 +593,7 @@ impl UserProfileBuilder {
             match value {
                 Ok(value) => {
                     self.known.forget(key);
+                    self.counted = None;
                     self.raw.properties.insert(key.to_owned(), value);
                 }
                 Err(error) => self.error = Some(Box::new(error)),
@@ -521,14 +609,15 @@ impl UserProfileBuilder {
         }
         let user_id_bytes = id_len("user_id", &self.raw.user_id)?;
         let scope = self.reserved_check.then_some(Scope::UserProperty);
-        let walked = check::walk(&self.raw.properties, scope, &self.known)?;
+        let walked = walk(&self.raw.properties, self.counted, scope, &self.known)?;
         if let Some(error) = walked.reserved {
             return Err(error);
         }
-        let bytes = properties::check_size("profile", profile_len(user_id_bytes, walked.bytes))?;
+        let bound = profile_len(user_id_bytes, walked.bytes);
+        let bound = check_bound("profile", bound, || properties::json_len(&self.raw))?;
         Ok(UserProfile {
             raw: self.raw,
-            bytes,
+            bound,
         })
     }
 }
@@ -579,13 +668,13 @@ impl std::fmt::Display for Platform {
 /// assert_eq!(device.platform(), "ANDROID");
 /// # Ok::<(), marketap_ext::ValidationError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct Device {
     raw: types::UpdateDeviceProfileReq,
-    /// Its length as JSON, for cutting requests by bytes.
+    /// Its length as JSON, for cutting requests by bytes (exact).
     #[serde(skip)]
-    bytes: usize,
+    bound: usize,
 }
 
 /// Builds a [`Device`]; errors surface in [`build`](Self::build).
@@ -677,10 +766,10 @@ impl DeviceBuilder {
                 source,
             })?;
         }
-        let bytes = properties::check_size("device", properties::json_len(&self.raw))?;
+        let bound = properties::check_size("device", properties::json_len(&self.raw))?;
         Ok(Device {
             raw: self.raw,
-            bytes,
+            bound,
         })
     }
 }

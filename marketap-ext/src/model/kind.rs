@@ -111,6 +111,11 @@ pub(crate) mod sealed {
         ) -> impl Future<Output = ApiResult> + Send + 'a;
         /// The item's length as JSON in a request body, in bytes.
         fn wire_bytes(&self) -> usize;
+        /// At least [`wire_bytes`](Self::wire_bytes), known without
+        /// counting: most requests fit by their items' bounds alone.
+        fn wire_bound(&self) -> usize {
+            self.wire_bytes()
+        }
     }
 
     /// The kind-specific part of [`Item`](super::Item).
@@ -188,6 +193,10 @@ macro_rules! bulk_kind {
 
             fn wire_bytes(&self) -> usize {
                 $item::wire_bytes(self)
+            }
+
+            fn wire_bound(&self) -> usize {
+                $item::wire_bound(self)
             }
         }
 

@@ -120,6 +120,44 @@ pub(crate) fn float_len(float: f64) -> usize {
     zmij::Buffer::new().format_finite(float).len()
 }
 
+/// The most bytes serde_json writes for a string of `text`'s length: two
+/// quotes and six per byte (a control character as `\u00XX`). Counted
+/// without reading the text: a typed setter's strings are bounded so, and
+/// the exact length is counted only when a bound does not settle a limit.
+pub(crate) fn text_bound(text: &str) -> usize {
+    2 + 6 * text.len()
+}
+
+/// The most bytes serde_json writes for a finite `float`: a whole number
+/// below 10^15 exactly (its digits and `.0`, cheap to count), any other
+/// at most 24 (`-2.2250738585072014e-308`).
+pub(crate) fn float_bound(float: f64) -> usize {
+    if float.abs() < 1e15 && float as i64 as f64 == float {
+        return float_len(float);
+    }
+    FLOAT_MAX_LEN
+}
+
+/// The longest a finite `f64` is as JSON.
+const FLOAT_MAX_LEN: usize = 24;
+
+/// A bound of `value`'s length as JSON, as the typed setters count their
+/// plain values ([`text_bound`], [`float_bound`], integers exactly): the
+/// same for the same value, so a value replaced is taken off as it was
+/// added. Arrays and objects are counted exactly.
+pub(crate) fn value_bound(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::String(text) => text_bound(text),
+        Value::Number(number) => match number.as_f64() {
+            Some(float) if !number.is_u64() && !number.is_i64() => float_bound(float),
+            _ => number_len(number),
+        },
+        compound => json_len(compound),
+    }
+}
+
 /// The length of a JSON array or object of `count` members whose own
 /// lengths add up to `members`: brackets and commas.
 pub(crate) fn compound_len(count: usize, members: usize) -> usize {
@@ -873,6 +911,45 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A bound is never short, and is exact where it says so: a
+        /// whole float below 10^15, an integer, a bool, null.
+        #[test]
+        fn bounds_are_never_short(
+            float in proptest::strategy::Strategy::prop_filter(
+                proptest::prelude::any::<f64>(),
+                "finite",
+                |x| x.is_finite(),
+            ),
+            whole in -1e15_f64..1e15,
+            integer in proptest::prelude::any::<i64>(),
+            text in ".{0,20}",
+        ) {
+            let whole = whole.trunc();
+            proptest::prop_assert!(float_bound(float) >= float_len(float));
+            proptest::prop_assert_eq!(float_bound(whole), float_len(whole));
+            // The longest: 17 digits, a sign, a point and a 3-digit exponent.
+            let longest = serde_json::to_string(&-f64::MIN_POSITIVE).unwrap();
+            proptest::prop_assert_eq!(longest.len(), FLOAT_MAX_LEN);
+            proptest::prop_assert_eq!(text_bound(&text), 2 + 6 * text.len());
+            proptest::prop_assert!(text_bound(&text) >= str_len(&text));
+            for value in [
+                Value::from(float),
+                Value::from(whole),
+                Value::from(integer),
+                Value::from(text.as_str()),
+                Value::Bool(true),
+                Value::Bool(false),
+                Value::Null,
+            ] {
+                let exact = serde_json::to_vec(&value).unwrap().len();
+                proptest::prop_assert!(value_bound(&value) >= exact, "{}", value);
+                let whole = |f: f64| f.fract() == 0.0 && f.abs() < 1e15;
+                if !value.is_string() && (value.is_i64() || value.as_f64().is_none_or(whole)) {
+                    proptest::prop_assert_eq!(value_bound(&value), exact, "{}", value);
+                }
+            }
+        }
+
         #[test]
         fn float_lengths_match_serde_json(
             float in proptest::strategy::Strategy::prop_filter(
