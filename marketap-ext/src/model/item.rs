@@ -260,8 +260,8 @@ fn id_len(field: &'static str, id: &str) -> Result<usize, ValidationError> {
 }
 
 /// The length of an event as JSON, by arithmetic, given those of its
-/// two ids as JSON strings (from [`id_len`]) and of its properties (from
-/// [`check::walk`]): `{"event_name":..,"properties":..,"timestamp":..,
+/// two ids as JSON strings (from [`id_len`]) and of its properties (a
+/// bound, from [`walk`]; the result is then one too): `{"event_name":..,"properties":..,"timestamp":..,
 /// "user_id":..}`, the properties left out when empty and the timestamp
 /// when unset, as the generated type writes them.
 fn event_len(raw: &types::CreateEventReq, ids_bytes: usize, properties_bytes: usize) -> usize {
@@ -276,7 +276,8 @@ fn event_len(raw: &types::CreateEventReq, ids_bytes: usize, properties_bytes: us
 }
 
 /// The length of a profile as JSON, by arithmetic, given those of its
-/// user id as a JSON string and of its properties:
+/// user id as a JSON string and of its properties (a bound, as for
+/// [`event_len`]):
 /// `{"properties":..,"user_id":..}`.
 fn profile_len(user_id_bytes: usize, properties_bytes: usize) -> usize {
     r#"{"properties":,"user_id":}"#.len() + properties_bytes + user_id_bytes
