@@ -519,9 +519,9 @@ mod tests {
         within_bounds(event.wire_bound(), &serde_json::to_vec(&event).unwrap()).unwrap();
     }
 
-    /// `bound` is at least the length of `json`, and at most six times it
-    /// (a string is bounded by six bytes per byte, a float by 24 bytes,
-    /// which is at most eight times the three of `0.0`).
+    /// `bound` is at least the length of `json`, and at most eight times
+    /// it (a string is bounded by six bytes per byte, a float by 24 bytes,
+    /// which is eight times the three of `0.5`).
     fn within_bounds(bound: usize, json: &[u8]) -> Result<(), TestCaseError> {
         prop_assert!(bound >= json.len(), "{bound} < {}", json.len());
         prop_assert!(bound <= 8 * json.len(), "{bound} > 8 × {}", json.len());
