@@ -510,6 +510,21 @@ mod tests {
         assert_eq!(bound, exact + 5 + 5 + (24 - 3));
     }
 
+    /// A non-finite number is refused when the product goes into an event,
+    /// unless that field was set again to a finite one; setting another
+    /// field does not clear it.
+    #[test]
+    fn a_non_finite_field_is_refused_until_it_is_set_again() {
+        let built = |product: Product| Event::builder("u", "e").items([product]).build();
+        assert!(built(Product::new("a").price(f64::NAN).price(1.0)).is_ok());
+        let refused = built(Product::new("a").price(f64::INFINITY).name("n"));
+        assert!(
+            matches!(&refused, Err(ValidationError::NonFiniteNumber { field, .. })
+                if field == "properties.mkt_items[0].mkt_product_price"),
+            "{refused:?}"
+        );
+    }
+
     #[test]
     fn setting_a_field_again_replaces_it() {
         let product = Product::new("a").price(1.0).name("n").price(2.0).id("b");
