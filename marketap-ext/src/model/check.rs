@@ -288,6 +288,29 @@ mod tests {
         assert_eq!(field, crate::echo::echo(&path));
     }
 
+    /// `property` counts a plain value under a name that is not reserved
+    /// as it is set; anything else is still walked in `build()`: a value
+    /// of the wrong type under a reserved name, and nesting too deep.
+    #[test]
+    fn a_reserved_or_nested_property_is_still_walked() {
+        let wrong = crate::Event::builder("u", "e")
+            .property(event_property::REVENUE, "a lot")
+            .build();
+        assert!(
+            matches!(wrong, Err(ValidationError::WrongType { .. })),
+            "{wrong:?}"
+        );
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep = json!([deep]);
+        }
+        let deep = crate::Event::builder("u", "e").property("a", deep).build();
+        assert!(
+            matches!(deep, Err(ValidationError::TooDeep { .. })),
+            "{deep:?}"
+        );
+    }
+
     #[test]
     fn depth_limit_is_exact_for_objects_too() {
         // `properties` is level 1: 63 objects inside it reach level 64.

@@ -510,6 +510,15 @@ mod tests {
         assert_eq!(bound, exact + 5 + 5 + (24 - 3));
     }
 
+    /// Each kind of field setter writes its field.
+    #[test]
+    fn counts_and_flags_are_written() {
+        let product = serde_json::to_value(Product::new("p").quantity(3)).unwrap();
+        assert_eq!(product[item_field::QUANTITY], 3);
+        let coupon = serde_json::to_value(Coupon::new("c").used(false)).unwrap();
+        assert_eq!(coupon[coupon_field::IS_USED], false);
+    }
+
     /// A non-finite number is refused when the product goes into an event,
     /// unless that field was set again to a finite one; setting another
     /// field does not clear it.
