@@ -510,6 +510,20 @@ mod tests {
         assert_eq!(bound, exact + 5 + 5 + (24 - 3));
     }
 
+    /// Items compare by what goes on the wire: the same event built with a
+    /// bound and read back exactly is equal to itself.
+    #[test]
+    fn items_compare_by_their_wire_values_not_their_bounds() {
+        let built = Event::purchase("u", "o", 1.5, [Product::new("p").price(2.5)])
+            .build()
+            .unwrap();
+        let exact = Event::from_raw(built.clone().into_raw()).unwrap();
+        assert!(built.wire_bound() > exact.wire_bound());
+        assert_eq!(built, exact);
+        let other = Event::purchase("u", "o", 1.5, [Product::new("q")]).build();
+        assert_ne!(built, other.unwrap());
+    }
+
     /// Each kind of field setter writes its field.
     #[test]
     fn counts_and_flags_are_written() {
