@@ -261,9 +261,10 @@ fn id_len(field: &'static str, id: &str) -> Result<usize, ValidationError> {
 
 /// The length of an event as JSON, by arithmetic, given those of its
 /// two ids as JSON strings (from [`id_len`]) and of its properties (a
-/// bound, from [`walk`]; the result is then one too): `{"event_name":..,"properties":..,"timestamp":..,
-/// "user_id":..}`, the properties left out when empty and the timestamp
-/// when unset, as the generated type writes them.
+/// bound, from [`walk`]; the result is then one too):
+/// `{"event_name":..,"properties":..,"timestamp":..,"user_id":..}`, the
+/// properties left out when empty and the timestamp when unset, as the
+/// generated type writes them.
 fn event_len(raw: &types::CreateEventReq, ids_bytes: usize, properties_bytes: usize) -> usize {
     let mut bytes = r#"{"event_name":,"user_id":}"#.len() + ids_bytes;
     if !raw.properties.is_empty() {
