@@ -108,16 +108,21 @@ pub(crate) fn number_len(number: &serde_json::Number) -> usize {
 /// shortest form that reads back as the same `f64`, by zmij, which writes
 /// `59000.0`, `0.1`, `1e16` and `1.5e-7`.
 pub(crate) fn float_len(float: f64) -> usize {
-    // A whole number below 10^15 (a price in won, a count) is written as
-    // its digits and `.0`: at that size a double holds every whole number
-    // exactly, and no shorter decimal reads back as it.
-    // (A cast, not `fract`: that is a call to libm's `trunc`.)
-    if float.abs() < 1e15 && float as i64 as f64 == float {
+    // Anything but a whole number as serde_json does it, to a buffer on
+    // the stack.
+    whole_len(float).unwrap_or_else(|| zmij::Buffer::new().format_finite(float).len())
+}
+
+/// The length as JSON of a whole number below 10^15 (a price in won, a
+/// count), counted: its digits and `.0`. At that size a double holds every
+/// whole number exactly, and no shorter decimal reads back as it. `None`
+/// for any other float.
+fn whole_len(float: f64) -> Option<usize> {
+    // A cast, not `fract`: that is a call to libm's `trunc`.
+    (float.abs() < 1e15 && float as i64 as f64 == float).then(|| {
         let sign = usize::from(float.is_sign_negative());
-        return sign + digits(float.abs() as u64) + ".0".len();
-    }
-    // Anything else as serde_json does it, to a buffer on the stack.
-    zmij::Buffer::new().format_finite(float).len()
+        sign + digits(float.abs() as u64) + ".0".len()
+    })
 }
 
 /// The most bytes serde_json writes for a string of `text`'s length: two
@@ -132,10 +137,7 @@ pub(crate) fn text_bound(text: &str) -> usize {
 /// below 10^15 exactly (its digits and `.0`, cheap to count), any other
 /// at most 24 (`-2.2250738585072014e-308`).
 pub(crate) fn float_bound(float: f64) -> usize {
-    if float.abs() < 1e15 && float as i64 as f64 == float {
-        return float_len(float);
-    }
-    FLOAT_MAX_LEN
+    whole_len(float).unwrap_or(FLOAT_MAX_LEN)
 }
 
 /// The longest a finite `f64` is as JSON.
@@ -151,7 +153,7 @@ pub(crate) fn value_bound(value: &Value) -> usize {
         Value::Bool(false) => 5,
         Value::String(text) => text_bound(text),
         Value::Number(number) => match number.as_f64() {
-            Some(float) if !number.is_u64() && !number.is_i64() => float_bound(float),
+            Some(float) if number.is_f64() => float_bound(float),
             _ => number_len(number),
         },
         compound => json_len(compound),
