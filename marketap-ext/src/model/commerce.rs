@@ -41,6 +41,7 @@ struct Fields {
 impl Fields {
     /// Sets `name` to `value`, whose bound is `bytes`
     /// ([`properties::value_bound`], known to each setter by its type).
+    #[inline]
     fn set(&mut self, name: &'static str, value: Value, bytes: usize) {
         debug_assert_eq!(bytes, properties::value_bound(&value), "{name}");
         if !self.non_finite.is_empty() {
@@ -54,11 +55,13 @@ impl Fields {
         }
     }
 
+    #[inline]
     fn set_text(&mut self, name: &'static str, text: String) {
         let bytes = properties::text_bound(&text);
         self.set(name, Value::String(text), bytes);
     }
 
+    #[inline]
     fn set_number(&mut self, name: &'static str, number: f64) {
         match serde_json::Number::from_f64(number) {
             Some(json) => self.set(name, Value::Number(json), properties::float_bound(number)),
@@ -69,12 +72,14 @@ impl Fields {
         }
     }
 
+    #[inline]
     fn set_count(&mut self, name: &'static str, count: u32) {
         let number = serde_json::Number::from(count);
         let bytes = properties::number_len(&number);
         self.set(name, Value::Number(number), bytes);
     }
 
+    #[inline]
     fn set_bool(&mut self, name: &'static str, value: bool) {
         let bytes = if value { "true".len() } else { "false".len() };
         self.set(name, Value::Bool(value), bytes);
@@ -131,6 +136,7 @@ macro_rules! field_value {
 macro_rules! field_setters {
     ($($(#[$doc:meta])* $method:ident($value:ident: $type:ty) => $name:expr, $kind:ident;)*) => {$(
         $(#[$doc])*
+        #[inline]
         pub fn $method(mut self, $value: $type) -> Self {
             field_value!($kind, self.0, $name, $value);
             self
@@ -362,6 +368,7 @@ fn known_number(name: &'static str, number: f64) -> Result<(Value, usize), Valid
 /// The typed event properties of [`crate::taxonomy::event_property`].
 impl EventBuilder {
     /// The event's revenue ([`event_property::REVENUE`]); NaN or infinity is an error.
+    #[inline]
     pub fn revenue(self, revenue: f64) -> Self {
         self.set_known(
             event_property::REVENUE,
@@ -370,11 +377,13 @@ impl EventBuilder {
     }
 
     /// The order's id ([`event_property::ORDER_ID`]).
+    #[inline]
     pub fn order_id(self, order_id: impl Into<String>) -> Self {
         self.set_known(event_property::ORDER_ID, known_text(order_id.into()))
     }
 
     /// The items involved ([`event_property::ITEMS`]), replacing any set before.
+    #[inline]
     pub fn items(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
         self.set_known(
