@@ -99,7 +99,7 @@ macro_rules! property_setters {
 
         /// Sets one property. `value` may be anything `Serialize`; a NaN or
         /// infinite number is an error.
-        #[inline]
+        #[inline(always)]
         pub fn property(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
             let key = key.into();
             // Typed setters write reserved names only.
@@ -117,7 +117,7 @@ macro_rules! property_setters {
         /// Sets a reserved property to a value a typed setter built, of the
         /// name's reserved type, with its length as JSON: `build()` counts
         /// it without walking it ([`check::Known`]).
-        #[inline]
+        #[inline(always)]
         pub(crate) fn set_known(
             mut self,
             key: &'static str,
