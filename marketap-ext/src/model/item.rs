@@ -234,7 +234,7 @@ fn merge_properties(
 /// `.123456` or `.123456789` when there is a fraction.
 fn timestamp_len(timestamp: &chrono::DateTime<chrono::Utc>) -> usize {
     use chrono::Timelike as _;
-    let nanos = timestamp.nanosecond() % 1_000_000_000;
+    let nanos = timestamp.naive_utc().nanosecond() % 1_000_000_000;
     let fraction = if nanos == 0 {
         0
     } else if nanos.is_multiple_of(1_000_000) {

@@ -184,7 +184,10 @@ fn on_the_wire(
     let Some(utc) = utc else {
         return Err(TimestampError::OutOfRange { value: shown() });
     };
-    if !WIRE_YEARS.contains(&utc.year()) {
+    // The fields of the UTC value itself: `DateTime`'s own accessors first
+    // add the (zero) offset, each time.
+    let naive = utc.naive_utc();
+    if !WIRE_YEARS.contains(&naive.year()) {
         let shown = shown();
         let utc = rfc3339(&utc);
         let value = if shown == utc {
@@ -195,7 +198,7 @@ fn on_the_wire(
         return Err(TimestampError::OutOfRange { value });
     }
     // chrono holds second 60 as second 59 with a nanosecond of 1,000,000,000 or more.
-    if utc.nanosecond() >= 1_000_000_000 {
+    if naive.nanosecond() >= 1_000_000_000 {
         return Err(TimestampError::LeapSecond { input: shown() });
     }
     Ok(Timestamp(utc))
@@ -350,7 +353,8 @@ pub(crate) struct OnTheWire<'a>(pub &'a DateTime<Utc>);
 impl OnTheWire<'_> {
     /// The text, in `buf`, unless the year needs chrono.
     fn write(&self, buf: &mut [u8; 30]) -> Option<usize> {
-        let dt = self.0;
+        // As in `on_the_wire`: the UTC fields, without adding an offset.
+        let dt = self.0.naive_utc();
         let year = dt.year();
         if !WIRE_YEARS.contains(&year) {
             return None;
