@@ -1,8 +1,8 @@
 //! Byte scans a word at a time, for the checks every item pays for on the
-//! caller's thread: whether a string holds any byte that JSON escapes, or
-//! any that may start a control character. Most strings (ids, names,
-//! property keys) hold neither, so the answer is found in a few steps of
-//! eight bytes, without a call.
+//! caller's thread: whether a string holds any byte that JSON escapes,
+//! any that may start a control character, or any that is not printable
+//! ASCII. Most strings (ids, names, property keys) hold none, so the answer
+//! is found in a few steps of eight bytes, without a call.
 
 /// `0x01` in every byte.
 const ONES: u64 = u64::from_le_bytes([0x01; 8]);
@@ -35,16 +35,15 @@ pub(crate) const fn may_be_control(word: u64) -> bool {
     below(word, 0x20) | equal(word, 0x7f) | equal(word, 0xc2) != 0
 }
 
-/// Whether `word` holds a byte that either test above finds: one scan for
-/// an id that must be free of control characters and whose length as JSON
-/// is counted.
-pub(crate) const fn escapes_or_control(word: u64) -> bool {
-    below(word, 0x20)
-        | equal(word, b'"')
-        | equal(word, b'\\')
-        | equal(word, 0x7f)
-        | equal(word, 0xc2)
-        != 0
+/// Whether any byte of `word` is one [`escapes`] finds, or DEL (0x7F) or
+/// above: not printable ASCII. An id with none of them holds no control
+/// character and is written as it is: one scan both checks it and counts
+/// it (any other id is checked in full).
+pub(crate) const fn escapes_or_not_ascii(word: u64) -> bool {
+    // A byte from 0x7F up has its high bit set, or gets it by adding one.
+    // Adding one carries into the next byte only from 0xFF, itself found.
+    let not_ascii = (word | word.wrapping_add(ONES)) & HIGHS;
+    below(word, 0x20) | equal(word, b'"') | equal(word, b'\\') | not_ascii != 0
 }
 
 /// Whether `found` holds for some word of `bytes`. Words may overlap (the
@@ -95,6 +94,10 @@ mod tests {
         bytes.iter().any(|&b| b < 0x20 || b == 0x7f || b == 0xc2)
     }
 
+    fn escapes_or_not_ascii_by_byte(bytes: &[u8]) -> bool {
+        escapes_by_byte(bytes) || bytes.iter().any(|&b| b >= 0x7f)
+    }
+
     #[test]
     fn each_byte_at_each_place_of_every_length() {
         for len in 0..20 {
@@ -113,8 +116,8 @@ mod tests {
                         "{bytes:?}"
                     );
                     assert_eq!(
-                        any_word(&bytes, escapes_or_control),
-                        escapes_by_byte(&bytes) || control_by_byte(&bytes),
+                        any_word(&bytes, escapes_or_not_ascii),
+                        escapes_or_not_ascii_by_byte(&bytes),
                         "{bytes:?}"
                     );
                 }
@@ -122,7 +125,7 @@ mod tests {
             let plain = vec![b'x'; len];
             assert!(!any_word(&plain, escapes));
             assert!(!any_word(&plain, may_be_control));
-            assert!(!any_word(&plain, escapes_or_control));
+            assert!(!any_word(&plain, escapes_or_not_ascii));
         }
     }
 
@@ -132,8 +135,8 @@ mod tests {
             prop_assert_eq!(any_word(&bytes, escapes), escapes_by_byte(&bytes));
             prop_assert_eq!(any_word(&bytes, may_be_control), control_by_byte(&bytes));
             prop_assert_eq!(
-                any_word(&bytes, escapes_or_control),
-                escapes_by_byte(&bytes) || control_by_byte(&bytes)
+                any_word(&bytes, escapes_or_not_ascii),
+                escapes_or_not_ascii_by_byte(&bytes)
             );
         }
     }

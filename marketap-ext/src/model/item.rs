@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use crate::model::typed::TrackEvent;
 use crate::{
     bytes,
-    error::{ValidationError, require_id, require_non_empty},
+    error::{ValidationError, require_id},
     model::check,
     model::properties,
     model::reserved,
@@ -248,13 +248,26 @@ fn timestamp_len(timestamp: &chrono::DateTime<chrono::Utc>) -> usize {
 }
 
 /// Checks an id as [`require_id`] does, and gives its length as a JSON
-/// string: one scan of the usual id, which holds no byte that is escaped or
-/// may start a control character.
+/// string: one scan of the usual id, printable ASCII with no byte that is
+/// escaped.
+#[inline]
 fn id_len(field: &'static str, id: &str) -> Result<usize, ValidationError> {
-    require_non_empty(field, id)?;
-    if !bytes::any_word(id.as_bytes(), bytes::escapes_or_control) {
+    // A printable ASCII first byte settles `require_non_empty` at once.
+    let printable = id
+        .as_bytes()
+        .first()
+        .is_some_and(|b| (b'!'..=b'~').contains(b));
+    if printable && !bytes::any_word(id.as_bytes(), bytes::escapes_or_not_ascii) {
         return Ok(2 + id.len());
     }
+    id_len_checked(field, id)
+}
+
+/// [`id_len`] of any other id (one that may be blank, holds a byte that
+/// is escaped, or is not all ASCII): checked in full, then counted.
+#[cold]
+#[inline(never)]
+fn id_len_checked(field: &'static str, id: &str) -> Result<usize, ValidationError> {
     require_id(field, id)?;
     Ok(properties::str_len(id))
 }
@@ -805,5 +818,49 @@ impl UserDeletion {
     /// The id, by value.
     pub(crate) fn into_user_id(self) -> String {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What [`id_len`] must give, by the definitions its one scan stands in
+    /// for: `require_id`'s verdict, then the length serde_json writes.
+    fn by_definition(id: &str) -> Result<usize, ValidationError> {
+        require_id("user_id", id).map(|()| serde_json::to_string(id).unwrap().len())
+    }
+
+    #[test]
+    fn an_id_is_counted_or_refused_as_the_full_check_would() {
+        let ids = [
+            "user-000042",
+            "u",
+            "mkt_page_view",
+            "quote\"d",
+            "back\\slash",
+            "tab\there",
+            "del\u{7f}",
+            "next\u{85}line",
+            "no-break\u{a0}space",
+            "사용자-42",
+            "🙂",
+            "line\u{2028}separator",
+            " ",
+            " leading",
+            "",
+        ];
+        for id in ids {
+            assert_eq!(id_len("user_id", id), by_definition(id), "{id:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ids_agree_with_the_full_check(id in "[ -~]{0,24}|\\PC{0,12}|.{0,12}") {
+            prop_assert_eq!(id_len("user_id", &id), by_definition(&id));
+        }
     }
 }
