@@ -426,11 +426,8 @@ mod tests {
     use crate::{Device, Event, Platform, UserDeletion, UserProfile};
 
     /// The real length of the body `items` make.
-    fn real_bytes<T: crate::model::kind::Item>(items: Vec<T>) -> usize
-    where
-        T::Body: serde::Serialize,
-    {
-        serde_json::to_vec(&T::into_body(items)).unwrap().len()
+    fn real_bytes<T: crate::model::kind::Generated>(items: Vec<T>) -> usize {
+        serde_json::to_vec(&T::generated_body(items)).unwrap().len()
     }
 
     fn event(id: usize, padding: usize) -> Event {

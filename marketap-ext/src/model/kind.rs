@@ -14,6 +14,7 @@ use self::sealed::Wire as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    delivery::encoded::EncodedBody,
     error::{Error, ValidationError},
     model::item::{Device, Event, EventBuilder, UserDeletion, UserProfile, UserProfileBuilder},
     report::FailedBatch,
@@ -163,24 +164,59 @@ pub(crate) mod sealed {
 /// How many kinds there are (the range of [`sealed::Kind::INDEX`]).
 pub(crate) const KINDS: usize = 4;
 
+/// What the generated client sends for a list of items: its typed body,
+/// posted by its method. The tests hold every body this crate writes to
+/// it, byte for byte.
+#[cfg(test)]
+pub(crate) trait Generated: Item {
+    type Typed: Serialize + Sync;
+
+    fn generated_body(items: Vec<Self>) -> Self::Typed;
+
+    fn post_generated<'a>(
+        api: &'a Client,
+        project_id: &'a str,
+        body: &'a Self::Typed,
+    ) -> impl Future<Output = sealed::ApiResult> + Send + 'a;
+}
+
+/// Deletions are posted by the generated methods themselves.
+#[cfg(test)]
+impl Generated for UserDeletion {
+    type Typed = DeletionBody;
+
+    fn generated_body(items: Vec<Self>) -> Self::Typed {
+        Self::into_body(items)
+    }
+
+    fn post_generated<'a>(
+        api: &'a Client,
+        project_id: &'a str,
+        body: &'a Self::Typed,
+    ) -> impl Future<Output = sealed::ApiResult> + Send + 'a {
+        Self::post(api, project_id, body)
+    }
+}
+
 /// The [`Item`] impl of a kind sent in bulk: `$item` wraps one element of
-/// `types::$body`'s `$list`, posted by `Client::$method`, and `$validate`
-/// checks one element again (with the reserved check on or off).
+/// `types::$body`'s `$list`, and is written into its request body by its
+/// own `Serialize` ([`EncodedBody::written`]) and posted as those bytes,
+/// which the tests hold to what `Client::$method` sends ([`Generated`]);
+/// `$validate` checks one element again (with the reserved check on or
+/// off).
 macro_rules! bulk_kind {
     ($item:ident, $body:ident, $raw:ident, $list:ident, $operation:ident, $method:ident, $index:literal, $undelivered:ident, $validate:expr) => {
         impl sealed::Wire for $item {
-            type Body = types::$body;
+            type Body = EncodedBody<Self>;
             const FIELD: &'static str = stringify!($list);
             const OPERATION: Operation = Operation::$operation;
 
             fn into_body(items: Vec<Self>) -> Self::Body {
-                types::$body {
-                    $list: items.into_iter().map(Self::into_raw).collect(),
-                }
+                EncodedBody::written(items)
             }
 
             fn into_items(body: Self::Body) -> Vec<Self> {
-                body.$list.into_iter().map(Self::from_checked).collect()
+                body.into_items()
             }
 
             fn post<'a>(
@@ -188,7 +224,7 @@ macro_rules! bulk_kind {
                 project_id: &'a str,
                 body: &'a Self::Body,
             ) -> impl Future<Output = sealed::ApiResult> + Send + 'a {
-                api.$method(project_id, body)
+                body.post(api, project_id)
             }
 
             fn wire_bytes(&self) -> usize {
@@ -209,7 +245,8 @@ macro_rules! bulk_kind {
             }
 
             fn from_letter(body: serde_json::Value) -> Result<Vec<Self>, serde_json::Error> {
-                serde_json::from_value::<types::$body>(body).map(Self::into_items)
+                let body = serde_json::from_value::<types::$body>(body)?;
+                Ok(body.$list.into_iter().map(Self::from_checked).collect())
             }
 
             fn from_spool(bytes: &[u8]) -> Result<Self, serde_json::Error> {
@@ -218,6 +255,25 @@ macro_rules! bulk_kind {
 
             fn undelivered(batch: FailedBatch<Self>) -> Undelivered {
                 Undelivered::$undelivered(batch)
+            }
+        }
+
+        #[cfg(test)]
+        impl Generated for $item {
+            type Typed = types::$body;
+
+            fn generated_body(items: Vec<Self>) -> Self::Typed {
+                types::$body {
+                    $list: items.into_iter().map(Self::into_raw).collect(),
+                }
+            }
+
+            fn post_generated<'a>(
+                api: &'a Client,
+                project_id: &'a str,
+                body: &'a Self::Typed,
+            ) -> impl Future<Output = sealed::ApiResult> + Send + 'a {
+                api.$method(project_id, body)
             }
         }
     };
