@@ -44,9 +44,9 @@ pub(crate) struct Encoded<T> {
 pub struct EncodedBody<I> {
     operation: Operation,
     /// The body, or why it could not be written: never, for the SDK's own
-    /// items, whose `Serialize` cannot fail; if it did, the request would
-    /// fail as the generated method's does ([`marketap_api::Error::InvalidRequest`])
-    /// and the items go back.
+    /// items, whose `Serialize` cannot fail. If it did, the request would
+    /// fail unsent, as the generated method's does when it cannot build one
+    /// ([`marketap_api::Error::InvalidRequest`]), and the items go back.
     bytes: Result<bytes::Bytes, String>,
     items: Vec<I>,
 }
@@ -331,6 +331,39 @@ mod tests {
             assert_eq!(written, generated, "status {status}");
             assert_eq!(status == 202, raw == "accepted", "status {status}: {raw}");
         }
+    }
+
+    /// A body that could not be written fails its request unsent, as one
+    /// the generated method could not build: never retried, and its items
+    /// go back.
+    #[tokio::test]
+    async fn a_body_that_could_not_be_written_fails_unsent() {
+        let server = MockServer::start_async().await;
+        let mock = server
+            .mock_async(|when, then| {
+                when.method(POST);
+                then.status(202);
+            })
+            .await;
+        let connection = Config::new("test-key", "proj")
+            .with_base_url(server.base_url())
+            .connect()
+            .unwrap();
+        let items = vec![Event::builder("u1", "e").build().unwrap()];
+        let body = EncodedBody {
+            operation: Operation::CollectBulkUserEvents,
+            bytes: Err("broken".to_owned()),
+            items: items.clone(),
+        };
+        let error = Error::classify(Event::post(&connection.api, "proj", &body).await)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Protocol { reason } if reason.contains("broken")),
+            "{error:?}"
+        );
+        assert_eq!(Event::into_items(body), items);
+        mock.assert_calls_async(0).await;
     }
 
     #[test]
