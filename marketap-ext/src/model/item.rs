@@ -478,8 +478,17 @@ impl EventBuilder {
         if let Some(error) = self.error {
             return Err(*error);
         }
-        let ids_bytes =
-            id_len("user_id", &self.raw.user_id)? + id_len("event_name", &self.raw.event_name)?;
+        let user_id_bytes = id_len("user_id", &self.raw.user_id)?;
+        let name = &self.raw.event_name;
+        // A name of the taxonomy needs neither the scan nor the reserved
+        // check: it is one of the crate's own constants.
+        let taxonomy_name = reserved::is_reserved_event(name);
+        let name_bytes = if taxonomy_name {
+            2 + name.len()
+        } else {
+            id_len("event_name", name)?
+        };
+        let ids_bytes = user_id_bytes + name_bytes;
         if let Some(timestamp) = self
             .raw
             .timestamp
@@ -493,7 +502,7 @@ impl EventBuilder {
         }
         let scope = self.reserved_check.then_some(Scope::EventProperty);
         let walked = walk(&self.raw.properties, self.counted, scope, &self.known)?;
-        if self.reserved_check {
+        if self.reserved_check && !taxonomy_name {
             reserved::check_event_name(&self.raw.event_name)?;
         }
         if let Some(error) = walked.reserved {
@@ -854,6 +863,31 @@ mod tests {
         ];
         for id in ids {
             assert_eq!(id_len("user_id", id), by_definition(id), "{id:?}");
+        }
+    }
+
+    /// The user id is checked first, then the event name's form, then
+    /// whether a reserved name is one of the taxonomy's; a taxonomy name
+    /// is counted without a scan.
+    #[test]
+    fn an_event_reports_its_first_problem_in_field_order() {
+        let first = |user_id: &str, name: &str| {
+            Event::builder(user_id, name)
+                .build()
+                .map(|event| event.wire_bound())
+                .map_err(|error| error.to_string())
+        };
+        let user_id = first(" ", "bad\nname").unwrap_err();
+        assert!(user_id.contains("user_id"), "{user_id}");
+        let name = first("u1", "bad\nname").unwrap_err();
+        assert!(name.contains("event_name"), "{name}");
+        let unknown = first("u1", "mkt_not_an_event").unwrap_err();
+        assert!(unknown.contains("mkt_not_an_event"), "{unknown}");
+        for name in crate::taxonomy::event::ALL {
+            let exact = serde_json::to_vec(&Event::builder("u1", *name).build().unwrap())
+                .unwrap()
+                .len();
+            assert_eq!(first("u1", name), Ok(exact), "{name}");
         }
     }
 

@@ -26,6 +26,12 @@ const RENAMED: &[(Scope, &str, &str)] = &[(
     user_property::BIRTH,
 )];
 
+/// Whether `name` is an event Marketap reserves ([`event::ALL`]): one of
+/// this crate's constants, so printable ASCII that passes every check.
+pub(crate) fn is_reserved_event(name: &str) -> bool {
+    is_reserved(name) && event::ALL.contains(&name)
+}
+
 /// Checks an event's name: a reserved one must be an event Marketap
 /// reserves, and not one only its mobile SDKs send.
 pub(crate) fn check_event_name(name: &str) -> Result<(), ValidationError> {
