@@ -41,7 +41,7 @@ struct Fields {
 impl Fields {
     /// Sets `name` to `value`, whose bound is `bytes`
     /// ([`properties::value_bound`], known to each setter by its type).
-    #[inline]
+    #[inline(always)]
     fn set(&mut self, name: &'static str, value: Value, bytes: usize) {
         debug_assert_eq!(bytes, properties::value_bound(&value), "{name}");
         if !self.non_finite.is_empty() {
