@@ -580,7 +580,7 @@ fn read_line(reader: &mut dyn BufRead, buffer: &mut Vec<u8>) -> std::io::Result<
             break;
         }
         any = true;
-        let newline = available.iter().position(|&b| b == b'\n');
+        let newline = memchr::memchr(b'\n', available);
         let chunk = &available[..newline.unwrap_or(available.len())];
         let room = MAX_LINE.saturating_sub(buffer.len());
         buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
