@@ -36,9 +36,7 @@ impl Newline {
     /// for UTF-16) ends, and how many bytes may be consumed without one.
     fn find(self, bytes: &[u8]) -> Result<usize, usize> {
         match self {
-            Newline::Byte => bytes
-                .iter()
-                .position(|&b| b == b'\n')
+            Newline::Byte => memchr::memchr(b'\n', bytes)
                 .map(|i| i + 1)
                 .ok_or(bytes.len()),
             Newline::Utf16Le | Newline::Utf16Be => {
