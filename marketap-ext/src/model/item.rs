@@ -891,6 +891,23 @@ mod tests {
         }
     }
 
+    /// An event of ids and a timestamp is bounded exactly: the timestamp's
+    /// length, by its fraction's digits, is counted, not bounded.
+    #[test]
+    fn a_timestamp_is_counted_exactly() {
+        let times = [
+            "2025-01-17T05:39:22Z",
+            "2025-01-17T05:39:22.5Z",
+            "2025-01-17T05:39:22.000120Z",
+            "2025-01-17T05:39:22.000000007Z",
+        ];
+        for at in times {
+            let event = Event::builder("u1", "login").timestamp(at).build().unwrap();
+            let exact = serde_json::to_vec(&event).unwrap().len();
+            assert_eq!(event.wire_bound(), exact, "{at}");
+        }
+    }
+
     proptest! {
         #[test]
         fn ids_agree_with_the_full_check(id in "[ -~]{0,24}|\\PC{0,12}|.{0,12}") {
