@@ -28,7 +28,10 @@ use progenitor_client::{ClientHooks, OperationInfo};
 
 use crate::{
     error::ApiResult,
-    model::kind::{Item, Operation, sealed::Wire},
+    model::kind::{
+        Item, Operation,
+        sealed::{Wire, write_list},
+    },
 };
 
 /// An item and its own JSON (`serde_json::to_vec(&item)`).
@@ -56,17 +59,9 @@ impl<T: Item> EncodedBody<T> {
     /// `Serialize`, for [`T::OPERATION`](Wire::OPERATION).
     pub(crate) fn written(items: Vec<T>) -> Self {
         let mut body = Vec::new();
-        body.extend_from_slice(b"{\"");
-        body.extend_from_slice(T::FIELD.as_bytes());
-        body.extend_from_slice(b"\":[");
-        let mut written = Ok(());
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            written = written.and_then(|()| serde_json::to_writer(&mut body, item));
-        }
-        body.extend_from_slice(b"]}");
+        let written = write_list(&mut body, T::FIELD, items.len(), |body, i| {
+            serde_json::to_writer(body, &items[i])
+        });
         EncodedBody {
             operation: T::OPERATION,
             bytes: written

@@ -147,17 +147,33 @@ pub(crate) mod sealed {
     pub(crate) fn encoded_list(field: &str, jsons: &[&[u8]]) -> Vec<u8> {
         let len = field.len() + 7 + jsons.iter().map(|json| json.len() + 1).sum::<usize>();
         let mut body = Vec::with_capacity(len);
+        let Ok(()) = write_list(&mut body, field, jsons.len(), |body, i| {
+            body.extend_from_slice(jsons[i]);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        body
+    }
+
+    /// Writes the list `{"<field>":[a,b,...]}` into `body`: `count`
+    /// elements, each written by `element(body, index)`, stopping at the
+    /// first error. Every request body of a list is framed here.
+    pub(crate) fn write_list<E>(
+        body: &mut Vec<u8>,
+        field: &str,
+        count: usize,
+        mut element: impl FnMut(&mut Vec<u8>, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
         body.extend_from_slice(b"{\"");
         body.extend_from_slice(field.as_bytes());
         body.extend_from_slice(b"\":[");
-        for (i, json) in jsons.iter().enumerate() {
-            if i > 0 {
+        for index in 0..count {
+            if index > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(json);
+            element(body, index)?;
         }
         body.extend_from_slice(b"]}");
-        body
+        Ok(())
     }
 }
 
