@@ -600,14 +600,19 @@ fn not_reserved(
     }
 }
 
-/// Checks that a required string is not empty or blank.
-pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), ValidationError> {
-    // A printable ASCII first byte (no whitespace) settles it without a trim.
-    let printable = value
+/// Whether `value` starts with a printable ASCII byte (no whitespace):
+/// then it is not blank, which settles [`require_non_empty`] without a
+/// trim.
+pub(crate) fn starts_printable(value: &str) -> bool {
+    value
         .as_bytes()
         .first()
-        .is_some_and(|b| (b'!'..=b'~').contains(b));
-    if !printable && value.trim().is_empty() {
+        .is_some_and(|b| (b'!'..=b'~').contains(b))
+}
+
+/// Checks that a required string is not empty or blank.
+pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if !starts_printable(value) && value.trim().is_empty() {
         Err(ValidationError::empty(field, value))
     } else {
         Ok(())

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use crate::model::typed::TrackEvent;
 use crate::{
     bytes,
-    error::{ValidationError, require_id},
+    error::{ValidationError, require_id, starts_printable},
     model::check,
     model::properties,
     model::reserved,
@@ -252,12 +252,7 @@ fn timestamp_len(timestamp: &chrono::DateTime<chrono::Utc>) -> usize {
 /// escaped.
 #[inline]
 fn id_len(field: &'static str, id: &str) -> Result<usize, ValidationError> {
-    // A printable ASCII first byte settles `require_non_empty` at once.
-    let printable = id
-        .as_bytes()
-        .first()
-        .is_some_and(|b| (b'!'..=b'~').contains(b));
-    if printable && !bytes::any_word(id.as_bytes(), bytes::escapes_or_not_ascii) {
+    if starts_printable(id) && !bytes::any_word(id.as_bytes(), bytes::escapes_or_not_ascii) {
         return Ok(2 + id.len());
     }
     id_len_checked(field, id)

@@ -35,7 +35,7 @@ pub(crate) fn is_reserved_event(name: &str) -> bool {
 /// Checks an event's name: a reserved one must be an event Marketap
 /// reserves, and not one only its mobile SDKs send.
 pub(crate) fn check_event_name(name: &str) -> Result<(), ValidationError> {
-    if !is_reserved(name) || event::ALL.contains(&name) {
+    if !is_reserved(name) || is_reserved_event(name) {
         return Ok(());
     }
     if let Some(sdk_only) = sdk_event::ALL.iter().find(|sdk_only| **sdk_only == name) {
