@@ -136,7 +136,7 @@ macro_rules! field_value {
 macro_rules! field_setters {
     ($($(#[$doc:meta])* $method:ident($value:ident: $type:ty) => $name:expr, $kind:ident;)*) => {$(
         $(#[$doc])*
-        #[inline]
+        #[inline(always)]
         pub fn $method(mut self, $value: $type) -> Self {
             field_value!($kind, self.0, $name, $value);
             self
