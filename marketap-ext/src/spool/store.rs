@@ -1,9 +1,12 @@
 //! The spool's storage thread: it owns the files, and the async side talks
-//! to it through a channel, so no Tokio worker waits for the disk.
+//! to it through an inbox, so no Tokio worker waits for the disk.
 //!
 //! - **Group commit.** The thread takes every append waiting in the
-//!   channel, writes them with one `write` (and `fsync`s, with
-//!   [`SyncPolicy::Always`]), then wakes all their callers together. The
+//!   inbox, writes them with one `write` (and `fsync`s, with
+//!   [`SyncPolicy::Always`]), then wakes all their callers together. While
+//!   several callers append at once, it waits for as many as the last
+//!   group held, or for [`LINGER`], and is woken once per group, not once
+//!   per append. The
 //!   interval policy's `fsync`s run on a syncer thread of their own, so
 //!   appends go on while one waits for the disk. A write that fails is cut
 //!   back off the file, so nothing half-written stays, and every caller of
@@ -37,7 +40,7 @@ use std::{
     io::{Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex,
+        Arc, Condvar, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
@@ -52,10 +55,11 @@ use super::{
 };
 use crate::lock::lock;
 
-/// How long the storage thread waits for more appends once one came, when
-/// the last group held more than one: short beside a disk's write, and well
-/// within what `track` may take.
-const LINGER: Duration = Duration::from_micros(50);
+/// The longest the storage thread waits for more appends once one came,
+/// when the last group held more than one: short beside a disk's write, and
+/// well within what `track` may take. It stops waiting as soon as as many
+/// have come as the last group held.
+const LINGER: Duration = Duration::from_micros(200);
 const LOCK_FILE: &str = "spool.lock";
 const LEDGER_FILE: &str = "ledger";
 const CORRUPT_DIR: &str = "corrupt";
@@ -89,6 +93,8 @@ pub(crate) struct SpoolStats {
     pub write_errors: u64,
     /// Records found when opening (0 until [`Spool::opened`]).
     pub recovered: u64,
+    /// Group commits written: one `write` each.
+    pub commits: u64,
 }
 
 #[derive(Default)]
@@ -99,6 +105,7 @@ struct Counters {
     corrupted_bytes: AtomicU64,
     write_errors: AtomicU64,
     recovered: AtomicU64,
+    commits: AtomicU64,
 }
 
 /// A handle on an open spool; clones share it. The storage thread closes
@@ -108,7 +115,127 @@ struct Counters {
 pub(crate) struct Spool {
     shared: Arc<Shared>,
     /// Held by the handles only: the thread ends when the last is dropped.
-    commands: mpsc::Sender<Command>,
+    sender: Arc<Sender>,
+}
+
+/// The handles' side of the inbox: dropping the last handle drops it,
+/// which tells the thread to finish.
+struct Sender(Arc<Inbox>);
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.disconnected = true;
+        drop(state);
+        self.0.ready.notify_one();
+    }
+}
+
+/// What the handles ask of the storage thread, and the condition variable
+/// it waits on.
+struct Inbox {
+    state: Mutex<InboxState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct InboxState {
+    appends: Vec<Waiting>,
+    commands: Vec<Command>,
+    /// While the thread waits: how many appends wake it (a command always
+    /// does). Zero while it works: nobody needs to wake it.
+    wake_at: usize,
+    /// The last handle is gone.
+    disconnected: bool,
+}
+
+impl Inbox {
+    /// Adds an append, and wakes the thread if it waits for this many.
+    fn append(&self, waiting: Waiting) -> Result<(), Waiting> {
+        let mut state = lock(&self.state);
+        if state.disconnected {
+            return Err(waiting);
+        }
+        state.appends.push(waiting);
+        let wake = state.wake_at != 0 && state.appends.len() >= state.wake_at;
+        if wake {
+            state.wake_at = 0;
+        }
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The storage thread's wait: for anything, up to `wait`; then, when
+    /// appends came and the `last` group held more than one, for as many
+    /// appends as it held, up to [`LINGER`], so that callers appending at
+    /// once share one write and this thread is woken once for them all.
+    /// Moves what came into `group` and `commands`; whether the last handle
+    /// is gone.
+    fn take(
+        &self,
+        wait: Duration,
+        last: usize,
+        group: &mut Vec<Waiting>,
+        commands: &mut Vec<Command>,
+    ) -> bool {
+        let mut state = lock(&self.state);
+        let idle = |state: &InboxState| {
+            state.appends.is_empty() && state.commands.is_empty() && !state.disconnected
+        };
+        state = self.wait_while(state, wait, 1, idle);
+        if last > 1 && !state.appends.is_empty() {
+            let short = |state: &InboxState| {
+                state.appends.len() < last && state.commands.is_empty() && !state.disconnected
+            };
+            state = self.wait_while(state, LINGER, last, short);
+        }
+        std::mem::swap(group, &mut state.appends);
+        commands.append(&mut state.commands);
+        state.disconnected
+    }
+
+    /// Waits up to `wait` while `waiting` holds, to be woken by the
+    /// `wake_at`th append or any command.
+    fn wait_while<'a>(
+        &self,
+        mut state: MutexGuard<'a, InboxState>,
+        wait: Duration,
+        wake_at: usize,
+        waiting: impl Fn(&InboxState) -> bool,
+    ) -> MutexGuard<'a, InboxState> {
+        let deadline = Instant::now() + wait;
+        while waiting(&state) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            state.wake_at = wake_at;
+            state = match self.ready.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        state.wake_at = 0;
+        state
+    }
+
+    /// Adds a command, and wakes the thread if it waits.
+    fn command(&self, command: Command) -> Result<(), Command> {
+        let mut state = lock(&self.state);
+        if state.disconnected {
+            return Err(command);
+        }
+        state.commands.push(command);
+        let wake = state.wake_at != 0;
+        state.wake_at = 0;
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
 }
 
 struct Shared {
@@ -149,7 +276,6 @@ struct Waiting {
 }
 
 enum Command {
-    Append(Waiting),
     Read {
         max: usize,
         reply: oneshot::Sender<Vec<Stored>>,
@@ -182,13 +308,20 @@ impl Spool {
             path: config.path().to_owned(),
             opened,
         });
-        let (commands, receiver) = mpsc::channel();
+        let inbox = Arc::new(Inbox {
+            state: Mutex::default(),
+            ready: Condvar::new(),
+        });
         let thread_shared = shared.clone();
+        let thread_inbox = inbox.clone();
         std::thread::Builder::new()
             .name("marketap-spool".into())
-            .spawn(move || store.run(receiver, &thread_shared))
+            .spawn(move || store.run(&thread_inbox, &thread_shared))
             .map_err(|error| SpoolError::io("start a thread for", config.path(), error))?;
-        Ok(Spool { shared, commands })
+        Ok(Spool {
+            shared,
+            sender: Arc::new(Sender(inbox)),
+        })
     }
 
     /// Waits until the storage thread has checked the spool's records: from
@@ -200,9 +333,7 @@ impl Spool {
     }
 
     fn send(&self, command: Command) -> Result<(), Command> {
-        self.commands
-            .send(command)
-            .map_err(|mpsc::SendError(command)| command)
+        self.sender.0.command(command)
     }
 
     /// Writes a record: waits while the spool is at its byte cap, then
@@ -256,7 +387,7 @@ impl Spool {
             hold,
             reply,
         };
-        let result = match self.send(Command::Append(waiting)) {
+        let result = match self.sender.0.append(waiting) {
             Ok(()) => written.await.unwrap_or(Err(SpoolError::Closed)),
             Err(_) => Err(SpoolError::Closed),
         };
@@ -301,6 +432,7 @@ impl Spool {
             corrupted_bytes: c.corrupted_bytes.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
             recovered: c.recovered.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
         }
     }
 
@@ -727,9 +859,9 @@ impl Store {
         Ok(())
     }
 
-    fn run(mut self, commands: mpsc::Receiver<Command>, shared: &Shared) {
+    fn run(mut self, inbox: &Inbox, shared: &Shared) {
         self.recover_all(shared);
-        let mut group = Vec::new();
+        let (mut group, mut commands) = (Vec::new(), Vec::new());
         let mut last_group = 0;
         loop {
             let wait = match self.sync {
@@ -738,25 +870,11 @@ impl Store {
                 }
                 _ => Duration::from_secs(3600),
             };
-            let first = match commands.recv_timeout(wait) {
-                Ok(command) => Some(command),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            if last_group > 1 && matches!(first, Some(Command::Append(_))) {
-                // Several callers append at once: let the others of this
-                // round arrive, so they share one write (and this thread is
-                // not woken once for each).
-                std::thread::sleep(LINGER);
-            }
+            let disconnected = inbox.take(wait, last_group, &mut group, &mut commands);
             let mut closing = None;
             let mut acks = Vec::new();
-            for command in first
-                .into_iter()
-                .chain(std::iter::from_fn(|| commands.try_recv().ok()))
-            {
+            for command in commands.drain(..) {
                 match command {
-                    Command::Append(waiting) => group.push(waiting),
                     Command::Read { max, reply } => self.pending_read = Some((max, reply)),
                     Command::Ack(seqs) => acks.extend(seqs),
                     Command::Close(reply) => closing = Some(reply),
@@ -783,6 +901,9 @@ impl Store {
                 let _ = reply.send(());
                 return;
             }
+            if disconnected {
+                break;
+            }
         }
         self.finish();
     }
@@ -802,6 +923,7 @@ impl Store {
                     .items
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
                 counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                counters.commits.fetch_add(1, Ordering::Relaxed);
                 let (first, at) = (written.first, written.at);
                 let held = self.hold(group, written);
                 for ((seq, waiting), held) in (first..).zip(group.drain(..)).zip(held) {

@@ -548,3 +548,35 @@ async fn appends_go_on_while_an_interval_sync_waits_for_the_disk() {
     let spool = opened(Spool::open(&every_ms, 1_000)).await;
     assert_eq!(items(&read_now(&spool).await), (0..100).collect::<Vec<_>>());
 }
+
+/// Callers appending at once share writes: the storage thread waits for
+/// as many as the last group held, so 64 callers appending 20 records each
+/// take far fewer writes than records, and every record is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_appending_at_once_share_their_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = opened(Spool::open(&config(dir.path()), 1 << 20)).await;
+    let (callers, each) = (64, 20);
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let spool = spool.clone();
+            tokio::spawn(async move {
+                append_all(&spool, caller * each..(caller + 1) * each).await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = spool.stats();
+    assert_eq!(stats.items, callers * each);
+    assert!(
+        stats.commits <= callers * each / 8,
+        "{} writes for {} records",
+        stats.commits,
+        callers * each
+    );
+    let mut read = items(&read_now(&spool).await);
+    read.sort_unstable();
+    assert_eq!(read, (0..callers * each).collect::<Vec<_>>());
+}
