@@ -469,6 +469,7 @@ impl EventBuilder {
     }
 
     /// The event, or the first problem found.
+    #[inline]
     pub fn build(self) -> Result<Event, ValidationError> {
         if let Some(error) = self.error {
             return Err(*error);
