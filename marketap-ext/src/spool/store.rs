@@ -136,6 +136,8 @@ impl Drop for Sender {
 struct Inbox {
     state: Mutex<InboxState>,
     ready: Condvar,
+    /// The longest wait for a group to fill: [`LINGER`].
+    linger: Duration,
 }
 
 #[derive(Default)]
@@ -150,6 +152,14 @@ struct InboxState {
 }
 
 impl Inbox {
+    fn new(linger: Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            ready: Condvar::new(),
+            linger,
+        }
+    }
+
     /// Adds an append, and wakes the thread if it waits for this many.
     fn append(&self, waiting: Waiting) -> Result<(), Waiting> {
         let mut state = lock(&self.state);
@@ -170,7 +180,7 @@ impl Inbox {
 
     /// The storage thread's wait: for anything, up to `wait`; then, when
     /// appends came and the `last` group held more than one, for as many
-    /// appends as it held, up to [`LINGER`], so that callers appending at
+    /// appends as it held, up to its linger, so that callers appending at
     /// once share one write and this thread is woken once for them all.
     /// Moves what came into `group` and `commands`; whether the last handle
     /// is gone.
@@ -190,7 +200,7 @@ impl Inbox {
             let short = |state: &InboxState| {
                 state.appends.len() < last && state.commands.is_empty() && !state.disconnected
             };
-            state = self.wait_while(state, LINGER, last, short);
+            state = self.wait_while(state, self.linger, last, short);
         }
         std::mem::swap(group, &mut state.appends);
         commands.append(&mut state.commands);
@@ -308,10 +318,7 @@ impl Spool {
             path: config.path().to_owned(),
             opened,
         });
-        let inbox = Arc::new(Inbox {
-            state: Mutex::default(),
-            ready: Condvar::new(),
-        });
+        let inbox = Arc::new(Inbox::new(LINGER));
         let thread_shared = shared.clone();
         let thread_inbox = inbox.clone();
         std::thread::Builder::new()
@@ -1485,5 +1492,105 @@ pub(super) mod sync_gate {
                 shut.iter().any(|(dir, _)| under(dir))
             })
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod inbox_tests {
+    use super::*;
+
+    fn inbox() -> Inbox {
+        Inbox::new(LINGER)
+    }
+
+    fn append(inbox: &Inbox) {
+        let (reply, _) = oneshot::channel();
+        let waiting = Waiting {
+            kind: 0,
+            body: b"{}".to_vec(),
+            hold: false,
+            reply,
+        };
+        assert!(inbox.append(waiting).is_ok());
+    }
+
+    /// The thread sleeps while nothing comes, for as long as it was told
+    /// to (the interval policy's next sync), rather than spinning.
+    #[test]
+    fn an_empty_inbox_waits_for_its_whole_wait() {
+        let inbox = inbox();
+        let (mut group, mut commands) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        let wait = Duration::from_millis(20);
+        assert!(!inbox.take(wait, 0, &mut group, &mut commands));
+        assert!(started.elapsed() >= wait);
+        assert!(group.is_empty() && commands.is_empty());
+    }
+
+    /// After a group of four, one append alone waits out the linger for
+    /// the other three before it is written; with nothing more coming, it
+    /// is written alone.
+    #[test]
+    fn one_append_after_a_group_of_four_waits_for_the_rest() {
+        let inbox = inbox();
+        append(&inbox);
+        let (mut group, mut commands) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        inbox.take(Duration::from_secs(1), 4, &mut group, &mut commands);
+        assert!(started.elapsed() >= LINGER);
+        assert_eq!(group.len(), 1);
+    }
+
+    /// A group already complete, or a caller appending alone (a last
+    /// group of one), is taken at once; a command ends the wait too.
+    #[test]
+    fn what_is_there_is_taken_without_a_linger_when_nothing_more_is_due() {
+        let inbox = inbox();
+        for _ in 0..4 {
+            append(&inbox);
+        }
+        let (mut group, mut commands) = (Vec::new(), Vec::new());
+        inbox.take(Duration::from_secs(1), 4, &mut group, &mut commands);
+        assert_eq!(group.len(), 4);
+        group.clear();
+        append(&inbox);
+        inbox.take(Duration::from_secs(1), 1, &mut group, &mut commands);
+        assert_eq!(group.len(), 1);
+        group.clear();
+        append(&inbox);
+        assert!(inbox.command(Command::Ack(vec![0])).is_ok());
+        inbox.take(Duration::from_secs(1), 4, &mut group, &mut commands);
+        assert_eq!((group.len(), commands.len()), (1, 1));
+    }
+
+    /// The append that completes a group wakes the thread waiting for it,
+    /// long before its linger ends: a second thread appends three more
+    /// while the first waits, and the group holds all four.
+    #[test]
+    fn the_append_that_completes_the_group_wakes_the_thread() {
+        let linger = Duration::from_secs(5);
+        let inbox = Arc::new(Inbox::new(linger));
+        append(&inbox);
+        let appender = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || {
+                // Until the thread waits for the group (a test that fails,
+                // rather than hangs, if it never does).
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while lock(&inbox.state).wake_at != 4 {
+                    assert!(Instant::now() < deadline, "the thread never waited");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                for _ in 0..3 {
+                    append(&inbox);
+                }
+            })
+        };
+        let (mut group, mut commands) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        inbox.take(linger, 4, &mut group, &mut commands);
+        appender.join().unwrap();
+        assert_eq!(group.len(), 4);
+        assert!(started.elapsed() < linger);
     }
 }
