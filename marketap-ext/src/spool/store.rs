@@ -162,12 +162,30 @@ impl Inbox {
 
     /// Adds an append, and wakes the thread if it waits for this many.
     fn append(&self, waiting: Waiting) -> Result<(), Waiting> {
+        self.post(waiting, |state, waiting| {
+            state.appends.push(waiting);
+            state.appends.len() >= state.wake_at
+        })
+    }
+
+    /// Adds a command, and wakes the thread if it waits.
+    fn command(&self, command: Command) -> Result<(), Command> {
+        self.post(command, |state, command| {
+            state.commands.push(command);
+            true
+        })
+    }
+
+    /// Puts `message` in with `push`, which says whether it is what a
+    /// waiting thread waits for; wakes the thread if it waits and it is.
+    /// Hands `message` back once the last handle is gone.
+    fn post<M>(&self, message: M, push: impl FnOnce(&mut InboxState, M) -> bool) -> Result<(), M> {
         let mut state = lock(&self.state);
         if state.disconnected {
-            return Err(waiting);
+            return Err(message);
         }
-        state.appends.push(waiting);
-        let wake = state.wake_at != 0 && state.appends.len() >= state.wake_at;
+        let waited_for = push(&mut state, message);
+        let wake = state.wake_at != 0 && waited_for;
         if wake {
             state.wake_at = 0;
         }
@@ -229,22 +247,6 @@ impl Inbox {
         }
         state.wake_at = 0;
         state
-    }
-
-    /// Adds a command, and wakes the thread if it waits.
-    fn command(&self, command: Command) -> Result<(), Command> {
-        let mut state = lock(&self.state);
-        if state.disconnected {
-            return Err(command);
-        }
-        state.commands.push(command);
-        let wake = state.wake_at != 0;
-        state.wake_at = 0;
-        drop(state);
-        if wake {
-            self.ready.notify_one();
-        }
-        Ok(())
     }
 }
 
