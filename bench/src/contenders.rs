@@ -13,6 +13,7 @@
 
 use std::{
     fmt,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -331,19 +332,20 @@ pub fn outage(n: usize, url: &str) -> Result<OutageResult, BoxError> {
     })
 }
 
-/// Tracks `events` from [`SPOOL_PRODUCERS`] tasks, each taking its share.
+/// Tracks `events` from [`SPOOL_PRODUCERS`] tasks, each taking the next
+/// event in turn, as a service's request handlers take the next request:
+/// the events tracked at one moment lie next to each other in the input,
+/// and the spool keeps them in input order, as every other contender
+/// walks it.
 async fn track_concurrently(ingestor: &Ingestor, events: Vec<Event>) -> Result<(), BoxError> {
-    let share = events.len().div_ceil(SPOOL_PRODUCERS).max(1);
-    let mut events = events.into_iter();
+    let events = Arc::new(Mutex::new(events.into_iter()));
     let mut producers = tokio::task::JoinSet::new();
-    loop {
-        let chunk: Vec<Event> = events.by_ref().take(share).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let ingestor = ingestor.clone();
+    for _ in 0..SPOOL_PRODUCERS {
+        let (ingestor, events) = (ingestor.clone(), events.clone());
         producers.spawn(async move {
-            for event in chunk {
+            loop {
+                let next = events.lock().expect("not poisoned").next();
+                let Some(event) = next else { break };
                 ingestor.track(event).await?;
             }
             Ok::<(), marketap_ext::EnqueueError<Event>>(())
