@@ -49,6 +49,7 @@ impl Known {
 
     /// Records that `name` holds a value a typed setter made, at most
     /// `bytes` long as JSON.
+    #[inline]
     pub(crate) fn insert(&mut self, name: &'static str, bytes: usize) {
         self.forget(name);
         if let Some(slot) = self.values.get_mut(self.len) {

@@ -68,6 +68,7 @@ macro_rules! checked_wrapper {
 /// `bound` if it is within [`crate::MAX_ITEM_BYTES`]; else the item's
 /// length as JSON counted by `exact`, which must be within it too, or
 /// [`ValidationError::TooLarge`] naming `field`.
+#[inline]
 fn check_bound(
     field: &str,
     bound: usize,
@@ -162,6 +163,7 @@ type Counted = Option<usize>;
 
 /// What `build()` needs of the properties: with every member `counted`,
 /// their bound at once; else [`check::walk`].
+#[inline]
 fn walk(
     properties: &Map<String, Value>,
     counted: Counted,
@@ -273,6 +275,7 @@ fn id_len_checked(field: &'static str, id: &str) -> Result<usize, ValidationErro
 /// `{"event_name":..,"properties":..,"timestamp":..,"user_id":..}`, the
 /// properties left out when empty and the timestamp when unset, as the
 /// generated type writes them.
+#[inline]
 fn event_len(raw: &types::CreateEventReq, ids_bytes: usize, properties_bytes: usize) -> usize {
     let mut bytes = r#"{"event_name":,"user_id":}"#.len() + ids_bytes;
     if !raw.properties.is_empty() {

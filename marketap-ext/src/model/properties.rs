@@ -87,11 +87,13 @@ pub(crate) fn str_len(text: &str) -> usize {
 }
 
 /// How many decimal digits `n` has.
+#[inline]
 fn digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// The length of `number` as JSON, as serde_json writes it.
+#[inline]
 pub(crate) fn number_len(number: &serde_json::Number) -> usize {
     if let Some(n) = number.as_u64() {
         digits(n)
@@ -117,6 +119,7 @@ pub(crate) fn float_len(float: f64) -> usize {
 /// count), counted: its digits and `.0`. At that size a double holds every
 /// whole number exactly, and no shorter decimal reads back as it. `None`
 /// for any other float.
+#[inline]
 fn whole_len(float: f64) -> Option<usize> {
     // A cast, not `fract`: that is a call to libm's `trunc`.
     (float.abs() < 1e15 && float as i64 as f64 == float).then(|| {
@@ -136,6 +139,7 @@ pub(crate) fn text_bound(text: &str) -> usize {
 /// The most bytes serde_json writes for a finite `float`: a whole number
 /// below 10^15 exactly (its digits and `.0`, cheap to count), any other
 /// at most 24 (`-2.2250738585072014e-308`).
+#[inline]
 pub(crate) fn float_bound(float: f64) -> usize {
     whole_len(float).unwrap_or(FLOAT_MAX_LEN)
 }

@@ -28,6 +28,7 @@ const RENAMED: &[(Scope, &str, &str)] = &[(
 
 /// Whether `name` is an event Marketap reserves ([`event::ALL`]): one of
 /// this crate's constants, so printable ASCII that passes every check.
+#[inline]
 pub(crate) fn is_reserved_event(name: &str) -> bool {
     is_reserved(name) && event::ALL.contains(&name)
 }
