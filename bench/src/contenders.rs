@@ -335,8 +335,7 @@ pub fn outage(n: usize, url: &str) -> Result<OutageResult, BoxError> {
 /// Tracks `events` from [`SPOOL_PRODUCERS`] tasks, each taking the next
 /// event in turn, as a service's request handlers take the next request:
 /// the events tracked at one moment lie next to each other in the input,
-/// and the spool keeps them in input order, as every other contender
-/// walks it.
+/// which every other contender walks in order too.
 async fn track_concurrently(ingestor: &Ingestor, events: Vec<Event>) -> Result<(), BoxError> {
     let events = Arc::new(Mutex::new(events.into_iter()));
     let mut producers = tokio::task::JoinSet::new();
