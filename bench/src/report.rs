@@ -190,15 +190,15 @@ struct RefusedSize<'a> {
 }
 
 impl<'a> RefusedSize<'a> {
+    /// Of at least one run.
     fn of(runs: &'a [RefusedResult]) -> Self {
         let mut sorted: Vec<&RefusedResult> = runs.iter().collect();
         sorted.sort_by(|a, b| a.memory.peak_mib().total_cmp(&b.memory.peak_mib()));
-        let peak = |run: Option<&&RefusedResult>| run.map_or(f64::NAN, |run| run.memory.peak_mib());
         Self {
             median: sorted[(sorted.len() - 1) / 2],
             runs: sorted.len(),
-            min_mib: peak(sorted.first()),
-            max_mib: peak(sorted.last()),
+            min_mib: sorted[0].memory.peak_mib(),
+            max_mib: sorted[sorted.len() - 1].memory.peak_mib(),
         }
     }
 }
