@@ -3,7 +3,9 @@
 //! - [`Concurrency`], per delivery run: how many requests may be in flight.
 //!   It starts at one and grows by one per success (a slow start, as TCP
 //!   does), then adds one per window of successes up to `max_in_flight`
-//!   (additive increase); a 429 or 503 halves it, never below one
+//!   (additive increase), counting only successes that came after every
+//!   slot was taken (a run that never fills its limit does not grow it);
+//!   a 429 or 503 halves it, never below one
 //!   (multiplicative decrease), once per window however many requests of
 //!   that window were refused. The limit that was refused becomes a
 //!   ceiling, probed again only after a long run of successes, so a server
@@ -154,6 +156,9 @@ struct Window {
     /// Bumped on each decrease: refusals of requests started before it do
     /// not decrease the limit again.
     epoch: u64,
+    /// Whether every slot was taken at some moment since the limit last
+    /// changed: only then does a success grow it.
+    filled: bool,
 }
 
 /// The right to have one request in flight, until dropped.
@@ -200,6 +205,7 @@ impl Concurrency {
                 accepted_at: vec![0; max + 1],
                 refused_at: vec![0; max + 1],
                 epoch: 0,
+                filled: false,
             }),
             changed: Notify::new(),
             on_wire: AtomicUsize::new(0),
@@ -221,6 +227,7 @@ impl Concurrency {
                 let mut window = lock(&self.window);
                 if window.in_flight < window.limit {
                     window.in_flight += 1;
+                    window.filled |= window.in_flight == window.limit;
                     return Slot {
                         concurrency: self.clone(),
                         epoch: window.epoch,
@@ -250,6 +257,13 @@ impl Concurrency {
             window.held = level;
             window.probe_after = PROBE_AFTER_WINDOWS;
         }
+        if !window.filled {
+            // The slots were never all taken since the limit last
+            // changed, so this success says nothing of whether more at
+            // once would be accepted: a quiet spell must not grow it for the next
+            // burst (TCP keeps its window so, RFC 7661).
+            return;
+        }
         let grew = window.grow();
         drop(window);
         if grew {
@@ -277,6 +291,7 @@ impl Concurrency {
             window.probe_after = PROBE_AFTER_WINDOWS_MAX;
         }
         window.limit = (refused / 2).max(1);
+        window.filled = window.in_flight >= window.limit;
         window.ceiling = refused.saturating_sub(1).max(1);
         window.slow_start = false;
         window.successes = 0;
@@ -331,6 +346,7 @@ impl Window {
             return false;
         }
         self.limit = next.min(self.max);
+        self.filled = self.in_flight >= self.limit;
         self.successes = 0;
         self.at_ceiling = 0;
         tracing::trace!(limit = self.limit, "marketap: more requests in flight");
@@ -590,8 +606,11 @@ impl Throttle {
 mod tests {
     use super::*;
 
+    /// The limit after `successes` acceptances, each after every slot was
+    /// taken.
     fn limit_after(concurrency: &Arc<Concurrency>, successes: usize, slot: &Slot) -> usize {
         for _ in 0..successes {
+            lock(&concurrency.window).filled = true;
             concurrency.succeeded(slot);
         }
         concurrency.limit()
@@ -609,6 +628,34 @@ mod tests {
             5,
             "never past the maximum"
         );
+    }
+
+    #[tokio::test]
+    async fn the_limit_grows_only_after_every_slot_was_taken() {
+        let concurrency = Concurrency::new(8);
+        let first = concurrency.acquire().await;
+        // One request at a time, accepted again and again: one slot more
+        // than was used, no further, so that a later burst does not start
+        // at a concurrency the server never saw.
+        for _ in 0..50 {
+            concurrency.succeeded(&first);
+        }
+        assert_eq!(concurrency.limit(), 2);
+        // A burst takes every slot: each success grows the limit again.
+        let mut burst = Vec::new();
+        for expected in 3..=5 {
+            burst.push(concurrency.acquire().await);
+            concurrency.succeeded(&first);
+            assert_eq!(concurrency.limit(), expected);
+        }
+        // A refusal, then one request at a time again: no growth.
+        drop(burst);
+        concurrency.throttled(&first);
+        assert_eq!(concurrency.limit(), 2);
+        for _ in 0..50 {
+            concurrency.succeeded(&first);
+        }
+        assert_eq!(concurrency.limit(), 2, "one at a time never fills two");
     }
 
     #[tokio::test]
