@@ -161,22 +161,41 @@ macro_rules! property_setters {
 /// walks the properties.
 type Counted = Option<usize>;
 
-/// What `build()` needs of the properties: with every member `counted`,
-/// their bound at once; else [`check::walk`].
+/// What `build()` needs of the properties: a bound of their length as
+/// JSON, with every member `counted` at once, else by [`check::walk`].
+/// `check_name` runs between the walk's nesting error and its reserved-name
+/// problem, the order `build()` reports them in.
 #[inline]
-fn walk(
+fn properties_len(
     properties: &Map<String, Value>,
     counted: Counted,
     scope: Option<Scope>,
     known: &check::Known,
-) -> Result<check::Walked, ValidationError> {
+    check_name: impl FnOnce() -> Result<(), ValidationError>,
+) -> Result<usize, ValidationError> {
     match counted {
-        Some(members) => Ok(check::Walked {
-            bytes: properties::compound_len(properties.len(), members),
-            reserved: None,
-        }),
-        None => check::walk(properties, scope, known),
+        Some(members) => {
+            check_name()?;
+            Ok(properties::compound_len(properties.len(), members))
+        }
+        None => walked_len(properties, scope, known, check_name),
     }
+}
+
+/// [`properties_len`] by the walk. Out of line: what the walk hands back,
+/// a reserved-name problem in it, is large, and copying it around cost
+/// every `build()` (about 1% of `build-ext`) though a builder whose every
+/// member was counted never walks.
+#[inline(never)]
+fn walked_len(
+    properties: &Map<String, Value>,
+    scope: Option<Scope>,
+    known: &check::Known,
+    check_name: impl FnOnce() -> Result<(), ValidationError>,
+) -> Result<usize, ValidationError> {
+    let walked = check::walk(properties, scope, known)?;
+    check_name()?;
+    walked.reserved.map_or(Ok(walked.bytes), Err)
 }
 
 /// The first problem a setter found, for `build()` to return: boxed, so
@@ -500,14 +519,21 @@ impl EventBuilder {
             })?;
         }
         let scope = self.reserved_check.then_some(Scope::EventProperty);
-        let walked = walk(&self.raw.properties, self.counted, scope, &self.known)?;
-        if self.reserved_check && !taxonomy_name {
-            reserved::check_event_name(&self.raw.event_name)?;
-        }
-        if let Some(error) = walked.reserved {
-            return Err(error);
-        }
-        let bound = event_len(&self.raw, ids_bytes, walked.bytes);
+        let check_name = || {
+            if self.reserved_check && !taxonomy_name {
+                reserved::check_event_name(&self.raw.event_name)
+            } else {
+                Ok(())
+            }
+        };
+        let properties_bytes = properties_len(
+            &self.raw.properties,
+            self.counted,
+            scope,
+            &self.known,
+            check_name,
+        )?;
+        let bound = event_len(&self.raw, ids_bytes, properties_bytes);
         let bound = check_bound("event", bound, || properties::json_len(&self.raw))?;
         Ok(Event {
             raw: self.raw,
@@ -632,11 +658,14 @@ impl UserProfileBuilder {
         }
         let user_id_bytes = id_len("user_id", &self.raw.user_id)?;
         let scope = self.reserved_check.then_some(Scope::UserProperty);
-        let walked = walk(&self.raw.properties, self.counted, scope, &self.known)?;
-        if let Some(error) = walked.reserved {
-            return Err(error);
-        }
-        let bound = profile_len(user_id_bytes, walked.bytes);
+        let properties_bytes = properties_len(
+            &self.raw.properties,
+            self.counted,
+            scope,
+            &self.known,
+            || Ok(()),
+        )?;
+        let bound = profile_len(user_id_bytes, properties_bytes);
         let bound = check_bound("profile", bound, || properties::json_len(&self.raw))?;
         Ok(UserProfile {
             raw: self.raw,
