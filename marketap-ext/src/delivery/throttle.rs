@@ -260,8 +260,8 @@ impl Concurrency {
         if !window.filled {
             // The slots were never all taken since the limit last
             // changed, so this success says nothing of whether more at
-            // once would be accepted: a quiet spell must not grow it for the next
-            // burst (TCP keeps its window so, RFC 7661).
+            // once would be accepted: a quiet spell must not grow it for
+            // the next burst (TCP keeps its window so, RFC 7661).
             return;
         }
         let grew = window.grow();

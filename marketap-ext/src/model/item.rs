@@ -184,7 +184,7 @@ fn properties_len(
 
 /// [`properties_len`] by the walk. Out of line: what the walk hands back,
 /// a reserved-name problem in it, is large, and copying it around cost
-/// every `build()` (about 1% of `build-ext`) though a builder whose every
+/// every `build()` (2 to 4% of `build-ext`), though a builder whose every
 /// member was counted never walks.
 #[inline(never)]
 fn walked_len(
