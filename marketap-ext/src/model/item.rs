@@ -309,7 +309,7 @@ fn id_len_checked(field: &'static str, id: &str) -> Result<usize, ValidationErro
 
 /// The length of an event as JSON, by arithmetic, given those of its
 /// two ids as JSON strings (from [`id_len`]) and of its properties (a
-/// bound, from [`walk`]; the result is then one too):
+/// bound, from [`properties_len`]; the result is then one too):
 /// `{"event_name":..,"properties":..,"timestamp":..,"user_id":..}`, the
 /// properties left out when empty and the timestamp when unset, as the
 /// generated type writes them.
