@@ -14,6 +14,8 @@ pub(crate) mod item;
 pub(crate) mod kind;
 pub(crate) mod properties;
 pub(crate) mod reserved;
+#[cfg(test)]
+pub(crate) mod strategies;
 pub mod taxonomy;
 pub mod timestamp;
 #[cfg(feature = "tracking-plan")]
