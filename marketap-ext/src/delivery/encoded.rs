@@ -1,19 +1,24 @@
 //! Request bodies written once, as the bytes that go on the wire, and sent
 //! as those bytes.
 //!
-//! - [`Encoded`] items: the spool writes each item's own JSON before
-//!   `track` returns; those bytes are spliced into the request body
-//!   (`{"events":[a,b,...]}`), never serialised a second time.
 //! - Items sent in bulk (events, profiles, devices) are written into their
 //!   body by their own `Serialize` when the request is made
-//!   ([`EncodedBody::written`]): an event's timestamp without chrono's
-//!   `fmt` round trip, which the generated type's `Serialize` takes (about
-//!   2,400 instructions an event, a third of writing it). A retry sends the
-//!   same bytes again.
+//!   ([`WrittenBody`]): an event's timestamp without chrono's `fmt` round
+//!   trip, which the generated type's `Serialize` takes (about 2,400
+//!   instructions an event, a third of writing it). The items are dropped
+//!   once written, on the thread that just made them: holding them until
+//!   the answer cost the end-to-end bench about a seventh of its CPU
+//!   (freeing them cold, after four requests' worth of other events). A
+//!   failed request's items are read back from its bytes, which give back
+//!   the same items (a property test holds every kind to it).
+//! - [`Encoded`] items: the spool writes each item's own JSON before
+//!   `track` returns; those bytes are spliced into the request body
+//!   (`{"events":[a,b,...]}`), never serialised a second time
+//!   ([`EncodedBody`]), and the items ride along, to be handed back.
 //!
-//! Either way the items ride along, to be handed back if the request
-//! fails, and the bytes are the generated type's JSON, byte for byte (the
-//! tests post both to a server that accepts only the generated request).
+//! A retry sends the same bytes again, and the bytes are the generated
+//! type's JSON, byte for byte (the tests post both to a server that accepts
+//! only the generated request).
 //!
 //! [`post`] sends such a body where the generated method would send the
 //! typed one: the method and path come from the spec
@@ -41,59 +46,86 @@ pub(crate) struct Encoded<T> {
     pub json: Vec<u8>,
 }
 
-/// A request body as the bytes that go on the wire, with the items it was
-/// written from (`I` is an item, or an [`Encoded`] one).
+/// A request body spliced from [`Encoded`] items' JSON, with the items.
 #[doc(hidden)]
-pub struct EncodedBody<I> {
+pub struct EncodedBody<T> {
     operation: Operation,
-    /// The body, or why it could not be written: never, for the SDK's own
-    /// items, whose `Serialize` cannot fail. If it did, the request would
-    /// fail unsent, as the generated method's does when it cannot build one
-    /// ([`marketap_api::Error::InvalidRequest`]), and the items go back.
-    bytes: Result<bytes::Bytes, String>,
-    items: Vec<I>,
+    bytes: bytes::Bytes,
+    items: Vec<Encoded<T>>,
 }
 
-impl<T: Item> EncodedBody<T> {
+/// A bulk body written from its items by their own `Serialize`; the items
+/// are dropped once written and read back from the bytes if the request
+/// fails. See the module docs.
+#[doc(hidden)]
+pub struct WrittenBody<T> {
+    operation: Operation,
+    written: Result<bytes::Bytes, Unwritten<T>>,
+}
+
+/// A body that could not be written: why, and the items, kept to hand
+/// back. Never, for the SDK's own items, whose `Serialize` cannot fail; if
+/// it did, the request would fail unsent, as the generated method's does
+/// when it cannot build one ([`marketap_api::Error::InvalidRequest`]).
+struct Unwritten<T> {
+    why: String,
+    items: Vec<T>,
+}
+
+impl<T: Item> WrittenBody<T> {
     /// `items` written as the list `{FIELD:[a,b,...]}`, each by its own
     /// `Serialize`, for [`T::OPERATION`](Wire::OPERATION).
-    pub(crate) fn written(items: Vec<T>) -> Self {
+    pub(crate) fn new(items: Vec<T>) -> Self {
         let mut body = Vec::new();
         let written = write_list(&mut body, T::FIELD, items.len(), |body, i| {
             serde_json::to_writer(body, &items[i])
         });
-        EncodedBody {
+        let written = match written {
+            // Freed here, while the items are still in the cache.
+            Ok(()) => Ok(body.into()),
+            Err(error) => Err(Unwritten {
+                why: format!("the body could not be written: {error}"),
+                items,
+            }),
+        };
+        WrittenBody {
             operation: T::OPERATION,
-            bytes: written
-                .map(|()| body.into())
-                .map_err(|error| format!("the body could not be written: {error}")),
-            items,
+            written,
         }
     }
-}
 
-impl<I> EncodedBody<I> {
-    /// The items, to hand a failed request back.
-    pub(crate) fn into_items(self) -> Vec<I> {
-        self.items
-    }
-
-    pub(crate) fn operation(&self) -> Operation {
-        self.operation
+    /// The items, to hand a failed request back: read back from the bytes.
+    ///
+    /// # Panics
+    ///
+    /// If the bytes do not read back as `T`s, which would be a bug of this
+    /// crate: they are `T`'s own JSON, and the tests read every kind back.
+    pub(crate) fn into_items(self) -> Vec<T> {
+        match self.written {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .and_then(T::from_letter)
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "a {} body this SDK wrote did not read back ({error}): please report it",
+                        self.operation
+                    )
+                }),
+            Err(unwritten) => unwritten.items,
+        }
     }
 
     /// Posts the body once.
     pub(crate) async fn post(&self, api: &Client, project_id: &str) -> ApiResult {
-        match &self.bytes {
+        match &self.written {
             // A retry sends the same bytes again: a reference count, no copy.
             Ok(bytes) => post(api, project_id, self.operation, bytes.clone()).await,
-            Err(why) => Err(marketap_api::Error::InvalidRequest(why.clone())),
+            Err(unwritten) => Err(marketap_api::Error::InvalidRequest(unwritten.why.clone())),
         }
     }
 }
 
 impl<T: Item> Wire for Encoded<T> {
-    type Body = EncodedBody<Self>;
+    type Body = EncodedBody<T>;
     const FIELD: &'static str = T::FIELD;
     const OPERATION: Operation = T::OPERATION;
 
@@ -102,17 +134,17 @@ impl<T: Item> Wire for Encoded<T> {
         let (operation, bytes) = T::encoded_body(&jsons);
         EncodedBody {
             operation,
-            bytes: Ok(bytes.into()),
+            bytes: bytes.into(),
             items,
         }
     }
 
     fn into_items(body: Self::Body) -> Vec<Self> {
-        body.into_items()
+        body.items
     }
 
     fn operation(body: &Self::Body) -> Operation {
-        body.operation()
+        body.operation
     }
 
     fn post<'a>(
@@ -120,7 +152,8 @@ impl<T: Item> Wire for Encoded<T> {
         project_id: &'a str,
         body: &'a Self::Body,
     ) -> impl Future<Output = ApiResult> + Send + 'a {
-        body.post(api, project_id)
+        // A retry sends the same bytes again: a reference count, no copy.
+        post(api, project_id, body.operation, body.bytes.clone())
     }
 
     fn wire_bytes(&self) -> usize {
@@ -210,7 +243,7 @@ mod tests {
         let typed = T::generated_body(items);
         let expected_body = serde_json::to_vec(&typed).unwrap();
         assert_eq!(
-            String::from_utf8_lossy(encoded.bytes.as_ref().unwrap()),
+            String::from_utf8_lossy(&encoded.bytes),
             String::from_utf8_lossy(&expected_body),
             "the spliced body is the serialised one, byte for byte"
         );
@@ -345,10 +378,12 @@ mod tests {
             .connect()
             .unwrap();
         let items = vec![Event::builder("u1", "e").build().unwrap()];
-        let body = EncodedBody {
+        let body = WrittenBody {
             operation: Operation::CollectBulkUserEvents,
-            bytes: Err("broken".to_owned()),
-            items: items.clone(),
+            written: Err(Unwritten {
+                why: "broken".to_owned(),
+                items: items.clone(),
+            }),
         };
         let error = Error::classify(Event::post(&connection.api, "proj", &body).await)
             .await

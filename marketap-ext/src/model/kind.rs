@@ -14,7 +14,7 @@ use self::sealed::Wire as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    delivery::encoded::EncodedBody,
+    delivery::encoded::WrittenBody,
     error::{Error, ValidationError},
     model::item::{Device, Event, EventBuilder, UserDeletion, UserProfile, UserProfileBuilder},
     report::FailedBatch,
@@ -216,19 +216,19 @@ impl Generated for UserDeletion {
 
 /// The [`Item`] impl of a kind sent in bulk: `$item` wraps one element of
 /// `types::$body`'s `$list`, and is written into its request body by its
-/// own `Serialize` ([`EncodedBody::written`]) and posted as those bytes,
+/// own `Serialize` ([`WrittenBody`]) and posted as those bytes,
 /// which the tests hold to what `Client::$method` sends ([`Generated`]);
 /// `$validate` checks one element again (with the reserved check on or
 /// off).
 macro_rules! bulk_kind {
     ($item:ident, $body:ident, $raw:ident, $list:ident, $operation:ident, $method:ident, $index:literal, $undelivered:ident, $validate:expr) => {
         impl sealed::Wire for $item {
-            type Body = EncodedBody<Self>;
+            type Body = WrittenBody<Self>;
             const FIELD: &'static str = stringify!($list);
             const OPERATION: Operation = Operation::$operation;
 
             fn into_body(items: Vec<Self>) -> Self::Body {
-                EncodedBody::written(items)
+                WrittenBody::new(items)
             }
 
             fn into_items(body: Self::Body) -> Vec<Self> {
@@ -557,12 +557,15 @@ mod tests {
         );
     }
 
-    /// What the spool writes of `item` reads back as the same item.
+    /// What the spool writes of `item` reads back as the same item, and so
+    /// do the items of a request body that failed.
     fn round_trips<T: Item + PartialEq>(item: T) {
         let bytes = serde_json::to_vec(&item).unwrap();
         let back = T::from_spool(&bytes).unwrap();
         assert_eq!(back, item, "{}", String::from_utf8_lossy(&bytes));
         assert_eq!(back.wire_bytes(), bytes.len());
+        let items = vec![item.clone(), item];
+        assert_eq!(T::into_items(T::into_body(items.clone())), items);
     }
 
     #[test]
