@@ -35,7 +35,7 @@ use crate::{
     error::ApiResult,
     model::kind::{
         Item, Operation,
-        sealed::{Wire, write_list},
+        sealed::{Wire, encoded_list, write_list},
     },
 };
 
@@ -60,7 +60,15 @@ pub struct EncodedBody<T> {
 #[doc(hidden)]
 pub struct WrittenBody<T> {
     operation: Operation,
-    written: Result<bytes::Bytes, Unwritten<T>>,
+    written: Result<Written, Unwritten<T>>,
+}
+
+/// A list body's bytes, and where each item ends in them: enough to cut
+/// the body in two without reading the items back.
+struct Written {
+    bytes: bytes::Bytes,
+    /// Past the last byte of each item, in order.
+    ends: Vec<usize>,
 }
 
 /// A body that could not be written: why, and the items, kept to hand
@@ -77,12 +85,18 @@ impl<T: Item> WrittenBody<T> {
     /// `Serialize`, for [`T::OPERATION`](Wire::OPERATION).
     pub(crate) fn new(items: Vec<T>) -> Self {
         let mut body = Vec::new();
+        let mut ends = Vec::with_capacity(items.len());
         let written = write_list(&mut body, T::FIELD, items.len(), |body, i| {
-            serde_json::to_writer(body, &items[i])
+            serde_json::to_writer(&mut *body, &items[i])?;
+            ends.push(body.len());
+            Ok::<(), serde_json::Error>(())
         });
         let written = match written {
             // Freed here, while the items are still in the cache.
-            Ok(()) => Ok(body.into()),
+            Ok(()) => Ok(Written {
+                bytes: body.into(),
+                ends,
+            }),
             Err(error) => Err(Unwritten {
                 why: format!("the body could not be written: {error}"),
                 items,
@@ -102,8 +116,10 @@ impl<T: Item> WrittenBody<T> {
     /// crate: they are `T`'s own JSON, and the tests read every kind back.
     pub(crate) fn into_items(self) -> Vec<T> {
         match self.written {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .and_then(T::from_letter)
+            Ok(written) => written
+                .items(T::FIELD)
+                .map(T::from_spool)
+                .collect::<Result<_, _>>()
                 .unwrap_or_else(|error| {
                     panic!(
                         "a {} body this SDK wrote did not read back ({error}): please report it",
@@ -114,13 +130,88 @@ impl<T: Item> WrittenBody<T> {
         }
     }
 
+    /// How many items it holds.
+    pub(crate) fn count(&self) -> usize {
+        match &self.written {
+            Ok(written) => written.ends.len(),
+            Err(unwritten) => unwritten.items.len(),
+        }
+    }
+
+    /// Its length in bytes (0 for a body that could not be written: it
+    /// never goes on the wire).
+    pub(crate) fn len(&self) -> usize {
+        self.written
+            .as_ref()
+            .map_or(0, |written| written.bytes.len())
+    }
+
+    /// Cut after its first `at` items (0 < `at` < its count), by copying
+    /// each run's bytes into a list of its own: the same bytes as writing
+    /// each run's items, with nothing read back.
+    pub(crate) fn split(self, at: usize) -> (Self, Self) {
+        let operation = self.operation;
+        let (first, second) = match self.written {
+            Ok(written) => {
+                let (first, second) = written.split(T::FIELD, at);
+                (Ok(first), Ok(second))
+            }
+            Err(Unwritten { why, mut items }) => {
+                let second = items.split_off(at);
+                let first = Unwritten {
+                    why: why.clone(),
+                    items,
+                };
+                (Err(first), Err(Unwritten { why, items: second }))
+            }
+        };
+        let body = |written| WrittenBody { operation, written };
+        (body(first), body(second))
+    }
+
     /// Posts the body once.
     pub(crate) async fn post(&self, api: &Client, project_id: &str) -> ApiResult {
         match &self.written {
             // A retry sends the same bytes again: a reference count, no copy.
-            Ok(bytes) => post(api, project_id, self.operation, bytes.clone()).await,
+            Ok(written) => post(api, project_id, self.operation, written.bytes.clone()).await,
             Err(unwritten) => Err(marketap_api::Error::InvalidRequest(unwritten.why.clone())),
         }
+    }
+}
+
+impl Written {
+    /// Each item's JSON, in order.
+    fn items(&self, field: &str) -> impl Iterator<Item = &[u8]> {
+        let first = field.len() + 5;
+        let starts = std::iter::once(first).chain(self.ends.iter().map(|end| end + 1));
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.bytes[start..end])
+    }
+
+    /// The two lists of `field` holding the items before `at` and from
+    /// `at` on.
+    fn split(self, field: &str, at: usize) -> (Self, Self) {
+        // `{"<field>":[` comes before the first item.
+        let start = field.len() + 5;
+        let cut = self.ends[at - 1];
+        let last = self.ends[self.ends.len() - 1];
+        // Each run, commas within it included, spliced as one element.
+        let first = encoded_list(field, &[&self.bytes[start..cut]]);
+        let second = encoded_list(field, &[&self.bytes[cut + 1..last]]);
+        // The second run moved back by what came before it (and its comma).
+        let shift = cut + 1 - start;
+        let mut ends = self.ends;
+        let later = ends.split_off(at);
+        let first = Written {
+            bytes: first.into(),
+            ends,
+        };
+        let second = Written {
+            bytes: second.into(),
+            ends: later.into_iter().map(|end| end - shift).collect(),
+        };
+        (first, second)
     }
 }
 
@@ -141,6 +232,14 @@ impl<T: Item> Wire for Encoded<T> {
 
     fn into_items(body: Self::Body) -> Vec<Self> {
         body.items
+    }
+
+    fn count(body: &Self::Body) -> usize {
+        body.items.len()
+    }
+
+    fn body_bytes(body: &Self::Body) -> usize {
+        body.bytes.len()
     }
 
     fn operation(body: &Self::Body) -> Operation {
@@ -392,8 +491,61 @@ mod tests {
             matches!(&error, Error::Protocol { reason } if reason.contains("broken")),
             "{error:?}"
         );
+        assert_eq!(Event::count(&body), 1);
+        assert_eq!(Event::body_bytes(&body), 0, "never on the wire");
         assert_eq!(Event::into_items(body), items);
         mock.assert_calls_async(0).await;
+    }
+
+    /// The bytes of a written body, where there are some.
+    fn bytes_of<T: Item>(body: &WrittenBody<T>) -> &[u8] {
+        &body.written.as_ref().ok().expect("written").bytes
+    }
+
+    /// Cutting a written body anywhere gives the bodies its two runs of
+    /// items would be written as, byte for byte, holding those items.
+    #[test]
+    fn a_written_body_cuts_into_the_bodies_of_its_two_runs() {
+        let events: Vec<Event> = (0..5)
+            .map(|i| {
+                Event::builder(format!("u{i}\"\u{1F600}"), "mkt_page_view")
+                    .property("n", i as f64 + 0.1)
+                    .property("pad", "x".repeat(i * 7))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        for at in 1..events.len() {
+            let whole = Event::into_body(events.clone());
+            assert_eq!(Event::count(&whole), 5);
+            assert_eq!(Event::body_bytes(&whole), bytes_of(&whole).len());
+            let (first, second) = Event::split(whole, at);
+            for (half, items) in [(first, &events[..at]), (second, &events[at..])] {
+                let expected = Event::into_body(items.to_vec());
+                assert_eq!(
+                    String::from_utf8_lossy(bytes_of(&half)),
+                    String::from_utf8_lossy(bytes_of(&expected)),
+                    "cut at {at}"
+                );
+                assert_eq!(Event::count(&half), items.len(), "cut at {at}");
+                // Each half cuts again, by its own item ends.
+                if items.len() > 1 {
+                    let (a, b) = Event::split(half, 1);
+                    let mut back = Event::into_items(a);
+                    back.extend(Event::into_items(b));
+                    assert_eq!(back, items, "cut at {at}, then at 1");
+                } else {
+                    assert_eq!(Event::into_items(half), items, "cut at {at}");
+                }
+            }
+        }
+        let profiles = vec![
+            UserProfile::builder("p1").build().unwrap(),
+            UserProfile::builder("p2").property("a", 1).build().unwrap(),
+        ];
+        let (first, second) = UserProfile::split(UserProfile::into_body(profiles.clone()), 1);
+        assert_eq!(UserProfile::into_items(first), &profiles[..1]);
+        assert_eq!(UserProfile::into_items(second), &profiles[1..]);
     }
 
     #[test]

@@ -150,12 +150,12 @@ impl Delivery {
         }
         let max_bytes = self.max_bytes::<T>();
         let mut outcomes = Vec::new();
-        // Each run to send, with whether it is a half split off to isolate
-        // a 400.
-        let mut todo: VecDeque<(usize, Vec<T>, bool)> = cut_by_bytes(items, max_bytes)
+        // Each body to send, with whether it is a half split off to isolate
+        // a 400. Written at once: the items are dropped as they are written.
+        let mut todo: VecDeque<(usize, T::Body, bool)> = cut_by_bytes(items, max_bytes)
             .into_iter()
             .filter_map(|(offset, piece)| match piece {
-                Ok(piece) => Some((offset, piece, false)),
+                Ok(piece) => Some((offset, T::into_body(piece), false)),
                 Err(too_large) => {
                     outcomes.push((offset, Err(too_large)));
                     None
@@ -164,28 +164,33 @@ impl Delivery {
             .collect();
         let batch = &self.connection.batch;
         let mut isolation_splits_left = batch.max_isolation_splits();
-        while let Some((offset, piece, isolating)) = todo.pop_front() {
-            let count = piece.len();
-            let halves = match self.request(&slot, piece).await {
-                Err(failed) if failed.error.status() == Some(413) && count > 1 => {
-                    // Too large for the server: learn, and send the halves.
-                    let bytes = body_bytes(&failed.items);
-                    self.connection.throttle.refused_size(T::OPERATION, bytes);
-                    (failed.items, isolating)
+        while let Some((offset, body, isolating)) = todo.pop_front() {
+            let count = T::count(&body);
+            let mut failed = match self.request(&slot, body).await {
+                Ok(accepted) => {
+                    outcomes.push((offset, Ok(accepted)));
+                    continue;
                 }
-                Err(failed)
-                    if failed.error.status() == Some(400)
-                        && count > 1
-                        && batch.isolate_bad_requests()
-                        && isolation_splits_left > 0 =>
+                Err(failed) => failed,
+            };
+            let status = failed.error.status();
+            let split = match status {
+                Some(413) if count > 1 => {
+                    // Too large for the server: learn, and send the halves.
+                    let bytes = T::body_bytes(&failed.body);
+                    self.connection.throttle.refused_size(T::OPERATION, bytes);
+                    Some(isolating)
+                }
+                Some(400)
+                    if count > 1 && batch.isolate_bad_requests() && isolation_splits_left > 0 =>
                 {
                     // Refused as invalid, with no item named: find the
                     // refused items by sending the halves.
                     isolation_splits_left -= 1;
                     self.stats.isolation_requests.fetch_add(2, Relaxed);
-                    (failed.items, true)
+                    Some(true)
                 }
-                Err(mut failed) if failed.error.status() == Some(400) => {
+                Some(400) => {
                     if count > 1 && batch.isolate_bad_requests() {
                         if let Error::BadRequest {
                             isolation_stopped, ..
@@ -196,18 +201,18 @@ impl Delivery {
                     } else if isolating {
                         self.stats.isolated.fetch_add(1, Relaxed);
                     }
-                    outcomes.push((offset, Err(failed)));
-                    continue;
+                    None
                 }
-                result => {
-                    outcomes.push((offset, result));
-                    continue;
-                }
+                _ => None,
             };
-            let (mut first, isolating) = halves;
+            let Some(isolating) = split else {
+                outcomes.push((offset, Err(failed.into_batch())));
+                continue;
+            };
             self.stats.splits.fetch_add(1, Relaxed);
-            let second = first.split_off(count / 2);
-            todo.push_front((offset + first.len(), second, isolating));
+            let at = count / 2;
+            let (first, second) = T::split(failed.body, at);
+            todo.push_front((offset + at, second, isolating));
             todo.push_front((offset, first, isolating));
         }
         outcomes
@@ -229,7 +234,9 @@ impl Delivery {
         let Some(slot) = self.slot().await else {
             return Err(unsent(items, Error::Cancelled));
         };
-        self.request(&slot, items).await
+        self.request(&slot, T::into_body(items))
+            .await
+            .map_err(Failed::into_batch)
     }
 
     /// The largest body for `T`'s operation: the configured cap, or less
@@ -241,22 +248,21 @@ impl Delivery {
     }
 
     /// One request in `slot`, with retries.
-    async fn request<T: Wire>(
-        &self,
-        slot: &Slot,
-        items: Vec<T>,
-    ) -> Result<Accepted, FailedBatch<T>> {
-        let count = items.len();
+    async fn request<T: Wire>(&self, slot: &Slot, body: T::Body) -> Result<Accepted, Failed<T>> {
+        let count = T::count(&body);
         let mut cancel = self.cancel.clone();
         let refused = self
             .unauthorized()
             .or_else(|| cancel.is_cancelled().then_some(Error::Cancelled));
         if let Some(error) = refused {
-            return Err(unsent(items, error));
+            return Err(Failed {
+                body,
+                error,
+                attempts: 0,
+            });
         }
 
         let connection = &*self.connection;
-        let body = T::into_body(items);
         let attempts = AtomicU32::new(0);
         let pace = Pace {
             throttle: &connection.throttle,
@@ -295,12 +301,31 @@ impl Delivery {
                 {
                     let _ = self.unauthorized.set((*code, message.clone()));
                 }
-                Err(FailedBatch {
-                    items: T::into_items(body),
+                Err(Failed {
+                    body,
                     error,
                     attempts,
                 })
             }
+        }
+    }
+}
+
+/// A request that failed: its body, until it is split or its items are
+/// handed back.
+struct Failed<T: Wire> {
+    body: T::Body,
+    error: Error,
+    attempts: u32,
+}
+
+impl<T: Wire> Failed<T> {
+    /// The items, read back out of the body, with the error.
+    fn into_batch(self) -> FailedBatch<T> {
+        FailedBatch {
+            items: T::into_items(self.body),
+            error: self.error,
+            attempts: self.attempts,
         }
     }
 }

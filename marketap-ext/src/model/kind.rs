@@ -96,10 +96,22 @@ pub(crate) mod sealed {
         /// The operation a dead letter of this kind names.
         const OPERATION: Operation;
 
-        /// Wraps items into a body: a move, no copy.
+        /// Makes the body of `items`.
         fn into_body(items: Vec<Self>) -> Self::Body;
         /// Takes the items back out, to hand a failed request back.
         fn into_items(body: Self::Body) -> Vec<Self>;
+        /// How many items `body` holds.
+        fn count(body: &Self::Body) -> usize;
+        /// The body's length as JSON, in bytes.
+        fn body_bytes(body: &Self::Body) -> usize;
+        /// `body` cut after its first `at` items (0 < `at` < its count):
+        /// the two bodies [`into_body`](Self::into_body) would make of the
+        /// two runs of items.
+        fn split(body: Self::Body, at: usize) -> (Self::Body, Self::Body) {
+            let mut first = Self::into_items(body);
+            let second = first.split_off(at);
+            (Self::into_body(first), Self::into_body(second))
+        }
         /// The operation a body goes to (deletions pick one of two).
         fn operation(_body: &Self::Body) -> Operation {
             Self::OPERATION
@@ -235,6 +247,18 @@ macro_rules! bulk_kind {
                 body.into_items()
             }
 
+            fn count(body: &Self::Body) -> usize {
+                body.count()
+            }
+
+            fn body_bytes(body: &Self::Body) -> usize {
+                body.len()
+            }
+
+            fn split(body: Self::Body, at: usize) -> (Self::Body, Self::Body) {
+                body.split(at)
+            }
+
             fn post<'a>(
                 api: &'a Client,
                 project_id: &'a str,
@@ -364,6 +388,17 @@ impl sealed::Wire for UserDeletion {
             DeletionBody::One(req) => vec![Self::from_checked(req.user_id)],
             DeletionBody::Many(req) => req.user_ids.into_iter().map(Self::from_checked).collect(),
         }
+    }
+
+    fn count(body: &Self::Body) -> usize {
+        match body {
+            DeletionBody::One(_) => 1,
+            DeletionBody::Many(req) => req.user_ids.len(),
+        }
+    }
+
+    fn body_bytes(body: &Self::Body) -> usize {
+        serde_json::to_vec(body).map_or(0, |json| json.len())
     }
 
     fn operation(body: &Self::Body) -> Operation {
