@@ -7,10 +7,12 @@
 //!   trip, which the generated type's `Serialize` takes (about 2,400
 //!   instructions an event, a third of writing it). The items are dropped
 //!   once written, on the thread that just made them: holding them until
-//!   the answer cost the end-to-end bench about a seventh of its CPU
-//!   (freeing them cold, after four requests' worth of other events). A
-//!   failed request's items are read back from its bytes, which give back
-//!   the same items (a property test holds every kind to it).
+//!   the answer cost the end-to-end bench about a fifth of its CPU
+//!   (freeing them cold, after four requests' worth of other events). The
+//!   body records where each item ends, so a request is cut in two (a 413,
+//!   or isolating a 400) by copying bytes; a request that fails for good
+//!   reads its items back from their bytes, the same items (a property
+//!   test holds every kind to it).
 //! - [`Encoded`] items: the spool writes each item's own JSON before
 //!   `track` returns; those bytes are spliced into the request body
 //!   (`{"events":[a,b,...]}`), never serialised a second time
