@@ -182,9 +182,14 @@ impl<T: Item> WrittenBody<T> {
 }
 
 impl Written {
+    /// Where the first item of a list of `field` starts: after `{"<field>":[`.
+    fn first_start(field: &str) -> usize {
+        field.len() + 5
+    }
+
     /// Each item's JSON, in order.
     fn items(&self, field: &str) -> impl Iterator<Item = &[u8]> {
-        let first = field.len() + 5;
+        let first = Self::first_start(field);
         let starts = std::iter::once(first).chain(self.ends.iter().map(|end| end + 1));
         starts
             .zip(&self.ends)
@@ -194,8 +199,7 @@ impl Written {
     /// The two lists of `field` holding the items before `at` and from
     /// `at` on.
     fn split(self, field: &str, at: usize) -> (Self, Self) {
-        // `{"<field>":[` comes before the first item.
-        let start = field.len() + 5;
+        let start = Self::first_start(field);
         let cut = self.ends[at - 1];
         let last = self.ends[self.ends.len() - 1];
         // Each run, commas within it included, spliced as one element.
