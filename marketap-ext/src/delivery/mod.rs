@@ -118,6 +118,12 @@ impl Delivery {
             })
     }
 
+    /// Why no request may start now: a 401 came, or the deadline passed.
+    fn refusal(&self) -> Option<Error> {
+        self.unauthorized()
+            .or_else(|| self.cancel.is_cancelled().then_some(Error::Cancelled))
+    }
+
     /// Waits for a request slot; `None` once the deadline has passed.
     pub(crate) async fn slot(&self) -> Option<Slot> {
         let mut cancel = self.cancel.clone();
@@ -152,10 +158,18 @@ impl Delivery {
         let mut outcomes = Vec::new();
         // Each body to send, with whether it is a half split off to isolate
         // a 400. Written at once: the items are dropped as they are written.
+        // A run no request may carry (after a 401, or past the deadline:
+        // both last) goes back as it is, never written to be read back.
         let mut todo: VecDeque<(usize, T::Body, bool)> = cut_by_bytes(items, max_bytes)
             .into_iter()
             .filter_map(|(offset, piece)| match piece {
-                Ok(piece) => Some((offset, T::into_body(piece), false)),
+                Ok(piece) => match self.refusal() {
+                    None => Some((offset, T::into_body(piece), false)),
+                    Some(error) => {
+                        outcomes.push((offset, Err(unsent(piece, error))));
+                        None
+                    }
+                },
                 Err(too_large) => {
                     outcomes.push((offset, Err(too_large)));
                     None
@@ -251,10 +265,7 @@ impl Delivery {
     async fn request<T: Wire>(&self, slot: &Slot, body: T::Body) -> Result<Accepted, Failed<T>> {
         let count = T::count(&body);
         let mut cancel = self.cancel.clone();
-        let refused = self
-            .unauthorized()
-            .or_else(|| cancel.is_cancelled().then_some(Error::Cancelled));
-        if let Some(error) = refused {
+        if let Some(error) = self.refusal() {
             return Err(Failed {
                 body,
                 error,
