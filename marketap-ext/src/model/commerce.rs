@@ -6,7 +6,7 @@
 
 use chrono::NaiveDate;
 use serde::Serialize;
-use serde_json::{Map, Value, map::Entry};
+use serde_json::{Map, Value};
 
 use crate::{
     error::ValidationError,
@@ -50,15 +50,8 @@ impl Fields {
         // A reserved name: nothing in it is escaped.
         let member = name.len() + r#""":"#.len();
         self.members += member + bytes;
-        // Through the entry, as `item::set` explains.
-        match self.object.entry(name) {
-            Entry::Vacant(slot) => {
-                slot.insert(value);
-            }
-            Entry::Occupied(mut slot) => {
-                let replaced = slot.insert(value);
-                self.members -= member + properties::value_bound(&replaced);
-            }
+        if let Some(replaced) = self.object.insert(name.to_owned(), value) {
+            self.members -= member + properties::value_bound(&replaced);
         }
     }
 

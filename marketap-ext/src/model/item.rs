@@ -14,7 +14,7 @@
 
 use marketap_api::types;
 use serde::Serialize;
-use serde_json::{Map, Value, map::Entry};
+use serde_json::{Map, Value};
 
 #[cfg(feature = "tracking-plan")]
 use crate::model::typed::TrackEvent;
@@ -127,13 +127,13 @@ macro_rules! property_setters {
             if self.error.is_none() {
                 match list {
                     Ok((list, bytes)) => {
-                        let replaced = set(&mut self.raw.properties, key, list);
+                        let replaced = self.raw.properties.insert(key.to_owned(), list);
                         self.known.insert(key, bytes);
                         // A reserved name: nothing in it is escaped.
                         let member = key.len() + r#""":"#.len() + bytes;
                         self.counted = self
                             .counted
-                            .filter(|_| !replaced)
+                            .filter(|_| replaced.is_none())
                             .map(|counted| counted + member);
                     }
                     Err(error) => self.error = Some(Box::new(error)),
@@ -226,30 +226,11 @@ fn insert_property(
         Ok(value) => {
             let member = (!value.is_array() && !value.is_object() && !is_reserved(&key))
                 .then(|| properties::text_bound(&key) + 1 + properties::value_bound(&value));
-            if set(map, key, value) { None } else { member }
+            map.insert(key, value).map_or(member, |_| None)
         }
         Err(e) => {
             *error = Some(Box::new(e));
             None
-        }
-    }
-}
-
-/// Sets `key` to `value` in `map`; whether it replaced a value. Through
-/// the entry, not `insert`: `insert` took the value as an argument, copied
-/// at once from the narrower stores that had just made it (a
-/// store-forwarding stall on every property), where the entry's insert
-/// copies it after the key's search.
-#[inline(always)]
-fn set(map: &mut Map<String, Value>, key: impl Into<String>, value: Value) -> bool {
-    match map.entry(key) {
-        Entry::Vacant(slot) => {
-            slot.insert(value);
-            false
-        }
-        Entry::Occupied(mut slot) => {
-            slot.insert(value);
-            true
         }
     }
 }
