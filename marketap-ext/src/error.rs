@@ -603,6 +603,7 @@ fn not_reserved(
 /// Whether `value` starts with a printable ASCII byte (no whitespace):
 /// then it is not blank, which settles [`require_non_empty`] without a
 /// trim.
+#[inline]
 pub(crate) fn starts_printable(value: &str) -> bool {
     value
         .as_bytes()

@@ -59,6 +59,7 @@ impl Known {
     }
 
     /// `name` now holds a value the walk must look at.
+    #[inline]
     pub(crate) fn forget(&mut self, name: &str) {
         if let Some(index) = self.values[..self.len]
             .iter()

@@ -370,12 +370,14 @@ impl Event {
 
 /// A typed setter's text, moved in as a JSON string, with a bound of its
 /// length as JSON.
+#[inline]
 fn known_text(text: String) -> Result<(Value, usize), ValidationError> {
     let bytes = properties::text_bound(&text);
     Ok((Value::String(text), bytes))
 }
 
 /// A typed setter's flag as JSON, with its length.
+#[inline]
 fn known_bool(on: bool) -> Result<(Value, usize), ValidationError> {
     let bytes = if on { "true".len() } else { "false".len() };
     Ok((Value::Bool(on), bytes))
@@ -383,6 +385,7 @@ fn known_bool(on: bool) -> Result<(Value, usize), ValidationError> {
 
 /// A typed setter's number for the property `name` as JSON, with a bound
 /// of its length; NaN or infinity is [`ValidationError::NonFiniteNumber`].
+#[inline]
 fn known_number(name: &'static str, number: f64) -> Result<(Value, usize), ValidationError> {
     let json = properties::number(format_args!("properties.{name}"), number)?;
     Ok((json, properties::float_bound(number)))

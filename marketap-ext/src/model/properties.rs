@@ -132,6 +132,7 @@ fn whole_len(float: f64) -> Option<usize> {
 /// quotes and six per byte (a control character as `\u00XX`). Counted
 /// without reading the text: a typed setter's strings are bounded so, and
 /// the exact length is counted only when a bound does not settle a limit.
+#[inline]
 pub(crate) fn text_bound(text: &str) -> usize {
     2 + 6 * text.len()
 }
@@ -151,6 +152,7 @@ const FLOAT_MAX_LEN: usize = 24;
 /// plain values ([`text_bound`], [`float_bound`], integers exactly): the
 /// same for the same value, so a value replaced is taken off as it was
 /// added. Arrays and objects are counted exactly.
+#[inline]
 pub(crate) fn value_bound(value: &Value) -> usize {
     match value {
         Value::Null | Value::Bool(true) => 4,
@@ -166,6 +168,7 @@ pub(crate) fn value_bound(value: &Value) -> usize {
 
 /// The length of a JSON array or object of `count` members whose own
 /// lengths add up to `members`: brackets and commas.
+#[inline]
 pub(crate) fn compound_len(count: usize, members: usize) -> usize {
     2 + count.saturating_sub(1) + members
 }

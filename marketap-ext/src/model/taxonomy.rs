@@ -24,6 +24,7 @@ pub const RESERVED_PREFIX: &str = "mkt_";
 ///
 /// The check is case-sensitive: `MKT_login` is not reserved.
 #[must_use]
+#[inline]
 pub fn is_reserved(name: &str) -> bool {
     name.starts_with(RESERVED_PREFIX)
 }
