@@ -19,8 +19,54 @@ use crate::{
     error::ValidationError,
     model::properties::{MAX_DEPTH, Path, compound_len, number_len, str_len, too_deep},
     model::reserved::{check_element, check_entry},
-    model::taxonomy::Scope,
+    model::taxonomy::{Scope, event_property, user_property},
 };
+
+/// The reserved properties a typed setter writes: one byte each in
+/// [`Known`], where a name would take sixteen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KnownName {
+    Revenue,
+    OrderId,
+    Items,
+    Name,
+    PhoneNumber,
+    Email,
+    Gender,
+    Grade,
+    TextMessageOptIn,
+    KakaoOptIn,
+    EmailOptIn,
+    AvailablePoints,
+    CartTotalPrice,
+    WishListTotalPrice,
+    Cart,
+    WishList,
+}
+
+impl KnownName {
+    /// The property's name.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Revenue => event_property::REVENUE,
+            Self::OrderId => event_property::ORDER_ID,
+            Self::Items => event_property::ITEMS,
+            Self::Name => user_property::NAME,
+            Self::PhoneNumber => user_property::PHONE_NUMBER,
+            Self::Email => user_property::EMAIL,
+            Self::Gender => user_property::GENDER,
+            Self::Grade => user_property::GRADE,
+            Self::TextMessageOptIn => user_property::TEXT_MESSAGE_OPT_IN,
+            Self::KakaoOptIn => user_property::KAKAO_OPT_IN,
+            Self::EmailOptIn => user_property::EMAIL_OPT_IN,
+            Self::AvailablePoints => user_property::AVAILABLE_POINTS,
+            Self::CartTotalPrice => user_property::CART_TOTAL_PRICE,
+            Self::WishListTotalPrice => user_property::WISH_LIST_TOTAL_PRICE,
+            Self::Cart => user_property::CART,
+            Self::WishList => user_property::WISH_LIST,
+        }
+    }
+}
 
 /// The top-level properties that a typed setter wrote, each with a bound
 /// of its value's length as JSON. What such a value holds passes every check of
@@ -28,13 +74,17 @@ use crate::{
 /// value of its type (a list of products: objects of item fields of their
 /// types, three levels deep), numbers finite (a non-finite one was refused
 /// when the value was made). Up to [`Known::CAPACITY`] are kept (a
-/// purchase's items, order id and revenue); a value set past that is
-/// walked as any other. Whatever sets a property otherwise forgets its
-/// name here.
+/// purchase's items, order id and revenue), each bound at most
+/// `u32::MAX`; any other value is walked as any other. Whatever sets a
+/// property otherwise forgets its name here.
+///
+/// Twenty bytes (it held names, 104), so that a builder, moved through
+/// each setter, stays within 128 bytes: a move of that size is a few
+/// vector stores, a larger one a call to `memcpy`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Known {
-    values: [(&'static str, usize); Known::CAPACITY],
-    len: usize,
+    names: [Option<KnownName>; Known::CAPACITY],
+    bytes: [u32; Known::CAPACITY],
 }
 
 impl Known {
@@ -43,44 +93,56 @@ impl Known {
 
     /// No known values.
     const NONE: Self = Self {
-        values: [("", 0); Known::CAPACITY],
-        len: 0,
+        names: [None; Known::CAPACITY],
+        bytes: [0; Known::CAPACITY],
     };
 
     /// Records that `name` holds a value a typed setter made, at most
     /// `bytes` long as JSON.
     #[inline]
-    pub(crate) fn insert(&mut self, name: &'static str, bytes: usize) {
-        self.forget(name);
-        if let Some(slot) = self.values.get_mut(self.len) {
-            *slot = (name, bytes);
-            self.len += 1;
+    pub(crate) fn insert(&mut self, name: KnownName, bytes: usize) {
+        let Ok(bytes) = u32::try_from(bytes) else {
+            return self.forget(name.as_str());
+        };
+        // The names kept come first: `name` is before the first free slot,
+        // if it is kept.
+        let slot = self
+            .names
+            .iter()
+            .position(|known| known.is_none_or(|known| known == name));
+        if let Some(slot) = slot {
+            self.names[slot] = Some(name);
+            self.bytes[slot] = bytes;
         }
     }
 
     /// `name` now holds a value the walk must look at.
     #[inline]
     pub(crate) fn forget(&mut self, name: &str) {
-        if let Some(index) = self.values[..self.len]
+        let slot = self
+            .names
             .iter()
-            .position(|(known, _)| *known == name)
-        {
-            self.values.swap(index, self.len - 1);
-            self.len -= 1;
+            .position(|known| known.is_some_and(|known| known.as_str() == name));
+        if let Some(slot) = slot {
+            // The names after it move up: the names kept stay first.
+            self.names.copy_within(slot + 1.., slot);
+            self.bytes.copy_within(slot + 1.., slot);
+            self.names[Self::CAPACITY - 1] = None;
         }
     }
 
     /// Every name may now hold a value the walk must look at.
     pub(crate) fn clear(&mut self) {
-        self.len = 0;
+        *self = Self::NONE;
     }
 
     /// The bound of `name`'s value's length, if it is known.
     fn get(&self, name: &str) -> Option<usize> {
-        self.values[..self.len]
+        self.names
             .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, bytes)| *bytes)
+            .zip(self.bytes)
+            .find(|(known, _)| known.is_some_and(|known| known.as_str() == name))
+            .map(|(_, bytes)| bytes as usize)
     }
 }
 
@@ -334,6 +396,41 @@ mod tests {
         assert_eq!(field, crate::echo::echo(&path));
     }
 
+    #[test]
+    fn each_known_name_is_a_reserved_property_of_its_own() {
+        use KnownName::*;
+        let event = [Revenue, OrderId, Items];
+        let user = [
+            Name,
+            PhoneNumber,
+            Email,
+            Gender,
+            Grade,
+            TextMessageOptIn,
+            KakaoOptIn,
+            EmailOptIn,
+            AvailablePoints,
+            CartTotalPrice,
+            WishListTotalPrice,
+            Cart,
+            WishList,
+        ];
+        for name in event {
+            assert!(event_property::ALL.contains(&name.as_str()), "{name:?}");
+        }
+        for name in user {
+            assert!(user_property::ALL.contains(&name.as_str()), "{name:?}");
+        }
+        let mut names: Vec<_> = event
+            .iter()
+            .chain(&user)
+            .map(|name| name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), event.len() + user.len());
+    }
+
     /// A known list is counted, not walked: a bogus field inside it goes
     /// unseen (the SDK never builds one; this shows the walk skips it), and
     /// once forgotten it is walked and found.
@@ -345,11 +442,11 @@ mod tests {
         let walked = |known: &Known| walk(&properties, scope, known).unwrap();
 
         let mut known = Known::default();
-        known.insert(event_property::ITEMS, list_bytes);
-        known.insert(user_property::CART, 7);
-        known.insert(user_property::EMAIL, 8);
-        known.insert(user_property::NAME, 3);
-        known.insert(user_property::WISH_LIST, 9);
+        known.insert(KnownName::Items, list_bytes);
+        known.insert(KnownName::Cart, 7);
+        known.insert(KnownName::Email, 8);
+        known.insert(KnownName::Name, 3);
+        known.insert(KnownName::WishList, 9);
         assert_eq!(walked(&known).reserved, None);
         assert_eq!(
             walked(&known).bytes,
@@ -361,7 +458,7 @@ mod tests {
         known.forget(user_property::EMAIL);
         known.forget(user_property::NAME);
 
-        known.insert(event_property::ITEMS, list_bytes);
+        known.insert(KnownName::Items, list_bytes);
         assert_eq!(
             known.get(event_property::ITEMS),
             Some(list_bytes),
@@ -377,7 +474,25 @@ mod tests {
             Some(ValidationError::NotReserved { .. })
         ));
 
-        known.insert(event_property::ITEMS, list_bytes);
+        // Set again after a name before it was forgotten: kept once, so
+        // forgotten at once.
+        known.insert(KnownName::Cart, 7);
+        known.insert(KnownName::Email, 8);
+        known.forget(user_property::CART);
+        known.insert(KnownName::Email, 5);
+        assert_eq!(known.get(user_property::EMAIL), Some(5));
+        known.forget(user_property::EMAIL);
+        assert_eq!(known.get(user_property::EMAIL), None);
+
+        known.insert(KnownName::Items, list_bytes);
+        let past_u32 = usize::try_from(u64::from(u32::MAX) + 1).unwrap();
+        known.insert(KnownName::Items, past_u32);
+        assert_eq!(
+            known.get(event_property::ITEMS),
+            None,
+            "past u32::MAX: walked"
+        );
+        known.insert(KnownName::Items, list_bytes);
         known.clear();
         assert_eq!(known.get(event_property::ITEMS), None);
         assert!(matches!(

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     error::ValidationError,
+    model::check::KnownName,
     model::item::{Event, EventBuilder, UserProfileBuilder},
     model::properties,
     model::taxonomy::{coupon_field, event, event_property, item_field, user_property},
@@ -386,8 +387,8 @@ fn known_bool(on: bool) -> Result<(Value, usize), ValidationError> {
 /// A typed setter's number for the property `name` as JSON, with a bound
 /// of its length; NaN or infinity is [`ValidationError::NonFiniteNumber`].
 #[inline]
-fn known_number(name: &'static str, number: f64) -> Result<(Value, usize), ValidationError> {
-    let json = properties::number(format_args!("properties.{name}"), number)?;
+fn known_number(name: KnownName, number: f64) -> Result<(Value, usize), ValidationError> {
+    let json = properties::number(format_args!("properties.{}", name.as_str()), number)?;
     Ok((json, properties::float_bound(number)))
 }
 
@@ -397,25 +398,22 @@ impl EventBuilder {
     #[inline]
     pub fn revenue(self, revenue: f64) -> Self {
         self.set_known(
-            event_property::REVENUE,
-            known_number(event_property::REVENUE, revenue),
+            KnownName::Revenue,
+            known_number(KnownName::Revenue, revenue),
         )
     }
 
     /// The order's id ([`event_property::ORDER_ID`]).
     #[inline]
     pub fn order_id(self, order_id: impl Into<String>) -> Self {
-        self.set_known(event_property::ORDER_ID, known_text(order_id.into()))
+        self.set_known(KnownName::OrderId, known_text(order_id.into()))
     }
 
     /// The items involved ([`event_property::ITEMS`]), replacing any set before.
     #[inline]
     pub fn items(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
-        self.set_known(
-            event_property::ITEMS,
-            Fields::list(event_property::ITEMS, items),
-        )
+        self.set_known(KnownName::Items, Fields::list(event_property::ITEMS, items))
     }
 }
 
@@ -423,29 +421,29 @@ impl EventBuilder {
 impl UserProfileBuilder {
     /// The member's name ([`user_property::NAME`]).
     pub fn name(self, name: impl Into<String>) -> Self {
-        self.set_known(user_property::NAME, known_text(name.into()))
+        self.set_known(KnownName::Name, known_text(name.into()))
     }
 
     /// The member's phone number ([`user_property::PHONE_NUMBER`]).
     pub fn phone_number(self, phone_number: impl Into<String>) -> Self {
         let phone_number = known_text(phone_number.into());
-        self.set_known(user_property::PHONE_NUMBER, phone_number)
+        self.set_known(KnownName::PhoneNumber, phone_number)
     }
 
     /// The member's email address ([`user_property::EMAIL`]).
     pub fn email(self, email: impl Into<String>) -> Self {
-        self.set_known(user_property::EMAIL, known_text(email.into()))
+        self.set_known(KnownName::Email, known_text(email.into()))
     }
 
     /// The member's gender ([`user_property::GENDER`]).
     pub fn gender(self, gender: user_property::Gender) -> Self {
         let gender = known_text(gender.as_str().to_owned());
-        self.set_known(user_property::GENDER, gender)
+        self.set_known(KnownName::Gender, gender)
     }
 
     /// The member's grade or tier ([`user_property::GRADE`]).
     pub fn grade(self, grade: impl Into<String>) -> Self {
-        self.set_known(user_property::GRADE, known_text(grade.into()))
+        self.set_known(KnownName::Grade, known_text(grade.into()))
     }
 
     /// The member's date of birth ([`user_property::BIRTH`]), sent as `YYYY-MM-DD`. A year
@@ -459,19 +457,19 @@ impl UserProfileBuilder {
     /// Consent to marketing text messages ([`user_property::TEXT_MESSAGE_OPT_IN`]). Only
     /// `false` excludes the member: leave it unset when you do not know.
     pub fn text_message_opt_in(self, opt_in: bool) -> Self {
-        self.set_known(user_property::TEXT_MESSAGE_OPT_IN, known_bool(opt_in))
+        self.set_known(KnownName::TextMessageOptIn, known_bool(opt_in))
     }
 
     /// Consent to marketing messages on KakaoTalk ([`user_property::KAKAO_OPT_IN`]). Only
     /// `false` excludes the member.
     pub fn kakao_opt_in(self, opt_in: bool) -> Self {
-        self.set_known(user_property::KAKAO_OPT_IN, known_bool(opt_in))
+        self.set_known(KnownName::KakaoOptIn, known_bool(opt_in))
     }
 
     /// Consent to marketing email ([`user_property::EMAIL_OPT_IN`]). Only `false` excludes
     /// the member.
     pub fn email_opt_in(self, opt_in: bool) -> Self {
-        self.set_known(user_property::EMAIL_OPT_IN, known_bool(opt_in))
+        self.set_known(KnownName::EmailOptIn, known_bool(opt_in))
     }
 
     /// Points the member can spend ([`user_property::AVAILABLE_POINTS`]).
@@ -479,38 +477,35 @@ impl UserProfileBuilder {
         let points = serde_json::Number::from(points);
         let bytes = properties::number_len(&points);
         self.set_known(
-            user_property::AVAILABLE_POINTS,
+            KnownName::AvailablePoints,
             Ok((Value::Number(points), bytes)),
         )
     }
 
     /// The total price of the member's cart ([`user_property::CART_TOTAL_PRICE`]).
     pub fn cart_total_price(self, price: f64) -> Self {
-        let price = known_number(user_property::CART_TOTAL_PRICE, price);
-        self.set_known(user_property::CART_TOTAL_PRICE, price)
+        let price = known_number(KnownName::CartTotalPrice, price);
+        self.set_known(KnownName::CartTotalPrice, price)
     }
 
     /// The total price of the member's wish list
     /// ([`user_property::WISH_LIST_TOTAL_PRICE`]).
     pub fn wish_list_total_price(self, price: f64) -> Self {
-        let price = known_number(user_property::WISH_LIST_TOTAL_PRICE, price);
-        self.set_known(user_property::WISH_LIST_TOTAL_PRICE, price)
+        let price = known_number(KnownName::WishListTotalPrice, price);
+        self.set_known(KnownName::WishListTotalPrice, price)
     }
 
     /// What is in the member's cart ([`user_property::CART`]).
     pub fn cart(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
-        self.set_known(
-            user_property::CART,
-            Fields::list(user_property::CART, items),
-        )
+        self.set_known(KnownName::Cart, Fields::list(user_property::CART, items))
     }
 
     /// What is in the member's wish list ([`user_property::WISH_LIST`]).
     pub fn wish_list(self, items: impl IntoIterator<Item = Product>) -> Self {
         let items = items.into_iter().map(|product| product.0);
         self.set_known(
-            user_property::WISH_LIST,
+            KnownName::WishList,
             Fields::list(user_property::WISH_LIST, items),
         )
     }
