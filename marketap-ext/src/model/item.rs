@@ -275,7 +275,7 @@ fn timestamp_len(timestamp: &chrono::DateTime<chrono::Utc>) -> usize {
 /// Checks an id as [`require_id`] does, and gives its length as a JSON
 /// string: one scan of the usual id, printable ASCII with no byte that is
 /// escaped.
-#[inline]
+#[inline(always)]
 fn id_len(field: &'static str, id: &str) -> Result<usize, ValidationError> {
     if starts_printable(id) && !bytes::any_word(id.as_bytes(), bytes::escapes_or_not_ascii) {
         return Ok(2 + id.len());
