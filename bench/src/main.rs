@@ -87,8 +87,9 @@ at the end.
 
 Then the build section: each way of building an event (a raw struct, Event::builder,
 Event::purchase with two products, Event::from_raw, and that purchase written by hand)
-timed min(N, 20000) events a round, R rounds, in a process of its own; `marketap-bench build --print [--n N] [--rounds R]`
-runs only that section.
+timed min(N, 20000) events a round, R rounds, in each of four processes of its own (where a
+process's stack and heap land moves the figures); `marketap-bench build --print [--n N]
+[--rounds R]` runs only that section.
 
 internal: marketap-bench sink --delay-ms D [--refuse]
           marketap-bench run <baseline|raw|ext|ingestor|ingestor-burst|cli|baseline-e2e|ext-e2e>
@@ -126,12 +127,11 @@ fn main() -> ExitCode {
                 if n == 0 || rounds == 0 {
                     return Err("build: --n and --rounds must be at least 1".into());
                 }
-                let result = build::run(n, rounds);
                 if print {
-                    print!("{}", build::render(&result));
+                    print!("{}", build::render(&build_section(n, rounds)?));
                     Ok(())
                 } else {
-                    print_json(&result)
+                    print_json(&build::run(n, rounds))
                 }
             })
         }
@@ -346,11 +346,7 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
     let refused = [refused_runs(small)?, refused_runs(large)?];
     drop(refusing);
 
-    let (build_n, build_rounds) = (
-        settings.n.min(20_000).to_string(),
-        settings.rounds.to_string(),
-    );
-    let built: build::BuildResult = child(&["build", "--n", &build_n, "--rounds", &build_rounds])?;
+    let built = build_section(settings.n.min(20_000), settings.rounds)?;
 
     let slow = SinkProcess::start(LATENCY_DELAY, Answer::Accept)?;
     let latency_n = settings.latency_n.to_string();
@@ -403,6 +399,16 @@ fn orchestrate(args: &[String]) -> Result<(), BoxError> {
 }
 
 /// Runs this binary with `args` and reads the JSON line it prints last.
+/// The build section: `rounds` rounds of `n` events in each of
+/// [`build::PROCESSES`] processes, pooled.
+fn build_section(n: usize, rounds: usize) -> Result<build::BuildResult, BoxError> {
+    let (n, rounds) = (n.to_string(), rounds.to_string());
+    let results = (0..build::PROCESSES)
+        .map(|_| child(&["build", "--n", &n, "--rounds", &rounds]))
+        .collect::<Result<_, _>>()?;
+    Ok(build::BuildResult::pooled(results))
+}
+
 fn child<T: DeserializeOwned>(args: &[&str]) -> Result<T, BoxError> {
     let output = Command::new(std::env::current_exe()?)
         .args(args)
