@@ -457,6 +457,8 @@ mod tests {
         assert_eq!(known.get(user_property::WISH_LIST), None, "four at most");
         known.forget(user_property::EMAIL);
         known.forget(user_property::NAME);
+        assert_eq!(known.get(user_property::EMAIL), None);
+        assert_eq!(known.get(user_property::NAME), None);
 
         known.insert(KnownName::Items, list_bytes);
         assert_eq!(
