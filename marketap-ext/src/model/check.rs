@@ -22,50 +22,47 @@ use crate::{
     model::taxonomy::{Scope, event_property, user_property},
 };
 
-/// The reserved properties a typed setter writes: one byte each in
-/// [`Known`], where a name would take sixteen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KnownName {
-    Revenue,
-    OrderId,
-    Items,
-    Name,
-    PhoneNumber,
-    Email,
-    Gender,
-    Grade,
-    TextMessageOptIn,
-    KakaoOptIn,
-    EmailOptIn,
-    AvailablePoints,
-    CartTotalPrice,
-    WishListTotalPrice,
-    Cart,
-    WishList,
+/// `KnownName`: its variants, each with the property it stands for.
+macro_rules! known_names {
+    ($($variant:ident => $name:path,)*) => {
+        /// The reserved properties a typed setter writes: one byte each in
+        /// [`Known`], where a name would take sixteen.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum KnownName {
+            $($variant,)*
+        }
+
+        impl KnownName {
+            #[cfg(test)]
+            const ALL: &[Self] = &[$(Self::$variant),*];
+
+            /// The property's name.
+            pub(crate) const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl KnownName {
-    /// The property's name.
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            Self::Revenue => event_property::REVENUE,
-            Self::OrderId => event_property::ORDER_ID,
-            Self::Items => event_property::ITEMS,
-            Self::Name => user_property::NAME,
-            Self::PhoneNumber => user_property::PHONE_NUMBER,
-            Self::Email => user_property::EMAIL,
-            Self::Gender => user_property::GENDER,
-            Self::Grade => user_property::GRADE,
-            Self::TextMessageOptIn => user_property::TEXT_MESSAGE_OPT_IN,
-            Self::KakaoOptIn => user_property::KAKAO_OPT_IN,
-            Self::EmailOptIn => user_property::EMAIL_OPT_IN,
-            Self::AvailablePoints => user_property::AVAILABLE_POINTS,
-            Self::CartTotalPrice => user_property::CART_TOTAL_PRICE,
-            Self::WishListTotalPrice => user_property::WISH_LIST_TOTAL_PRICE,
-            Self::Cart => user_property::CART,
-            Self::WishList => user_property::WISH_LIST,
-        }
-    }
+known_names! {
+    Revenue => event_property::REVENUE,
+    OrderId => event_property::ORDER_ID,
+    Items => event_property::ITEMS,
+    Name => user_property::NAME,
+    PhoneNumber => user_property::PHONE_NUMBER,
+    Email => user_property::EMAIL,
+    Gender => user_property::GENDER,
+    Grade => user_property::GRADE,
+    TextMessageOptIn => user_property::TEXT_MESSAGE_OPT_IN,
+    KakaoOptIn => user_property::KAKAO_OPT_IN,
+    EmailOptIn => user_property::EMAIL_OPT_IN,
+    AvailablePoints => user_property::AVAILABLE_POINTS,
+    CartTotalPrice => user_property::CART_TOTAL_PRICE,
+    WishListTotalPrice => user_property::WISH_LIST_TOTAL_PRICE,
+    Cart => user_property::CART,
+    WishList => user_property::WISH_LIST,
 }
 
 /// The top-level properties that a typed setter wrote, each with a bound
@@ -398,37 +395,14 @@ mod tests {
 
     #[test]
     fn each_known_name_is_a_reserved_property_of_its_own() {
-        use KnownName::*;
-        let event = [Revenue, OrderId, Items];
-        let user = [
-            Name,
-            PhoneNumber,
-            Email,
-            Gender,
-            Grade,
-            TextMessageOptIn,
-            KakaoOptIn,
-            EmailOptIn,
-            AvailablePoints,
-            CartTotalPrice,
-            WishListTotalPrice,
-            Cart,
-            WishList,
-        ];
-        for name in event {
-            assert!(event_property::ALL.contains(&name.as_str()), "{name:?}");
+        let mut names: Vec<_> = KnownName::ALL.iter().map(|name| name.as_str()).collect();
+        for name in &names {
+            let event = event_property::ALL.contains(name);
+            assert!(event || user_property::ALL.contains(name), "{name}");
         }
-        for name in user {
-            assert!(user_property::ALL.contains(&name.as_str()), "{name:?}");
-        }
-        let mut names: Vec<_> = event
-            .iter()
-            .chain(&user)
-            .map(|name| name.as_str())
-            .collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), event.len() + user.len());
+        assert_eq!(names.len(), KnownName::ALL.len());
     }
 
     /// A known list is counted, not walked: a bogus field inside it goes
